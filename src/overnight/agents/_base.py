@@ -1,0 +1,106 @@
+"""The agent contract: ask/tell.
+
+The harness asks with :meth:`Agent.propose`: the agent edits the files of the
+worktree it is given and returns a :class:`~overnight.records.Proposal` (a one-line
+hypothesis). The harness then diffs, commits, runs, measures and judges; the agent
+never does. Afterwards the harness tells the agent what happened with
+:meth:`Agent.observe`.
+
+Contract for implementations:
+
+* ``propose`` may only change files inside ``context.task_dir``'s worktree; the
+  harness checks the diff and rejects changes outside the editable files.
+* ``propose`` raises :class:`~overnight.errors.AgentError` with a reason when it
+  cannot propose (a failing command, a model reply that does not parse, ...); the
+  experiment is then recorded as ``rejected`` and the run goes on.
+* ``propose`` should return promptly once ``context.stop`` is set.
+* One agent instance serves one worker: calls never overlap, so an agent needs no locks.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from overnight.config import Config
+from overnight.records import Experiment, Goal, Proposal
+
+
+@dataclass(frozen=True)
+class Context:
+    """Everything an agent may know when it proposes one experiment."""
+
+    experiment_id: int
+    program: str  # program.md, verbatim
+    config: Config
+    worktree: Path  # root of the experiment's git worktree
+    task_dir: Path  # the task folder inside the worktree; commands run here
+    editable: tuple[str, ...]  # task-relative paths of the files the agent may change
+    baseline: float | None
+    best: float | None
+    best_commit: str
+    history: tuple[Experiment, ...]  # every finished experiment, oldest first
+    log_path: Path  # where the agent may write what it did (outside the worktree)
+    brief_path: Path  # a JSON copy of this context, outside the worktree
+    stop: threading.Event = field(default_factory=threading.Event)
+
+    @property
+    def metric(self) -> str:
+        return self.config.metric.name
+
+    @property
+    def goal(self) -> Goal:
+        return self.config.metric.goal_enum
+
+    def brief(self) -> dict[str, Any]:
+        """The context as JSON-ready data (what command agents read from OVERNIGHT_BRIEF)."""
+        return {
+            "experiment_id": self.experiment_id,
+            "program": self.program,
+            "metric": {"name": self.metric, "goal": self.goal.value},
+            "baseline": self.baseline,
+            "best": self.best,
+            "best_commit": self.best_commit,
+            "task_dir": str(self.task_dir),
+            "editable": list(self.editable),
+            "budget_s": self.config.task.budget_s,
+            "history": [
+                {
+                    "id": e.id,
+                    "status": e.status.value,
+                    "metric": e.metric,
+                    "hypothesis": e.hypothesis,
+                    "reason": e.reason,
+                    "commit": e.commit,
+                    "parent": e.parent,
+                    "agent": e.agent,
+                }
+                for e in self.history
+            ],
+        }
+
+    def write_brief(self) -> Path:
+        self.brief_path.parent.mkdir(parents=True, exist_ok=True)
+        self.brief_path.write_text(json.dumps(self.brief(), indent=1), encoding="utf-8")
+        return self.brief_path
+
+
+class Agent(ABC):
+    """Proposes changes; learns from outcomes. See the module docstring for the contract."""
+
+    #: the registry name, recorded on every experiment the agent proposes
+    name: str = ""
+
+    @abstractmethod
+    def propose(self, context: Context) -> Proposal:
+        """Edit the worktree at ``context.task_dir`` and describe the change in one line."""
+
+    def observe(self, experiment: Experiment) -> None:  # noqa: B027 - optional hook, empty by default
+        """Learn from a finished experiment (kept or not). The default ignores it."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook, empty by default
+        """Release what the agent holds (connections, processes) when the run ends."""

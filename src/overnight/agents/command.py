@@ -1,0 +1,75 @@
+"""The `command` agent: any shell command edits the worktree.
+
+The command runs in the experiment's task folder with these variables:
+
+* ``OVERNIGHT_BRIEF``: path to a JSON file (outside the worktree) with program.md,
+  the metric and its goal, the baseline and best values, and the history;
+* ``OVERNIGHT_EXPERIMENT_ID``, ``OVERNIGHT_WORKTREE``, ``OVERNIGHT_TASK_DIR``.
+
+Its hypothesis is its last ``Hypothesis: ...`` output line, else its last non-empty
+line. A command that fails or runs past its timeout is reported as an AgentError
+(the experiment becomes ``rejected``) and the run goes on.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+
+from overnight.agents._base import Agent, Context
+from overnight.errors import AgentError, ConfigError
+from overnight.records import Proposal
+from overnight.runner import run_command
+
+_HYPOTHESIS = re.compile(r"^\s*hypothesis\s*:\s*(.+?)\s*$", re.IGNORECASE | re.MULTILINE)
+MAX_HYPOTHESIS = 300
+
+
+def last_line(output: str) -> str:
+    lines = [line.strip() for line in output.splitlines() if line.strip()]
+    return lines[-1][:MAX_HYPOTHESIS] if lines else ""
+
+
+def hypothesis_from(output: str) -> str:
+    """The last ``Hypothesis:`` line of ``output``, else its last non-empty line, on one line."""
+    found = _HYPOTHESIS.findall(output)
+    return found[-1][:MAX_HYPOTHESIS] if found else last_line(output)
+
+
+class CommandAgent(Agent):
+    name = "command"
+
+    def __init__(self, command: str, timeout_s: float) -> None:
+        if not command.strip():
+            raise ConfigError(
+                "the command agent needs a command: pass --agent-command CMD or set [agent] command in overnight.toml"
+            )
+        self.command = command
+        self.timeout_s = timeout_s
+
+    def propose(self, context: Context) -> Proposal:
+        brief = context.write_brief()
+        env = {
+            **os.environ,
+            "OVERNIGHT_BRIEF": str(brief),
+            "OVERNIGHT_EXPERIMENT_ID": str(context.experiment_id),
+            "OVERNIGHT_WORKTREE": str(context.worktree),
+            "OVERNIGHT_TASK_DIR": str(context.task_dir),
+        }
+        result = run_command(
+            self.command,
+            cwd=context.task_dir,
+            log_path=context.log_path,
+            timeout_s=self.timeout_s,
+            env=env,
+            stop=context.stop,
+            label="agent",
+        )
+        if result.interrupted:
+            raise AgentError("the agent command was interrupted")
+        if result.timed_out:
+            raise AgentError(f"the agent command ran past its timeout of {self.timeout_s:g}s and was killed")
+        if result.exit_code != 0:
+            tail = last_line(result.output) or "no output"
+            raise AgentError(f"the agent command exited with code {result.exit_code}: {tail}")
+        return Proposal(hypothesis=hypothesis_from(result.output), agent=self.name)

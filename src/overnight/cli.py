@@ -1,0 +1,235 @@
+"""The `overnight` command: a thin layer over the package.
+
+Each subcommand parses its flags, calls the package, and prints. Errors derived
+from OvernightError print one message and exit with the code the error carries
+(see overnight.errors); Ctrl-C exits with 130.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from types import FrameType
+
+from overnight import __version__, views, workspace
+from overnight.agents import make_agent
+from overnight.config import CONFIG_FILE, parse_duration
+from overnight.errors import ConfigError, OvernightError
+from overnight.executors import make_executor
+from overnight.init import write_task
+from overnight.records import Experiment, Status
+from overnight.run import Run
+from overnight.scheduler import Limits, Scheduler, Summary
+from overnight.task import Task, check_command
+
+log = logging.getLogger("overnight")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="overnight", description="Run the autonomous research loop on a git repository."
+    )
+    parser.add_argument("--version", action="version", version=f"overnight {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log what the harness does")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("init", help="write overnight.toml and program.md for a task")
+    p.add_argument("dir", nargs="?", default=".", type=Path, help="the task folder (default: .)")
+    p.add_argument("--run", help="the experiment command, e.g. 'python train.py'")
+    p.add_argument("--editable", action="append", help="a glob the agent may change (repeat, or comma-separate)")
+    p.add_argument("--metric", help="the metric's name, as the run prints it ('name: value')")
+    p.add_argument("--goal", choices=["min", "max"], help="whether lower or higher is better")
+
+    p = sub.add_parser("run", help="run experiments until a stop condition")
+    p.add_argument("dir", nargs="?", default=".", type=Path, help="the task folder (default: .)")
+    p.add_argument("--tag", help="the run's name; an existing tag is resumed (default: a new tag from the time)")
+    p.add_argument("--agent", help="who proposes changes (default: [agent] kind)")
+    p.add_argument("--agent-command", help="for --agent command: the command that edits the files")
+    p.add_argument("--agent-timeout", type=float, help="seconds one proposal may take (default: [agent] timeout_s)")
+    p.add_argument("--max-experiments", type=int, help="stop after this many experiments (the baseline not counted)")
+    p.add_argument("--max-time", help="stop starting experiments after this long, e.g. 8h, 30m")
+    p.add_argument("--force", action="store_true", help="resume a tag even though overnight.toml changed")
+
+    for name, text in (("status", "summarize a run"), ("log", "list a run's experiments")):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("dir", nargs="?", default=".", type=Path, help="the task folder (default: .)")
+        p.add_argument("--tag", help="the run (default: the most recent run of the task)")
+        if name == "log":
+            p.add_argument("--format", choices=["table", "tsv", "json"], default="table")
+
+    p = sub.add_parser("show", help="one experiment: hypothesis, status, metrics, diff, log")
+    p.add_argument("id", type=int, help="the experiment's id")
+    p.add_argument("dir", nargs="?", default=".", type=Path, help="the task folder (default: .)")
+    p.add_argument("--tag", help="the run (default: the most recent run of the task)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="overnight: %(levelname)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        return int(COMMANDS[args.command](args) or 0)
+    except OvernightError as err:
+        print(f"overnight: error: {err}", file=sys.stderr)
+        return err.exit_code
+    except KeyboardInterrupt:
+        print("overnight: interrupted", file=sys.stderr)
+        return 130
+
+
+# -- init -------------------------------------------------------------------------------
+
+
+def _ask(question: str, default: str = "") -> str:
+    suffix = f" [{default}]" if default else ""
+    answer = input(f"{question}{suffix}: ").strip()
+    return answer or default
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    interactive = sys.stdin.isatty()
+    editable = [g.strip() for item in (args.editable or []) for g in item.split(",") if g.strip()]
+    run, metric, goal = args.run, args.metric, args.goal
+    if interactive:
+        run = run or _ask("experiment command (run in the task folder)", "python train.py")
+        if not editable:
+            editable = [
+                g.strip() for g in _ask("files the agent may change (globs, comma-separated)", "train.py").split(",")
+            ]
+        metric = metric or _ask("metric name (the run prints 'name: value')", "val_loss")
+        goal = goal or _ask("goal: min or max", "min")
+    missing = [flag for flag, value in (("--run", run), ("--editable", editable), ("--metric", metric)) if not value]
+    if missing:
+        raise ConfigError(f"overnight init needs {', '.join(missing)} (or run it on a terminal to be asked)")
+    written, kept = write_task(args.dir, run, editable, metric, goal or "min")
+    for path in written:
+        print(f"wrote {path}")
+    for path in kept:
+        print(f"kept {path} (it exists; init never overwrites)")
+    if not written:
+        raise ConfigError(f"nothing written: {args.dir / CONFIG_FILE} and program.md exist already")
+    print("next: edit program.md, commit both files, then `overnight run --agent-command ...`")
+    return 0
+
+
+# -- run --------------------------------------------------------------------------------
+
+
+@contextmanager
+def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
+    """First Ctrl-C (or SIGTERM): stop gracefully. Second Ctrl-C: stop now."""
+
+    def handle(signum: int, frame: FrameType | None) -> None:
+        if stop.is_set() and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        stop.set()
+        print(
+            "\novernight: stopping: the running experiment is interrupted and recorded (Ctrl-C again to force)",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    previous = {sig: signal.signal(sig, handle) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _print_experiment(exp: Experiment) -> None:
+    if exp.status is Status.RUNNING:
+        return
+    metric = "" if exp.metric is None else f"{exp.metric:.6g}"
+    took = "" if exp.duration_s is None else f"{exp.duration_s:.1f}s"
+    note = exp.reason if exp.status not in (Status.KEEP, Status.DISCARD, Status.BASELINE) else ""
+    text = f"#{exp.id:<4} {exp.status.value:<11} {metric:>12} {took:>8}  {exp.hypothesis}"
+    print(text + (f"  [{note}]" if note else ""), flush=True)
+
+
+def _print_summary(summary: Summary, task: Task) -> None:
+    base, best = summary.baseline, summary.best
+    print()
+    if summary.stopped:
+        print(f"stopped:  {summary.stopped}")
+    if base is not None and best is not None and base.metric is not None and best.metric is not None:
+        change = best.metric - base.metric
+        pct = f" ({100 * change / abs(base.metric):+.2f}%)" if base.metric else ""
+        kept = summary.counts.get("keep", 0)
+        print(f"result:   baseline {base.metric:.6g} → best {best.metric:.6g}, {change:+.6g}{pct}; {kept} kept")
+    counts = ", ".join(f"{n} {s}" for s, n in sorted(summary.counts.items(), key=lambda kv: -kv[1]))
+    print(f"ledger:   {counts}")
+    state = task.root / ".overnight" / summary.tag
+    print(f"branch:   {summary.branch}   (git log {summary.branch})")
+    print(f"state:    {state}  (ledger.db, logs/)")
+    print(f"resume:   overnight run {task.dir} --tag {summary.tag}")
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    task = Task.load(args.dir)
+    settings = task.config.agent
+    overrides = {"kind": args.agent, "command": args.agent_command, "timeout_s": args.agent_timeout}
+    settings = dataclasses.replace(settings, **{k: v for k, v in overrides.items() if v is not None})
+    settings = settings.check(f"{task.dir / CONFIG_FILE} (with command-line overrides)")
+    limits = Limits(
+        max_experiments=args.max_experiments,
+        max_time_s=parse_duration(args.max_time) if args.max_time else None,
+    )
+    if limits.max_experiments is not None and limits.max_experiments < 0:
+        raise ConfigError("--max-experiments must be 0 or more")
+    task.check_files()
+    task.check_commands()
+    if settings.kind == "command":
+        check_command(settings.command, task.dir, "--agent-command")
+    workspace.ensure_clean(task.root, workspace.modified_files(task.root))
+    agent = make_agent(settings)
+    executor = make_executor("local")
+    run = Run.start(task, args.tag, force=args.force)
+    stop = threading.Event()
+    try:
+        what = "resuming" if run.resumed else "starting"
+        print(
+            f"{what} run {run.tag} on branch {run.branch}: {task.config.metric.name} ({task.config.metric.goal}), "
+            f"agent {agent.name}",
+            flush=True,
+        )
+        with _stop_on_signals(stop):
+            summary = Scheduler(run, agent, executor, limits, stop=stop, report=_print_experiment).run_loop()
+    finally:
+        run.close()
+    _print_summary(summary, task)
+    return 130 if stop.is_set() else 0
+
+
+# -- looking at a run -------------------------------------------------------------------
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    print(views.status_text(views.load_view(args.dir, args.tag)))
+    return 0
+
+
+def cmd_log(args: argparse.Namespace) -> int:
+    view = views.load_view(args.dir, args.tag)
+    formats = {"table": views.log_table, "tsv": views.log_tsv, "json": views.log_json}
+    print(formats[args.format](view))
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    print(views.show_text(views.load_view(args.dir, args.tag), args.id))
+    return 0
+
+
+COMMANDS = {"init": cmd_init, "run": cmd_run, "status": cmd_status, "log": cmd_log, "show": cmd_show}

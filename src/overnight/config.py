@@ -1,0 +1,251 @@
+"""overnight.toml → a frozen, validated configuration.
+
+Each table of the file is a frozen dataclass below; the dataclass *is* the schema.
+Validation is generic: a key the dataclass does not have fails and lists the valid
+ones, a value of the wrong type names the file, the key and what was expected.
+Cross-field rules live in each section's ``check`` method.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import re
+import tomllib
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from overnight.errors import ConfigError
+from overnight.records import Goal
+
+CONFIG_FILE = "overnight.toml"
+PROGRAM_FILE = "program.md"
+
+
+@dataclass(frozen=True)
+class TaskSection:
+    """[task]: what may change and how an experiment runs."""
+
+    run: str = ""  # the experiment command, run with the task folder as cwd
+    editable: tuple[str, ...] = ()  # globs relative to the task folder
+    protected: tuple[str, ...] = ()  # extra protected globs; they win over editable
+    setup: str = ""  # once per worktree, before its first experiment
+    gate: str = ""  # correctness check before each experiment; non-zero → gate_failed
+    budget_s: float = 300.0  # handed to the experiment as OVERNIGHT_BUDGET_S
+    timeout_s: float = 0.0  # hard kill; 0 means 2 × budget_s
+
+    def check(self, where: str) -> TaskSection:
+        if not self.run.strip():
+            raise ConfigError(f'{where} [task] run: required; the experiment command, e.g. run = "python train.py"')
+        if not self.editable:
+            raise ConfigError(
+                f'{where} [task] editable: required; a list of globs the agent may change, e.g. ["train.py"]'
+            )
+        for key in ("editable", "protected"):
+            for pattern in getattr(self, key):
+                if not pattern.strip():
+                    raise ConfigError(f"{where} [task] {key}: empty glob; remove it")
+                if pattern.startswith("/") or ".." in Path(pattern).parts:
+                    raise ConfigError(
+                        f"{where} [task] {key}: {pattern!r} leaves the task folder; "
+                        "globs are relative to the folder holding overnight.toml"
+                    )
+        _positive(where, "task", "budget_s", self.budget_s)
+        if self.timeout_s < 0:
+            raise ConfigError(f"{where} [task] timeout_s: expected a positive number of seconds, got {self.timeout_s}")
+        if self.timeout_s == 0:
+            return dataclasses.replace(self, timeout_s=2 * self.budget_s)
+        return self
+
+
+@dataclass(frozen=True)
+class MetricSection:
+    """[metric]: the number being optimized and where it comes from."""
+
+    name: str = ""
+    goal: str = "min"
+    pattern: str = ""  # regex with one group, applied to the output
+    file: str = ""  # JSON file written by the run, relative to the task folder
+    command: str = ""  # protected evaluator run after the experiment; its output is parsed
+
+    def check(self, where: str) -> MetricSection:
+        if not self.name.strip():
+            raise ConfigError(f'{where} [metric] name: required; the metric to optimize, e.g. name = "val_bpb"')
+        if ":" in self.name or "\n" in self.name:
+            raise ConfigError(f"{where} [metric] name: {self.name!r} may not contain ':' or a newline")
+        if self.goal not in ("min", "max"):
+            raise ConfigError(f'{where} [metric] goal: expected "min" or "max", got {self.goal!r}')
+        if self.pattern:
+            try:
+                groups = re.compile(self.pattern, re.MULTILINE).groups
+            except re.error as exc:
+                raise ConfigError(f"{where} [metric] pattern: not a valid regular expression: {exc}") from None
+            if groups != 1:
+                raise ConfigError(
+                    f"{where} [metric] pattern: expected exactly one capturing group around the number, found {groups}"
+                )
+        if self.pattern and self.file:
+            raise ConfigError(f"{where} [metric]: set either pattern or file, not both")
+        if self.file and (self.file.startswith("/") or ".." in Path(self.file).parts):
+            raise ConfigError(f"{where} [metric] file: {self.file!r} must be a path inside the task folder")
+        return self
+
+    @property
+    def goal_enum(self) -> Goal:
+        return Goal(self.goal)
+
+
+@dataclass(frozen=True)
+class JudgeSection:
+    """[judge]: the keep rule."""
+
+    min_delta: float = 0.0  # a change is kept only if it beats the best by more than this
+
+    def check(self, where: str) -> JudgeSection:
+        if self.min_delta < 0 or not math.isfinite(self.min_delta):
+            raise ConfigError(f"{where} [judge] min_delta: expected a number >= 0, got {self.min_delta}")
+        return self
+
+
+@dataclass(frozen=True)
+class AgentSection:
+    """[agent]: who proposes changes (the command line overrides these)."""
+
+    kind: str = "command"
+    command: str = ""  # for kind = "command": the shell command that edits the worktree
+    timeout_s: float = 1800.0  # how long one proposal may take
+
+    def check(self, where: str) -> AgentSection:
+        _positive(where, "agent", "timeout_s", self.timeout_s)
+        return self
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole overnight.toml."""
+
+    task: TaskSection = field(default_factory=TaskSection)
+    metric: MetricSection = field(default_factory=MetricSection)
+    judge: JudgeSection = field(default_factory=JudgeSection)
+    agent: AgentSection = field(default_factory=AgentSection)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def fingerprint(self) -> str:
+        """A stable text of the settings that define a run (the agent is not one of them)."""
+        data = self.to_dict()
+        del data["agent"]
+        return json.dumps(data, sort_keys=True)
+
+
+SECTIONS: dict[str, type] = {f.name: typing.get_type_hints(Config)[f.name] for f in dataclasses.fields(Config)}
+
+
+def _positive(where: str, section: str, key: str, value: float) -> None:
+    if not (value > 0 and math.isfinite(value)):
+        raise ConfigError(f"{where} [{section}] {key}: expected a positive number of seconds, got {value}")
+
+
+def _coerce(where: str, section: str, key: str, value: Any, kind: Any) -> Any:
+    """Check one value against its field type and return it in the dataclass's form."""
+    label = f"{where} [{section}] {key}"
+    if kind is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{label}: expected a string, got {value!r}")
+        return value
+    if kind is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{label}: expected a number, got {value!r}")
+        return float(value)
+    if kind is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{label}: expected an integer, got {value!r}")
+        return value
+    if kind is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{label}: expected true or false, got {value!r}")
+        return value
+    if typing.get_origin(kind) is tuple:
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"{label}: expected a list of strings, got {value!r}")
+        return tuple(value)
+    raise TypeError(f"unsupported config field type {kind!r}")  # a bug in this module, not user input
+
+
+def _section(where: str, name: str, raw: Any) -> Any:
+    cls = SECTIONS[name]
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where} [{name}]: expected a table, got {raw!r}")
+    hints = typing.get_type_hints(cls)
+    valid = [f.name for f in dataclasses.fields(cls)]
+    values = {}
+    for key, value in raw.items():
+        if key not in hints:
+            raise ConfigError(f"{where} [{name}] {key}: unknown key; valid keys are: {', '.join(valid)}")
+        values[key] = _coerce(where, name, key, value, hints[key])
+    return cls(**values).check(where)
+
+
+def parse_config(data: dict[str, Any], where: str = CONFIG_FILE) -> Config:
+    """Validate a parsed TOML document. ``where`` names the source in messages."""
+    for name in data:
+        if name not in SECTIONS:
+            raise ConfigError(f"{where} [{name}]: unknown table; valid tables are: {', '.join(SECTIONS)}")
+    for required in ("task", "metric"):
+        if required not in data:
+            raise ConfigError(f"{where}: missing the [{required}] table; run `overnight init` to write a complete file")
+    return Config(**{name: _section(where, name, data.get(name, {})) for name in SECTIONS})
+
+
+def load_config(path: Path) -> Config:
+    """Read and validate an overnight.toml file."""
+    where = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{where}: not found; run `overnight init {path.parent}` to create it") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{where}: cannot be read: {exc}") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{where}: not valid TOML: {exc}") from None
+    return parse_config(data, where)
+
+
+def load_program(task_dir: Path) -> str:
+    """Read program.md, the human's instructions to the agent."""
+    path = task_dir / PROGRAM_FILE
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(
+            f"{path}: not found; write the agent's instructions there (or run `overnight init {task_dir}`)"
+        ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot be read: {exc}") from None
+
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*([smhd]?)")
+_UNIT_S = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def parse_duration(text: str) -> float:
+    """'90', '90s', '30m', '8h', '1h30m', '2d' → seconds."""
+    compact = text.strip().lower().replace(" ", "")
+    pos, total = 0, 0.0
+    while pos < len(compact):
+        match = _DURATION.match(compact, pos)
+        if not match:
+            break
+        total += float(match.group(1)) * _UNIT_S[match.group(2)]
+        pos = match.end()
+    if not compact or pos != len(compact) or total <= 0:
+        raise ConfigError(f"invalid duration {text!r}: use seconds or a form like 90s, 30m, 8h, 1h30m")
+    return total

@@ -1,0 +1,60 @@
+"""Exceptions raised by overnight.
+
+Every error the user can cause or meet derives from one root, so the CLI can
+catch a single type, print its message and exit with the code it carries::
+
+    OvernightError                  exit 1: anything overnight reports on purpose
+    ├── ConfigError                 exit 2: overnight.toml, program.md or a flag is wrong
+    ├── GitError                    exit 4: the repository is not in a state we can use
+    │   └── DirtyTreeError          exit 4: editable or protected files have uncommitted changes
+    ├── RunStateError               exit 5: the run (tag) cannot be started or resumed as asked
+    ├── TaskBrokenError             exit 3: the baseline did not produce the metric
+    ├── AgentError                  (recorded as `rejected`; stops nothing)
+    └── StopRun                     exit 1: a condition that ends the run cleanly with a message
+
+Messages are written for whoever acts next: they say what is wrong and what to do.
+"""
+
+from __future__ import annotations
+
+
+class OvernightError(Exception):
+    """Root of every error overnight raises on purpose."""
+
+    exit_code = 1
+
+
+class ConfigError(OvernightError):
+    """The task files or command-line options are invalid."""
+
+    exit_code = 2
+
+
+class GitError(OvernightError):
+    """A git operation failed or the repository is unusable."""
+
+    exit_code = 4
+
+
+class DirtyTreeError(GitError):
+    """Files that an experiment depends on have uncommitted changes."""
+
+
+class RunStateError(OvernightError):
+    """A run cannot be created or resumed (tag mismatch, lock held, ...)."""
+
+    exit_code = 5
+
+
+class TaskBrokenError(OvernightError):
+    """The unchanged code does not produce the metric: nothing can be judged."""
+
+    exit_code = 3
+
+
+class AgentError(OvernightError):
+    """An agent failed to produce a proposal; the experiment is rejected."""
+
+
+class StopRun(OvernightError):
+    """Ends the run cleanly, for a reason the user should read."""

@@ -1,0 +1,195 @@
+"""The ledger: an SQLite record of every experiment of a run.
+
+Ownership: one process writes (the run's controller, which holds the run lock);
+any number may read (status, log, show, report). WAL mode lets readers see a
+consistent state while the writer goes on. Every write goes through
+:meth:`Ledger.transaction`, so a controller killed mid-write leaves the previous
+state, never half a row.
+
+The schema is versioned with ``PRAGMA user_version``; :data:`MIGRATIONS` upgrades
+an older ledger in place, and a newer one is refused with a message.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from overnight.errors import RunStateError
+from overnight.records import Experiment, Status
+
+MIGRATIONS: list[str] = [
+    # version 1
+    """
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    CREATE TABLE experiments (
+        id INTEGER PRIMARY KEY,
+        status TEXT NOT NULL,
+        parent TEXT NOT NULL DEFAULT '',
+        commit_hash TEXT NOT NULL DEFAULT '',
+        agent TEXT NOT NULL DEFAULT '',
+        hypothesis TEXT NOT NULL DEFAULT '',
+        reason TEXT NOT NULL DEFAULT '',
+        metric REAL,
+        metrics TEXT NOT NULL DEFAULT '{}',
+        files_changed INTEGER NOT NULL DEFAULT 0,
+        insertions INTEGER NOT NULL DEFAULT 0,
+        deletions INTEGER NOT NULL DEFAULT 0,
+        duration_s REAL,
+        peak_memory_mb REAL,
+        exit_code INTEGER,
+        started_at TEXT NOT NULL DEFAULT '',
+        ended_at TEXT NOT NULL DEFAULT '',
+        worker INTEGER NOT NULL DEFAULT 0,
+        host TEXT NOT NULL DEFAULT '{}',
+        info TEXT NOT NULL DEFAULT '{}'
+    );
+    CREATE INDEX experiments_status ON experiments (status);
+    """,
+]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+_COLUMNS = (
+    "id, status, parent, commit_hash, agent, hypothesis, reason, metric, metrics, files_changed, insertions, "
+    "deletions, duration_s, peak_memory_mb, exit_code, started_at, ended_at, worker, host, info"
+)
+
+
+class Ledger:
+    """One run's experiments in ``ledger.db``. Not thread-safe: one connection per thread."""
+
+    def __init__(self, path: Path, *, create: bool = False) -> None:
+        if not create and not path.exists():
+            raise RunStateError(f"{path}: no ledger here; start a run with `overnight run`")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._db = sqlite3.connect(path, isolation_level=None, timeout=30)
+        try:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")  # durable across process crashes; WAL keeps it consistent
+            self._migrate()
+        except BaseException:
+            self._db.close()
+            raise
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> Ledger:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _migrate(self) -> None:
+        version = self._db.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise RunStateError(
+                f"{self.path}: ledger schema {version} is newer than this overnight understands "
+                f"({SCHEMA_VERSION}); upgrade overnight"
+            )
+        for number in range(version, SCHEMA_VERSION):
+            with self.transaction():
+                for statement in MIGRATIONS[number].split(";"):
+                    if statement.strip():
+                        self._db.execute(statement)
+                self._db.execute(f"PRAGMA user_version = {number + 1}")
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """All writes inside commit together or not at all."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._db
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    # -- meta: the run's own facts (config, start commit, ...) ---------------------------
+
+    def get_meta(self, key: str, default: str | None = None) -> str | None:
+        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else default
+
+    def set_meta(self, **values: str) -> None:
+        with self.transaction() as db:
+            db.executemany("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", values.items())
+
+    # -- experiments ----------------------------------------------------------------------
+
+    def next_id(self) -> int:
+        row = self._db.execute("SELECT MAX(id) FROM experiments").fetchone()
+        return 0 if row[0] is None else row[0] + 1
+
+    def record(self, exp: Experiment) -> None:
+        """Insert or replace the row of ``exp.id``."""
+        with self.transaction() as db:
+            db.execute(f"INSERT OR REPLACE INTO experiments ({_COLUMNS}) VALUES ({', '.join('?' * 20)})", _row(exp))
+
+    def get(self, experiment_id: int) -> Experiment | None:
+        row = self._db.execute(f"SELECT {_COLUMNS} FROM experiments WHERE id = ?", (experiment_id,)).fetchone()
+        return _experiment(row) if row else None
+
+    def experiments(self, status: Status | None = None) -> list[Experiment]:
+        if status is None:
+            rows = self._db.execute(f"SELECT {_COLUMNS} FROM experiments ORDER BY id").fetchall()
+        else:
+            rows = self._db.execute(
+                f"SELECT {_COLUMNS} FROM experiments WHERE status = ? ORDER BY id", (status.value,)
+            ).fetchall()
+        return [_experiment(r) for r in rows]
+
+
+def _row(e: Experiment) -> tuple[Any, ...]:
+    return (
+        e.id,
+        e.status.value,
+        e.parent,
+        e.commit,
+        e.agent,
+        e.hypothesis,
+        e.reason,
+        e.metric,
+        json.dumps(e.metrics),
+        e.files_changed,
+        e.insertions,
+        e.deletions,
+        e.duration_s,
+        e.peak_memory_mb,
+        e.exit_code,
+        e.started_at,
+        e.ended_at,
+        e.worker,
+        json.dumps(e.host),
+        json.dumps(e.info),
+    )
+
+
+def _experiment(r: tuple[Any, ...]) -> Experiment:
+    return Experiment(
+        id=r[0],
+        status=Status(r[1]),
+        parent=r[2],
+        commit=r[3],
+        agent=r[4],
+        hypothesis=r[5],
+        reason=r[6],
+        metric=r[7],
+        metrics=json.loads(r[8]),
+        files_changed=r[9],
+        insertions=r[10],
+        deletions=r[11],
+        duration_s=r[12],
+        peak_memory_mb=r[13],
+        exit_code=r[14],
+        started_at=r[15],
+        ended_at=r[16],
+        worker=r[17],
+        host=json.loads(r[18]),
+        info=json.loads(r[19]),
+    )

@@ -1,0 +1,277 @@
+"""One worker's loop. Each experiment, in order:
+
+1. record the experiment as running (its id is taken now, so ids never skip)
+2. put the worktree at the current best
+3. ask the agent for a proposal (it edits the worktree)
+4. inspect the change: nothing → no_change; outside the editable files → rejected
+5. commit it as ``exp <id>: <hypothesis>`` under ``refs/overnight/<tag>/<id>``
+6. measure it: setup (first time) → gate → run → metric
+7. judge it against the best
+8. keep: record, then move the run branch to it (compare-and-swap)
+9. record the outcome and tell the agent
+
+An experiment that ends early (steps 3, 4 or 6) raises :class:`Ended`, carrying its
+status and reason, straight to step 9.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+
+from overnight import judge, workspace
+from overnight.agents import Agent, Context
+from overnight.errors import AgentError, OvernightError, RunStateError
+from overnight.executors import Executor
+from overnight.measure import Job, Measurement
+from overnight.records import Experiment, Status
+from overnight.run import Run, now_iso
+from overnight.workspace import Worktree, task_relative
+
+log = logging.getLogger(__name__)
+
+Report = Callable[[Experiment], None]
+
+
+@dataclass
+class Standing:
+    """What every worker needs to know of the run: its baseline, its best and its history."""
+
+    baseline: Experiment | None = None
+    best: Experiment | None = None
+    history: list[Experiment] = field(default_factory=list)
+
+    def add(self, exp: Experiment) -> None:
+        self.history.append(exp)
+        if exp.status is Status.BASELINE:
+            self.baseline = self.best = exp
+        elif exp.status is Status.KEEP:
+            self.best = exp
+
+
+class Ended(Exception):
+    """An experiment ended before it could be judged."""
+
+    def __init__(self, status: Status, reason: str, measurement: Measurement | None = None) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+        self.measurement = measurement
+
+
+class Worker:
+    """Runs experiments one after another in its own worktree."""
+
+    def __init__(
+        self,
+        run: Run,
+        agent: Agent | None,
+        executor: Executor,
+        *,
+        index: int = 0,
+        stop: threading.Event | None = None,
+        host: dict[str, str] | None = None,
+        report: Report | None = None,
+    ) -> None:
+        self.run = run
+        self.agent = agent
+        self.executor = executor
+        self.index = index
+        self.stop = stop or threading.Event()
+        self.host = host or {}
+        self.report = report or (lambda exp: None)
+        self.worktree = Worktree(run.task.root, run.paths.worktrees / f"w{index}")
+        self.needs_setup = True
+        self._editable: dict[str, tuple[str, ...]] = {}
+
+    def open(self, commit: str) -> None:
+        self.worktree.create(commit)
+
+    def close(self) -> None:
+        self.worktree.remove()
+
+    # -- the experiments -----------------------------------------------------------------
+
+    def baseline(self, commit: str) -> Experiment:
+        """Measure the unchanged code at ``commit`` (experiment 0 of a new run)."""
+        exp = self._begin(parent=commit)
+        exp = replace(exp, commit=commit, hypothesis="baseline")
+        try:
+            self.worktree.checkout(commit)
+            measurement = self._measure(exp)
+            if measurement.status is not None:
+                raise Ended(measurement.status, measurement.reason, measurement)
+            return self._finish(exp, Status.BASELINE, "", measurement)
+        except Ended as end:
+            return self._finish(exp, end.status, end.reason, end.measurement)
+        except BaseException as exc:
+            self._abort(exp, exc)
+            raise
+
+    def step(self, standing: Standing) -> Experiment:
+        """Run one experiment on the current best; return it as recorded."""
+        best = standing.best
+        assert best is not None and best.metric is not None, "the baseline comes first"
+        best_value = best.metric
+        exp = self._begin(parent=best.commit)  # 1
+        try:
+            self.worktree.checkout(best.commit)  # 2
+            exp = self._ask(exp, standing)  # 3
+            exp = self._inspect(exp)  # 4
+            exp = self._commit(exp)  # 5
+            measurement = self._measure(exp)  # 6
+            if measurement.status is not None:
+                raise Ended(measurement.status, measurement.reason, measurement)
+            assert measurement.value is not None
+            config = self.run.task.config
+            verdict = judge.decide(measurement.value, best_value, config.metric.goal_enum, config.judge.min_delta)  # 7
+            status = Status.KEEP if verdict.keep else Status.DISCARD
+            exp = self._finish(exp, status, verdict.reason, measurement)  # 9, recorded before the branch moves
+        except Ended as end:
+            exp = self._finish(exp, end.status, end.reason, end.measurement)  # 9
+        except BaseException as exc:
+            self._abort(exp, exc)
+            raise
+        if exp.status is Status.KEEP:
+            exp = self._advance(exp)  # 8
+        if self.agent is not None:
+            self.agent.observe(exp)
+        return exp
+
+    # -- the steps ------------------------------------------------------------------------
+
+    def _begin(self, parent: str) -> Experiment:
+        ledger = self.run.ledger
+        exp = Experiment(
+            id=ledger.next_id(),
+            status=Status.RUNNING,
+            parent=parent,
+            agent=self.agent.name if self.agent else "",
+            started_at=now_iso(),
+            worker=self.index,
+            host=self.host,
+        )
+        ledger.record(exp)
+        return exp
+
+    def _ask(self, exp: Experiment, standing: Standing) -> Experiment:
+        assert self.agent is not None
+        task = self.run.task
+        context = Context(
+            experiment_id=exp.id,
+            program=task.program,
+            config=task.config,
+            worktree=self.worktree.path,
+            task_dir=task.in_worktree(self.worktree.path),
+            editable=self._editable_files(exp.parent),
+            baseline=standing.baseline.metric if standing.baseline else None,
+            best=standing.best.metric if standing.best else None,
+            best_commit=exp.parent,
+            history=tuple(standing.history),
+            log_path=self.run.paths.log(exp.id, "agent"),
+            brief_path=self.run.paths.brief(exp.id),
+            stop=self.stop,
+        )
+        try:
+            proposal = self.agent.propose(context)
+        except AgentError as err:
+            raise Ended(Status.INTERRUPTED if self.stop.is_set() else Status.REJECTED, str(err)) from None
+        if self.stop.is_set():
+            raise Ended(Status.INTERRUPTED, "stopped while the agent was proposing")
+        hypothesis = " ".join(proposal.hypothesis.split()) or "(no hypothesis given)"
+        exp = replace(exp, hypothesis=hypothesis, agent=proposal.agent or exp.agent, info={**exp.info, **proposal.info})
+        self.run.ledger.record(exp)
+        self.report(exp)
+        return exp
+
+    def _inspect(self, exp: Experiment) -> Experiment:
+        change = self.worktree.stage(exp.parent)
+        if change.empty:
+            raise Ended(Status.NO_CHANGE, "the proposal changed no file")
+        task = self.run.task
+        forbidden = task.rules.violations({p: task_relative(p, task.rel) for p in change.paths})
+        exp = replace(exp, files_changed=len(change.paths), insertions=change.insertions, deletions=change.deletions)
+        if forbidden:
+            diff_path = self.run.paths.diff(exp.id)
+            diff_path.parent.mkdir(parents=True, exist_ok=True)
+            diff_path.write_text(self.worktree.staged_diff(exp.parent), encoding="utf-8")
+            shown = ", ".join(forbidden[:5]) + (" ..." if len(forbidden) > 5 else "")
+            raise Ended(Status.REJECTED, f"changed files that are not editable: {shown}")
+        return exp
+
+    def _commit(self, exp: Experiment) -> Experiment:
+        ref = workspace.experiment_ref(self.run.tag, exp.id)
+        commit = self.worktree.commit(exp.parent, f"exp {exp.id}: {exp.hypothesis}\n", ref)
+        exp = replace(exp, commit=commit)
+        self.run.ledger.record(exp)
+        return exp
+
+    def _measure(self, exp: Experiment) -> Measurement:
+        task = self.run.task
+        env = {
+            **os.environ,
+            "OVERNIGHT_BUDGET_S": f"{task.config.task.budget_s:g}",
+            "OVERNIGHT_SEED": "0",
+            "OVERNIGHT_EXPERIMENT_ID": str(exp.id),
+            "OVERNIGHT_TAG": self.run.tag,
+        }
+        job = Job(
+            experiment_id=exp.id,
+            task_dir=task.in_worktree(self.worktree.path),
+            config=task.config,
+            log_path=self.run.paths.log(exp.id),
+            env=env,
+            setup=self.needs_setup,
+            token=f"{self.run.id}:{exp.id}",
+        )
+        measurement = self.executor.measure(job, self.stop)
+        if measurement.setup_done:
+            self.needs_setup = False
+        return measurement
+
+    def _advance(self, exp: Experiment) -> Experiment:
+        try:
+            workspace.update_ref(self.run.task.root, self.run.branch_ref, exp.commit, exp.parent)
+        except OvernightError as err:
+            exp = replace(exp, status=Status.DISCARD, reason=f"the run branch moved outside overnight: {err}")
+            self.run.ledger.record(exp)
+            raise RunStateError(
+                f"branch {self.run.branch} was moved by something other than this run; "
+                "the run stopped to avoid overwriting it"
+            ) from err
+        return exp
+
+    def _finish(self, exp: Experiment, status: Status, reason: str, measurement: Measurement | None) -> Experiment:
+        result = measurement.result if measurement else None
+        exp = replace(
+            exp,
+            status=status,
+            reason=reason,
+            metric=measurement.value if measurement else None,
+            metrics=measurement.metrics if measurement else {},
+            duration_s=round(result.duration_s, 3) if result else None,
+            peak_memory_mb=result.peak_memory_mb if result else None,
+            exit_code=result.exit_code if result else None,
+            ended_at=now_iso(),
+        )
+        self.run.ledger.record(exp)
+        self.report(exp)
+        return exp
+
+    def _abort(self, exp: Experiment, exc: BaseException) -> None:
+        """The harness itself failed (or a second Ctrl-C): record the experiment as interrupted."""
+        reason = "stopped by the user" if isinstance(exc, KeyboardInterrupt) else f"harness error: {exc}"
+        try:
+            self._finish(exp, Status.INTERRUPTED, reason, None)
+        except Exception:  # the ledger may be what failed; the original error matters more
+            log.exception("could not record experiment %d as interrupted", exp.id)
+
+    def _editable_files(self, commit: str) -> tuple[str, ...]:
+        if commit not in self._editable:
+            tracked = workspace.git("ls-tree", "-r", "-z", "--name-only", commit, cwd=self.run.task.root).split("\0")
+            task = self.run.task
+            self._editable = {commit: tuple(str(task_relative(p, task.rel)) for p in task.editable_files(tracked) if p)}
+        return self._editable[commit]

@@ -1,0 +1,104 @@
+"""Measure one commit: setup (first time) → gate → run → evaluator → metric.
+
+This is the procedure every executor performs, wherever it runs. It returns a
+:class:`Measurement`: either a metric value, or the status and reason that say
+why there is none. Judging is not its business.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from overnight import metrics
+from overnight.config import Config
+from overnight.records import RunResult, Status
+from overnight.runner import run_command
+
+
+@dataclass(frozen=True)
+class Job:
+    """One measurement to make. Picklable, so it can travel to another process or node."""
+
+    experiment_id: int
+    task_dir: Path  # the task folder inside a worktree at the commit to measure
+    config: Config
+    log_path: Path
+    env: dict[str, str]  # the full environment for the commands
+    setup: bool  # run [task] setup first (the worktree's first measurement)
+    token: str = ""  # marks the commands' processes (see runner.kill_token_holders)
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """The outcome of a Job. ``status`` is None when the metric was read."""
+
+    status: Status | None
+    reason: str = ""
+    value: float | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
+    result: RunResult | None = None  # the run command's own result, when it ran
+    setup_done: bool = False
+
+
+def _failed(result: RunResult, what: str, timeout_s: float) -> tuple[Status, str] | None:
+    """The status for a command that did not succeed, or None when it did."""
+    if result.interrupted:
+        return Status.INTERRUPTED, f"interrupted during the {what}"
+    if result.timed_out:
+        return Status.TIMEOUT, f"the {what} ran past timeout_s = {timeout_s:g}s and was killed"
+    if result.exit_code != 0:
+        last = next((ln.strip() for ln in reversed(result.output.splitlines()) if ln.strip()), "")
+        hint = " (command not found)" if result.exit_code == 127 else ""
+        return Status.CRASH, f"the {what} exited with code {result.exit_code}{hint}: {last[:200]}"
+    return None
+
+
+def measure(job: Job, stop: threading.Event | None = None) -> Measurement:
+    """Run the job's commands in order; stop at the first that fails."""
+    task = job.config.task
+    timeout = task.timeout_s
+
+    def run(command: str, label: str) -> RunResult:
+        return run_command(
+            command,
+            cwd=job.task_dir,
+            log_path=job.log_path,
+            timeout_s=timeout,
+            env=job.env,
+            stop=stop,
+            label=label,
+            token=f"{job.token}:{label}" if job.token else "",
+        )
+
+    if job.setup and task.setup:
+        failure = _failed(run(task.setup, "setup"), "setup", timeout)
+        if failure:
+            return Measurement(failure[0], failure[1])
+    setup_done = True
+
+    if task.gate:
+        failure = _failed(run(task.gate, "gate"), "gate", timeout)
+        if failure:
+            status = failure[0] if failure[0] is Status.INTERRUPTED else Status.GATE_FAILED
+            return Measurement(status, failure[1], setup_done=setup_done)
+
+    result = run(task.run, "run")
+    failure = _failed(result, "run", timeout)
+    if failure:
+        return Measurement(failure[0], failure[1], result=result, setup_done=setup_done)
+
+    evaluator_output = None
+    if job.config.metric.command:
+        evaluated = run(job.config.metric.command, "evaluator")
+        failure = _failed(evaluated, "evaluator", timeout)
+        if failure:
+            no_metric = failure[0] if failure[0] is Status.INTERRUPTED else Status.NO_METRIC
+            return Measurement(no_metric, failure[1], result=result, setup_done=setup_done)
+        evaluator_output = evaluated.output
+
+    reading = metrics.read(job.config.metric, result.output, job.task_dir, evaluator_output)
+    if reading.value is None:
+        return Measurement(Status.NO_METRIC, reading.reason, None, reading.metrics, result, setup_done)
+    return Measurement(None, "", reading.value, reading.metrics, result, setup_done)

@@ -1,0 +1,129 @@
+"""The data that flows through a run: statuses, goals, proposals, results, experiments.
+
+These are plain values (frozen dataclasses and enums) so they can be pickled to
+other processes, stored in the ledger and compared in tests.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class Status(enum.StrEnum):
+    """Where an experiment ended up. Every status except RUNNING is final."""
+
+    RUNNING = "running"  # recorded while in progress; becomes INTERRUPTED if the controller died
+    BASELINE = "baseline"  # the unchanged code, measured
+    KEEP = "keep"  # beat the best: the run branch advanced to it
+    DISCARD = "discard"  # measured, not better
+    CRASH = "crash"  # the run command (or setup) exited non-zero
+    TIMEOUT = "timeout"  # killed past timeout_s
+    NO_METRIC = "no_metric"  # ran, but the metric was missing, NaN or infinite
+    GATE_FAILED = "gate_failed"  # the correctness gate exited non-zero
+    REJECTED = "rejected"  # the proposal broke the rules, or the agent failed
+    NO_CHANGE = "no_change"  # the proposal changed nothing
+    INTERRUPTED = "interrupted"  # stopped by Ctrl-C or by the controller dying
+
+    @property
+    def measured(self) -> bool:
+        """True when the experiment produced a usable metric value."""
+        return self in (Status.BASELINE, Status.KEEP, Status.DISCARD)
+
+
+class Goal(enum.StrEnum):
+    """Which direction of the metric is better."""
+
+    MIN = "min"
+    MAX = "max"
+
+    def improvement(self, value: float, reference: float) -> float:
+        """How much better ``value`` is than ``reference``; positive means better."""
+        return reference - value if self is Goal.MIN else value - reference
+
+    def better(self, value: float, reference: float) -> bool:
+        """True when ``value`` is strictly better than ``reference``."""
+        return self.improvement(value, reference) > 0
+
+    def worst(self) -> float:
+        """A value every finite value beats (for sorting, never stored as a metric)."""
+        return math.inf if self is Goal.MIN else -math.inf
+
+
+@dataclass(frozen=True)
+class Proposal:
+    """What an agent returns: its one-line hypothesis. The edits are in the worktree."""
+
+    hypothesis: str
+    agent: str = ""
+    # Free-form facts the agent wants recorded (tokens, cost, model); JSON-serialisable.
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """What the runner observed of one command."""
+
+    exit_code: int | None  # None when killed for the timeout or an interrupt
+    duration_s: float
+    peak_memory_mb: float
+    timed_out: bool = False
+    interrupted: bool = False
+    output: str = ""  # what the command printed (the part of the log it wrote), possibly cut
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0 and not self.timed_out and not self.interrupted
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """One row of the ledger: a proposed change and what became of it."""
+
+    id: int
+    status: Status
+    parent: str = ""  # commit the change was proposed on (the best at that time)
+    commit: str = ""  # the experiment's commit; empty when nothing was committed
+    agent: str = ""
+    hypothesis: str = ""
+    reason: str = ""  # why it ended this way, for anything but a plain keep/discard
+    metric: float | None = None
+    metrics: dict[str, float] = field(default_factory=dict)  # every number the run printed
+    files_changed: int = 0
+    insertions: int = 0
+    deletions: int = 0
+    duration_s: float | None = None
+    peak_memory_mb: float | None = None
+    exit_code: int | None = None
+    started_at: str = ""  # ISO 8601, UTC
+    ended_at: str = ""
+    worker: int = 0
+    host: dict[str, str] = field(default_factory=dict)
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        """The experiment as a JSON-ready dict (the `log --format json` row)."""
+        return {
+            "id": self.id,
+            "status": self.status.value,
+            "metric": self.metric,
+            "metrics": self.metrics,
+            "hypothesis": self.hypothesis,
+            "commit": self.commit,
+            "parent": self.parent,
+            "agent": self.agent,
+            "reason": self.reason,
+            "files_changed": self.files_changed,
+            "insertions": self.insertions,
+            "deletions": self.deletions,
+            "duration_s": self.duration_s,
+            "peak_memory_mb": self.peak_memory_mb,
+            "exit_code": self.exit_code,
+            "started_at": self.started_at,
+            "ended_at": self.ended_at,
+            "worker": self.worker,
+            "host": self.host,
+            "info": self.info,
+        }

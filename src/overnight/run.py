@@ -1,0 +1,312 @@
+"""A run: one campaign on a task, named by a tag.
+
+A run owns the branch ``overnight/<tag>`` and the folder ``.overnight/<tag>/`` at the
+repository root (ledger, lock, logs, briefs, worktrees). :meth:`Run.start` creates a
+new run or resumes an existing one; either way it holds the run's lock until
+:meth:`Run.close`, so one controller at a time writes the ledger and the branch.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import os
+import re
+import shutil
+import time
+import uuid
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import IO
+
+from overnight import workspace
+from overnight.errors import RunStateError
+from overnight.ledger import Ledger
+from overnight.records import Experiment, Status
+from overnight.runner import kill_token_holders
+from overnight.task import Task
+from overnight.workspace import BRANCH_PREFIX, STATE_DIR
+
+log = logging.getLogger(__name__)
+
+_TAG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+def now_iso() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+@dataclass(frozen=True)
+class RunPaths:
+    """Where a run keeps its state."""
+
+    dir: Path
+
+    @property
+    def ledger(self) -> Path:
+        return self.dir / "ledger.db"
+
+    @property
+    def lock(self) -> Path:
+        return self.dir / "lock"
+
+    @property
+    def logs(self) -> Path:
+        return self.dir / "logs"
+
+    @property
+    def worktrees(self) -> Path:
+        return self.dir / "worktrees"
+
+    def log(self, experiment_id: int, kind: str = "") -> Path:
+        return self.logs / f"{experiment_id}{'.' + kind if kind else ''}.log"
+
+    def diff(self, experiment_id: int) -> Path:
+        return self.logs / f"{experiment_id}.diff"
+
+    def brief(self, experiment_id: int) -> Path:
+        return self.dir / "briefs" / f"{experiment_id}.json"
+
+
+def paths_for(root: Path, tag: str) -> RunPaths:
+    return RunPaths(root / STATE_DIR / tag)
+
+
+def check_tag(tag: str) -> str:
+    if not _TAG.match(tag):
+        raise RunStateError(
+            f"invalid tag {tag!r}: use up to 64 letters, digits, '.', '_' or '-', starting with a letter or digit"
+        )
+    return tag
+
+
+def runs_of(root: Path, rel: str) -> list[tuple[str, str]]:
+    """(created_at, tag) of every run of the task at ``rel`` in the repo at ``root``, oldest first."""
+    found = []
+    for ledger_path in (root / STATE_DIR).glob("*/ledger.db"):
+        try:
+            with Ledger(ledger_path) as ledger:
+                if ledger.get_meta("task") == rel:
+                    found.append((ledger.get_meta("created_at", "") or "", ledger_path.parent.name))
+        except Exception as exc:  # a damaged ledger must not hide the others
+            log.warning("%s: unreadable (%s)", ledger_path, exc)
+    return sorted(found)
+
+
+def latest_tag(root: Path, rel: str) -> str:
+    runs = runs_of(root, rel)
+    if not runs:
+        raise RunStateError(f"no runs of the task in {root / rel} yet; start one with `overnight run`")
+    return runs[-1][1]
+
+
+def new_tag(task: Task) -> str:
+    base = time.strftime("%Y%m%d-%H%M%S")
+    tag, n = base, 1
+    while (task.root / STATE_DIR / tag).exists() or workspace.resolve(task.root, BRANCH_PREFIX + tag):
+        n += 1
+        tag = f"{base}-{n}"
+    return tag
+
+
+class RunLock:
+    """An exclusive advisory lock on the run; the OS releases it when the holder dies."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fh: IO[str] | None = None
+
+    def acquire(self) -> None:
+        fh = open(self.path, "a+", encoding="utf-8")  # noqa: SIM115 - held until release()
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.seek(0)
+            holder = fh.read().strip() or "another process"
+            fh.close()
+            raise RunStateError(
+                f"this run is already running (pid {holder}); stop it first or use another --tag"
+            ) from None
+        fh.truncate(0)
+        fh.write(str(os.getpid()))
+        fh.flush()
+        self._fh = fh
+
+    def release(self) -> None:
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
+
+    def held_by_other(self) -> bool:
+        """True while another process holds the lock (the run is in progress)."""
+        if not self.path.exists():
+            return False
+        with open(self.path, encoding="utf-8") as fh:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return True
+            fcntl.flock(fh, fcntl.LOCK_UN)
+            return False
+
+
+class Run:
+    """An open run, locked for writing. Use :meth:`start`; close with :meth:`close`."""
+
+    def __init__(self, task: Task, tag: str, paths: RunPaths, ledger: Ledger, lock: RunLock) -> None:
+        self.task = task
+        self.tag = tag
+        self.paths = paths
+        self.ledger = ledger
+        self.lock = lock
+        self.id = ledger.get_meta("run_id") or ""
+        self.start_commit = ledger.get_meta("start_commit") or ""
+        self.resumed = False
+
+    @property
+    def branch(self) -> str:
+        return BRANCH_PREFIX + self.tag
+
+    @property
+    def branch_ref(self) -> str:
+        return "refs/heads/" + self.branch
+
+    @classmethod
+    def start(cls, task: Task, tag: str | None = None, *, force: bool = False) -> Run:
+        """Create the run ``tag`` (a new tag when None) or resume it when it exists."""
+        tag = check_tag(tag) if tag else new_tag(task)
+        workspace.check_branch_name(task.root, BRANCH_PREFIX + tag)
+        paths = paths_for(task.root, tag)
+        if paths.ledger.exists():
+            return cls._resume(task, tag, paths, force)
+        return cls._create(task, tag, paths)
+
+    @classmethod
+    def _create(cls, task: Task, tag: str, paths: RunPaths) -> Run:
+        root = task.root
+        branch_ref = "refs/heads/" + BRANCH_PREFIX + tag
+        if workspace.resolve(root, branch_ref):
+            raise RunStateError(
+                f"branch {BRANCH_PREFIX}{tag} exists but has no run state in {paths.dir}; choose another --tag"
+            )
+        start_commit = workspace.head_commit(root)
+        workspace.exclude_state_dir(root)
+        created_dir = not paths.dir.exists()
+        paths.dir.mkdir(parents=True, exist_ok=True)
+        lock = RunLock(paths.lock)
+        lock.acquire()
+        try:
+            ledger = Ledger(paths.ledger, create=True)
+            ledger.set_meta(
+                tag=tag,
+                task=task.rel,
+                run_id=uuid.uuid4().hex[:12],
+                created_at=now_iso(),
+                start_commit=start_commit,
+                fingerprint=task.config.fingerprint(),
+                config=json.dumps(task.config.to_dict()),
+            )
+            workspace.update_ref(root, branch_ref, start_commit, None)
+        except BaseException:
+            lock.release()
+            if created_dir:
+                shutil.rmtree(paths.dir, ignore_errors=True)
+            raise
+        log.info("created run %s on %s at %s", tag, BRANCH_PREFIX + tag, start_commit[:10])
+        return cls(task, tag, paths, ledger, lock)
+
+    @classmethod
+    def _resume(cls, task: Task, tag: str, paths: RunPaths, force: bool) -> Run:
+        lock = RunLock(paths.lock)
+        lock.acquire()
+        try:
+            ledger = Ledger(paths.ledger)
+            try:
+                run = cls(task, tag, paths, ledger, lock)
+                run._check_same_task(force)
+                run._recover()
+            except BaseException:
+                ledger.close()
+                raise
+        except BaseException:
+            lock.release()
+            raise
+        run.resumed = True
+        return run
+
+    def _check_same_task(self, force: bool) -> None:
+        if self.ledger.get_meta("task") != self.task.rel:
+            raise RunStateError(
+                f"run {self.tag} belongs to the task in {self.ledger.get_meta('task')!r}, not {self.task.rel!r}; "
+                "use another --tag"
+            )
+        old = json.loads(self.ledger.get_meta("config") or "{}")
+        new = self.task.config.to_dict()
+        if self.ledger.get_meta("fingerprint") == self.task.config.fingerprint():
+            return
+        changed = [
+            f"[{section}] {key}: {old.get(section, {}).get(key)!r} → {value!r}"
+            for section, values in new.items()
+            if section != "agent"
+            for key, value in values.items()
+            if old.get(section, {}).get(key) != value
+        ]
+        if not force:
+            raise RunStateError(
+                f"run {self.tag} was started with a different overnight.toml:\n  "
+                + "\n  ".join(changed)
+                + "\nresults would not be comparable; use a new --tag, or --force to continue with the new settings"
+            )
+        log.warning("continuing run %s with changed settings: %s", self.tag, "; ".join(changed))
+        self.ledger.set_meta(fingerprint=self.task.config.fingerprint(), config=json.dumps(new))
+
+    def _recover(self) -> None:
+        """After a stop or a crash: end what was running, kill its leftovers, mend the branch."""
+        killed = kill_token_holders(f"{self.id}:")
+        if killed:
+            log.warning("killed %d process(es) left running by the previous controller", killed)
+        for exp in self.ledger.experiments(Status.RUNNING):
+            self.ledger.record(
+                replace(
+                    exp,
+                    status=Status.INTERRUPTED,
+                    reason="the controller stopped during this experiment",
+                    ended_at=now_iso(),
+                )
+            )
+        self._mend_branch()
+
+    def _mend_branch(self) -> None:
+        keeps = [e for e in self.ledger.experiments() if e.status in (Status.KEEP, Status.BASELINE)]
+        expected = keeps[-1].commit if keeps else self.start_commit
+        tip = workspace.resolve(self.task.root, self.branch_ref)
+        if tip == expected:
+            return
+        if tip is None:
+            log.warning("branch %s was deleted; recreating it at %s", self.branch, expected[:10])
+            workspace.update_ref(self.task.root, self.branch_ref, expected, None)
+            return
+        if keeps and tip == keeps[-1].parent:
+            # The controller died between recording a keep and moving the branch: finish the move.
+            workspace.update_ref(self.task.root, self.branch_ref, expected, tip)
+            return
+        raise RunStateError(
+            f"branch {self.branch} points at {tip[:10]}, which overnight did not put there (expected {expected[:10]}); "
+            f"move it back with `git branch -f {self.branch} {expected[:10]}` or use another --tag"
+        )
+
+    def best(self) -> Experiment | None:
+        """The experiment at the tip of the run branch (the last keep, else the baseline)."""
+        for exp in reversed(self.ledger.experiments()):
+            if exp.status in (Status.KEEP, Status.BASELINE):
+                return exp
+        return None
+
+    def baseline(self) -> Experiment | None:
+        found = self.ledger.experiments(Status.BASELINE)
+        return found[0] if found else None
+
+    def close(self) -> None:
+        self.ledger.close()
+        self.lock.release()

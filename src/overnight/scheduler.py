@@ -1,0 +1,128 @@
+"""The controller of a run: baseline first, then experiments until a stop condition.
+
+Stop conditions are checked between experiments: ``max_experiments`` (counted in
+this invocation, the baseline excluded), ``max_time_s`` (the experiment running
+when time is up finishes, so a run overruns by at most one experiment), and the
+``stop`` event (Ctrl-C: the running experiment is interrupted and recorded).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+
+from overnight import host, workspace
+from overnight.agents import Agent
+from overnight.errors import TaskBrokenError
+from overnight.executors import Executor
+from overnight.loop import Report, Standing, Worker
+from overnight.records import Experiment, Status
+from overnight.run import Run
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_experiments: int | None = None
+    max_time_s: float | None = None
+
+
+@dataclass(frozen=True)
+class Summary:
+    """How a run invocation ended."""
+
+    tag: str
+    branch: str
+    baseline: Experiment | None
+    best: Experiment | None
+    ran: int  # experiments run by this invocation (the baseline included when it ran)
+    counts: dict[str, int] = field(default_factory=dict)  # every experiment of the run, by status
+    stopped: str = ""  # why this invocation ended
+
+
+class Scheduler:
+    def __init__(
+        self,
+        run: Run,
+        agent: Agent,
+        executor: Executor,
+        limits: Limits = Limits(),
+        *,
+        stop: threading.Event | None = None,
+        report: Report | None = None,
+    ) -> None:
+        self.run = run
+        self.agent = agent
+        self.executor = executor
+        self.limits = limits
+        self.stop = stop or threading.Event()
+        self.worker = Worker(run, agent, executor, stop=self.stop, host=host.describe(), report=report)
+
+    def _standing(self) -> Standing:
+        standing = Standing()
+        for exp in self.run.ledger.experiments():
+            standing.add(exp)
+        return standing
+
+    def _stop_reason(self, ran: int, started: float) -> str:
+        if self.stop.is_set():
+            return "stopped by the user"
+        if self.limits.max_experiments is not None and ran >= self.limits.max_experiments:
+            return f"reached --max-experiments {self.limits.max_experiments}"
+        if self.limits.max_time_s is not None and time.monotonic() - started >= self.limits.max_time_s:
+            return f"reached --max-time ({self.limits.max_time_s:g}s)"
+        return ""
+
+    def run_loop(self) -> Summary:
+        """Run until a stop condition; the worktree is removed and the agent closed at the end."""
+        started = time.monotonic()
+        standing = self._standing()
+        measured_baseline, count, stopped = False, 0, ""  # count: experiments after the baseline
+        tip = workspace.resolve(self.run.task.root, self.run.branch_ref) or self.run.start_commit
+        self.worker.open(tip)
+        try:
+            if standing.baseline is None:
+                baseline = self.worker.baseline(tip)
+                standing.add(baseline)
+                measured_baseline = True
+                if baseline.status is Status.INTERRUPTED:
+                    stopped = "stopped by the user"
+                elif baseline.status is not Status.BASELINE:
+                    raise TaskBrokenError(self._broken_message(baseline))
+            while not stopped:
+                stopped = self._stop_reason(count, started)
+                if not stopped:
+                    standing.add(self.worker.step(standing))
+                    count += 1
+        finally:
+            self.worker.close()
+            self.agent.close()
+            self.executor.close()
+        counts = Counter(e.status.value for e in self.run.ledger.experiments())
+        ran = count + measured_baseline
+        return Summary(self.run.tag, self.run.branch, standing.baseline, standing.best, ran, dict(counts), stopped)
+
+    def _broken_message(self, baseline: Experiment) -> str:
+        log_path = self.run.paths.log(baseline.id)
+        tail = ""
+        if log_path.exists():
+            lines = log_path.read_text(encoding="utf-8", errors="replace").splitlines()[-15:]
+            tail = "\n    " + "\n    ".join(lines)
+        untracked = [
+            p for p in workspace.untracked_files(self.run.task.root) if workspace.task_relative(p, self.run.task.rel)
+        ]
+        hint = ""
+        if untracked:
+            hint = "\nnote: experiments run on committed files only; these task files are not committed: " + ", ".join(
+                untracked[:5]
+            )
+        name = self.run.task.config.metric.name
+        return (
+            f"the baseline (experiment {baseline.id}, the unchanged code) did not produce the metric {name!r}: "
+            f"{baseline.status.value}: {baseline.reason}\nits log, {log_path}, ends with:{tail or ' (empty)'}{hint}\n"
+            "fix the task so the unchanged code prints the metric, commit, and start a new run"
+        )

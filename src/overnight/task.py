@@ -1,0 +1,118 @@
+"""A task: a folder with overnight.toml and program.md inside a git repository."""
+
+from __future__ import annotations
+
+import logging
+import shlex
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from overnight import workspace
+from overnight.config import CONFIG_FILE, Config, load_config, load_program
+from overnight.errors import ConfigError
+from overnight.globs import Rules, matches
+from overnight.workspace import task_relative
+
+log = logging.getLogger(__name__)
+
+# Words a shell accepts first that are not programs to look up.
+_SHELL_WORDS = {
+    "cd",
+    "export",
+    "source",
+    ".",
+    "exec",
+    "env",
+    "set",
+    "unset",
+    "time",
+    "nice",
+    "timeout",
+    "if",
+    "for",
+    "(",
+}
+
+
+@dataclass(frozen=True)
+class Task:
+    """A loaded, validated task. Paths are absolute; ``rel`` is the task folder within the repo."""
+
+    dir: Path
+    root: Path
+    rel: str
+    config: Config
+    program: str
+
+    @classmethod
+    def load(cls, directory: Path) -> Task:
+        directory = directory.resolve()
+        if not directory.is_dir():
+            raise ConfigError(f"{directory}: no such folder; give the folder that holds {CONFIG_FILE}")
+        config = load_config(directory / CONFIG_FILE)
+        program = load_program(directory)
+        root = workspace.repo_root(directory)
+        rel = directory.relative_to(root).as_posix()
+        return cls(directory, root, rel, config, program)
+
+    @property
+    def rules(self) -> Rules:
+        return Rules(self.config.task.editable, self.config.task.protected)
+
+    def in_worktree(self, worktree: Path) -> Path:
+        """The task folder inside a worktree of the repository."""
+        return worktree if self.rel == "." else worktree / self.rel
+
+    def editable_files(self, tracked: list[str]) -> list[str]:
+        """Repo-relative tracked files the agent may change."""
+        return [p for p in tracked if self.rules.allows(task_relative(p, self.rel))]
+
+    def check_files(self) -> None:
+        """Every editable glob must name a committed file; warn about protected globs matching nothing."""
+        tracked = workspace.tracked_files(self.root)
+        in_task = [t for t in (task_relative(p, self.rel) for p in tracked) if t is not None]
+        untracked = [t for t in (task_relative(p, self.rel) for p in workspace.untracked_files(self.root)) if t]
+        where = self.dir / CONFIG_FILE
+        for pattern in self.config.task.editable:
+            if any(matches(t, [pattern]) for t in in_task):
+                continue
+            loose = [t for t in untracked if matches(t, [pattern])]
+            hint = f"; it matches uncommitted {', '.join(loose[:3])}: commit it" if loose else ""
+            raise ConfigError(f"{where} [task] editable: {pattern!r} matches no committed file in {self.dir}{hint}")
+        if not self.editable_files(tracked):
+            raise ConfigError(f"{where} [task]: every editable file is also protected; nothing is left to change")
+        for pattern in self.config.task.protected:
+            if not any(matches(t, [pattern]) for t in in_task + untracked):
+                log.warning("%s [task] protected: %r matches no file", where, pattern)
+
+    def check_commands(self) -> None:
+        """Fail early, with a clear message, when a configured command's program does not exist."""
+        named = {
+            "[task] run": self.config.task.run,
+            "[task] setup": self.config.task.setup,
+            "[task] gate": self.config.task.gate,
+            "[metric] command": self.config.metric.command,
+        }
+        for key, command in named.items():
+            check_command(command, self.dir, f"{self.dir / CONFIG_FILE} {key}")
+
+
+def check_command(command: str, cwd: Path, label: str) -> None:
+    """Raise ConfigError when the first word of ``command`` names no program, builtin or file."""
+    if not command.strip():
+        return
+    try:
+        words = shlex.split(command)
+    except ValueError:
+        return  # let the shell report its own syntax error when it runs
+    if not words:
+        return
+    first = words[0]
+    if "=" in first or first in _SHELL_WORDS or any(c in first for c in "$`;|&<>(){}*?"):
+        return  # an assignment, a builtin or shell syntax: only the shell can tell
+    proc = subprocess.run(["sh", "-c", 'command -v -- "$1"', "sh", first], cwd=cwd, capture_output=True)
+    if proc.returncode != 0:
+        raise ConfigError(
+            f"{label}: {first!r} is not a command here (not on PATH, not a file in {cwd}); fix the command"
+        )
