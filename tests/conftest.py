@@ -1,0 +1,169 @@
+"""Shared fixtures: real git repositories in temp dirs, real subprocesses, a scripted agent."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from overnight.cli import main
+
+FAKES = Path(__file__).parent / "fakes"
+AGENT = f"{sys.executable} {FAKES / 'agent.py'}"
+
+# The experiment: score = (X - 3)^2 + 1, lower is better. Knobs let the agent make it
+# sleep, crash, print something else, or leave a process behind.
+TRAIN = """\
+import os, sys, time
+X = 10
+SLEEP = 0
+CRASH = 0
+VALUE = None
+if SLEEP:
+    if os.environ.get("MARK_DIR"):
+        open(os.path.join(os.environ["MARK_DIR"], f"pid-{os.environ['OVERNIGHT_EXPERIMENT_ID']}"), "w").write(str(os.getpid()))
+    time.sleep(SLEEP)
+if CRASH:
+    sys.exit(CRASH)
+print("---")
+print(f"score: {VALUE if VALUE is not None else (X - 3) ** 2 + 1}")
+print(f"budget: {os.environ['OVERNIGHT_BUDGET_S']}")
+print(f"seed: {os.environ['OVERNIGHT_SEED']}")
+"""
+
+CONFIG = """\
+[task]
+run = "{python} train.py"
+editable = ["train.py"]
+budget_s = 5
+timeout_s = {timeout}
+{extra_task}
+[metric]
+name = "score"
+goal = "min"
+{extra_metric}
+[judge]
+min_delta = 0.0
+"""
+
+
+def git(cwd: Path, *args: str) -> str:
+    return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True).stdout
+
+
+@dataclass
+class Repo:
+    path: Path
+
+    def write(self, name: str, text: str) -> Path:
+        path = self.path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        return path
+
+    def commit(self, message: str = "update") -> str:
+        git(self.path, "add", "-A")
+        git(self.path, "commit", "-q", "-m", message)
+        return git(self.path, "rev-parse", "HEAD").strip()
+
+    def git(self, *args: str) -> str:
+        return git(self.path, *args)
+
+    def snapshot(self) -> dict[str, str]:
+        """What a run must never change: branches, HEAD, index and working tree status."""
+        return {
+            "head": self.git("rev-parse", "HEAD"),
+            "symbolic": self.git("symbolic-ref", "HEAD"),
+            "branches": "\n".join(
+                line
+                for line in self.git("for-each-ref", "refs/heads", "--format=%(refname) %(objectname)").splitlines()
+                if not line.startswith("refs/heads/overnight/")
+            ),
+            "status": self.git("status", "--porcelain", "--untracked-files=all"),
+            "files": json.dumps({p.name: p.read_text() for p in sorted(self.path.glob("*")) if p.is_file()}),
+        }
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Repo:
+    path = tmp_path / "repo"
+    path.mkdir()
+    git(path, "init", "-q", "-b", "main")
+    git(path, "config", "user.email", "test@example.com")
+    git(path, "config", "user.name", "Test")
+    git(path, "config", "commit.gpgsign", "false")
+    return Repo(path)
+
+
+def task_config(timeout: float = 10, extra_task: str = "", extra_metric: str = "") -> str:
+    return CONFIG.format(python=sys.executable, timeout=timeout, extra_task=extra_task, extra_metric=extra_metric)
+
+
+@pytest.fixture
+def task(repo: Repo) -> Repo:
+    """A committed task: train.py (editable), a protected helper, overnight.toml, program.md."""
+    repo.write("train.py", TRAIN)
+    repo.write("helper.py", "VALUE = 1\n")
+    repo.write("overnight.toml", task_config())
+    repo.write("program.md", "Make score small.\n")
+    repo.commit("task")
+    return repo
+
+
+@pytest.fixture
+def plan(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[[dict[str, list[list[object]]]], Path]:
+    """Write the fake agent's plan and point FAKE_PLAN at it."""
+
+    def write(steps: dict[str, list[list[object]]]) -> Path:
+        path = tmp_path / "plan.json"
+        path.write_text(json.dumps(steps))
+        monkeypatch.setenv("FAKE_PLAN", str(path))
+        return path
+
+    return write
+
+
+@dataclass
+class Result:
+    code: int
+    out: str
+    err: str
+
+
+@pytest.fixture
+def cli(capsys: pytest.CaptureFixture[str]) -> Callable[..., Result]:
+    """Run the overnight CLI in this process; returns exit code and output."""
+
+    def run(*args: str | Path) -> Result:
+        capsys.readouterr()
+        code = main([str(a) for a in args])
+        captured = capsys.readouterr()
+        return Result(code, captured.out, captured.err)
+
+    return run
+
+
+def overnight_process(*args: str | Path, env: dict[str, str] | None = None, **kwargs: object) -> subprocess.Popen[str]:
+    """Start the overnight CLI as a real process (for signals and kill -9)."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "overnight", *map(str, args)],
+        env={**os.environ, **(env or {})},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **kwargs,  # type: ignore[arg-type]
+    )
+
+
+def ledger_rows(task_dir: Path, tag: str | None = None) -> list[dict[str, Any]]:
+    """The run's experiments as `overnight log --format json` prints them."""
+    args = [sys.executable, "-m", "overnight", "log", str(task_dir), "--format", "json"]
+    out = subprocess.run([*args, "--tag", tag] if tag else args, check=True, capture_output=True, text=True).stdout
+    return json.loads(out)

@@ -1,0 +1,128 @@
+"""End to end: `overnight run` on a real git repo with real processes reaches every status."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import psutil
+
+from conftest import AGENT, Repo, Result, ledger_rows, task_config
+from overnight.workspace import experiment_ref
+
+GATE = f"{sys.executable} -c \"import sys; sys.exit(1 if 'X = -' in open('train.py').read() else 0)\""
+
+
+def test_every_status_in_one_run(
+    task: Repo, plan: Callable[..., Path], cli: Callable[..., Result], tmp_path: Path, monkeypatch
+) -> None:
+    task.write("overnight.toml", task_config(timeout=1.5, extra_task=f"gate = {GATE!r}".replace("'", '"', 0)))
+    task.write("overnight.toml", task_config(timeout=1.5, extra_task="gate = '''" + GATE + "'''"))
+    task.commit("gate")
+    monkeypatch.setenv("MARK_DIR", str(tmp_path))
+    plan(
+        {
+            "1": [["set", "train.py", "X", "5"], ["print", "Hypothesis: move X toward 3"]],
+            "2": [["set", "train.py", "X", "9"], ["print", "Hypothesis: X = 9"]],
+            "3": [["set", "train.py", "CRASH", "3"]],
+            "4": [["set", "train.py", "SLEEP", "30"]],
+            "5": [["set", "train.py", "VALUE", "float('nan')"]],
+            "6": [["set", "train.py", "X", "-1"]],
+            "7": [["write", "helper.py", "VALUE = 2\n"], ["set", "train.py", "X", "4"]],
+            "8": [["write", "new_module.py", "print(1)\n"]],
+            "9": [["print", "giving up"], ["exit", 2]],
+            "10": [["print", "Hypothesis: think only"]],
+            "11": [["set", "train.py", "VALUE", "'abc'"]],
+        }
+    )
+    before = task.snapshot()
+    result = cli("run", task.path, "--tag", "all", "--agent-command", AGENT, "--max-experiments", "11")
+    assert result.code == 0, result.err
+    rows = ledger_rows(task.path, "all")
+    statuses = [r["status"] for r in rows]
+    assert statuses == [
+        "baseline", "keep", "discard", "crash", "timeout", "no_metric", "gate_failed",
+        "rejected", "rejected", "rejected", "no_change", "no_metric",
+    ]
+    assert [r["id"] for r in rows] == list(range(12))
+    assert rows[0]["metric"] == 50 and rows[1]["metric"] == 5 and rows[2]["metric"] == 37
+    assert rows[1]["hypothesis"] == "move X toward 3"
+    assert rows[3]["hypothesis"] == "(no hypothesis given)"
+    assert "exited with code 3" in rows[3]["reason"]
+    assert "timeout" in rows[4]["reason"] and rows[4]["metric"] is None
+    assert "nan" in rows[5]["reason"]
+    assert "helper.py" in rows[7]["reason"] and "new_module.py" in rows[8]["reason"]
+    assert "exited with code 2" in rows[9]["reason"] and "giving up" in rows[9]["reason"]
+    assert "no 'score: <number>' line" in rows[11]["reason"]
+    # Secondary metrics and the environment the run got.
+    assert rows[0]["metrics"] == {"score": 50.0, "budget": 5.0, "seed": 0.0}
+
+    # The run branch holds the keep; every committed experiment stays reachable.
+    assert task.git("rev-parse", "overnight/all").strip() == rows[1]["commit"]
+    for row in rows[1:]:
+        if row["commit"]:
+            assert task.git("rev-parse", experiment_ref("all", row["id"])).strip() == row["commit"]
+    committed = {r["id"] for r in rows if r["commit"] and r["id"] > 0}
+    assert committed == {1, 2, 3, 4, 5, 6, 11}
+
+    # The timed-out run's process is gone; the user's checkout did not move.
+    pid = int((tmp_path / "pid-4").read_text())
+    assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    assert task.snapshot() == before
+    assert not (task.path / ".overnight" / "all" / "worktrees" / "w0").exists()
+    assert "/.overnight/" in (task.path / ".git" / "info" / "exclude").read_text()
+
+
+def test_keeps_form_a_chain_on_the_branch(task: Repo, plan, cli) -> None:
+    plan({"*": [["shell", "python3 -c \"import re;p='train.py';s=open(p).read();x=int(re.search(r'^X = (\\d+)',s,re.M).group(1));open(p,'w').write(s.replace(f'X = {x}',f'X = {x-1}',1))\""]]})
+    result = cli("run", task.path, "--tag", "chain", "--agent-command", AGENT, "--max-experiments", "4")
+    assert result.code == 0, result.err
+    rows = ledger_rows(task.path, "chain")
+    assert [r["status"] for r in rows] == ["baseline", "keep", "keep", "keep", "keep"]
+    assert [r["metric"] for r in rows] == [50, 37, 26, 17, 10]
+    for earlier, later in zip(rows, rows[1:], strict=False):
+        assert later["parent"] == earlier["commit"]
+    log = task.git("log", "--format=%s", "overnight/chain").splitlines()
+    assert log[:4] == [f"exp {i}: (no hypothesis given)" for i in (4, 3, 2, 1)]
+    assert "X = 6" in task.git("show", "overnight/chain:train.py")
+    assert "X = 10" in (task.path / "train.py").read_text()
+
+
+def test_min_delta_and_max_goal(task: Repo, plan, cli) -> None:
+    task.write("overnight.toml", task_config().replace('goal = "min"', 'goal = "max"').replace("min_delta = 0.0", "min_delta = 5"))
+    task.commit("max")
+    plan({"1": [["set", "train.py", "X", "11"]], "2": [["set", "train.py", "X", "15"]], "3": [["set", "train.py", "X", "2"]]})
+    assert cli("run", task.path, "--tag", "mx", "--agent-command", AGENT, "--max-experiments", "3").code == 0
+    rows = ledger_rows(task.path, "mx")
+    # 50 → 65 (+15 > 5: keep) ; then X=15 from X=11: 145 (+80: keep) ; X=2 → 2 (worse)
+    assert [(r["status"], r["metric"]) for r in rows] == [("baseline", 50), ("keep", 65), ("keep", 145), ("discard", 2)]
+
+
+def test_min_delta_blocks_small_gains(task: Repo, plan, cli) -> None:
+    task.write("overnight.toml", task_config().replace("min_delta = 0.0", "min_delta = 20"))
+    task.commit("delta")
+    plan({"1": [["set", "train.py", "X", "9"]], "2": [["set", "train.py", "X", "5"]]})
+    assert cli("run", task.path, "--tag", "md", "--agent-command", AGENT, "--max-experiments", "2").code == 0
+    rows = ledger_rows(task.path, "md")
+    assert [r["status"] for r in rows] == ["baseline", "discard", "keep"]
+    assert "not more than min_delta" in rows[1]["reason"]
+
+
+def test_task_in_a_subfolder(repo: Repo, plan, cli) -> None:
+    repo.write("README", "top\n")
+    repo.write("tasks/a/train.py", TRAIN_SUB)
+    repo.write("tasks/a/overnight.toml", task_config())
+    repo.write("tasks/a/program.md", "x\n")
+    repo.write("tasks/b.py", "# outside the task\n")
+    repo.commit("sub")
+    plan({"1": [["set", "train.py", "X", "4"]], "2": [["write", "../b.py", "# changed\n"]]})
+    result = cli("run", repo.path / "tasks" / "a", "--tag", "sub", "--agent-command", AGENT, "--max-experiments", "2")
+    assert result.code == 0, result.err
+    rows = ledger_rows(repo.path / "tasks" / "a")
+    assert [r["status"] for r in rows] == ["baseline", "keep", "rejected"]
+    assert "tasks/b.py" in rows[2]["reason"]
+    assert (repo.path / ".overnight" / "sub" / "ledger.db").exists()
+
+
+TRAIN_SUB = "X = 10\nprint('score:', (X - 3) ** 2 + 1)\n"

@@ -1,0 +1,126 @@
+"""The runner: exit codes, output, timeouts and process trees, memory, interrupts."""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import time
+from pathlib import Path
+
+import psutil
+
+from overnight.runner import kill_token_holders, run_command
+
+PY = sys.executable
+
+
+def _dead(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def _wait_dead(pid: int, seconds: float = 5) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if _dead(pid):
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_exit_code_output_and_log(tmp_path: Path) -> None:
+    log = tmp_path / "logs" / "1.log"
+    result = run_command("echo hello; echo oops >&2; exit 3", cwd=tmp_path, log_path=log, timeout_s=10, label="run")
+    assert result.exit_code == 3 and not result.timed_out and not result.ok
+    assert "hello" in result.output and "oops" in result.output
+    assert log.read_text().startswith("### overnight: run: echo hello")
+
+
+def test_output_is_only_this_commands_part_of_the_log(tmp_path: Path) -> None:
+    log = tmp_path / "x.log"
+    run_command("echo first", cwd=tmp_path, log_path=log, timeout_s=10)
+    second = run_command("echo second", cwd=tmp_path, log_path=log, timeout_s=10)
+    assert second.output == "second\n"
+    assert log.read_text() == "first\nsecond\n"
+
+
+def test_environment_and_cwd(tmp_path: Path) -> None:
+    result = run_command(
+        "pwd; echo $FOO", cwd=tmp_path, log_path=tmp_path / "l", timeout_s=10, env={**os.environ, "FOO": "bar"}
+    )
+    assert result.output.split() == [str(tmp_path), "bar"]
+
+
+GRANDCHILDREN_IGNORING_TERM = f"""
+import os, signal, subprocess, sys, time
+signal.signal(signal.SIGTERM, signal.SIG_IGN)
+for i in range(2):
+    p = subprocess.Popen([{PY!r}, "-c", "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(600)"])
+    open(os.path.join(sys.argv[1], f"child-{{i}}"), "w").write(str(p.pid))
+open(os.path.join(sys.argv[1], "parent"), "w").write(str(os.getpid()))
+time.sleep(600)
+"""
+
+
+def test_timeout_kills_a_tree_that_ignores_sigterm(tmp_path: Path) -> None:
+    script = tmp_path / "tree.py"
+    script.write_text(GRANDCHILDREN_IGNORING_TERM)
+    started = time.monotonic()
+    result = run_command(f"{PY} {script} {tmp_path}", cwd=tmp_path, log_path=tmp_path / "l", timeout_s=1.5, grace_s=0.5)
+    assert result.timed_out and result.exit_code is None
+    assert time.monotonic() - started < 10
+    pids = [int((tmp_path / n).read_text()) for n in ("parent", "child-0", "child-1")]
+    assert all(_wait_dead(pid) for pid in pids)
+
+
+DAEMON = f"""
+import os, sys, time
+if os.fork() == 0:
+    os.setsid()
+    if os.fork() == 0:
+        open(os.path.join(sys.argv[1], "daemon"), "w").write(str(os.getpid()))
+        time.sleep(600)
+    os._exit(0)
+time.sleep(0.5)
+print("done")
+"""
+
+
+def test_a_daemon_that_left_the_group_is_killed_when_the_command_ends(tmp_path: Path) -> None:
+    script = tmp_path / "daemon.py"
+    script.write_text(DAEMON)
+    result = run_command(f"{PY} {script} {tmp_path}", cwd=tmp_path, log_path=tmp_path / "l", timeout_s=10)
+    assert result.exit_code == 0
+    pid = int((tmp_path / "daemon").read_text())
+    assert _wait_dead(pid)
+
+
+def test_peak_memory_of_the_tree(tmp_path: Path) -> None:
+    code = "x = bytearray(150 * 1024 * 1024); import time; time.sleep(0.6)"
+    result = run_command(f"{PY} -c '{code}'", cwd=tmp_path, log_path=tmp_path / "l", timeout_s=10)
+    assert result.exit_code == 0
+    assert 150 <= result.peak_memory_mb < 400
+
+
+def test_stop_event_interrupts(tmp_path: Path) -> None:
+    stop = threading.Event()
+    threading.Timer(0.3, stop.set).start()
+    result = run_command("sleep 30", cwd=tmp_path, log_path=tmp_path / "l", timeout_s=60, stop=stop, grace_s=1)
+    assert result.interrupted and not result.timed_out and result.exit_code is None
+    assert result.duration_s < 5
+
+
+def test_kill_token_holders_finds_processes_by_prefix(tmp_path: Path) -> None:
+    import subprocess
+
+    env = {**os.environ, "OVERNIGHT_PROCESS_TOKEN": "run42:7:run"}
+    proc = subprocess.Popen(["sleep", "60"], env=env, start_new_session=True)
+    try:
+        assert kill_token_holders("run41:") == 0
+        assert kill_token_holders("run42:") == 1
+        assert proc.wait(timeout=5) == -9
+    finally:
+        proc.kill()
