@@ -174,6 +174,7 @@ class Worker:
             log_path=self.run.paths.log(exp.id, "agent"),
             brief_path=self.run.paths.brief(exp.id),
             stop=self.stop,
+            token=f"{self.run.id}:{exp.id}:agent",
         )
         try:
             proposal = self.agent.propose(context)

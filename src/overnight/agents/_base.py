@@ -47,6 +47,7 @@ class Context:
     log_path: Path  # where the agent may write what it did (outside the worktree)
     brief_path: Path  # a JSON copy of this context, outside the worktree
     stop: threading.Event = field(default_factory=threading.Event)
+    token: str = ""  # give it to runner.run_command so a resumed run can kill what a dead one left
 
     @property
     def metric(self) -> str:

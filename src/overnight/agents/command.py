@@ -64,6 +64,7 @@ class CommandAgent(Agent):
             env=env,
             stop=context.stop,
             label="agent",
+            token=context.token,
         )
         if result.interrupted:
             raise AgentError("the agent command was interrupted")

@@ -1,0 +1,158 @@
+"""Stopping and resuming: kill -9 of the controller, Ctrl-C, concurrent starts, changed settings."""
+
+from __future__ import annotations
+
+import signal
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from conftest import AGENT, Repo, ledger_rows, overnight_process, task_config
+
+
+def _wait_for(path: Path, seconds: float = 30) -> None:
+    deadline = time.monotonic() + seconds
+    while not path.exists():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{path} never appeared")
+        time.sleep(0.05)
+    time.sleep(0.1)  # let the writer finish the file
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def _gone(pid: int, seconds: float = 5) -> bool:
+    deadline = time.monotonic() + seconds
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return not _alive(pid)
+
+
+@pytest.fixture
+def marks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    path = tmp_path / "marks"
+    path.mkdir()
+    monkeypatch.setenv("MARK_DIR", str(path))
+    return path
+
+
+def test_kill_9_during_an_experiment_then_resume(task: Repo, plan, cli, marks: Path) -> None:
+    task.write("overnight.toml", task_config(timeout=120))
+    task.commit("long timeout")
+    plan({"1": [["set", "train.py", "SLEEP", "120"]], "2": [["set", "train.py", "X", "5"]], "3": [["set", "train.py", "X", "4"]]})
+    before = task.snapshot()
+    controller = overnight_process("run", task.path, "--tag", "k", "--agent-command", AGENT, "--max-experiments", "5")
+    _wait_for(marks / "pid-1")
+    orphan = int((marks / "pid-1").read_text())
+    controller.send_signal(signal.SIGKILL)
+    controller.communicate(timeout=10)
+    assert _alive(orphan), "the experiment outlives its killed controller until the run resumes"
+    assert [r["status"] for r in ledger_rows(task.path, "k")] == ["baseline", "running"]
+
+    result = cli("run", task.path, "--tag", "k", "--agent-command", AGENT, "--max-experiments", "2")
+    assert result.code == 0, result.err
+    assert "resuming run k" in result.out
+    assert _gone(orphan), "resuming kills what the dead controller left running"
+    rows = ledger_rows(task.path, "k")
+    assert [r["id"] for r in rows] == [0, 1, 2, 3]
+    assert [r["status"] for r in rows] == ["baseline", "interrupted", "keep", "keep"]
+    assert "controller stopped" in rows[1]["reason"]
+    assert task.git("rev-parse", "overnight/k").strip() == rows[3]["commit"]
+    assert task.snapshot() == before
+
+
+def test_kill_9_during_the_agent_then_resume(task: Repo, plan, cli, marks: Path) -> None:
+    plan({"1": [["shell", f"echo $$ > {marks}/agent-pid"], ["write", str(marks / "agent"), "x"], ["sleep", 120]],
+          "2": [["set", "train.py", "X", "5"]]})
+    controller = overnight_process("run", task.path, "--tag", "ka", "--agent-command", AGENT)
+    _wait_for(marks / "agent")
+    agents = [p for p in psutil.process_iter(["cmdline"]) if "agent.py" in " ".join(p.info["cmdline"] or [])]
+    assert agents
+    controller.send_signal(signal.SIGKILL)
+    controller.communicate(timeout=10)
+    result = cli("run", task.path, "--tag", "ka", "--agent-command", AGENT, "--max-experiments", "1")
+    assert result.code == 0, result.err
+    assert all(_gone(p.pid) for p in agents)
+    assert [r["status"] for r in ledger_rows(task.path, "ka")] == ["baseline", "interrupted", "keep"]
+
+
+def test_ctrl_c_interrupts_gracefully_and_resume_goes_on(task: Repo, plan, cli, marks: Path) -> None:
+    task.write("overnight.toml", task_config(timeout=120))
+    task.commit("long timeout")
+    plan({"1": [["set", "train.py", "SLEEP", "120"]], "2": [["set", "train.py", "X", "5"]]})
+    controller = overnight_process("run", task.path, "--tag", "c", "--agent-command", AGENT)
+    _wait_for(marks / "pid-1")
+    child = int((marks / "pid-1").read_text())
+    controller.send_signal(signal.SIGINT)
+    out, err = controller.communicate(timeout=30)
+    assert controller.returncode == 130, err
+    assert "stopping" in err and "resume:" in out
+    assert _gone(child)
+    rows = ledger_rows(task.path, "c")
+    assert [r["status"] for r in rows] == ["baseline", "interrupted"]
+    assert not (task.path / ".overnight" / "c" / "worktrees" / "w0").exists()
+
+    assert cli("run", task.path, "--tag", "c", "--agent-command", AGENT, "--max-experiments", "1").code == 0
+    assert [r["status"] for r in ledger_rows(task.path, "c")] == ["baseline", "interrupted", "keep"]
+
+
+def test_a_second_controller_on_the_same_tag_is_refused(task: Repo, plan, cli, marks: Path) -> None:
+    task.write("overnight.toml", task_config(timeout=120))
+    task.commit("long timeout")
+    plan({"1": [["set", "train.py", "SLEEP", "120"]]})
+    controller = overnight_process("run", task.path, "--tag", "two", "--agent-command", AGENT)
+    try:
+        _wait_for(marks / "pid-1")
+        result = cli("run", task.path, "--tag", "two", "--agent-command", AGENT)
+        assert result.code == 5
+        assert "already running" in result.err
+        status = cli("status", task.path, "--tag", "two")
+        assert "(running)" in status.out
+    finally:
+        controller.send_signal(signal.SIGINT)
+        controller.communicate(timeout=30)
+
+
+def test_resume_with_changed_settings_needs_force(task: Repo, plan, cli) -> None:
+    plan({"*": []})
+    assert cli("run", task.path, "--tag", "cfg", "--agent-command", AGENT, "--max-experiments", "1").code == 0
+    task.write("overnight.toml", task_config().replace("budget_s = 5", "budget_s = 7"))
+    task.commit("budget")
+    refused = cli("run", task.path, "--tag", "cfg", "--agent-command", AGENT, "--max-experiments", "1")
+    assert refused.code == 5
+    assert "[task] budget_s: 5.0 → 7.0" in refused.err and "--force" in refused.err
+    assert len(ledger_rows(task.path, "cfg")) == 2
+    forced = cli("run", task.path, "--tag", "cfg", "--agent-command", AGENT, "--max-experiments", "1", "--force")
+    assert forced.code == 0, forced.err
+    assert len(ledger_rows(task.path, "cfg")) == 3
+
+
+def test_branch_left_behind_by_a_crash_between_record_and_move_is_mended(task: Repo, plan, cli) -> None:
+    plan({"1": [["set", "train.py", "X", "5"]], "2": [["set", "train.py", "X", "4"]]})
+    assert cli("run", task.path, "--tag", "m", "--agent-command", AGENT, "--max-experiments", "1").code == 0
+    rows = ledger_rows(task.path, "m")
+    # As if the controller died after recording the keep but before moving the branch.
+    task.git("update-ref", "refs/heads/overnight/m", rows[1]["parent"])
+    assert cli("run", task.path, "--tag", "m", "--agent-command", AGENT, "--max-experiments", "1").code == 0
+    rows = ledger_rows(task.path, "m")
+    assert rows[2]["parent"] == rows[1]["commit"] and rows[2]["status"] == "keep"
+    assert task.git("rev-parse", "overnight/m").strip() == rows[2]["commit"]
+
+
+def test_a_branch_moved_by_someone_else_is_not_overwritten(task: Repo, plan, cli) -> None:
+    plan({"*": []})
+    assert cli("run", task.path, "--tag", "mv", "--agent-command", AGENT, "--max-experiments", "1").code == 0
+    task.write("other.txt", "x\n")
+    other = task.commit("someone else's commit")
+    task.git("update-ref", "refs/heads/overnight/mv", other)
+    result = cli("run", task.path, "--tag", "mv", "--agent-command", AGENT, "--max-experiments", "1")
+    assert result.code == 5
+    assert "did not put there" in result.err
+    assert task.git("rev-parse", "overnight/mv").strip() == other
