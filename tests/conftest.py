@@ -143,7 +143,10 @@ def cli(capsys: pytest.CaptureFixture[str]) -> Callable[..., Result]:
 
     def run(*args: str | Path) -> Result:
         capsys.readouterr()
-        code = main([str(a) for a in args])
+        try:
+            code = main([str(a) for a in args])
+        except SystemExit as exc:  # argparse's usage errors
+            code = int(exc.code or 0)
         captured = capsys.readouterr()
         return Result(code, captured.out, captured.err)
 

@@ -98,7 +98,7 @@ class Worker:
     def baseline(self, commit: str) -> Experiment:
         """Measure the unchanged code at ``commit`` (experiment 0 of a new run)."""
         exp = self._begin(parent=commit)
-        exp = replace(exp, commit=commit, hypothesis="baseline")
+        exp = replace(exp, commit=commit, hypothesis="baseline", agent="")
         try:
             self.worktree.checkout(commit)
             measurement = self._measure(exp)

@@ -1,0 +1,72 @@
+"""The ledger: rows round-trip, writes are atomic, the schema is versioned."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from overnight.errors import RunStateError
+from overnight.ledger import SCHEMA_VERSION, Ledger
+from overnight.records import Experiment, Status
+
+
+def test_round_trip_and_ids(tmp_path: Path) -> None:
+    with Ledger(tmp_path / "l.db", create=True) as ledger:
+        assert ledger.next_id() == 0
+        exp = Experiment(
+            id=0, status=Status.BASELINE, metric=1.5, metrics={"a": 1.0}, host={"cpu": "x"}, info={"tokens_in": 3},
+            hypothesis="base", started_at="t",
+        )
+        ledger.record(exp)
+        ledger.record(Experiment(id=1, status=Status.RUNNING))
+        assert ledger.get(0) == exp and ledger.next_id() == 2
+        assert [e.id for e in ledger.experiments(Status.RUNNING)] == [1]
+        ledger.record(Experiment(id=1, status=Status.CRASH, reason="boom"))
+        assert [e.status for e in ledger.experiments()] == [Status.BASELINE, Status.CRASH]
+        ledger.set_meta(tag="t", task=".")
+        assert ledger.get_meta("tag") == "t" and ledger.get_meta("nope", "d") == "d"
+
+
+def test_wal_mode_and_schema_version(tmp_path: Path) -> None:
+    Ledger(tmp_path / "l.db", create=True).close()
+    db = sqlite3.connect(tmp_path / "l.db")
+    try:
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    finally:
+        db.close()
+
+
+def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
+    Ledger(tmp_path / "l.db", create=True).close()
+    db = sqlite3.connect(tmp_path / "l.db")
+    db.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    db.commit()
+    db.close()
+    with pytest.raises(RunStateError, match="upgrade overnight"):
+        Ledger(tmp_path / "l.db")
+
+
+def test_a_missing_ledger_is_not_created_by_readers(tmp_path: Path) -> None:
+    with pytest.raises(RunStateError, match="no ledger here"):
+        Ledger(tmp_path / "none.db")
+    assert not (tmp_path / "none.db").exists()
+
+
+def test_a_failed_transaction_leaves_nothing(tmp_path: Path) -> None:
+    with Ledger(tmp_path / "l.db", create=True) as ledger:
+        with pytest.raises(RuntimeError), ledger.transaction() as db:
+            db.execute("INSERT INTO experiments (id, status) VALUES (5, 'keep')")
+            raise RuntimeError("killed mid-write")
+        assert ledger.experiments() == []
+
+
+def test_readers_see_a_consistent_state_while_a_writer_works(tmp_path: Path) -> None:
+    with Ledger(tmp_path / "l.db", create=True) as writer, Ledger(tmp_path / "l.db") as reader:
+        writer.record(Experiment(id=0, status=Status.BASELINE))
+        with writer.transaction() as db:
+            db.execute("INSERT INTO experiments (id, status) VALUES (1, 'keep')")
+            assert [e.id for e in reader.experiments()] == [0]
+        assert [e.id for e in reader.experiments()] == [0, 1]

@@ -1,0 +1,163 @@
+"""Pure pieces: config parsing, globs, metric reading, the keep rule, durations."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from overnight.config import MetricSection, parse_config, parse_duration
+from overnight.errors import ConfigError
+from overnight.globs import Rules, matches
+from overnight.judge import decide
+from overnight.metrics import read, summary_values
+from overnight.records import Goal
+
+MINIMAL = {"task": {"run": "python train.py", "editable": ["train.py"]}, "metric": {"name": "loss"}}
+
+
+def test_config_defaults() -> None:
+    config = parse_config(MINIMAL)
+    assert config.task.budget_s == 300 and config.task.timeout_s == 600
+    assert config.metric.goal == "min" and config.judge.min_delta == 0
+    assert config.agent.kind == "command"
+    assert config.task.editable == ("train.py",)
+
+
+def test_config_accepts_a_single_glob_string_and_integers_for_floats() -> None:
+    config = parse_config({**MINIMAL, "task": {"run": "x", "editable": "*.py", "budget_s": 20, "timeout_s": 25}})
+    assert config.task.editable == ("*.py",) and config.task.timeout_s == 25.0
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"metric": {"name": "x"}}, "missing the [task] table"),
+        ({**MINIMAL, "task": {"run": "x"}}, "[task] editable: required"),
+        ({**MINIMAL, "task": {"run": "x", "editable": ["../up.py"]}}, "leaves the task folder"),
+        ({**MINIMAL, "task": {"run": "x", "editable": ["a"], "budget_s": 0}}, "[task] budget_s: expected a positive"),
+        ({**MINIMAL, "task": {"run": "x", "editable": [1]}}, "[task] editable: expected a list of strings"),
+        ({**MINIMAL, "metric": {"name": "a", "pattern": "no group"}}, "exactly one capturing group"),
+        ({**MINIMAL, "metric": {"name": "a", "pattern": "(x", "file": ""}}, "not a valid regular expression"),
+        ({**MINIMAL, "metric": {"name": "a", "pattern": "(x)", "file": "m.json"}}, "either pattern or file"),
+        ({**MINIMAL, "metric": {"name": "a:b"}}, "may not contain ':'"),
+        ({**MINIMAL, "judge": {"min_delta": -1}}, "[judge] min_delta: expected a number >= 0"),
+        ({**MINIMAL, "judge": {"min_delta": True}}, "[judge] min_delta: expected a number, got True"),
+        ({**MINIMAL, "task": {"run": "x", "editable": ["a"], "colour": 1}}, "valid keys are: run, editable, protected"),
+    ],
+)
+def test_config_errors_name_the_key(data: dict, message: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        parse_config(data, "t/overnight.toml")
+    assert message in str(err.value)
+    assert str(err.value).startswith("t/overnight.toml")
+
+
+def test_fingerprint_ignores_the_agent() -> None:
+    a = parse_config({**MINIMAL, "agent": {"kind": "command", "command": "a"}})
+    b = parse_config({**MINIMAL, "agent": {"kind": "command", "command": "b"}})
+    c = parse_config({**MINIMAL, "judge": {"min_delta": 0.1}})
+    assert a.fingerprint() == b.fingerprint() != c.fingerprint()
+
+
+@pytest.mark.parametrize(("text", "seconds"), [("90", 90), ("90s", 90), ("30m", 1800), ("8h", 28800), ("1h30m", 5400), ("2d", 172800), ("1.5h", 5400)])
+def test_durations(text: str, seconds: float) -> None:
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "8 hours", "h", "-3", "0", "5x"])
+def test_bad_durations(text: str) -> None:
+    with pytest.raises(ConfigError):
+        parse_duration(text)
+
+
+@pytest.mark.parametrize(
+    ("path", "patterns", "expected"),
+    [
+        ("train.py", ["train.py"], True),
+        ("train.py", ["*.py"], True),
+        ("src/train.py", ["*.py"], False),
+        ("src/train.py", ["**/*.py"], True),
+        ("train.py", ["**/*.py"], True),
+        ("src/a/b.py", ["src"], True),
+        ("src/a/b.py", ["src/"], True),
+        ("srcx/b.py", ["src"], False),
+        ("model_v2.py", ["model_v?.py"], True),
+        ("model_v2.py", ["model_v[13].py"], False),
+        ("model_v2.py", ["model_v[!13].py"], True),
+        ("a.py", ["./a.py"], True),
+    ],
+)
+def test_globs(path: str, patterns: list[str], expected: bool) -> None:
+    assert matches(path, patterns) is expected
+
+
+def test_protected_wins_over_editable_and_outside_is_never_editable() -> None:
+    rules = Rules(editable=("*.py",), protected=("prepare.py",))
+    assert rules.allows("train.py") and not rules.allows("prepare.py") and not rules.allows(None)
+    assert rules.violations({"t/prepare.py": "prepare.py", "t/train.py": "train.py", "x.py": None}) == ["t/prepare.py", "x.py"]
+
+
+KARPATHY = """\
+step 100 | loss 2.3
+---
+val_bpb:          0.997900
+training_seconds: 300.1
+peak_vram_mb:     45060.2
+num_params_M:     50.3
+"""
+
+
+def test_summary_lines() -> None:
+    values = summary_values(KARPATHY + "val_bpb: 0.9\nnot a metric: abc\n  indented: 1e-3\n")
+    assert values == {"val_bpb": 0.9, "training_seconds": 300.1, "peak_vram_mb": 45060.2, "num_params_M": 50.3, "indented": 0.001}
+
+
+def _metric(**kw: str) -> MetricSection:
+    return MetricSection(**{"name": "val_bpb", **kw}).check("t")
+
+
+def test_read_summary_metric(tmp_path: Path) -> None:
+    reading = read(_metric(), KARPATHY, tmp_path)
+    assert reading.value == 0.9979 and reading.metrics["training_seconds"] == 300.1
+
+
+@pytest.mark.parametrize(("text", "reason"), [("val_bpb: nan\n", "is nan"), ("val_bpb: inf\n", "is inf"), ("loss: 1\n", "no 'val_bpb: <number>' line")])
+def test_unusable_metric_is_no_metric(tmp_path: Path, text: str, reason: str) -> None:
+    reading = read(_metric(), text, tmp_path)
+    assert reading.value is None and reason in reading.reason
+
+
+def test_read_pattern(tmp_path: Path) -> None:
+    reading = read(_metric(pattern=r"bpb=([\d.]+)"), "bpb=1.5\nbpb=1.25\n", tmp_path)
+    assert reading.value == 1.25
+    assert read(_metric(pattern=r"bpb=([\d.]+)"), "nothing", tmp_path).reason.startswith("pattern")
+
+
+def test_read_json_file(tmp_path: Path) -> None:
+    (tmp_path / "m.json").write_text(json.dumps({"val_bpb": 0.5, "steps": 10, "note": "x", "flag": True}))
+    reading = read(_metric(file="m.json"), "", tmp_path)
+    assert reading.value == 0.5 and reading.metrics == {"val_bpb": 0.5, "steps": 10.0}
+    (tmp_path / "m.json").write_text(json.dumps({"val_bpb": "nan"}))
+    assert "is nan" in read(_metric(file="m.json"), "", tmp_path).reason
+    (tmp_path / "m.json").write_text("{oops")
+    assert "not valid JSON" in read(_metric(file="m.json"), "", tmp_path).reason
+    assert "did not write" in read(_metric(file="other.json"), "", tmp_path).reason
+
+
+def test_evaluator_output_is_the_only_source_of_the_metric(tmp_path: Path) -> None:
+    reading = read(_metric(command="python eval.py"), "val_bpb: 0.1\nsteps: 5\n", tmp_path, "val_bpb: 0.7\n")
+    assert reading.value == 0.7 and reading.metrics["steps"] == 5
+    assert read(_metric(command="e"), "val_bpb: 0.1\n", tmp_path, "").value is None
+
+
+def test_keep_rule() -> None:
+    assert decide(0.9, 1.0, Goal.MIN).keep
+    assert not decide(1.0, 1.0, Goal.MIN).keep
+    assert not decide(1.1, 1.0, Goal.MIN).keep
+    assert decide(1.1, 1.0, Goal.MAX).keep
+    assert not decide(0.95, 1.0, Goal.MIN, min_delta=0.1).keep
+    assert decide(0.85, 1.0, Goal.MIN, min_delta=0.1).keep
+    assert math.isclose(decide(0.85, 1.0, Goal.MIN).improvement, 0.15)
