@@ -126,3 +126,24 @@ def test_task_in_a_subfolder(repo: Repo, plan, cli) -> None:
 
 
 TRAIN_SUB = "X = 10\nprint('score:', (X - 3) ** 2 + 1)\n"
+
+
+def test_run_outputs_and_agent_commits_do_not_leak_into_the_next_experiment(repo: Repo, plan, cli) -> None:
+    repo.write("train.py", "X = 10\nimport os\nos.makedirs('out', exist_ok=True)\nopen('out/run.txt', 'w').write('x')\nprint('score:', (X - 3) ** 2 + 1)\n")
+    repo.write("overnight.toml", task_config())
+    repo.write("program.md", "x\n")
+    repo.commit("task")
+    plan({
+        # The agent commits its own change on a branch of its own: the harness still sees the whole change.
+        "1": [["set", "train.py", "X", "5"], ["shell", "git checkout -q -b agent-branch && git commit -qam 'agent commit' --no-verify"]],
+        "2": [["set", "train.py", "X", "9"]],
+        "3": [["print", "nothing"]],
+        "4": [["set", "train.py", "X", "4"]],
+    })
+    assert cli("run", repo.path, "--tag", "leak", "--agent-command", AGENT, "--max-experiments", "4").code == 0
+    rows = ledger_rows(repo.path, "leak")
+    assert [r["status"] for r in rows] == ["baseline", "keep", "discard", "no_change", "keep"]
+    assert [r["files_changed"] for r in rows[1:]] == [1, 1, 0, 1]
+    assert repo.git("rev-parse", f"{rows[1]['commit']}^").strip() == rows[0]["commit"]
+    assert repo.git("show", "--stat", "--format=", rows[4]["commit"]).count("|") == 1
+    assert repo.git("branch", "--list", "agent-branch").strip() == "agent-branch"  # the agent's own doing, left as is

@@ -29,7 +29,7 @@ from overnight.executors import Executor
 from overnight.measure import Job, Measurement
 from overnight.records import Experiment, Status
 from overnight.run import Run, now_iso
-from overnight.workspace import Worktree, task_relative
+from overnight.workspace import Change, Worktree, task_relative
 
 log = logging.getLogger(__name__)
 
@@ -55,11 +55,18 @@ class Standing:
 class Ended(Exception):
     """An experiment ended before it could be judged."""
 
-    def __init__(self, status: Status, reason: str, measurement: Measurement | None = None) -> None:
+    def __init__(
+        self,
+        status: Status,
+        reason: str,
+        measurement: Measurement | None = None,
+        experiment: Experiment | None = None,  # the experiment as known when it ended, when updated
+    ) -> None:
         super().__init__(reason)
         self.status = status
         self.reason = reason
         self.measurement = measurement
+        self.experiment = experiment
 
 
 class Worker:
@@ -110,6 +117,8 @@ class Worker:
         except BaseException as exc:
             self._abort(exp, exc)
             raise
+        finally:
+            self.worktree.release()
 
     def step(self, standing: Standing) -> Experiment:
         """Run one experiment on the current best; return it as recorded."""
@@ -120,9 +129,10 @@ class Worker:
         try:
             self.worktree.checkout(best.commit)  # 2
             exp = self._ask(exp, standing)  # 3
-            exp = self._inspect(exp)  # 4
-            exp = self._commit(exp)  # 5
+            change = self._inspect(exp)  # 4
+            exp, published = self._commit(exp, change)  # 5 (the ref is written while the run starts)
             measurement = self._measure(exp)  # 6
+            published.wait()
             if measurement.status is not None:
                 raise Ended(measurement.status, measurement.reason, measurement)
             assert measurement.value is not None
@@ -131,10 +141,11 @@ class Worker:
             status = Status.KEEP if verdict.keep else Status.DISCARD
             exp = self._finish(exp, status, verdict.reason, measurement)  # 9, recorded before the branch moves
         except Ended as end:
-            exp = self._finish(exp, end.status, end.reason, end.measurement)  # 9
+            exp = self._finish(end.experiment or exp, end.status, end.reason, end.measurement)  # 9
         except BaseException as exc:
             self._abort(exp, exc)
             raise
+        self.worktree.release(touched=exp.status is not Status.NO_CHANGE)
         if exp.status is Status.KEEP:
             exp = self._advance(exp)  # 8
         if self.agent is not None:
@@ -188,27 +199,26 @@ class Worker:
         self.report(exp)
         return exp
 
-    def _inspect(self, exp: Experiment) -> Experiment:
-        change = self.worktree.stage(exp.parent)
+    def _inspect(self, exp: Experiment) -> Change:
+        change = self.worktree.stage(exp.parent, f"exp {exp.id}: {exp.hypothesis}\n")
         if change.empty:
             raise Ended(Status.NO_CHANGE, "the proposal changed no file")
         task = self.run.task
         forbidden = task.rules.violations({p: task_relative(p, task.rel) for p in change.paths})
-        exp = replace(exp, files_changed=len(change.paths), insertions=change.insertions, deletions=change.deletions)
         if forbidden:
             diff_path = self.run.paths.diff(exp.id)
             diff_path.parent.mkdir(parents=True, exist_ok=True)
-            diff_path.write_text(self.worktree.staged_diff(exp.parent), encoding="utf-8")
+            diff_path.write_text(self.worktree.diff(change), encoding="utf-8")
             shown = ", ".join(forbidden[:5]) + (" ..." if len(forbidden) > 5 else "")
-            raise Ended(Status.REJECTED, f"changed files that are not editable: {shown}")
-        return exp
+            reason = f"changed files that are not editable: {shown}"
+            raise Ended(Status.REJECTED, reason, experiment=_with_stats(exp, change))
+        return change
 
-    def _commit(self, exp: Experiment) -> Experiment:
-        ref = workspace.experiment_ref(self.run.tag, exp.id)
-        commit = self.worktree.commit(exp.parent, f"exp {exp.id}: {exp.hypothesis}\n", ref)
-        exp = replace(exp, commit=commit)
+    def _commit(self, exp: Experiment, change: Change) -> tuple[Experiment, workspace.Pending]:
+        published = self.worktree.publish(change, workspace.experiment_ref(self.run.tag, exp.id))
+        exp = replace(_with_stats(exp, change), commit=change.commit)
         self.run.ledger.record(exp)
-        return exp
+        return exp, published
 
     def _measure(self, exp: Experiment) -> Measurement:
         task = self.run.task
@@ -276,3 +286,7 @@ class Worker:
             task = self.run.task
             self._editable = {commit: tuple(str(task_relative(p, task.rel)) for p in task.editable_files(tracked) if p)}
         return self._editable[commit]
+
+
+def _with_stats(exp: Experiment, change: Change) -> Experiment:
+    return replace(exp, files_changed=len(change.paths), insertions=change.insertions, deletions=change.deletions)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -34,6 +35,7 @@ log = logging.getLogger(__name__)
 TOKEN_VAR = "OVERNIGHT_PROCESS_TOKEN"
 OUTPUT_TAIL_BYTES = 1 << 20  # the part of a command's output kept for metric parsing
 _SAMPLE_EVERY_S = 0.25
+_POLL_S = 0.1  # how often a running command checks its timeout and the stop event
 _MAXRSS_UNIT = 1 if sys.platform == "darwin" else 1024  # ru_maxrss: bytes on macOS, KiB on Linux
 
 
@@ -99,27 +101,59 @@ def _wait(
     grace_s: float,
 ) -> tuple[int | None, bool, bool, int]:
     """Poll until the command ends or must be ended. Returns (exit code, timed out, interrupted, maxrss bytes)."""
-    delay, timed_out, interrupted = 0.001, False, False
+    timed_out, interrupted = False, False
     next_sample = started + 0.05
-    while True:
-        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
-        if pid:
-            proc.returncode = os.waitstatus_to_exitcode(status)
-            code = None if (timed_out or interrupted) else proc.returncode
-            return code, timed_out, interrupted, usage.ru_maxrss * _MAXRSS_UNIT
-        now = time.monotonic()
-        if now >= next_sample:
-            watch.sample()
-            next_sample = now + _SAMPLE_EVERY_S
-        if not (timed_out or interrupted):
-            if now - started > timeout_s:
-                timed_out = True
-            elif stop is not None and stop.is_set():
-                interrupted = True
-            if timed_out or interrupted:
-                watch.terminate(grace_s)
-        time.sleep(delay)
-        delay = min(delay * 2, 0.05)
+    exited = _ExitWaiter(proc.pid)
+    try:
+        while True:
+            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+            if pid:
+                proc.returncode = os.waitstatus_to_exitcode(status)
+                code = None if (timed_out or interrupted) else proc.returncode
+                return code, timed_out, interrupted, usage.ru_maxrss * _MAXRSS_UNIT
+            now = time.monotonic()
+            if now >= next_sample:
+                watch.sample()
+                next_sample = now + _SAMPLE_EVERY_S
+            if not (timed_out or interrupted):
+                if now - started > timeout_s:
+                    timed_out = True
+                elif stop is not None and stop.is_set():
+                    interrupted = True
+                if timed_out or interrupted:
+                    watch.terminate(grace_s)
+            exited.wait(min(_POLL_S, max(0.0, next_sample - now), max(0.0, started + timeout_s - now) + 0.001))
+    finally:
+        exited.close()
+
+
+class _ExitWaiter:
+    """Sleeps until a process exits or a timeout passes.
+
+    On Linux a pidfd wakes us the moment the process ends, so an instant command
+    costs no polling delay; elsewhere we fall back to short sleeps that grow.
+    """
+
+    def __init__(self, pid: int) -> None:
+        self._fd: int | None = None
+        self._delay = 0.001
+        if hasattr(os, "pidfd_open"):
+            try:
+                self._fd = os.pidfd_open(pid)
+            except OSError:  # old kernel, or a sandbox that forbids it
+                self._fd = None
+
+    def wait(self, timeout: float) -> None:
+        if self._fd is not None:
+            select.select([self._fd], [], [], timeout)
+            return
+        time.sleep(min(self._delay, timeout))
+        self._delay = min(self._delay * 2, _POLL_S)
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
 
 
 class _Watch:
