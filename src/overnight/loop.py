@@ -24,12 +24,13 @@ from dataclasses import dataclass, field, replace
 
 from overnight import judge, workspace
 from overnight.agents import Agent, Context
-from overnight.errors import AgentError, OvernightError, RunStateError
+from overnight.errors import AgentError, GitError, OvernightError, RunStateError
 from overnight.executors import Executor
 from overnight.measure import Job, Measurement
 from overnight.records import Experiment, Status
 from overnight.run import Run, now_iso
-from overnight.workspace import Change, Worktree, task_relative
+from overnight.workspace import task_relative
+from overnight.worktree import Change, Committed, Worktree
 
 log = logging.getLogger(__name__)
 
@@ -118,7 +119,7 @@ class Worker:
             self._abort(exp, exc)
             raise
         finally:
-            self.worktree.release()
+            self.worktree.release(next_commit=commit)
 
     def step(self, standing: Standing) -> Experiment:
         """Run one experiment on the current best; return it as recorded."""
@@ -130,9 +131,10 @@ class Worker:
             self.worktree.checkout(best.commit)  # 2
             exp = self._ask(exp, standing)  # 3
             change = self._inspect(exp)  # 4
-            exp, published = self._commit(exp, change)  # 5 (the ref is written while the run starts)
+            exp, committed = self._commit(exp, change)  # 5 (the ref is written while the run starts)
             measurement = self._measure(exp)  # 6
-            published.wait()
+            insertions, deletions = committed.wait()
+            exp = replace(exp, insertions=insertions, deletions=deletions)
             if measurement.status is not None:
                 raise Ended(measurement.status, measurement.reason, measurement)
             assert measurement.value is not None
@@ -145,7 +147,8 @@ class Worker:
         except BaseException as exc:
             self._abort(exp, exc)
             raise
-        self.worktree.release(touched=exp.status is not Status.NO_CHANGE)
+        next_best = exp.commit if exp.status is Status.KEEP else best.commit
+        self.worktree.release(next_best, touched=exp.status is not Status.NO_CHANGE)
         if exp.status is Status.KEEP:
             exp = self._advance(exp)  # 8
         if self.agent is not None:
@@ -200,25 +203,32 @@ class Worker:
         return exp
 
     def _inspect(self, exp: Experiment) -> Change:
-        change = self.worktree.stage(exp.parent, f"exp {exp.id}: {exp.hypothesis}\n")
+        try:
+            change = self.worktree.stage(exp.parent)
+        except GitError as err:  # e.g. the agent left a merge conflict or a broken index behind
+            raise Ended(Status.REJECTED, f"the change could not be staged: {err}") from None
         if change.empty:
             raise Ended(Status.NO_CHANGE, "the proposal changed no file")
         task = self.run.task
+        exp = replace(exp, files_changed=len(change.paths))
         forbidden = task.rules.violations({p: task_relative(p, task.rel) for p in change.paths})
         if forbidden:
             diff_path = self.run.paths.diff(exp.id)
             diff_path.parent.mkdir(parents=True, exist_ok=True)
             diff_path.write_text(self.worktree.diff(change), encoding="utf-8")
             shown = ", ".join(forbidden[:5]) + (" ..." if len(forbidden) > 5 else "")
-            reason = f"changed files that are not editable: {shown}"
-            raise Ended(Status.REJECTED, reason, experiment=_with_stats(exp, change))
+            raise Ended(Status.REJECTED, f"changed files that are not editable: {shown}", experiment=exp)
         return change
 
-    def _commit(self, exp: Experiment, change: Change) -> tuple[Experiment, workspace.Pending]:
-        published = self.worktree.publish(change, workspace.experiment_ref(self.run.tag, exp.id))
-        exp = replace(_with_stats(exp, change), commit=change.commit)
+    def _commit(self, exp: Experiment, change: Change) -> tuple[Experiment, Committed]:
+        message = f"exp {exp.id}: {exp.hypothesis}\n"
+        try:
+            committed = self.worktree.commit(change, message, workspace.experiment_ref(self.run.tag, exp.id))
+        except GitError as err:
+            raise Ended(Status.REJECTED, f"the change could not be committed: {err}") from None
+        exp = replace(exp, commit=committed.commit, files_changed=len(change.paths))
         self.run.ledger.record(exp)
-        return exp, published
+        return exp, committed
 
     def _measure(self, exp: Experiment) -> Measurement:
         task = self.run.task
@@ -286,7 +296,3 @@ class Worker:
             task = self.run.task
             self._editable = {commit: tuple(str(task_relative(p, task.rel)) for p in task.editable_files(tracked) if p)}
         return self._editable[commit]
-
-
-def _with_stats(exp: Experiment, change: Change) -> Experiment:
-    return replace(exp, files_changed=len(change.paths), insertions=change.insertions, deletions=change.deletions)

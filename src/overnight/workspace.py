@@ -14,7 +14,6 @@ from __future__ import annotations
 import logging
 import os
 import subprocess
-from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from overnight.errors import DirtyTreeError, GitError
@@ -26,7 +25,7 @@ BRANCH_PREFIX = "overnight/"
 REF_PREFIX = "refs/overnight/"
 
 # Experiment commits are made by overnight, whatever the user's git configuration holds.
-_COMMIT_ENV = {
+COMMIT_ENV = {
     "GIT_AUTHOR_NAME": "overnight",
     "GIT_AUTHOR_EMAIL": "overnight@localhost",
     "GIT_COMMITTER_NAME": "overnight",
@@ -174,138 +173,6 @@ def experiment_ref(tag: str, experiment_id: int) -> str:
 
 def diff_text(root: Path, parent: str, commit: str) -> str:
     return git("diff", "--no-color", parent, commit, cwd=root)
-
-
-@dataclass(frozen=True)
-class Change:
-    """What an agent changed in a worktree, against the parent commit."""
-
-    parent: str
-    tree: str  # the tree of the worktree as staged
-    paths: tuple[str, ...] = ()  # repo-relative
-    insertions: int = 0
-    deletions: int = 0
-    commit: str = ""  # a commit of ``tree`` on ``parent``, not yet referenced by any ref
-
-    @property
-    def empty(self) -> bool:
-        return not self.paths
-
-
-class Worktree:
-    """A detached worktree for experiments, under the run's state folder.
-
-    Git calls are the harness's main cost per experiment, so the methods below use
-    as few as they can and run independent ones side by side.
-    """
-
-    def __init__(self, root: Path, path: Path) -> None:
-        self.root = root
-        self.path = path
-        self._trees: dict[str, str] = {}  # commit → tree, for the commits we have seen
-        self._exact: str | None = None  # the commit the worktree is known to match exactly
-        self._cleaning: Pending | None = None  # a `git clean` started by release()
-
-    def create(self, commit: str) -> None:
-        """Make the worktree at ``commit``; a stale one at the same path is reused."""
-        if self.path.exists():
-            if (self.path / ".git").is_file():
-                self._exact = None
-                self.checkout(commit)
-                return
-            raise GitError(f"{self.path} exists and is not an overnight worktree; move it away and resume")
-        git("worktree", "prune", cwd=self.root)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        git("worktree", "add", "--detach", "-q", str(self.path), commit, cwd=self.root)
-        self._exact = commit
-
-    def remove(self) -> None:
-        self._settle()
-        if self.path.exists():
-            git("worktree", "remove", "--force", str(self.path), cwd=self.root, check=False)
-        git("worktree", "prune", cwd=self.root, check=False)
-
-    def release(self, touched: bool = True) -> None:
-        """An experiment is done with the worktree: start removing untracked files in the background.
-
-        ``touched=False`` says nothing ran in it since it was last checked out or staged
-        unchanged. The cleaning overlaps the controller's bookkeeping; :meth:`checkout`
-        waits for it. Untracked files go before the checkout, and files the experiment
-        had staged or committed are undone by the checkout itself.
-        """
-        if touched:
-            self._exact = None
-        if self._exact is None and self._cleaning is None:
-            self._cleaning = Pending("clean", "-q", "-f", "-d", cwd=self.path)
-
-    def _settle(self) -> bool:
-        """Wait for a background clean; True when there was one."""
-        if self._cleaning is None:
-            return False
-        pending, self._cleaning = self._cleaning, None
-        pending.wait()
-        return True
-
-    def checkout(self, commit: str) -> None:
-        """Put the worktree exactly at ``commit``: detached, no local changes, no untracked files."""
-        cleaned = self._settle()
-        if self._exact == commit:
-            return
-        git("checkout", "-q", "-f", "--detach", commit, cwd=self.path)
-        if not cleaned:
-            git("clean", "-q", "-f", "-d", cwd=self.path)
-        self._exact = commit
-
-    def _head(self) -> str:
-        """The worktree's HEAD commit when detached, read from its file (no git process)."""
-        try:
-            gitdir = (self.path / ".git").read_text(encoding="utf-8").split(":", 1)[1].strip()
-            return (self.path / gitdir / "HEAD").read_text(encoding="utf-8").strip()
-        except (OSError, IndexError):
-            return ""
-
-    def tree_of(self, commit: str) -> str:
-        if commit not in self._trees:
-            self._trees[commit] = git("rev-parse", f"{commit}^{{tree}}", cwd=self.path).strip()
-        return self._trees[commit]
-
-    def stage(self, parent: str, message: str) -> Change:
-        """Stage everything; when something changed, describe it and commit it (unreferenced).
-
-        An agent may have committed, staged or switched branches by itself: the change
-        is always taken as the whole worktree against ``parent``, committed on ``parent``.
-        """
-        self._exact = None  # the agent may have changed anything
-        git("add", "-A", cwd=self.path)
-        tree = git("write-tree", cwd=self.path).strip()
-        if tree == self.tree_of(parent):
-            self._exact = parent if self._head() == parent else None
-            return Change(parent, tree)
-        # Describing and committing the tree are independent: run them side by side.
-        stats = Pending("diff-tree", "-r", "--numstat", "--no-renames", "-z", self.tree_of(parent), tree, cwd=self.path)
-        made = Pending("commit-tree", tree, "-p", parent, "-F", "-", cwd=self.path, input=message, env=_COMMIT_ENV)
-        paths, ins, dels = [], 0, 0
-        for entry in stats.wait().split("\0"):
-            if entry:
-                added, deleted, path = entry.split("\t", 2)
-                paths.append(path)
-                ins += int(added) if added.isdigit() else 0
-                dels += int(deleted) if deleted.isdigit() else 0
-        commit = made.wait().strip()
-        self._trees[commit] = tree
-        return Change(parent, tree, tuple(paths), ins, dels, commit)
-
-    def diff(self, change: Change) -> str:
-        return git("diff", "--no-color", self.tree_of(change.parent), change.tree, cwd=self.path)
-
-    def publish(self, change: Change, ref: str) -> Pending:
-        """Create ``ref`` at the change's commit and move the worktree's HEAD there, in the background.
-
-        The caller may start the experiment at once; ``wait()`` on the result before
-        relying on the ref.
-        """
-        script = f"create {ref} {change.commit}\noption no-deref\nupdate HEAD {change.commit}\n"
-        return Pending("update-ref", "--stdin", cwd=self.path, input=script)
 
 
 def task_relative(repo_path: str, task_rel: str) -> str | None:
