@@ -130,11 +130,10 @@ class Worker:
         try:
             self.worktree.checkout(best.commit)  # 2
             exp = self._ask(exp, standing)  # 3
-            change = self._inspect(exp)  # 4
-            exp, committed = self._commit(exp, change)  # 5 (the ref is written while the run starts)
+            exp, change = self._inspect(exp)  # 4
+            committing = self._commit(exp, change)  # 5, written while the experiment runs
             measurement = self._measure(exp)  # 6
-            insertions, deletions = committed.wait()
-            exp = replace(exp, insertions=insertions, deletions=deletions)
+            exp = self._committed(exp, committing)
             if measurement.status is not None:
                 raise Ended(measurement.status, measurement.reason, measurement)
             assert measurement.value is not None
@@ -202,7 +201,7 @@ class Worker:
         self.report(exp)
         return exp
 
-    def _inspect(self, exp: Experiment) -> Change:
+    def _inspect(self, exp: Experiment) -> tuple[Experiment, Change]:
         try:
             change = self.worktree.stage(exp.parent)
         except GitError as err:  # e.g. the agent left a merge conflict or a broken index behind
@@ -218,17 +217,18 @@ class Worker:
             diff_path.write_text(self.worktree.diff(change), encoding="utf-8")
             shown = ", ".join(forbidden[:5]) + (" ..." if len(forbidden) > 5 else "")
             raise Ended(Status.REJECTED, f"changed files that are not editable: {shown}", experiment=exp)
-        return change
+        return exp, change
 
-    def _commit(self, exp: Experiment, change: Change) -> tuple[Experiment, Committed]:
+    def _commit(self, exp: Experiment, change: Change) -> Committed:
         message = f"exp {exp.id}: {exp.hypothesis}\n"
+        return self.worktree.commit(change, message, workspace.experiment_ref(self.run.tag, exp.id))
+
+    def _committed(self, exp: Experiment, committing: Committed) -> Experiment:
         try:
-            committed = self.worktree.commit(change, message, workspace.experiment_ref(self.run.tag, exp.id))
+            done = committing.wait()
         except GitError as err:
             raise Ended(Status.REJECTED, f"the change could not be committed: {err}") from None
-        exp = replace(exp, commit=committed.commit, files_changed=len(change.paths))
-        self.run.ledger.record(exp)
-        return exp, committed
+        return replace(exp, commit=done.commit, insertions=done.insertions, deletions=done.deletions)
 
     def _measure(self, exp: Experiment) -> Measurement:
         task = self.run.task

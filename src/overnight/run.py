@@ -267,13 +267,11 @@ class Run:
         if killed:
             log.warning("killed %d process(es) left running by the previous controller", killed)
         for exp in self.ledger.experiments(Status.RUNNING):
+            # The commit is written while the experiment runs; its ref tells whether it got that far.
+            commit = exp.commit or workspace.resolve(self.task.root, workspace.experiment_ref(self.tag, exp.id)) or ""
+            reason = "the controller stopped during this experiment"
             self.ledger.record(
-                replace(
-                    exp,
-                    status=Status.INTERRUPTED,
-                    reason="the controller stopped during this experiment",
-                    ended_at=now_iso(),
-                )
+                replace(exp, status=Status.INTERRUPTED, reason=reason, commit=commit, ended_at=now_iso())
             )
         self._mend_branch()
 

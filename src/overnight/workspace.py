@@ -11,6 +11,7 @@ Rules this module keeps, so the user's work is never at risk:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import subprocess
@@ -24,21 +25,14 @@ STATE_DIR = ".overnight"  # run state at the repository root, excluded through .
 BRANCH_PREFIX = "overnight/"
 REF_PREFIX = "refs/overnight/"
 
-# Experiment commits are made by overnight, whatever the user's git configuration holds.
-COMMIT_ENV = {
-    "GIT_AUTHOR_NAME": "overnight",
-    "GIT_AUTHOR_EMAIL": "overnight@localhost",
-    "GIT_COMMITTER_NAME": "overnight",
-    "GIT_COMMITTER_EMAIL": "overnight@localhost",
-}
-
-
-def _start(args: tuple[str, ...], cwd: Path, input: str | None, env: dict[str, str] | None) -> subprocess.Popen[str]:
+def _start(
+    args: tuple[str, ...], cwd: Path, input: str | None, env: dict[str, str] | None, keep_stdin: bool = False
+) -> subprocess.Popen[str]:
     try:
         proc = subprocess.Popen(
             ["git", *args],
             cwd=cwd,
-            stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
+            stdin=subprocess.PIPE if input is not None or keep_stdin else subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -77,6 +71,48 @@ class Pending:
 
     def wait(self) -> str:
         return _finish(self._proc, self._args, self._cwd, True)
+
+
+class GitStream:
+    """A long-lived git command that takes requests on stdin and answers in lines.
+
+    Used for ``hash-object --stdin-paths`` and ``update-ref --stdin``, so that an
+    experiment's commit and ref cost no new process. One thread at a time may use it.
+    If git dies (it exits on the first failing request), the error is raised and the
+    next request starts a fresh process.
+    """
+
+    def __init__(self, *args: str, cwd: Path) -> None:
+        self._args, self._cwd = args, cwd
+        self._proc: subprocess.Popen[str] | None = None
+        self._error = ""
+
+    def ask(self, request: str, lines: int) -> list[str]:
+        if self._proc is None or self._proc.poll() is not None:
+            self._proc = _start(self._args, self._cwd, None, None, keep_stdin=True)
+        proc = self._proc
+        assert proc.stdin is not None and proc.stdout is not None
+        try:
+            proc.stdin.write(request)
+            proc.stdin.flush()
+            answer = [proc.stdout.readline() for _ in range(lines)]
+        except BrokenPipeError:
+            answer = [""]
+        if not all(answer):
+            self.close()
+            raise GitError(f"git {' '.join(self._args[:2])} failed in {self._cwd}: {self._error}")
+        return [line.rstrip("\n") for line in answer]
+
+    def close(self) -> None:
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return
+        assert proc.stdin is not None
+        with contextlib.suppress(BrokenPipeError):
+            proc.stdin.close()
+        proc.stdin = None  # communicate() must not touch it again
+        _, err = proc.communicate()
+        self._error = err.strip() or f"exit code {proc.returncode}"
 
 
 def repo_root(path: Path) -> Path:

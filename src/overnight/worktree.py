@@ -1,17 +1,18 @@
 """An experiment's git worktree: put it at a commit, see what an agent changed, commit it.
 
-Git processes are the harness's main cost per experiment, so this module spends
-as few as it can on the path from one experiment to the next:
+Git processes are the harness's main cost per experiment, so this module keeps
+them off the path from one experiment to the next where it can:
 
-* **fast path.** When the agent left git alone (the worktree's index file and HEAD
-  are as :meth:`Worktree.checkout` left them), ``git add -A --verbose`` names the
-  changed files and ``git commit`` records them: two processes.
-* **safe path.** When the agent staged, committed or switched branches itself,
-  the change is taken as the whole worktree against the parent, and committed on
-  the parent with plumbing (``write-tree``, ``commit-tree``), whatever the agent did.
-* **background work.** Writing the experiment's ref and counting its diff lines
-  run while the experiment runs; cleaning the worktree and checking out the next
-  parent run while the controller does its bookkeeping.
+* **what changed.** When the agent left git alone (the worktree's index file and
+  HEAD are as :meth:`Worktree.checkout` left them), ``git add -A --verbose`` stages
+  the change and names the changed files in one process. When the agent staged,
+  committed or switched branches itself, the change is taken as the whole worktree
+  against the parent (``git diff --cached``), whatever the agent did.
+* **committing** (``write-tree``, ``commit-tree`` on the parent we chose, the
+  experiment's ref, the line counts) runs on a thread while the experiment runs:
+  the files it measures are already what will be committed.
+* **resetting** for the next experiment (``git clean`` when new files appeared,
+  ``git checkout``) runs on a thread while the controller does its bookkeeping.
 
 A worktree's HEAD is always detached, so nothing done in it moves a branch.
 """
@@ -21,19 +22,13 @@ from __future__ import annotations
 import os
 import re
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from overnight.errors import GitError
-from overnight.workspace import COMMIT_ENV, Pending, git
-
-# What `git commit` must not pick up from the user's configuration in an experiment worktree.
-_COMMIT_CONFIG = (
-    "-c", "core.hooksPath=/nonexistent/overnight-runs-no-hooks",
-    "-c", "commit.gpgSign=false",
-    "-c", "gc.auto=0",
-    "-c", "maintenance.auto=false",
-)  # fmt: skip
+from overnight.workspace import GitStream, Pending, git
 
 
 @dataclass(frozen=True)
@@ -42,31 +37,69 @@ class Change:
 
     parent: str
     paths: tuple[str, ...] = ()  # repo-relative
-    fast: bool = False  # the agent left git alone: the index holds the change on top of the parent
 
     @property
     def empty(self) -> bool:
         return not self.paths
 
 
+class _Background:
+    """A function run on a thread; :meth:`join` waits and re-raises what it raised."""
+
+    def __init__(self, target: Callable[[], None]) -> None:
+        self._target = target
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            self._target()
+        except BaseException as exc:  # handed to the joining thread
+            self._error = exc
+
+    def join(self) -> None:
+        self._thread.join()
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
+
+
 class Committed:
-    """An experiment's commit, with the work still running in the background."""
+    """An experiment's commit, written in the background while the experiment runs.
 
-    def __init__(self, commit: str, ref: Pending, stats: Pending) -> None:
-        self.commit = commit
-        self._ref = ref
-        self._stats = stats
+    Nothing the run needs waits for it: the worktree's files are already what will
+    be committed. :meth:`wait` gives the commit, with its ref created and its lines counted.
+    """
 
-    def wait(self) -> tuple[int, int]:
-        """Wait for the ref; return (insertions, deletions)."""
-        self._ref.wait()
-        insertions = deletions = 0
-        for entry in self._stats.wait().split("\0"):
+    def __init__(self, worktree: Worktree, change: Change, message: str, ref: str) -> None:
+        self.commit = ""
+        self.insertions = 0
+        self.deletions = 0
+        self._tree, self._change, self._message, self._ref = worktree, change, message, ref
+        self._work = _Background(self._write)
+
+    def _write(self) -> None:
+        wt, parent = self._tree, self._change.parent
+        tree = git("write-tree", cwd=wt.path).strip()
+        stats = Pending("diff-tree", "-r", "--numstat", "--no-renames", "-z", parent, tree, cwd=wt.path)
+        # A commit object is a short text: write it with the long-lived hash-object, no new process.
+        stamp = f"overnight <overnight@localhost> {int(time.time())} +0000"
+        text = f"tree {tree}\nparent {parent}\nauthor {stamp}\ncommitter {stamp}\n\n{self._message}"
+        scratch = wt.gitdir() / "overnight-commit"
+        scratch.write_text(text, encoding="utf-8")
+        commit = wt.objects.ask(f"{scratch}\n", 1)[0]
+        wt.refs.ask(f"start\ncreate {self._ref} {commit}\noption no-deref\nupdate HEAD {commit}\ncommit\n", 2)
+        for entry in stats.wait().split("\0"):
             fields = entry.split("\t")
             if len(fields) >= 2:
-                insertions += int(fields[0]) if fields[0].isdigit() else 0
-                deletions += int(fields[1]) if fields[1].isdigit() else 0
-        return insertions, deletions
+                self.insertions += int(fields[0]) if fields[0].isdigit() else 0
+                self.deletions += int(fields[1]) if fields[1].isdigit() else 0
+        self.commit = commit
+
+    def wait(self) -> Committed:
+        self._work.join()
+        return self
 
 
 class Worktree:
@@ -77,8 +110,11 @@ class Worktree:
         self.path = path
         self._exact: str | None = None  # the commit the worktree is known to match exactly
         self._mark: tuple[tuple[int, int, int], str] | None = None  # index stat and HEAD after checkout
-        self._reset: threading.Thread | None = None
-        self._reset_error: BaseException | None = None
+        self._reset: _Background | None = None
+        self._committing: Committed | None = None
+        # Long-lived git processes that write commits and refs without a new process each time.
+        self.objects = GitStream("hash-object", "-w", "-t", "commit", "--stdin-paths", cwd=path)
+        self.refs = GitStream("update-ref", "--stdin", cwd=path)
         self._names: frozenset[str] | None = None  # every path in the worktree when it was last known clean
 
     # -- life cycle -------------------------------------------------------------------------
@@ -98,6 +134,8 @@ class Worktree:
 
     def remove(self) -> None:
         self._join()
+        self.objects.close()
+        self.refs.close()
         if self.path.exists():
             git("worktree", "remove", "--force", str(self.path), cwd=self.root, check=False)
         git("worktree", "prune", cwd=self.root, check=False)
@@ -126,8 +164,7 @@ class Worktree:
         # `git clean` is needed only when new untracked files appeared since the last
         # staging; comparing the names in the worktree is much cheaper than asking git.
         clean = self._names is None or self._walk() != self._names
-        self._reset = threading.Thread(target=self._reset_in_background, args=(next_commit, clean), daemon=True)
-        self._reset.start()
+        self._reset = _Background(lambda: self._reset_to(next_commit, clean))
 
     def _reset_to(self, commit: str, clean: bool) -> None:
         self._exact = None
@@ -137,19 +174,14 @@ class Worktree:
         git("checkout", "-q", "-f", "--detach", commit, cwd=self.path)
         self._exact = commit
 
-    def _reset_in_background(self, commit: str, clean: bool) -> None:
-        try:
-            self._reset_to(commit, clean)
-        except BaseException as exc:  # handed to the worker thread by _join
-            self._reset_error = exc
-
     def _join(self) -> None:
+        """Wait for background work on this worktree (a commit being written, a reset)."""
+        if self._committing is not None:
+            committing, self._committing = self._committing, None
+            committing.wait()
         if self._reset is not None:
-            self._reset.join()
-            self._reset = None
-        if self._reset_error is not None:
-            error, self._reset_error = self._reset_error, None
-            raise error
+            reset, self._reset = self._reset, None
+            reset.join()
 
     def _walk(self, limit: int = 5000) -> frozenset[str] | None:
         """Every path under the worktree (but .git); None for big trees, where git is faster to ask."""
@@ -176,19 +208,19 @@ class Worktree:
 
     def _index_stat(self) -> tuple[int, int, int]:
         try:
-            st = os.stat(self._gitdir() / "index")
+            st = os.stat(self.gitdir() / "index")
         except OSError:
             return (0, 0, 0)
         return (st.st_ino, st.st_mtime_ns, st.st_size)
 
-    def _gitdir(self) -> Path:
+    def gitdir(self) -> Path:
         text = (self.path / ".git").read_text(encoding="utf-8")
         return self.path / text.split(":", 1)[1].strip()
 
     def _head(self) -> str:
         """The worktree's HEAD commit when detached, read from its file (no git process)."""
         try:
-            return (self._gitdir() / "HEAD").read_text(encoding="utf-8").strip()
+            return (self.gitdir() / "HEAD").read_text(encoding="utf-8").strip()
         except (OSError, IndexError):
             return ""
 
@@ -209,31 +241,20 @@ class Worktree:
         if not paths and self._head() == parent:
             self._exact = parent
         self._names = self._walk()  # everything not ignored is staged now
-        return Change(parent, tuple(paths), fast and self._head() == parent)
+        return Change(parent, tuple(paths))
 
     def diff(self, change: Change) -> str:
         """The staged change as a patch (kept for changes that are rejected)."""
         return git("diff", "--cached", "--no-color", change.parent, cwd=self.path)
 
     def commit(self, change: Change, message: str, ref: str) -> Committed:
-        """Commit the staged change on its parent; create ``ref`` there and count lines in the background."""
-        if change.fast:
-            git(*_COMMIT_CONFIG, "commit", "-q", "--no-verify", "--cleanup=verbatim", "-F", "-",
-                cwd=self.path, input=message, env=COMMIT_ENV)  # fmt: skip
-            commit = self._head()
-            script = f"create {ref} {commit}\n"
-        else:
-            tree = git("write-tree", cwd=self.path).strip()
-            commit = git("commit-tree", tree, "-p", change.parent, "-F", "-",
-                         cwd=self.path, input=message, env=COMMIT_ENV).strip()  # fmt: skip
-            script = f"create {ref} {commit}\noption no-deref\nupdate HEAD {commit}\n"
-        if len(commit) < 40:
-            raise GitError(f"could not read the new commit in {self.path}")
-        return Committed(
-            commit,
-            Pending("update-ref", "--stdin", cwd=self.path, input=script),
-            Pending("diff-tree", "-r", "--numstat", "--no-renames", "-z", change.parent, commit, cwd=self.path),
-        )
+        """Start committing the staged change on its parent, with ``ref`` pointing at it.
+
+        The commit is made from the index with plumbing, so it sits on ``change.parent``
+        whatever the agent did to HEAD. Call ``wait()`` on the result before relying on it.
+        """
+        self._committing = Committed(self, change, message, ref)
+        return self._committing
 
 
 _VERBOSE_LINE = re.compile(r"^(?:add|remove) '(.*)'$")

@@ -86,7 +86,7 @@ class Context:
 
     def write_brief(self) -> Path:
         self.brief_path.parent.mkdir(parents=True, exist_ok=True)
-        self.brief_path.write_text(json.dumps(self.brief(), indent=1), encoding="utf-8")
+        self.brief_path.write_text(json.dumps(self.brief()), encoding="utf-8")
         return self.brief_path
 
 
