@@ -100,8 +100,7 @@ def main() -> None:
                 many = _wall(tool, template, scratch, args.experiments + 1)
                 per_experiment[tool].append((many - one) / args.experiments)
             print(
-                f"round {round_ + 1}: "
-                + ", ".join(f"{t} {1000 * v[-1]:.1f} ms" for t, v in per_experiment.items()),
+                f"round {round_ + 1}: " + ", ".join(f"{t} {1000 * v[-1]:.1f} ms" for t, v in per_experiment.items()),
                 flush=True,
             )
     ours = statistics.median(per_experiment["overnight"])

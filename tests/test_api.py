@@ -3,11 +3,41 @@
 import overnight
 
 PUBLIC = {
-    "AGENTS", "EXECUTORS", "Agent", "AgentError", "CommandAgent", "Config", "ConfigError", "Context",
-    "DirtyTreeError", "Executor", "Experiment", "GitError", "Goal", "Job", "Ledger", "Limits", "LocalExecutor",
-    "Measurement", "OvernightError", "Proposal", "Run", "RunResult", "RunStateError", "Scheduler", "Status",
-    "StopRun", "Summary", "Task", "TaskBrokenError", "__version__", "load_config", "make_agent", "make_executor",
-    "parse_config", "run_command",
+    "AGENTS",
+    "EXECUTORS",
+    "Agent",
+    "AgentError",
+    "CommandAgent",
+    "Config",
+    "ConfigError",
+    "Context",
+    "DirtyTreeError",
+    "Executor",
+    "Experiment",
+    "GitError",
+    "Goal",
+    "Job",
+    "Ledger",
+    "Limits",
+    "LocalExecutor",
+    "Measurement",
+    "OvernightError",
+    "Proposal",
+    "Run",
+    "RunResult",
+    "RunStateError",
+    "Scheduler",
+    "Status",
+    "StopRun",
+    "Summary",
+    "Task",
+    "TaskBrokenError",
+    "__version__",
+    "load_config",
+    "make_agent",
+    "make_executor",
+    "parse_config",
+    "run_command",
 }
 
 
@@ -19,11 +49,28 @@ def test_all_is_pinned() -> None:
 
 def test_statuses() -> None:
     assert [s.value for s in overnight.Status] == [
-        "running", "baseline", "keep", "discard", "crash", "timeout", "no_metric", "gate_failed", "rejected",
-        "no_change", "interrupted",
+        "running",
+        "baseline",
+        "keep",
+        "discard",
+        "crash",
+        "timeout",
+        "no_metric",
+        "gate_failed",
+        "rejected",
+        "no_change",
+        "interrupted",
     ]
 
 
 def test_every_error_derives_from_the_root() -> None:
-    for name in ("AgentError", "ConfigError", "DirtyTreeError", "GitError", "RunStateError", "StopRun", "TaskBrokenError"):
+    for name in (
+        "AgentError",
+        "ConfigError",
+        "DirtyTreeError",
+        "GitError",
+        "RunStateError",
+        "StopRun",
+        "TaskBrokenError",
+    ):
         assert issubclass(getattr(overnight, name), overnight.OvernightError)

@@ -48,10 +48,19 @@ def test_missing_program(task: Repo, cli) -> None:
 @pytest.mark.parametrize(
     ("change", "expected"),
     [
-        (lambda t: t.replace("[judge]", "[judge]\nmin_delt = 1"), "[judge] min_delt: unknown key; valid keys are: min_delta"),
-        (lambda t: t.replace('goal = "min"', 'goal = "minimize"'), '[metric] goal: expected "min" or "max", got \'minimize\''),
+        (
+            lambda t: t.replace("[judge]", "[judge]\nmin_delt = 1"),
+            "[judge] min_delt: unknown key; valid keys are: min_delta",
+        ),
+        (
+            lambda t: t.replace('goal = "min"', 'goal = "minimize"'),
+            '[metric] goal: expected "min" or "max", got \'minimize\'',
+        ),
         (lambda t: t.replace("budget_s = 5", 'budget_s = "5"'), "[task] budget_s: expected a number, got '5'"),
-        (lambda t: t.replace("[judge]", "[jugde]"), "[jugde]: unknown table; valid tables are: task, metric, judge, agent"),
+        (
+            lambda t: t.replace("[judge]", "[jugde]"),
+            "[jugde]: unknown table; valid tables are: task, metric, judge, agent",
+        ),
         (lambda t: t.replace("[task]", "[task\n"), "not valid TOML"),
         (lambda t: t.replace('name = "score"', 'name = ""'), "[metric] name: required"),
     ],

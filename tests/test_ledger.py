@@ -16,8 +16,14 @@ def test_round_trip_and_ids(tmp_path: Path) -> None:
     with Ledger(tmp_path / "l.db", create=True) as ledger:
         assert ledger.next_id() == 0
         exp = Experiment(
-            id=0, status=Status.BASELINE, metric=1.5, metrics={"a": 1.0}, host={"cpu": "x"}, info={"tokens_in": 3},
-            hypothesis="base", started_at="t",
+            id=0,
+            status=Status.BASELINE,
+            metric=1.5,
+            metrics={"a": 1.0},
+            host={"cpu": "x"},
+            info={"tokens_in": 3},
+            hypothesis="base",
+            started_at="t",
         )
         ledger.record(exp)
         ledger.record(Experiment(id=1, status=Status.RUNNING))

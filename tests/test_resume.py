@@ -46,7 +46,13 @@ def marks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def test_kill_9_during_an_experiment_then_resume(task: Repo, plan, cli, marks: Path) -> None:
     task.write("overnight.toml", task_config(timeout=120))
     task.commit("long timeout")
-    plan({"1": [["set", "train.py", "SLEEP", "120"]], "2": [["set", "train.py", "X", "5"]], "3": [["set", "train.py", "X", "4"]]})
+    plan(
+        {
+            "1": [["set", "train.py", "SLEEP", "120"]],
+            "2": [["set", "train.py", "X", "5"]],
+            "3": [["set", "train.py", "X", "4"]],
+        }
+    )
     before = task.snapshot()
     controller = overnight_process("run", task.path, "--tag", "k", "--agent-command", AGENT, "--max-experiments", "5")
     _wait_for(marks / "pid-1")
@@ -69,8 +75,12 @@ def test_kill_9_during_an_experiment_then_resume(task: Repo, plan, cli, marks: P
 
 
 def test_kill_9_during_the_agent_then_resume(task: Repo, plan, cli, marks: Path) -> None:
-    plan({"1": [["shell", f"echo $$ > {marks}/agent-pid"], ["write", str(marks / "agent"), "x"], ["sleep", 120]],
-          "2": [["set", "train.py", "X", "5"]]})
+    plan(
+        {
+            "1": [["shell", f"echo $$ > {marks}/agent-pid"], ["write", str(marks / "agent"), "x"], ["sleep", 120]],
+            "2": [["set", "train.py", "X", "5"]],
+        }
+    )
     controller = overnight_process("run", task.path, "--tag", "ka", "--agent-command", AGENT)
     _wait_for(marks / "agent")
     agents = [p for p in psutil.process_iter(["cmdline"]) if "agent.py" in " ".join(p.info["cmdline"] or [])]

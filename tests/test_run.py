@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -42,8 +43,18 @@ def test_every_status_in_one_run(
     rows = ledger_rows(task.path, "all")
     statuses = [r["status"] for r in rows]
     assert statuses == [
-        "baseline", "keep", "discard", "crash", "timeout", "no_metric", "gate_failed",
-        "rejected", "rejected", "rejected", "no_change", "no_metric",
+        "baseline",
+        "keep",
+        "discard",
+        "crash",
+        "timeout",
+        "no_metric",
+        "gate_failed",
+        "rejected",
+        "rejected",
+        "rejected",
+        "no_change",
+        "no_metric",
     ]
     assert [r["id"] for r in rows] == list(range(12))
     assert rows[0]["metric"] == 50 and rows[1]["metric"] == 5 and rows[2]["metric"] == 37
@@ -75,13 +86,22 @@ def test_every_status_in_one_run(
 
 
 def test_keeps_form_a_chain_on_the_branch(task: Repo, plan, cli) -> None:
-    plan({"*": [["shell", "python3 -c \"import re;p='train.py';s=open(p).read();x=int(re.search(r'^X = (\\d+)',s,re.M).group(1));open(p,'w').write(s.replace(f'X = {x}',f'X = {x-1}',1))\""]]})
+    plan(
+        {
+            "*": [
+                [
+                    "shell",
+                    "python3 -c \"import re;p='train.py';s=open(p).read();x=int(re.search(r'^X = (\\d+)',s,re.M).group(1));open(p,'w').write(s.replace(f'X = {x}',f'X = {x-1}',1))\"",
+                ]
+            ]
+        }
+    )
     result = cli("run", task.path, "--tag", "chain", "--agent-command", AGENT, "--max-experiments", "4")
     assert result.code == 0, result.err
     rows = ledger_rows(task.path, "chain")
     assert [r["status"] for r in rows] == ["baseline", "keep", "keep", "keep", "keep"]
     assert [r["metric"] for r in rows] == [50, 37, 26, 17, 10]
-    for earlier, later in zip(rows, rows[1:], strict=False):
+    for earlier, later in itertools.pairwise(rows):
         assert later["parent"] == earlier["commit"]
     log = task.git("log", "--format=%s", "overnight/chain").splitlines()
     assert log[:4] == [f"exp {i}: (no hypothesis given)" for i in (4, 3, 2, 1)]
@@ -90,9 +110,18 @@ def test_keeps_form_a_chain_on_the_branch(task: Repo, plan, cli) -> None:
 
 
 def test_min_delta_and_max_goal(task: Repo, plan, cli) -> None:
-    task.write("overnight.toml", task_config().replace('goal = "min"', 'goal = "max"').replace("min_delta = 0.0", "min_delta = 5"))
+    task.write(
+        "overnight.toml",
+        task_config().replace('goal = "min"', 'goal = "max"').replace("min_delta = 0.0", "min_delta = 5"),
+    )
     task.commit("max")
-    plan({"1": [["set", "train.py", "X", "11"]], "2": [["set", "train.py", "X", "15"]], "3": [["set", "train.py", "X", "2"]]})
+    plan(
+        {
+            "1": [["set", "train.py", "X", "11"]],
+            "2": [["set", "train.py", "X", "15"]],
+            "3": [["set", "train.py", "X", "2"]],
+        }
+    )
     assert cli("run", task.path, "--tag", "mx", "--agent-command", AGENT, "--max-experiments", "3").code == 0
     rows = ledger_rows(task.path, "mx")
     # 50 → 65 (+15 > 5: keep) ; then X=15 from X=11: 145 (+80: keep) ; X=2 → 2 (worse)
@@ -129,17 +158,25 @@ TRAIN_SUB = "X = 10\nprint('score:', (X - 3) ** 2 + 1)\n"
 
 
 def test_run_outputs_and_agent_commits_do_not_leak_into_the_next_experiment(repo: Repo, plan, cli) -> None:
-    repo.write("train.py", "X = 10\nimport os\nos.makedirs('out', exist_ok=True)\nopen('out/run.txt', 'w').write('x')\nprint('score:', (X - 3) ** 2 + 1)\n")
+    repo.write(
+        "train.py",
+        "X = 10\nimport os\nos.makedirs('out', exist_ok=True)\nopen('out/run.txt', 'w').write('x')\nprint('score:', (X - 3) ** 2 + 1)\n",
+    )
     repo.write("overnight.toml", task_config())
     repo.write("program.md", "x\n")
     repo.commit("task")
-    plan({
-        # The agent commits its own change on a branch of its own: the harness still sees the whole change.
-        "1": [["set", "train.py", "X", "5"], ["shell", "git checkout -q -b agent-branch && git commit -qam 'agent commit' --no-verify"]],
-        "2": [["set", "train.py", "X", "9"]],
-        "3": [["print", "nothing"]],
-        "4": [["set", "train.py", "X", "4"]],
-    })
+    plan(
+        {
+            # The agent commits its own change on a branch of its own: the harness still sees the whole change.
+            "1": [
+                ["set", "train.py", "X", "5"],
+                ["shell", "git checkout -q -b agent-branch && git commit -qam 'agent commit' --no-verify"],
+            ],
+            "2": [["set", "train.py", "X", "9"]],
+            "3": [["print", "nothing"]],
+            "4": [["set", "train.py", "X", "4"]],
+        }
+    )
     assert cli("run", repo.path, "--tag", "leak", "--agent-command", AGENT, "--max-experiments", "4").code == 0
     rows = ledger_rows(repo.path, "leak")
     assert [r["status"] for r in rows] == ["baseline", "keep", "discard", "no_change", "keep"]

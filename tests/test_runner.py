@@ -76,7 +76,7 @@ def test_timeout_kills_a_tree_that_ignores_sigterm(tmp_path: Path) -> None:
     assert all(_wait_dead(pid) for pid in pids)
 
 
-DAEMON = f"""
+DAEMON = """
 import os, sys, time
 if os.fork() == 0:
     os.setsid()

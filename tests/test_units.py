@@ -62,7 +62,10 @@ def test_fingerprint_ignores_the_agent() -> None:
     assert a.fingerprint() == b.fingerprint() != c.fingerprint()
 
 
-@pytest.mark.parametrize(("text", "seconds"), [("90", 90), ("90s", 90), ("30m", 1800), ("8h", 28800), ("1h30m", 5400), ("2d", 172800), ("1.5h", 5400)])
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("90", 90), ("90s", 90), ("30m", 1800), ("8h", 28800), ("1h30m", 5400), ("2d", 172800), ("1.5h", 5400)],
+)
 def test_durations(text: str, seconds: float) -> None:
     assert parse_duration(text) == seconds
 
@@ -97,7 +100,10 @@ def test_globs(path: str, patterns: list[str], expected: bool) -> None:
 def test_protected_wins_over_editable_and_outside_is_never_editable() -> None:
     rules = Rules(editable=("*.py",), protected=("prepare.py",))
     assert rules.allows("train.py") and not rules.allows("prepare.py") and not rules.allows(None)
-    assert rules.violations({"t/prepare.py": "prepare.py", "t/train.py": "train.py", "x.py": None}) == ["t/prepare.py", "x.py"]
+    assert rules.violations({"t/prepare.py": "prepare.py", "t/train.py": "train.py", "x.py": None}) == [
+        "t/prepare.py",
+        "x.py",
+    ]
 
 
 KARPATHY = """\
@@ -112,7 +118,13 @@ num_params_M:     50.3
 
 def test_summary_lines() -> None:
     values = summary_values(KARPATHY + "val_bpb: 0.9\nnot a metric: abc\n  indented: 1e-3\n")
-    assert values == {"val_bpb": 0.9, "training_seconds": 300.1, "peak_vram_mb": 45060.2, "num_params_M": 50.3, "indented": 0.001}
+    assert values == {
+        "val_bpb": 0.9,
+        "training_seconds": 300.1,
+        "peak_vram_mb": 45060.2,
+        "num_params_M": 50.3,
+        "indented": 0.001,
+    }
 
 
 def _metric(**kw: str) -> MetricSection:
@@ -124,7 +136,10 @@ def test_read_summary_metric(tmp_path: Path) -> None:
     assert reading.value == 0.9979 and reading.metrics["training_seconds"] == 300.1
 
 
-@pytest.mark.parametrize(("text", "reason"), [("val_bpb: nan\n", "is nan"), ("val_bpb: inf\n", "is inf"), ("loss: 1\n", "no 'val_bpb: <number>' line")])
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [("val_bpb: nan\n", "is nan"), ("val_bpb: inf\n", "is inf"), ("loss: 1\n", "no 'val_bpb: <number>' line")],
+)
 def test_unusable_metric_is_no_metric(tmp_path: Path, text: str, reason: str) -> None:
     reading = read(_metric(), text, tmp_path)
     assert reading.value is None and reason in reading.reason

@@ -9,16 +9,31 @@ import pytest
 
 from conftest import AGENT, Repo
 
-JSON_KEYS = {"id", "status", "metric", "metrics", "hypothesis", "commit", "parent", "agent", "reason", "duration_s", "peak_memory_mb", "started_at"}
+JSON_KEYS = {
+    "id",
+    "status",
+    "metric",
+    "metrics",
+    "hypothesis",
+    "commit",
+    "parent",
+    "agent",
+    "reason",
+    "duration_s",
+    "peak_memory_mb",
+    "started_at",
+}
 
 
 @pytest.fixture
 def finished(task: Repo, plan, cli) -> Repo:
-    plan({
-        "1": [["set", "train.py", "X", "5"], ["print", "Hypothesis: closer to three"]],
-        "2": [["set", "train.py", "X", "9"], ["print", "Hypothesis: too far\tout"]],
-        "3": [["write", "helper.py", "VALUE = 9\n"], ["print", "Hypothesis: cheat"]],
-    })
+    plan(
+        {
+            "1": [["set", "train.py", "X", "5"], ["print", "Hypothesis: closer to three"]],
+            "2": [["set", "train.py", "X", "9"], ["print", "Hypothesis: too far\tout"]],
+            "3": [["write", "helper.py", "VALUE = 9\n"], ["print", "Hypothesis: cheat"]],
+        }
+    )
     assert cli("run", task.path, "--tag", "v", "--agent-command", AGENT, "--max-experiments", "3").code == 0
     return task
 
@@ -43,7 +58,7 @@ def test_log_formats(finished: Repo, cli) -> None:
     assert tsv[3].split("\t")[4] == "too far out"
     assert tsv[4].split("\t")[1] == "" and tsv[4].split("\t")[3] == "rejected"
     rows = json.loads(cli("log", finished.path, "--format", "json").out)
-    assert all(JSON_KEYS <= set(r) for r in rows)
+    assert all(set(r) >= JSON_KEYS for r in rows)
     assert rows[1]["commit"] == finished.git("rev-parse", "overnight/v").strip()
     assert rows[1]["agent"] == "command" and rows[0]["agent"] == ""
     assert rows[1]["host"]["cpu"]
@@ -71,7 +86,18 @@ def test_most_recent_run_is_the_default(finished: Repo, plan, cli) -> None:
 
 def test_init_writes_a_valid_task_and_never_overwrites(repo: Repo, cli, monkeypatch) -> None:
     monkeypatch.setattr("sys.stdin.isatty", lambda: False)
-    result = cli("init", repo.path, "--run", "python train.py", "--editable", "train.py,model/*.py", "--metric", "val_bpb", "--goal", "min")
+    result = cli(
+        "init",
+        repo.path,
+        "--run",
+        "python train.py",
+        "--editable",
+        "train.py,model/*.py",
+        "--metric",
+        "val_bpb",
+        "--goal",
+        "min",
+    )
     assert result.code == 0, result.err
     toml = (repo.path / "overnight.toml").read_text()
     assert 'run = "python train.py"' in toml and 'editable = ["train.py", "model/*.py"]' in toml

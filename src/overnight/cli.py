@@ -17,8 +17,9 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
-from overnight import __version__, views, workspace
+from overnight import __version__, demo, views, workspace
 from overnight.agents import make_agent
 from overnight.config import CONFIG_FILE, parse_duration
 from overnight.errors import ConfigError, OvernightError
@@ -56,6 +57,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--max-experiments", type=int, help="stop after this many experiments (the baseline not counted)")
     p.add_argument("--max-time", help="stop starting experiments after this long, e.g. 8h, 30m")
     p.add_argument("--force", action="store_true", help="resume a tag even though overnight.toml changed")
+
+    p = sub.add_parser("demo", help="copy a demo task into a new git repository and run it")
+    p.add_argument(
+        "dir", nargs="?", default="overnight-demo", type=Path, help="a new folder (default: ./overnight-demo)"
+    )
+    p.add_argument("--max-experiments", type=int, default=30, help="experiments after the baseline (default: 30)")
 
     for name, text in (("status", "summarize a run"), ("log", "list a run's experiments")):
         p = sub.add_parser(name, help=text)
@@ -177,15 +184,18 @@ def _print_summary(summary: Summary, task: Task) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    task = Task.load(args.dir)
-    settings = task.config.agent
-    overrides = {"kind": args.agent, "command": args.agent_command, "timeout_s": args.agent_timeout}
-    settings = dataclasses.replace(settings, **{k: v for k, v in overrides.items() if v is not None})
-    settings = settings.check(f"{task.dir / CONFIG_FILE} (with command-line overrides)")
     limits = Limits(
         max_experiments=args.max_experiments,
         max_time_s=parse_duration(args.max_time) if args.max_time else None,
     )
+    overrides = {"kind": args.agent, "command": args.agent_command, "timeout_s": args.agent_timeout}
+    return _run(Task.load(args.dir), args.tag, overrides, limits, force=args.force)
+
+
+def _run(task: Task, tag: str | None, overrides: dict[str, Any], limits: Limits, force: bool = False) -> int:
+    """Check everything, start or resume the run, print as it goes; the exit code."""
+    settings = dataclasses.replace(task.config.agent, **{k: v for k, v in overrides.items() if v is not None})
+    settings = settings.check(f"{task.dir / CONFIG_FILE} (with command-line overrides)")
     if limits.max_experiments is not None and limits.max_experiments < 0:
         raise ConfigError("--max-experiments must be 0 or more")
     task.check_files()
@@ -195,7 +205,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     workspace.ensure_clean(task.root, workspace.modified_files(task.root))
     agent = make_agent(settings)
     executor = make_executor("local")
-    run = Run.start(task, args.tag, force=args.force)
+    run = Run.start(task, tag, force=force)
     stop = threading.Event()
     try:
         what = "resuming" if run.resumed else "starting"
@@ -210,6 +220,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         run.close()
     _print_summary(summary, task)
     return 130 if stop.is_set() else 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    target = demo.prepare("quickstart", args.dir)
+    print(f"copied the quickstart demo into {target} (a new git repository); running it:", flush=True)
+    code = _run(Task.load(target), "demo", {}, Limits(max_experiments=args.max_experiments))
+    print(f"\nlook around: cd {target} && overnight log && overnight show 1 && git log --oneline overnight/demo")
+    return code
 
 
 # -- looking at a run -------------------------------------------------------------------
@@ -232,4 +250,11 @@ def cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"init": cmd_init, "run": cmd_run, "status": cmd_status, "log": cmd_log, "show": cmd_show}
+COMMANDS = {
+    "init": cmd_init,
+    "run": cmd_run,
+    "demo": cmd_demo,
+    "status": cmd_status,
+    "log": cmd_log,
+    "show": cmd_show,
+}

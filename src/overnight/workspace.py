@@ -25,6 +25,7 @@ STATE_DIR = ".overnight"  # run state at the repository root, excluded through .
 BRANCH_PREFIX = "overnight/"
 REF_PREFIX = "refs/overnight/"
 
+
 def _start(
     args: tuple[str, ...], cwd: Path, input: str | None, env: dict[str, str] | None, keep_stdin: bool = False
 ) -> subprocess.Popen[str]:
