@@ -28,7 +28,6 @@ PUBLIC = {
     "RunStateError",
     "Scheduler",
     "Status",
-    "StopRun",
     "Summary",
     "Task",
     "TaskBrokenError",
@@ -70,7 +69,6 @@ def test_every_error_derives_from_the_root() -> None:
         "DirtyTreeError",
         "GitError",
         "RunStateError",
-        "StopRun",
         "TaskBrokenError",
     ):
         assert issubclass(getattr(overnight, name), overnight.OvernightError)

@@ -18,7 +18,6 @@ from overnight.errors import (
     GitError,
     OvernightError,
     RunStateError,
-    StopRun,
     TaskBrokenError,
 )
 from overnight.executors import EXECUTORS, Executor, LocalExecutor, make_executor
@@ -56,7 +55,6 @@ __all__ = [
     "RunStateError",
     "Scheduler",
     "Status",
-    "StopRun",
     "Summary",
     "Task",
     "TaskBrokenError",

@@ -9,8 +9,7 @@ catch a single type, print its message and exit with the code it carries::
     │   └── DirtyTreeError          exit 4: editable or protected files have uncommitted changes
     ├── RunStateError               exit 5: the run (tag) cannot be started or resumed as asked
     ├── TaskBrokenError             exit 3: the baseline did not produce the metric
-    ├── AgentError                  (recorded as `rejected`; stops nothing)
-    └── StopRun                     exit 1: a condition that ends the run cleanly with a message
+    └── AgentError                  (recorded as `rejected`; stops nothing)
 
 Messages are written for whoever acts next: they say what is wrong and what to do.
 """
@@ -54,7 +53,3 @@ class TaskBrokenError(OvernightError):
 
 class AgentError(OvernightError):
     """An agent failed to produce a proposal; the experiment is rejected."""
-
-
-class StopRun(OvernightError):
-    """Ends the run cleanly, for a reason the user should read."""

@@ -7,7 +7,6 @@ other processes, stored in the ledger and compared in tests.
 from __future__ import annotations
 
 import enum
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,11 +26,6 @@ class Status(enum.StrEnum):
     NO_CHANGE = "no_change"  # the proposal changed nothing
     INTERRUPTED = "interrupted"  # stopped by Ctrl-C or by the controller dying
 
-    @property
-    def measured(self) -> bool:
-        """True when the experiment produced a usable metric value."""
-        return self in (Status.BASELINE, Status.KEEP, Status.DISCARD)
-
 
 class Goal(enum.StrEnum):
     """Which direction of the metric is better."""
@@ -42,14 +36,6 @@ class Goal(enum.StrEnum):
     def improvement(self, value: float, reference: float) -> float:
         """How much better ``value`` is than ``reference``; positive means better."""
         return reference - value if self is Goal.MIN else value - reference
-
-    def better(self, value: float, reference: float) -> bool:
-        """True when ``value`` is strictly better than ``reference``."""
-        return self.improvement(value, reference) > 0
-
-    def worst(self) -> float:
-        """A value every finite value beats (for sorting, never stored as a metric)."""
-        return math.inf if self is Goal.MIN else -math.inf
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ from typing import IO
 from overnight import workspace
 from overnight.errors import RunStateError
 from overnight.ledger import Ledger
-from overnight.records import Experiment, Status
+from overnight.records import Status
 from overnight.runner import kill_token_holders
 from overnight.task import Task
 from overnight.workspace import BRANCH_PREFIX, STATE_DIR
@@ -293,17 +293,6 @@ class Run:
             f"branch {self.branch} points at {tip[:10]}, which overnight did not put there (expected {expected[:10]}); "
             f"move it back with `git branch -f {self.branch} {expected[:10]}` or use another --tag"
         )
-
-    def best(self) -> Experiment | None:
-        """The experiment at the tip of the run branch (the last keep, else the baseline)."""
-        for exp in reversed(self.ledger.experiments()):
-            if exp.status in (Status.KEEP, Status.BASELINE):
-                return exp
-        return None
-
-    def baseline(self) -> Experiment | None:
-        found = self.ledger.experiments(Status.BASELINE)
-        return found[0] if found else None
 
     def close(self) -> None:
         self.ledger.close()
