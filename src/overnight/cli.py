@@ -93,6 +93,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("overnight: interrupted", file=sys.stderr)
         return 130
+    except OSError as err:  # the machine's side: a full disk, a permission, a vanished folder
+        print(f"overnight: error: {err}", file=sys.stderr)
+        return 1
 
 
 # -- init -------------------------------------------------------------------------------

@@ -195,7 +195,9 @@ class Worker:
             raise Ended(Status.INTERRUPTED if self.stop.is_set() else Status.REJECTED, str(err)) from None
         if self.stop.is_set():
             raise Ended(Status.INTERRUPTED, "stopped while the agent was proposing")
-        hypothesis = " ".join(proposal.hypothesis.split()) or "(no hypothesis given)"
+        # One printable line: it becomes a commit message, a TSV field and a table cell.
+        hypothesis = "".join(c for c in " ".join(proposal.hypothesis.split()) if c.isprintable())
+        hypothesis = hypothesis or "(no hypothesis given)"
         exp = replace(exp, hypothesis=hypothesis, agent=proposal.agent or exp.agent, info={**exp.info, **proposal.info})
         self.run.ledger.record(exp)
         self.report(exp)
