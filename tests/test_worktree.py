@@ -78,7 +78,7 @@ def test_reset_removes_changes_and_new_files(wt, leave_new_files: bool) -> None:
 
 
 def test_ignored_files_survive_a_reset(wt) -> None:
-    repo, worktree, base = wt
+    repo, worktree, _ = wt
     (repo.path / ".gitignore").write_text("cache/\n")
     ignored_base = repo.commit("ignore cache")
     worktree.checkout(ignored_base)
