@@ -31,7 +31,10 @@ def test_fast_path_names_changes_and_commits_on_the_parent(wt) -> None:
     done = worktree.commit(change, "exp 1: try\n", "refs/overnight/t/1").wait()
     assert git(repo.path, "rev-parse", "refs/overnight/t/1").strip() == done.commit
     assert git(repo.path, "rev-parse", f"{done.commit}^").strip() == base
-    assert git(repo.path, "log", "-1", "--format=%an <%ae>|%s", done.commit).strip() == "overnight <overnight@localhost>|exp 1: try"
+    assert (
+        git(repo.path, "log", "-1", "--format=%an <%ae>|%s", done.commit).strip()
+        == "overnight <overnight@localhost>|exp 1: try"
+    )
     assert (done.insertions, done.deletions) == (2, 1)
 
 
