@@ -7,6 +7,7 @@ PUBLIC = {
     "EXECUTORS",
     "Agent",
     "AgentError",
+    "AgentUnavailable",
     "CommandAgent",
     "Config",
     "ConfigError",
@@ -30,6 +31,7 @@ PUBLIC = {
     "Status",
     "Summary",
     "Task",
+    "Usage",
     "TaskBrokenError",
     "__version__",
     "load_config",
@@ -58,6 +60,7 @@ def test_statuses() -> None:
         "gate_failed",
         "rejected",
         "no_change",
+        "duplicate",
         "interrupted",
     ]
 
@@ -65,6 +68,8 @@ def test_statuses() -> None:
 def test_every_error_derives_from_the_root() -> None:
     for name in (
         "AgentError",
+        "AgentUnavailable",
+        "AgentUnavailable",
         "ConfigError",
         "DirtyTreeError",
         "GitError",

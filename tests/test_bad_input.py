@@ -101,11 +101,14 @@ def test_agent_command_that_does_not_exist(task: Repo, cli) -> None:
 
 def test_unknown_agent_kind(task: Repo, cli) -> None:
     result = cli("run", task.path, "--agent", "gpt-9")
-    assert result.code == 2 and "unknown agent kind 'gpt-9'; valid kinds are: command" in result.err
+    assert (
+        result.code == 2
+        and "unknown agent kind 'gpt-9'; valid kinds are: anthropic, command, openai, tune" in result.err
+    )
 
 
 def test_command_agent_without_a_command(task: Repo, cli) -> None:
-    result = cli("run", task.path)
+    result = cli("run", task.path, "--agent", "command")
     assert result.code == 2 and "--agent-command" in result.err
 
 

@@ -22,7 +22,7 @@ def test_config_defaults() -> None:
     config = parse_config(MINIMAL)
     assert config.task.budget_s == 300 and config.task.timeout_s == 600
     assert config.metric.goal == "min" and config.judge.min_delta == 0
-    assert config.agent.kind == "command"
+    assert config.agent.kind == "tune"
     assert config.task.editable == ("train.py",)
 
 

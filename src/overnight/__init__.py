@@ -13,6 +13,7 @@ from overnight.agents import AGENTS, Agent, CommandAgent, Context, make_agent
 from overnight.config import Config, load_config, parse_config
 from overnight.errors import (
     AgentError,
+    AgentUnavailable,
     ConfigError,
     DirtyTreeError,
     GitError,
@@ -23,7 +24,7 @@ from overnight.errors import (
 from overnight.executors import EXECUTORS, Executor, LocalExecutor, make_executor
 from overnight.ledger import Ledger
 from overnight.measure import Job, Measurement
-from overnight.records import Experiment, Goal, Proposal, RunResult, Status
+from overnight.records import Experiment, Goal, Proposal, RunResult, Status, Usage
 from overnight.run import Run
 from overnight.runner import run_command
 from overnight.scheduler import Limits, Scheduler, Summary
@@ -34,6 +35,7 @@ __all__ = [
     "EXECUTORS",
     "Agent",
     "AgentError",
+    "AgentUnavailable",
     "CommandAgent",
     "Config",
     "ConfigError",
@@ -58,6 +60,7 @@ __all__ = [
     "Summary",
     "Task",
     "TaskBrokenError",
+    "Usage",
     "__version__",
     "load_config",
     "make_agent",

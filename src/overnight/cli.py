@@ -54,6 +54,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--agent", help="who proposes changes (default: [agent] kind)")
     p.add_argument("--agent-command", help="for --agent command: the command that edits the files")
     p.add_argument("--agent-timeout", type=float, help="seconds one proposal may take (default: [agent] timeout_s)")
+    p.add_argument("--model", help="the model for LLM and coding-CLI agents (default: [agent] model)")
+    p.add_argument("--base-url", help="an OpenAI- or Anthropic-compatible server (default: [agent] base_url)")
+    p.add_argument("--agent-retries", type=int, help="times a reply whose edits do not apply is sent back")
+    p.add_argument("--max-cost-usd", type=float, help="stop when the agents have spent this much (USD)")
+    p.add_argument("--max-tokens", type=int, help="stop when the agents have used this many tokens")
     p.add_argument("--max-experiments", type=int, help="stop after this many experiments (the baseline not counted)")
     p.add_argument("--max-time", help="stop starting experiments after this long, e.g. 8h, 30m")
     p.add_argument("--force", action="store_true", help="resume a tag even though overnight.toml changed")
@@ -190,8 +195,18 @@ def cmd_run(args: argparse.Namespace) -> int:
     limits = Limits(
         max_experiments=args.max_experiments,
         max_time_s=parse_duration(args.max_time) if args.max_time else None,
+        max_cost_usd=args.max_cost_usd,
+        max_tokens=args.max_tokens,
     )
-    overrides = {"kind": args.agent, "command": args.agent_command, "timeout_s": args.agent_timeout}
+    overrides = {
+        # --agent-command alone means the command agent
+        "kind": args.agent or ("command" if args.agent_command else None),
+        "command": args.agent_command,
+        "timeout_s": args.agent_timeout,
+        "model": args.model,
+        "base_url": args.base_url,
+        "retries": args.agent_retries,
+    }
     return _run(Task.load(args.dir), args.tag, overrides, limits, force=args.force)
 
 
@@ -199,8 +214,13 @@ def _run(task: Task, tag: str | None, overrides: dict[str, Any], limits: Limits,
     """Check everything, start or resume the run, print as it goes; the exit code."""
     settings = dataclasses.replace(task.config.agent, **{k: v for k, v in overrides.items() if v is not None})
     settings = settings.check(f"{task.dir / CONFIG_FILE} (with command-line overrides)")
-    if limits.max_experiments is not None and limits.max_experiments < 0:
-        raise ConfigError("--max-experiments must be 0 or more")
+    for flag, value in (
+        ("--max-experiments", limits.max_experiments),
+        ("--max-cost-usd", limits.max_cost_usd),
+        ("--max-tokens", limits.max_tokens),
+    ):
+        if value is not None and value < 0:
+            raise ConfigError(f"{flag} must be 0 or more")
     task.check_files()
     task.check_commands()
     if settings.kind == "command":

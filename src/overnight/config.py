@@ -111,15 +111,48 @@ class JudgeSection:
 
 
 @dataclass(frozen=True)
+class TuneSection:
+    """[agent.tune]: the offline optimizer's search space."""
+
+    include: tuple[str, ...] = ()  # constants to tune (default: every UPPER_CASE number it finds)
+    exclude: tuple[str, ...] = ()  # constants never to touch
+    ranges: dict[str, tuple[float, float]] = field(default_factory=dict)  # NAME = [low, high]
+    seed: int = 0
+    startup: int = 5  # random proposals before the TPE model takes over
+
+    def check(self, where: str) -> TuneSection:
+        for name, (low, high) in self.ranges.items():
+            if not low < high:
+                raise ConfigError(f"{where} [agent.tune] ranges: {name} needs low < high, got [{low}, {high}]")
+        if self.startup < 0:
+            raise ConfigError(f"{where} [agent.tune] startup: expected 0 or more, got {self.startup}")
+        return self
+
+
+@dataclass(frozen=True)
 class AgentSection:
     """[agent]: who proposes changes (the command line overrides these)."""
 
-    kind: str = "command"
+    kind: str = "tune"
     command: str = ""  # for kind = "command": the shell command that edits the worktree
-    timeout_s: float = 1800.0  # how long one proposal may take
+    timeout_s: float = 1800.0  # how long one proposal may take, all calls and retries together
+    model: str = ""  # for LLM and coding-CLI agents
+    base_url: str = ""  # for LLM agents: an OpenAI- or Anthropic-compatible server
+    retries: int = 2  # times a reply whose edits do not apply is sent back to the model
+    max_output_tokens: int = 8192  # the longest reply asked of a model
+    context_tokens: int = 30000  # the prompt's budget; older history is left out first
+    input_usd_per_mtok: float = 0.0  # prices, when the model's are not known (USD per million tokens)
+    output_usd_per_mtok: float = 0.0
+    tune: TuneSection = field(default_factory=TuneSection)
 
     def check(self, where: str) -> AgentSection:
         _positive(where, "agent", "timeout_s", self.timeout_s)
+        for key in ("retries", "max_output_tokens", "context_tokens"):
+            if getattr(self, key) < (0 if key == "retries" else 1):
+                raise ConfigError(f"{where} [agent] {key}: expected a positive integer, got {getattr(self, key)}")
+        for key in ("input_usd_per_mtok", "output_usd_per_mtok"):
+            if getattr(self, key) < 0:
+                raise ConfigError(f"{where} [agent] {key}: expected a price >= 0, got {getattr(self, key)}")
         return self
 
 
@@ -175,11 +208,24 @@ def _coerce(where: str, section: str, key: str, value: Any, kind: Any) -> Any:
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise ConfigError(f"{label}: expected a list of strings, got {value!r}")
         return tuple(value)
+    if typing.get_origin(kind) is dict:  # NAME = [low, high]
+        if not isinstance(value, dict):
+            raise ConfigError(f"{label}: expected a table of NAME = [low, high], got {value!r}")
+        ranges = {}
+        for name, pair in value.items():
+            if (
+                not isinstance(pair, list)
+                or len(pair) != 2
+                or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in pair)
+            ):
+                raise ConfigError(f"{label}: {name} expected [low, high] numbers, got {pair!r}")
+            ranges[name] = (float(pair[0]), float(pair[1]))
+        return ranges
     raise TypeError(f"unsupported config field type {kind!r}")  # a bug in this module, not user input
 
 
-def _section(where: str, name: str, raw: Any) -> Any:
-    cls = SECTIONS[name]
+def _section(where: str, name: str, raw: Any, cls: type) -> Any:
+    """Validate table ``name`` against dataclass ``cls``; dataclass-typed fields are sub-tables."""
     if not isinstance(raw, dict):
         raise ConfigError(f"{where} [{name}]: expected a table, got {raw!r}")
     hints = typing.get_type_hints(cls)
@@ -188,7 +234,10 @@ def _section(where: str, name: str, raw: Any) -> Any:
     for key, value in raw.items():
         if key not in hints:
             raise ConfigError(f"{where} [{name}] {key}: unknown key; valid keys are: {', '.join(valid)}")
-        values[key] = _coerce(where, name, key, value, hints[key])
+        if dataclasses.is_dataclass(hints[key]):
+            values[key] = _section(where, f"{name}.{key}", value, hints[key])
+        else:
+            values[key] = _coerce(where, name, key, value, hints[key])
     return cls(**values).check(where)
 
 
@@ -200,7 +249,7 @@ def parse_config(data: dict[str, Any], where: str = CONFIG_FILE) -> Config:
     for required in ("task", "metric"):
         if required not in data:
             raise ConfigError(f"{where}: missing the [{required}] table; run `overnight init` to write a complete file")
-    return Config(**{name: _section(where, name, data.get(name, {})) for name in SECTIONS})
+    return Config(**{name: _section(where, name, data.get(name, {}), cls) for name, cls in SECTIONS.items()})
 
 
 def load_config(path: Path) -> Config:

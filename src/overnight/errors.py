@@ -9,7 +9,8 @@ catch a single type, print its message and exit with the code it carries::
     │   └── DirtyTreeError          exit 4: editable or protected files have uncommitted changes
     ├── RunStateError               exit 5: the run (tag) cannot be started or resumed as asked
     ├── TaskBrokenError             exit 3: the baseline did not produce the metric
-    └── AgentError                  (recorded as `rejected`; stops nothing)
+    ├── AgentError                  (recorded as `rejected`; stops nothing)
+    └── AgentUnavailable            exit 6: the agent cannot work at all (credentials, program, server)
 
 Messages are written for whoever acts next: they say what is wrong and what to do.
 """
@@ -52,4 +53,17 @@ class TaskBrokenError(OvernightError):
 
 
 class AgentError(OvernightError):
-    """An agent failed to produce a proposal; the experiment is rejected."""
+    """An agent failed to produce a proposal; the experiment is rejected and the run goes on.
+
+    ``usage`` carries what the failed attempt still cost (a records.Usage), when known.
+    """
+
+    def __init__(self, message: str, usage: object | None = None) -> None:
+        super().__init__(message)
+        self.usage = usage
+
+
+class AgentUnavailable(OvernightError):
+    """The agent cannot work at all (bad credentials, a missing program, a server that stays down): stop."""
+
+    exit_code = 6

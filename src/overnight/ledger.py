@@ -50,12 +50,20 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX experiments_status ON experiments (status);
     """,
+    # version 2: what agents spend, and a key to recognise a change already tried
+    """
+    ALTER TABLE experiments ADD COLUMN tokens_in INTEGER;
+    ALTER TABLE experiments ADD COLUMN tokens_out INTEGER;
+    ALTER TABLE experiments ADD COLUMN cost_usd REAL;
+    ALTER TABLE experiments ADD COLUMN change_key TEXT NOT NULL DEFAULT '';
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 _COLUMNS = (
     "id, status, parent, commit_hash, agent, hypothesis, reason, metric, metrics, files_changed, insertions, "
-    "deletions, duration_s, peak_memory_mb, exit_code, started_at, ended_at, worker, host, info"
+    "deletions, duration_s, peak_memory_mb, exit_code, started_at, ended_at, worker, host, info, "
+    "tokens_in, tokens_out, cost_usd, change_key"
 )
 
 
@@ -129,11 +137,19 @@ class Ledger:
     def record(self, exp: Experiment) -> None:
         """Insert or replace the row of ``exp.id``."""
         with self.transaction() as db:
-            db.execute(f"INSERT OR REPLACE INTO experiments ({_COLUMNS}) VALUES ({', '.join('?' * 20)})", _row(exp))
+            db.execute(f"INSERT OR REPLACE INTO experiments ({_COLUMNS}) VALUES ({', '.join('?' * 24)})", _row(exp))
 
     def get(self, experiment_id: int) -> Experiment | None:
         row = self._db.execute(f"SELECT {_COLUMNS} FROM experiments WHERE id = ?", (experiment_id,)).fetchone()
         return _experiment(row) if row else None
+
+    def spent(self) -> tuple[int, float]:
+        """Tokens (in + out) and USD the run's agents have spent so far."""
+        row = self._db.execute(
+            "SELECT COALESCE(SUM(COALESCE(tokens_in, 0) + COALESCE(tokens_out, 0)), 0), "
+            "COALESCE(SUM(cost_usd), 0.0) FROM experiments"
+        ).fetchone()
+        return int(row[0]), float(row[1])
 
     def experiments(self, status: Status | None = None) -> list[Experiment]:
         if status is None:
@@ -167,6 +183,10 @@ def _row(e: Experiment) -> tuple[Any, ...]:
         e.worker,
         json.dumps(e.host),
         json.dumps(e.info),
+        e.tokens_in,
+        e.tokens_out,
+        e.cost_usd,
+        e.change_key,
     )
 
 
@@ -192,4 +212,8 @@ def _experiment(r: tuple[Any, ...]) -> Experiment:
         worker=r[17],
         host=json.loads(r[18]),
         info=json.loads(r[19]),
+        tokens_in=r[20],
+        tokens_out=r[21],
+        cost_usd=r[22],
+        change_key=r[23],
     )

@@ -27,7 +27,7 @@ from overnight.agents import Agent, Context
 from overnight.errors import AgentError, GitError, OvernightError, RunStateError
 from overnight.executors import Executor
 from overnight.measure import Job, Measurement
-from overnight.records import Experiment, Status
+from overnight.records import Experiment, Status, Usage
 from overnight.run import Run, now_iso
 from overnight.workspace import task_relative
 from overnight.worktree import Change, Committed, Worktree
@@ -130,7 +130,7 @@ class Worker:
         try:
             self.worktree.checkout(best.commit)  # 2
             exp = self._ask(exp, standing)  # 3
-            exp, change = self._inspect(exp)  # 4
+            exp, change = self._inspect(exp, standing)  # 4
             committing = self._commit(exp, change)  # 5, written while the experiment runs
             measurement = self._measure(exp)  # 6
             exp = self._committed(exp, committing)
@@ -192,18 +192,26 @@ class Worker:
         try:
             proposal = self.agent.propose(context)
         except AgentError as err:
-            raise Ended(Status.INTERRUPTED if self.stop.is_set() else Status.REJECTED, str(err)) from None
+            status = Status.INTERRUPTED if self.stop.is_set() else Status.REJECTED
+            spent = _with_usage(exp, err.usage if isinstance(err.usage, Usage) else None)
+            raise Ended(status, str(err), experiment=spent) from None
+        except (OvernightError, KeyboardInterrupt):
+            raise  # the agent cannot work at all, or the user insists: the run stops
+        except Exception as err:  # a bug in an agent (or its SDK) fails this proposal, not the night
+            log.warning("agent %s raised", self.agent.name, exc_info=True)
+            raise Ended(Status.REJECTED, f"the agent failed: {type(err).__name__}: {err}") from None
         if self.stop.is_set():
             raise Ended(Status.INTERRUPTED, "stopped while the agent was proposing")
         # One printable line: it becomes a commit message, a TSV field and a table cell.
         hypothesis = "".join(c for c in " ".join(proposal.hypothesis.split()) if c.isprintable())
         hypothesis = hypothesis or "(no hypothesis given)"
         exp = replace(exp, hypothesis=hypothesis, agent=proposal.agent or exp.agent, info={**exp.info, **proposal.info})
+        exp = _with_usage(exp, proposal.usage)
         self.run.ledger.record(exp)
         self.report(exp)
         return exp
 
-    def _inspect(self, exp: Experiment) -> tuple[Experiment, Change]:
+    def _inspect(self, exp: Experiment, standing: Standing) -> tuple[Experiment, Change]:
         try:
             change = self.worktree.stage(exp.parent)
         except GitError as err:  # e.g. the agent left a merge conflict or a broken index behind
@@ -211,7 +219,11 @@ class Worker:
         if change.empty:
             raise Ended(Status.NO_CHANGE, "the proposal changed no file")
         task = self.run.task
-        exp = replace(exp, files_changed=len(change.paths))
+        exp = replace(exp, files_changed=len(change.paths), change_key=self.worktree.change_key(change))
+        for earlier in reversed(standing.history):
+            if earlier.parent == exp.parent and earlier.change_key == exp.change_key:
+                reason = f"the same change as experiment {earlier.id} ({earlier.status.value}) on the same parent"
+                raise Ended(Status.DUPLICATE, reason, experiment=exp)
         forbidden = task.rules.violations({p: task_relative(p, task.rel) for p in change.paths})
         if forbidden:
             diff_path = self.run.paths.diff(exp.id)
@@ -298,3 +310,9 @@ class Worker:
             task = self.run.task
             self._editable = {commit: tuple(str(task_relative(p, task.rel)) for p in task.editable_files(tracked) if p)}
         return self._editable[commit]
+
+
+def _with_usage(exp: Experiment, usage: Usage | None) -> Experiment:
+    if usage is None:
+        return exp
+    return replace(exp, tokens_in=usage.tokens_in, tokens_out=usage.tokens_out, cost_usd=usage.cost_usd)

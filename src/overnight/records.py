@@ -24,6 +24,7 @@ class Status(enum.StrEnum):
     GATE_FAILED = "gate_failed"  # the correctness gate exited non-zero
     REJECTED = "rejected"  # the proposal broke the rules, or the agent failed
     NO_CHANGE = "no_change"  # the proposal changed nothing
+    DUPLICATE = "duplicate"  # the same change was already tried on the same parent
     INTERRUPTED = "interrupted"  # stopped by Ctrl-C or by the controller dying
 
 
@@ -39,12 +40,28 @@ class Goal(enum.StrEnum):
 
 
 @dataclass(frozen=True)
+class Usage:
+    """What a proposal cost: tokens in and out, and USD when the price is known."""
+
+    tokens_in: int = 0
+    tokens_out: int = 0
+    cost_usd: float | None = None
+
+    def __add__(self, other: Usage) -> Usage:
+        cost = (
+            None if self.cost_usd is None and other.cost_usd is None else (self.cost_usd or 0) + (other.cost_usd or 0)
+        )
+        return Usage(self.tokens_in + other.tokens_in, self.tokens_out + other.tokens_out, cost)
+
+
+@dataclass(frozen=True)
 class Proposal:
     """What an agent returns: its one-line hypothesis. The edits are in the worktree."""
 
     hypothesis: str
     agent: str = ""
-    # Free-form facts the agent wants recorded (tokens, cost, model); JSON-serialisable.
+    usage: Usage | None = None  # None when the agent does not know (a plain command)
+    # Free-form facts the agent wants recorded (model, parameters tried); JSON-serialisable.
     info: dict[str, Any] = field(default_factory=dict)
 
 
@@ -88,6 +105,10 @@ class Experiment:
     worker: int = 0
     host: dict[str, str] = field(default_factory=dict)
     info: dict[str, Any] = field(default_factory=dict)
+    tokens_in: int | None = None  # what the agent spent on this proposal, when it says
+    tokens_out: int | None = None
+    cost_usd: float | None = None
+    change_key: str = ""  # a digest of the change: equal keys on one parent are the same diff
 
     def to_json(self) -> dict[str, Any]:
         """The experiment as a JSON-ready dict (the `log --format json` row)."""
@@ -112,4 +133,7 @@ class Experiment:
             "worker": self.worker,
             "host": self.host,
             "info": self.info,
+            "tokens_in": self.tokens_in,
+            "tokens_out": self.tokens_out,
+            "cost_usd": self.cost_usd,
         }

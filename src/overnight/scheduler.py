@@ -29,6 +29,8 @@ log = logging.getLogger(__name__)
 class Limits:
     max_experiments: int | None = None
     max_time_s: float | None = None
+    max_cost_usd: float | None = None  # what the run's agents may spend, all invocations together
+    max_tokens: int | None = None
 
 
 @dataclass(frozen=True)
@@ -75,6 +77,12 @@ class Scheduler:
             return f"reached --max-experiments {self.limits.max_experiments}"
         if self.limits.max_time_s is not None and time.monotonic() - started >= self.limits.max_time_s:
             return f"reached --max-time ({self.limits.max_time_s:g}s)"
+        if self.limits.max_cost_usd is not None or self.limits.max_tokens is not None:
+            tokens, cost = self.run.ledger.spent()
+            if self.limits.max_cost_usd is not None and cost >= self.limits.max_cost_usd:
+                return f"reached --max-cost-usd {self.limits.max_cost_usd:g} (spent ${cost:.4f})"
+            if self.limits.max_tokens is not None and tokens >= self.limits.max_tokens:
+                return f"reached --max-tokens {self.limits.max_tokens} (spent {tokens} tokens)"
         return ""
 
     def run_loop(self) -> Summary:

@@ -19,6 +19,7 @@ A worktree's HEAD is always detached, so nothing done in it moves a branch.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import threading
@@ -242,6 +243,21 @@ class Worktree:
             self._exact = parent
         self._names = self._walk()  # everything not ignored is staged now
         return Change(parent, tuple(paths))
+
+    def change_key(self, change: Change) -> str:
+        """A digest of the changed files' new state: on one parent, equal keys mean equal diffs."""
+        digest = hashlib.sha256()
+        for path in sorted(change.paths):
+            full = self.path / path
+            digest.update(path.encode() + b"\0")
+            if full.is_symlink():
+                digest.update(b"link:" + os.readlink(full).encode())
+            elif full.is_file():
+                digest.update(b"x" if os.access(full, os.X_OK) else b"f")
+                digest.update(hashlib.sha256(full.read_bytes()).digest())
+            else:
+                digest.update(b"deleted")
+        return digest.hexdigest()
 
     def diff(self, change: Change) -> str:
         """The staged change as a patch (kept for changes that are rejected)."""

@@ -14,9 +14,29 @@ def _command(settings: AgentSection) -> Agent:
     return CommandAgent(settings.command, settings.timeout_s)
 
 
+def _llm(provider: str) -> Callable[[AgentSection], Agent]:
+    def make(settings: AgentSection) -> Agent:
+        from overnight.agents.chat import CHATS
+        from overnight.agents.llm import LLMAgent
+
+        chat = CHATS[provider](settings.model, settings.base_url, settings.max_output_tokens)
+        return LLMAgent(chat, settings)
+
+    return make
+
+
+def _tune(settings: AgentSection) -> Agent:
+    from overnight.agents.tune import TuneAgent
+
+    return TuneAgent(settings.tune)
+
+
 #: kind name → factory taking the [agent] settings (with command-line overrides applied)
 AGENTS: dict[str, Callable[[AgentSection], Agent]] = {
     "command": _command,
+    "tune": _tune,
+    "openai": _llm("openai"),
+    "anthropic": _llm("anthropic"),
 }
 
 

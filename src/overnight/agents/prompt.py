@@ -1,0 +1,119 @@
+"""The brief an agent reads: program.md, the files, the scores, the history, in a token budget.
+
+Templates are package data (``agents/prompts/*.md``) filled with ``string.Template``
+(``$name``), so code and braces in files never collide with the template syntax.
+Tokens are estimated as characters / 4: good enough to stay inside a context window
+without a tokenizer dependency.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from string import Template
+
+from overnight.agents._base import Context
+from overnight.records import Experiment, Status
+
+CHARS_PER_TOKEN = 4
+_MEASURED = (Status.BASELINE, Status.KEEP, Status.DISCARD)
+
+
+def template(name: str) -> Template:
+    return Template((resources.files("overnight.agents") / "prompts" / f"{name}.md").read_text(encoding="utf-8"))
+
+
+def _number(value: float | None) -> str:
+    return "(not measured yet)" if value is None else f"{value:.6g}"
+
+
+def _cut(text: str, limit: int) -> str:
+    """``text`` within ``limit`` characters: its head and tail, with the cut said in the middle."""
+    if len(text) <= limit:
+        return text
+    lines = text.splitlines(keepends=True)
+    start, end, size, from_start = 0, len(lines), 0, True
+    while start < end:  # take lines from both ends in turn while they fit
+        line = lines[start] if from_start else lines[end - 1]
+        if size + len(line) > limit:
+            break
+        size += len(line)
+        if from_start:
+            start += 1
+        else:
+            end -= 1
+        from_start = not from_start
+    marker = (
+        f"[... lines {start + 1}-{end} of {len(lines)} are not shown: the file is too long for the prompt. "
+        "SEARCH blocks can only quote lines shown here ...]\n"
+    )
+    return "".join(lines[:start]) + marker + "".join(lines[end:])
+
+
+def _files(context: Context, limit: int) -> str:
+    parts = []
+    each = max(2000, limit // max(1, len(context.editable)))
+    for name in context.editable:
+        path = context.task_dir / name
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            parts.append(f"{name}\n(not shown: not a text file)\n")
+            continue
+        parts.append(f"{name}\n```\n{_cut(text, each).rstrip()}\n```\n")
+    return "\n".join(parts)
+
+
+def _history_line(exp: Experiment, metric: str, parents: dict[str, float]) -> str:
+    head = f"#{exp.id} {exp.status.value}"
+    if exp.metric is not None and exp.status in _MEASURED:
+        head += f" {metric}={exp.metric:.6g}"
+        parent = parents.get(exp.parent)
+        if parent is not None and exp.status is not Status.BASELINE:
+            head += f" ({exp.metric - parent:+.4g} vs its parent)"
+    line = f"- {head}: {exp.hypothesis}"
+    if exp.status not in _MEASURED and exp.reason:
+        line += f" [{exp.reason[:160]}]"
+    return line
+
+
+def _history(context: Context, limit: int) -> str:
+    parents = {
+        e.commit: e.metric
+        for e in context.history
+        if e.status in (Status.BASELINE, Status.KEEP) and e.metric is not None
+    }
+    lines: list[str] = []
+    size = 0
+    for exp in reversed(context.history):  # newest first while there is room
+        line = _history_line(exp, context.metric, parents)
+        if size + len(line) + 1 > limit:
+            break
+        lines.append(line)
+        size += len(line) + 1
+    left_out = len(context.history) - len(lines)
+    lines.reverse()
+    if left_out:
+        lines.insert(0, f"({left_out} older experiments are not shown)")
+    return "\n".join(lines) if lines else "(none yet)"
+
+
+def brief(context: Context, budget_tokens: int) -> str:
+    """The brief as text, within about ``budget_tokens``: files get half of what is left, history the rest."""
+    budget = budget_tokens * CHARS_PER_TOKEN
+    values = {
+        "program": context.program.strip(),
+        "run": context.config.task.run,
+        "budget_s": f"{context.config.task.budget_s:g}",
+        "metric": context.metric,
+        "direction": "lower" if context.goal.value == "min" else "higher",
+        "baseline": _number(context.baseline),
+        "best": _number(context.best),
+        "editable_list": "\n".join(f"- {name}" for name in context.editable),
+        "files": "",
+        "history": "",
+    }
+    skeleton = template("brief").substitute(values)
+    room = max(4000, budget - len(skeleton))
+    values["files"] = _files(context, room // 2)
+    values["history"] = _history(context, max(1000, room - len(values["files"])))
+    return template("brief").substitute(values)
