@@ -75,6 +75,7 @@ class RunResult:
     timed_out: bool = False
     interrupted: bool = False
     output: str = ""  # what the command printed (the part of the log it wrote), possibly cut
+    stderr: str = ""  # only when stdout was kept apart: what went to the log
 
     @property
     def ok(self) -> bool:

@@ -17,13 +17,14 @@ import contextlib
 import logging
 import os
 import select
+import shlex
 import signal
 import subprocess
 import sys
 import threading
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import psutil
@@ -40,7 +41,7 @@ _MAXRSS_UNIT = 1 if sys.platform == "darwin" else 1024  # ru_maxrss: bytes on ma
 
 
 def run_command(
-    command: str,
+    command: str | Sequence[str],
     *,
     cwd: Path,
     log_path: Path,
@@ -50,29 +51,37 @@ def run_command(
     grace_s: float = 5.0,
     label: str = "",
     token: str = "",
+    stdin_path: Path | None = None,
+    stdout_path: Path | None = None,
 ) -> RunResult:
-    """Run ``command`` through the shell; see the module docstring for the guarantees.
+    """Run ``command`` (a shell line, or an argument list run without a shell); see the module docstring.
 
     ``token`` marks every process of the command (a fresh one by default); give
     tokens a common prefix to find them again with :func:`kill_token_holders`.
+    ``stdin_path`` feeds the command a file. ``stdout_path`` keeps stdout apart (for
+    machine-readable output): the result's ``output`` is then stdout and ``stderr`` the log's part.
     """
     token = token or uuid.uuid4().hex
     full_env = dict(os.environ if env is None else env)
     full_env[TOKEN_VAR] = token
+    shown = command if isinstance(command, str) else shlex.join(command)
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_path, "ab") as fh:
+    with contextlib.ExitStack() as files:
+        fh = files.enter_context(open(log_path, "ab"))
         if label:
-            fh.write(f"### overnight: {label}: {command}\n".encode())
+            fh.write(f"### overnight: {label}: {shown[:2000]}\n".encode())
             fh.flush()
         start_offset = fh.tell()
+        out = files.enter_context(open(stdout_path, "wb")) if stdout_path else fh
+        stdin = files.enter_context(open(stdin_path, "rb")) if stdin_path else subprocess.DEVNULL
         started = time.monotonic()
         proc = subprocess.Popen(
             command,
-            shell=True,
+            shell=isinstance(command, str),
             cwd=cwd,
             env=full_env,
-            stdin=subprocess.DEVNULL,
-            stdout=fh,
+            stdin=stdin,
+            stdout=out,
             stderr=fh,
             start_new_session=True,
         )
@@ -80,7 +89,7 @@ def run_command(
     exit_code, timed_out, interrupted, maxrss = _wait(proc, watch, started, timeout_s, stop, grace_s)
     duration = time.monotonic() - started
     watch.kill_leftovers()
-    output = _read_tail(log_path, start_offset)
+    logged = _read_tail(log_path, start_offset)
     peak = max(watch.peak_rss, maxrss) / (1 << 20)
     return RunResult(
         exit_code=exit_code,
@@ -88,7 +97,8 @@ def run_command(
         peak_memory_mb=round(peak, 1),
         timed_out=timed_out,
         interrupted=interrupted,
-        output=output,
+        output=_read_tail(stdout_path, 0) if stdout_path else logged,
+        stderr=logged if stdout_path else "",
     )
 
 

@@ -31,12 +31,22 @@ def _tune(settings: AgentSection) -> Agent:
     return TuneAgent(settings.tune)
 
 
+def _cli(binary: str) -> Callable[[AgentSection], Agent]:
+    def make(settings: AgentSection) -> Agent:
+        from overnight.agents.cli_agents import CLIS
+
+        return CLIS[binary](settings)
+
+    return make
+
+
 #: kind name → factory taking the [agent] settings (with command-line overrides applied)
 AGENTS: dict[str, Callable[[AgentSection], Agent]] = {
     "command": _command,
     "tune": _tune,
     "openai": _llm("openai"),
     "anthropic": _llm("anthropic"),
+    **{binary: _cli(binary) for binary in ("claude", "codex", "gemini", "opencode", "aider")},
 }
 
 
