@@ -119,8 +119,11 @@ class TuneSection:
     ranges: dict[str, tuple[float, float]] = field(default_factory=dict)  # NAME = [low, high]
     seed: int = 0
     startup: int = 5  # random proposals before the TPE model takes over
+    sampler: str = "tpe"  # "tpe", or "random" (a baseline for comparisons)
 
     def check(self, where: str) -> TuneSection:
+        if self.sampler not in ("tpe", "random"):
+            raise ConfigError(f'{where} [agent.tune] sampler: expected "tpe" or "random", got {self.sampler!r}')
         for name, (low, high) in self.ranges.items():
             if not low < high:
                 raise ConfigError(f"{where} [agent.tune] ranges: {name} needs low < high, got [{low}, {high}]")

@@ -169,7 +169,10 @@ class TuneAgent(Agent):
     def _start(self, constants: list[Constant], context: Context) -> None:
         optuna = self._optuna
         self._distributions = {c.name: _distribution(c, self.settings, optuna) for c in constants}
-        sampler = optuna.samplers.TPESampler(seed=self.settings.seed, n_startup_trials=self.settings.startup)
+        if self.settings.sampler == "random":
+            sampler = optuna.samplers.RandomSampler(seed=self.settings.seed)
+        else:
+            sampler = optuna.samplers.TPESampler(seed=self.settings.seed, n_startup_trials=self.settings.startup)
         direction = "minimize" if context.goal is Goal.MIN else "maximize"
         self._study = optuna.create_study(direction=direction, sampler=sampler)
         # The starting point, measured by the baseline, and what earlier invocations tried.
