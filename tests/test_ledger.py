@@ -76,3 +76,21 @@ def test_readers_see_a_consistent_state_while_a_writer_works(tmp_path: Path) -> 
             db.execute("INSERT INTO experiments (id, status) VALUES (1, 'keep')")
             assert [e.id for e in reader.experiments()] == [0]
         assert [e.id for e in reader.experiments()] == [0, 1]
+
+
+def test_a_version_1_ledger_is_upgraded_in_place(tmp_path: Path) -> None:
+    from overnight.ledger import MIGRATIONS
+
+    db = sqlite3.connect(tmp_path / "old.db")
+    for statement in MIGRATIONS[0].split(";"):
+        if statement.strip():
+            db.execute(statement)
+    db.execute("INSERT INTO experiments (id, status, metric) VALUES (0, 'baseline', 1.5)")
+    db.execute("PRAGMA user_version = 1")
+    db.commit()
+    db.close()
+    with Ledger(tmp_path / "old.db") as ledger:
+        (exp,) = ledger.experiments()
+        assert exp.metric == 1.5 and exp.tokens_in is None and exp.change_key == ""
+        ledger.record(Experiment(id=1, status=Status.REJECTED, tokens_in=10, tokens_out=5, cost_usd=0.5))
+        assert ledger.spent() == (15, 0.5)

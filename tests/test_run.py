@@ -184,3 +184,14 @@ def test_run_outputs_and_agent_commits_do_not_leak_into_the_next_experiment(repo
     assert repo.git("rev-parse", f"{rows[1]['commit']}^").strip() == rows[0]["commit"]
     assert repo.git("show", "--stat", "--format=", rows[4]["commit"]).count("|") == 1
     assert repo.git("branch", "--list", "agent-branch").strip() == "agent-branch"  # the agent's own doing, left as is
+
+
+def test_a_run_gives_up_after_experiments_in_a_row_without_a_measurement(task: Repo, plan, cli) -> None:
+    plan({"*": [["set", "train.py", "CRASH", "1"]], "1": [["set", "train.py", "X", "5"]]})
+    result = cli(
+        "run", task.path, "--tag", "g", "--agent-command", AGENT, "--give-up-after", "3", "--max-experiments", "20"
+    )
+    assert result.code == 0, result.err
+    rows = ledger_rows(task.path, "g")
+    assert [r["status"] for r in rows] == ["baseline", "keep", "crash", "duplicate", "duplicate"]
+    assert "gave up: the last 3 experiments produced no measurement (the last: duplicate" in result.out

@@ -59,6 +59,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--agent-retries", type=int, help="times a reply whose edits do not apply is sent back")
     p.add_argument("--max-cost-usd", type=float, help="stop when the agents have spent this much (USD)")
     p.add_argument("--max-tokens", type=int, help="stop when the agents have used this many tokens")
+    p.add_argument(
+        "--give-up-after",
+        type=int,
+        default=10,
+        help="stop after N experiments in a row without a measurement (0: never)",
+    )
     p.add_argument("--max-experiments", type=int, help="stop after this many experiments (the baseline not counted)")
     p.add_argument("--max-time", help="stop starting experiments after this long, e.g. 8h, 30m")
     p.add_argument("--force", action="store_true", help="resume a tag even though overnight.toml changed")
@@ -134,7 +140,7 @@ def cmd_init(args: argparse.Namespace) -> int:
         print(f"kept {path} (it exists; init never overwrites)")
     if not written:
         raise ConfigError(f"nothing written: {args.dir / CONFIG_FILE} and program.md exist already")
-    print("next: edit program.md, commit both files, then `overnight run --agent-command ...`")
+    print("next: edit program.md, commit both files, then `overnight run` (see README: Agents)")
     return 0
 
 
@@ -197,6 +203,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         max_time_s=parse_duration(args.max_time) if args.max_time else None,
         max_cost_usd=args.max_cost_usd,
         max_tokens=args.max_tokens,
+        give_up_after=args.give_up_after,
     )
     overrides = {
         # --agent-command alone means the command agent
@@ -218,6 +225,7 @@ def _run(task: Task, tag: str | None, overrides: dict[str, Any], limits: Limits,
         ("--max-experiments", limits.max_experiments),
         ("--max-cost-usd", limits.max_cost_usd),
         ("--max-tokens", limits.max_tokens),
+        ("--give-up-after", limits.give_up_after),
     ):
         if value is not None and value < 0:
             raise ConfigError(f"{flag} must be 0 or more")

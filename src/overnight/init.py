@@ -33,7 +33,8 @@ goal = {goal}                  # "min" or "max"
 min_delta = 0.0                # keep a change only if it beats the best by more than this
 
 [agent]
-kind = "command"
+kind = "tune"                  # tune (offline, no LLM), command, openai, anthropic, claude, codex, gemini, opencode, aider
+# model = ""                   # for LLM and coding-CLI agents
 # command = "python propose.py" # for kind = "command": edits the files, prints `Hypothesis: ...`
 """
 

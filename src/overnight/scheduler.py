@@ -2,8 +2,11 @@
 
 Stop conditions are checked between experiments: ``max_experiments`` (counted in
 this invocation, the baseline excluded), ``max_time_s`` (the experiment running
-when time is up finishes, so a run overruns by at most one experiment), and the
-``stop`` event (Ctrl-C: the running experiment is interrupted and recorded).
+when time is up finishes, so a run overruns by at most one experiment), the agents'
+spending (``max_cost_usd``, ``max_tokens``, over the whole run), ``give_up_after``
+experiments in a row without a measurement (something systematic is broken: better
+to stop than to spin all night), and the ``stop`` event (Ctrl-C: the running
+experiment is interrupted and recorded).
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ from overnight.run import Run
 
 log = logging.getLogger(__name__)
 
+_MEASURED = (Status.BASELINE, Status.KEEP, Status.DISCARD)
+
 
 @dataclass(frozen=True)
 class Limits:
@@ -31,6 +36,7 @@ class Limits:
     max_time_s: float | None = None
     max_cost_usd: float | None = None  # what the run's agents may spend, all invocations together
     max_tokens: int | None = None
+    give_up_after: int = 10  # stop after this many experiments in a row without a measurement (0: never)
 
 
 @dataclass(frozen=True)
@@ -70,9 +76,17 @@ class Scheduler:
             standing.add(exp)
         return standing
 
-    def _stop_reason(self, ran: int, started: float) -> str:
+    def _stop_reason(self, ran: int, started: float, standing: Standing) -> str:
         if self.stop.is_set():
             return "stopped by the user"
+        streak = self.limits.give_up_after
+        recent = standing.history[-streak:] if streak else []
+        if streak and len(recent) == streak and not any(e.status in _MEASURED for e in recent):
+            last = recent[-1]
+            return (
+                f"gave up: the last {streak} experiments produced no measurement (the last: {last.status.value}: "
+                f"{last.reason[:200]}); fix the task or the agent, then resume (or pass --give-up-after 0)"
+            )
         if self.limits.max_experiments is not None and ran >= self.limits.max_experiments:
             return f"reached --max-experiments {self.limits.max_experiments}"
         if self.limits.max_time_s is not None and time.monotonic() - started >= self.limits.max_time_s:
@@ -102,7 +116,7 @@ class Scheduler:
                 elif baseline.status is not Status.BASELINE:
                     raise TaskBrokenError(self._broken_message(baseline))
             while not stopped:
-                stopped = self._stop_reason(count, started)
+                stopped = self._stop_reason(count, started, standing)
                 if not stopped:
                     standing.add(self.worker.step(standing))
                     count += 1

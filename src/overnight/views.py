@@ -115,6 +115,10 @@ def status_text(view: RunView) -> str:
         )
     elif base is not None:
         lines.append("best:        the baseline (nothing kept yet)")
+    tokens = sum((e.tokens_in or 0) + (e.tokens_out or 0) for e in view.experiments)
+    costs = [e.cost_usd for e in view.experiments if e.cost_usd is not None]
+    if tokens or costs:
+        lines.append(f"agents used: {tokens} tokens" + (f", ${sum(costs):.4f}" if costs else ""))
     if view.experiments:
         last = view.experiments[-1]
         lines.append(f"last:        #{last.id} {last.status.value} {_num(last.metric)}  {last.hypothesis}")
@@ -177,6 +181,9 @@ def show_text(view: RunView, experiment_id: int, tail_lines: int = 30) -> str:
         f"{'-' if e.exit_code is None else e.exit_code}"
     )
     lines.append(f"time:        {e.started_at} → {e.ended_at or '(running)'}")
+    if e.tokens_in is not None or e.cost_usd is not None:
+        cost = "" if e.cost_usd is None else f", ${e.cost_usd:.4f}"
+        lines.append(f"agent used:  {e.tokens_in or 0} tokens in, {e.tokens_out or 0} out{cost}")
     diff = ""
     if e.commit and e.parent and e.commit != e.parent:
         diff = workspace.diff_text(view.root, e.parent, e.commit)
