@@ -22,7 +22,7 @@ def prepare(name: str, target: Path) -> Path:
         raise ConfigError(f"{target} exists and is not empty; give a new folder for the demo")
     target.mkdir(parents=True, exist_ok=True)
     python = shlex.quote(sys.executable)
-    source = resources.files("overnight") / "demos" / name
+    source = resources.files("overnight.examples") / name
     for item in source.iterdir():
         if item.name.startswith(("__", ".")) or not item.is_file():
             continue
