@@ -103,7 +103,8 @@ def test_unknown_agent_kind(task: Repo, cli) -> None:
     result = cli("run", task.path, "--agent", "gpt-9")
     assert (
         result.code == 2
-        and "unknown agent kind 'gpt-9'; valid kinds are: aider, anthropic, claude, codex, command, gemini, openai, opencode, tune" in result.err
+        and "unknown agent kind 'gpt-9'; valid kinds are: aider, anthropic, claude, codex, command, gemini, openai, opencode, tune"
+        in result.err
     )
 
 

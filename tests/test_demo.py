@@ -9,7 +9,7 @@ from conftest import ledger_rows
 
 def test_demo_runs_and_improves(tmp_path: Path, cli) -> None:
     target = tmp_path / "demo"
-    result = cli("demo", target, "--max-experiments", "12")
+    result = cli("demo", target, "--example", "quickstart", "--max-experiments", "12")
     assert result.code == 0, result.err
     assert "result:   baseline" in result.out
     rows = ledger_rows(target, "demo")

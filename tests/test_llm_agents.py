@@ -122,8 +122,9 @@ def test_bad_credentials_stop_the_run_with_a_clear_message(task: Repo, cli, keys
     assert result.code == 6
     assert "openai refused the credentials (401)" in result.err and "OPENAI_API_KEY" in result.err
     assert len(server.requests) == 1  # no retries on auth errors
-    statuses = [r["status"] for r in ledger_rows(task.path, "llm")]
-    assert statuses == ["baseline", "interrupted"]
+    rows = ledger_rows(task.path, "llm")
+    assert [r["status"] for r in rows] == ["baseline", "rejected"]
+    assert "refused the credentials" in rows[1]["reason"]
 
 
 def test_anthropic_messages_api(task: Repo, cli, keys) -> None:

@@ -13,7 +13,7 @@ import logging
 import signal
 import sys
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
@@ -69,11 +69,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--max-time", help="stop starting experiments after this long, e.g. 8h, 30m")
     p.add_argument("--force", action="store_true", help="resume a tag even though overnight.toml changed")
 
-    p = sub.add_parser("demo", help="copy a demo task into a new git repository and run it")
+    p = sub.add_parser("demo", help="copy an example task into a new git repository and run it")
     p.add_argument(
-        "dir", nargs="?", default="overnight-demo", type=Path, help="a new folder (default: ./overnight-demo)"
+        "dir", nargs="?", default="overnight-demo", type=Path, help="a new or empty folder (default: ./overnight-demo)"
     )
-    p.add_argument("--max-experiments", type=int, default=30, help="experiments after the baseline (default: 30)")
+    p.add_argument("--example", default="tinylm", choices=demo.EXAMPLES, help="which example (default: tinylm)")
+    p.add_argument("--max-experiments", type=int, default=12, help="experiments after the baseline (default: 12)")
+    p.add_argument("--budget", type=float, help="seconds per experiment (default: 20 for tinylm, else the example's)")
 
     for name, text in (("status", "summarize a run"), ("log", "list a run's experiments")):
         p = sub.add_parser(name, help=text)
@@ -169,14 +171,21 @@ def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
             signal.signal(sig, handler)
 
 
-def _print_experiment(exp: Experiment) -> None:
-    if exp.status is Status.RUNNING:
-        return
-    metric = "" if exp.metric is None else f"{exp.metric:.6g}"
-    took = "" if exp.duration_s is None else f"{exp.duration_s:.1f}s"
-    note = exp.reason if exp.status not in (Status.KEEP, Status.DISCARD, Status.BASELINE) else ""
-    text = f"#{exp.id:<4} {exp.status.value:<11} {metric:>12} {took:>8}  {exp.hypothesis}"
-    print(text + (f"  [{note}]" if note else ""), flush=True)
+def _printer(announce: bool) -> Callable[[Experiment], None]:
+    """A line per finished experiment; with ``announce``, also one when an experiment starts running."""
+
+    def report(exp: Experiment) -> None:
+        if exp.status is Status.RUNNING:
+            if announce:
+                print(f"#{exp.id:<4} {'running':<11} {'':>12} {'':>8}  {exp.hypothesis}", flush=True)
+            return
+        metric = "" if exp.metric is None else f"{exp.metric:.6g}"
+        took = "" if exp.duration_s is None else f"{exp.duration_s:.1f}s"
+        note = exp.reason if exp.status not in (Status.KEEP, Status.DISCARD, Status.BASELINE) else ""
+        text = f"#{exp.id:<4} {exp.status.value:<11} {metric:>12} {took:>8}  {exp.hypothesis}"
+        print(text + (f"  [{note}]" if note else ""), flush=True)
+
+    return report
 
 
 def _print_summary(summary: Summary, task: Task) -> None:
@@ -246,7 +255,8 @@ def _run(task: Task, tag: str | None, overrides: dict[str, Any], limits: Limits,
             flush=True,
         )
         with _stop_on_signals(stop):
-            summary = Scheduler(run, agent, executor, limits, stop=stop, report=_print_experiment).run_loop()
+            report = _printer(announce=task.config.task.budget_s >= 5)  # slow experiments: show what runs
+            summary = Scheduler(run, agent, executor, limits, stop=stop, report=report).run_loop()
     finally:
         run.close()
     _print_summary(summary, task)
@@ -254,8 +264,9 @@ def _run(task: Task, tag: str | None, overrides: dict[str, Any], limits: Limits,
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    target = demo.prepare("quickstart", args.dir)
-    print(f"copied the quickstart demo into {target} (a new git repository); running it:", flush=True)
+    budget = args.budget if args.budget is not None else (20.0 if args.example == "tinylm" else None)
+    target = demo.prepare(args.example, args.dir, budget)
+    print(f"copied the {args.example} example into {target} (a new git repository); running it:", flush=True)
     code = _run(Task.load(target), "demo", {}, Limits(max_experiments=args.max_experiments))
     print(f"\nlook around: cd {target} && overnight log && overnight show 1 && git log --oneline overnight/demo")
     return code

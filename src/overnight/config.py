@@ -120,6 +120,7 @@ class TuneSection:
     seed: int = 0
     startup: int = 5  # random proposals before the TPE model takes over
     sampler: str = "tpe"  # "tpe", or "random" (a baseline for comparisons)
+    vary: int = 2  # constants changed per experiment, at most (the others keep the best's values); 0: all
 
     def check(self, where: str) -> TuneSection:
         if self.sampler not in ("tpe", "random"):
@@ -127,8 +128,9 @@ class TuneSection:
         for name, (low, high) in self.ranges.items():
             if not low < high:
                 raise ConfigError(f"{where} [agent.tune] ranges: {name} needs low < high, got [{low}, {high}]")
-        if self.startup < 0:
-            raise ConfigError(f"{where} [agent.tune] startup: expected 0 or more, got {self.startup}")
+        for key in ("startup", "vary"):
+            if getattr(self, key) < 0:
+                raise ConfigError(f"{where} [agent.tune] {key}: expected 0 or more, got {getattr(self, key)}")
         return self
 
 

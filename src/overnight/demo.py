@@ -1,35 +1,53 @@
-"""`overnight demo`: copy a demo task into a fresh git repository, ready to run."""
+"""`overnight demo`: copy an example task into a fresh git repository, ready to run.
+
+The examples live in examples/ and ship in the package as ``overnight.examples``.
+Commands in the copied overnight.toml that start with ``python3`` (or ``python``)
+are pointed at the interpreter running overnight, so the demo runs with the
+packages overnight was installed with (numpy comes with it).
+"""
 
 from __future__ import annotations
 
+import re
 import shlex
 import subprocess
 import sys
 from importlib import resources
+from importlib.resources.abc import Traversable
 from pathlib import Path
 
 from overnight.errors import ConfigError
 
-DEMOS = ("quickstart",)
+EXAMPLES = ("tinylm", "quickstart", "render", "nanogpt")
+_COMMAND = re.compile(r'^(run|setup|gate|command)(\s*=\s*")python3? ', re.MULTILINE)
+_BUDGET = re.compile(r"^budget_s\s*=\s*[\d.]+", re.MULTILINE)
 
 
-def prepare(name: str, target: Path) -> Path:
-    """Copy demo ``name`` into ``target`` (new or empty), make it a git repo, commit. Returns ``target``."""
-    if name not in DEMOS:
-        raise ConfigError(f"unknown demo {name!r}; demos are: {', '.join(DEMOS)}")
+def _copy(source: Traversable, target: Path) -> None:
+    for item in source.iterdir():
+        if item.name.startswith(("__", ".")) or item.name.endswith((".pyc", ".egg-info")):
+            continue
+        if item.is_dir():
+            (target / item.name).mkdir()
+            _copy(item, target / item.name)
+        else:
+            (target / item.name).write_bytes(item.read_bytes())
+
+
+def prepare(name: str, target: Path, budget_s: float | None = None) -> Path:
+    """Copy example ``name`` into ``target`` (new or empty), make it a git repo, commit. Returns ``target``."""
+    if name not in EXAMPLES:
+        raise ConfigError(f"unknown example {name!r}; examples are: {', '.join(EXAMPLES)}")
     target = target.expanduser().resolve()
     if target.exists() and (not target.is_dir() or any(target.iterdir())):
         raise ConfigError(f"{target} exists and is not empty; give a new folder for the demo")
     target.mkdir(parents=True, exist_ok=True)
-    python = shlex.quote(sys.executable)
-    source = resources.files("overnight.examples") / name
-    for item in source.iterdir():
-        if item.name.startswith(("__", ".")) or not item.is_file():
-            continue
-        text = item.read_text(encoding="utf-8")
-        if item.name == "overnight.toml":
-            text = text.replace("{python}", python)  # the interpreter overnight runs with
-        (target / item.name).write_text(text, encoding="utf-8")
+    _copy(resources.files("overnight.examples") / name, target)
+    config = target / "overnight.toml"
+    text = _COMMAND.sub(lambda m: f"{m.group(1)}{m.group(2)}{shlex.quote(sys.executable)} ", config.read_text())
+    if budget_s is not None:
+        text = _BUDGET.sub(f"budget_s = {budget_s:g}", text)
+    config.write_text(text)
 
     def git(*args: str) -> None:
         subprocess.run(["git", *args], cwd=target, check=True, capture_output=True)
@@ -38,5 +56,5 @@ def prepare(name: str, target: Path) -> Path:
     git("config", "user.name", "overnight demo")
     git("config", "user.email", "demo@localhost")
     git("add", "-A")
-    git("commit", "-q", "-m", f"the {name} demo task")
+    git("commit", "-q", "-m", f"the {name} example task")
     return target

@@ -64,6 +64,13 @@ class AgentError(OvernightError):
 
 
 class AgentUnavailable(OvernightError):
-    """The agent cannot work at all (bad credentials, a missing program, a server that stays down): stop."""
+    """The agent cannot work at all (bad credentials, a missing program, a server that stays down).
+
+    The experiment it was proposing is recorded as `rejected` (with ``usage``, when known), then the run stops.
+    """
 
     exit_code = 6
+
+    def __init__(self, message: str, usage: object | None = None) -> None:
+        super().__init__(message)
+        self.usage = usage

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field, replace
 
 from overnight import judge, workspace
 from overnight.agents import Agent, Context
-from overnight.errors import AgentError, GitError, OvernightError, RunStateError
+from overnight.errors import AgentError, AgentUnavailable, GitError, OvernightError, RunStateError
 from overnight.executors import Executor
 from overnight.measure import Job, Measurement
 from overnight.records import Experiment, Status, Usage
@@ -94,6 +94,7 @@ class Worker:
         self.worktree = Worktree(run.task.root, run.paths.worktrees / f"w{index}")
         self.needs_setup = True
         self._editable: dict[str, tuple[str, ...]] = {}
+        self._fatal: AgentUnavailable | None = None  # raised once its experiment is recorded
 
     def open(self, commit: str) -> None:
         self.worktree.create(commit)
@@ -107,6 +108,7 @@ class Worker:
         """Measure the unchanged code at ``commit`` (experiment 0 of a new run)."""
         exp = self._begin(parent=commit)
         exp = replace(exp, commit=commit, hypothesis="baseline", agent="")
+        self.report(exp)
         try:
             self.worktree.checkout(commit)
             measurement = self._measure(exp)
@@ -146,6 +148,9 @@ class Worker:
         except BaseException as exc:
             self._abort(exp, exc)
             raise
+        if self._fatal is not None:
+            fatal, self._fatal = self._fatal, None
+            raise fatal
         next_best = exp.commit if exp.status is Status.KEEP else best.commit
         self.worktree.release(next_best, touched=exp.status is not Status.NO_CHANGE)
         if exp.status is Status.KEEP:
@@ -195,8 +200,12 @@ class Worker:
             status = Status.INTERRUPTED if self.stop.is_set() else Status.REJECTED
             spent = _with_usage(exp, err.usage if isinstance(err.usage, Usage) else None)
             raise Ended(status, str(err), experiment=spent) from None
+        except AgentUnavailable as err:  # recorded like any failed proposal, then the run stops
+            self._fatal = err
+            spent = _with_usage(exp, err.usage if isinstance(err.usage, Usage) else None)
+            raise Ended(Status.REJECTED, str(err), experiment=spent) from None
         except (OvernightError, KeyboardInterrupt):
-            raise  # the agent cannot work at all, or the user insists: the run stops
+            raise  # the harness itself failed, or the user insists: the run stops
         except Exception as err:  # a bug in an agent (or its SDK) fails this proposal, not the night
             log.warning("agent %s raised", self.agent.name, exc_info=True)
             raise Ended(Status.REJECTED, f"the agent failed: {type(err).__name__}: {err}") from None

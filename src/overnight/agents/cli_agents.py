@@ -54,13 +54,26 @@ def _json_lines(text: str) -> Iterator[dict[str, Any]]:
 
 
 def _json_object(text: str) -> dict[str, Any] | None:
-    """The output's JSON object: the whole text, else its last line that parses."""
+    """The output's JSON object: the whole text, else the last object that starts a line.
+
+    An object may span lines (Gemini pretty-prints its output and its errors) and come
+    after other lines (Node's warnings on stderr).
+    """
     try:
         value = json.loads(text)
         return value if isinstance(value, dict) else None
     except json.JSONDecodeError:
-        found = list(_json_lines(text))
-        return found[-1] if found else None
+        pass
+    decoder = json.JSONDecoder()
+    for start in reversed([m.start() for m in re.finditer(r"^\{", text, re.MULTILINE)]):
+        try:
+            value, _ = decoder.raw_decode(text, start)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(value, dict):
+            return value
+    found = list(_json_lines(text))  # indented one-line objects
+    return found[-1] if found else None
 
 
 def _int(value: Any) -> int:
@@ -108,24 +121,28 @@ class CodingCLI(Agent):
         if result.interrupted:
             raise AgentError(f"{self.name} was interrupted")
         if result.timed_out:
-            self._failed()
-            raise AgentError(f"{self.name} ran past the agent timeout of {self.settings.timeout_s:g}s and was killed")
+            message = f"{self.name} ran past the agent timeout of {self.settings.timeout_s:g}s and was killed"
+            self._failed(message)
+            raise AgentError(message)
         outcome = self.read(result.output, result.stderr, result.exit_code)
         if outcome.error or result.exit_code != 0:
-            self._failed()
             reason = outcome.error or _last_line(result.stderr) or _last_line(result.output) or "no output"
-            raise AgentError(f"{self.name} failed (exit code {result.exit_code}): {reason[:300]}", outcome.usage)
+            message = f"{self.name} failed (exit code {result.exit_code}): {reason[:300]}"
+            self._failed(message, outcome.usage)
+            raise AgentError(message, outcome.usage)
         self._failures = 0
         found = _HYPOTHESIS.findall(outcome.text)
         hypothesis = found[-1] if found else _last_line(outcome.text)
         return Proposal(hypothesis or f"{self.name} edit", agent=self.name, usage=outcome.usage,
                         info={"model": self.settings.model} if self.settings.model else {})  # fmt: skip
 
-    def _failed(self) -> None:
+    def _failed(self, message: str, usage: Usage | None = None) -> None:
         self._failures += 1
         if self._failures >= DOWN_AFTER:
             raise AgentUnavailable(
-                f"{self.name} failed {DOWN_AFTER} proposals in a row; see the agent logs under .overnight/<tag>/logs/"
+                f"{self.name} failed {DOWN_AFTER} proposals in a row; last: {message}; "
+                "see the agent logs under .overnight/<tag>/logs/",
+                usage,
             )
 
     def _priced(self, tokens_in: int, tokens_out: int, cost: float | None) -> Usage:

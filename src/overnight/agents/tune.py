@@ -3,7 +3,11 @@
 It needs no model and no network. It finds module-level ``UPPER_CASE = <int or float>``
 assignments with ``ast``, asks Optuna's TPE sampler for new values (ask/tell), writes
 them over the literals in place (the rest of the file, comments included, is kept),
-and tells Optuna every outcome; experiments that fail are told as failed. The values
+and tells Optuna every outcome; experiments that fail are told as failed. Like a
+researcher it changes one idea at a time: each experiment varies at most ``vary``
+constants (chosen at random) and keeps the others at the current best's values, which
+suits a loop that keeps only what beats the best; TPE models each constant's good
+values from every trial. The values
 it tried live in the ledger (``info.params``), so a resumed run rebuilds the study.
 
 Search space, unless ``[agent.tune] ranges`` says otherwise: a positive float spans
@@ -16,6 +20,7 @@ from __future__ import annotations
 import ast
 import logging
 import math
+import random
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -189,7 +194,7 @@ class TuneAgent(Agent):
         if set(params) != set(self._distributions):
             return
         # Written values are rounded; keep them inside the ranges they were drawn from.
-        params = {k: min(max(v, self._distributions[k].low), self._distributions[k].high) for k, v in params.items()}
+        params = {k: self._inside(k, v) for k, v in params.items()}
         try:
             state = optuna.trial.TrialState.COMPLETE if value is not None else optuna.trial.TrialState.FAIL
             trial = optuna.trial.create_trial(
@@ -204,7 +209,13 @@ class TuneAgent(Agent):
         if self._study is None:
             self._start(constants, context)
         current = {c.name: c.value for c in constants}
+        pick = random.Random(f"{self.settings.seed}:{context.experiment_id}")
+        names = sorted(current)
         for _ in range(10):  # integers and rounding can land on the current values: ask again
+            # One idea at a time: vary a few constants, keep the others at the best's values.
+            count = pick.randint(1, min(self.settings.vary or len(names), len(names)))
+            varied = set(pick.sample(names, count))
+            self._study.enqueue_trial({n: self._inside(n, current[n]) for n in names if n not in varied})
             trial = self._study.ask(self._distributions)
             chosen = {name: _rounded(trial.params[name], current[name]) for name in current}
             changes = {c: chosen[c.name] for c in constants if chosen[c.name] != c.value}
@@ -222,6 +233,11 @@ class TuneAgent(Agent):
         self._pending[context.experiment_id] = trial
         described = ", ".join(f"{c.name} {format_value(c.value)} -> {format_value(v)}" for c, v in changes.items())
         return Proposal(described, agent=self.name, info={"params": chosen})
+
+    def _inside(self, name: str, value: int | float) -> int | float:
+        """``value`` clamped into the range of ``name`` (a best found before the ranges changed)."""
+        dist = self._distributions[name]
+        return min(max(value, dist.low), dist.high)  # type: ignore[no-any-return]
 
     def observe(self, experiment: Experiment) -> None:
         trial = self._pending.pop(experiment.id, None)
