@@ -101,8 +101,8 @@ def test_a_daemon_that_left_the_group_is_killed_when_the_command_ends(tmp_path: 
 def test_peak_memory_of_the_tree(tmp_path: Path) -> None:
     code = "x = bytearray(150 * 1024 * 1024); import time; time.sleep(0.6)"
     result = run_command(f"{PY} -c '{code}'", cwd=tmp_path, log_path=tmp_path / "l", timeout_s=10)
-    assert result.exit_code == 0
-    assert 150 <= result.peak_memory_mb < 400
+    assert result.exit_code == 0, result
+    assert 150 <= result.peak_memory_mb < 400, result
 
 
 def test_stop_event_interrupts(tmp_path: Path) -> None:

@@ -76,6 +76,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--example", default="tinylm", choices=demo.EXAMPLES, help="which example (default: tinylm)")
     p.add_argument("--max-experiments", type=int, default=12, help="experiments after the baseline (default: 12)")
     p.add_argument("--budget", type=float, help="seconds per experiment (default: 20 for tinylm, else the example's)")
+    p.add_argument("--agent", help="who proposes changes (default: the example's; render needs an LLM or coding CLI)")
+    p.add_argument("--model", help="the model for LLM and coding-CLI agents")
 
     for name, text in (("status", "summarize a run"), ("log", "list a run's experiments")):
         p = sub.add_parser(name, help=text)
@@ -267,7 +269,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     budget = args.budget if args.budget is not None else (20.0 if args.example == "tinylm" else None)
     target = demo.prepare(args.example, args.dir, budget)
     print(f"copied the {args.example} example into {target} (a new git repository); running it:", flush=True)
-    code = _run(Task.load(target), "demo", {}, Limits(max_experiments=args.max_experiments))
+    overrides = {"kind": args.agent, "model": args.model}
+    code = _run(Task.load(target), "demo", overrides, Limits(max_experiments=args.max_experiments))
     print(f"\nlook around: cd {target} && overnight log && overnight show 1 && git log --oneline overnight/demo")
     return code
 
