@@ -124,3 +124,9 @@ def test_kill_token_holders_finds_processes_by_prefix(tmp_path: Path) -> None:
         assert proc.wait(timeout=5) == -9
     finally:
         proc.kill()
+
+
+def test_the_controllers_own_memory_is_not_counted(tmp_path: Path) -> None:
+    ballast = bytearray(400 * 1024 * 1024)  # a big controller: Linux folds a parent's peak into a child's at exec
+    result = run_command(f"{PY} -c 'import time; time.sleep(0.4)'", cwd=tmp_path, log_path=tmp_path / "l", timeout_s=10)
+    assert len(ballast) and result.peak_memory_mb < 100, result

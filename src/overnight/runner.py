@@ -7,8 +7,12 @@ still alive is killed too: we find them by process group, by walking the tree wh
 it runs, and by a token placed in their environment, which catches processes that
 called setsid() or double-forked out of the group.
 
-Peak memory is the largest resident set of the whole tree seen while sampling, or
-the kernel's own peak for the reaped process when that is larger.
+Peak memory is the largest sum, over the tree's processes, of each one's peak
+resident set (Linux's VmHWM; the current RSS elsewhere), sampled while it runs; or
+the kernel's peak for the reaped child when that is larger and can be trusted. It
+cannot always: at exec() Linux folds the *parent's* peak into the child's counter
+(with vfork the parent's memory is the child's until exec), so that figure counts
+only when it exceeds the controller's own peak.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import resource
 import select
 import shlex
 import signal
@@ -90,7 +95,8 @@ def run_command(
     duration = time.monotonic() - started
     watch.kill_leftovers()
     logged = _read_tail(log_path, start_offset)
-    peak = max(watch.peak_rss, maxrss) / (1 << 20)
+    inherited = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * _MAXRSS_UNIT  # see the module docstring
+    peak = max(watch.peak_rss, maxrss if maxrss > inherited else 0) / (1 << 20)
     return RunResult(
         exit_code=exit_code,
         duration_s=duration,
@@ -188,8 +194,7 @@ class _Watch:
     def sample(self) -> None:
         total = 0
         for p in self._members():
-            with contextlib.suppress(psutil.Error):
-                total += p.memory_info().rss
+            total += _peak_rss(p)
         self.peak_rss = max(self.peak_rss, total)
 
     def _signal_group(self, sig: int) -> None:
@@ -230,6 +235,21 @@ class _Watch:
         if left:
             log.info("killed %d process(es) left behind by the command", len(left))
             psutil.wait_procs(left, timeout=2)
+
+
+def _peak_rss(p: psutil.Process) -> int:
+    """A process's peak resident set in bytes since its exec (VmHWM), else its current one."""
+    try:
+        with open(f"/proc/{p.pid}/status", "rb") as fh:
+            for line in fh:
+                if line.startswith(b"VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return int(p.memory_info().rss)
+    except psutil.Error:
+        return 0
 
 
 def _running(pid: int) -> bool:
