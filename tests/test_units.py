@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
 import pytest
@@ -11,9 +10,7 @@ import pytest
 from overnight.config import MetricSection, parse_config, parse_duration
 from overnight.errors import ConfigError
 from overnight.globs import Rules, matches
-from overnight.judge import decide
 from overnight.metrics import read, summary_values
-from overnight.records import Goal
 
 MINIMAL = {"task": {"run": "python train.py", "editable": ["train.py"]}, "metric": {"name": "loss"}}
 
@@ -166,13 +163,3 @@ def test_evaluator_output_is_the_only_source_of_the_metric(tmp_path: Path) -> No
     reading = read(_metric(command="python eval.py"), "val_bpb: 0.1\nsteps: 5\n", tmp_path, "val_bpb: 0.7\n")
     assert reading.value == 0.7 and reading.metrics["steps"] == 5
     assert read(_metric(command="e"), "val_bpb: 0.1\n", tmp_path, "").value is None
-
-
-def test_keep_rule() -> None:
-    assert decide(0.9, 1.0, Goal.MIN).keep
-    assert not decide(1.0, 1.0, Goal.MIN).keep
-    assert not decide(1.1, 1.0, Goal.MIN).keep
-    assert decide(1.1, 1.0, Goal.MAX).keep
-    assert not decide(0.95, 1.0, Goal.MIN, min_delta=0.1).keep
-    assert decide(0.85, 1.0, Goal.MIN, min_delta=0.1).keep
-    assert math.isclose(decide(0.85, 1.0, Goal.MIN).improvement, 0.15)

@@ -43,7 +43,7 @@ def test_status(finished: Repo, cli) -> None:
     assert "run v  (not running)" in out
     assert "experiments: 3 after the baseline" in out
     assert "baseline:    50" in out
-    assert "best:        5  (experiment 1; -45, -90.00% vs baseline)  closer to three" in out
+    assert "best:        5  (experiment 1, 2 runs; -45, -90.00% vs baseline)  closer to three" in out
     assert "resume:      overnight run --tag v" in out
 
 

@@ -11,6 +11,7 @@ import argparse
 import dataclasses
 import logging
 import signal
+import statistics
 import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -28,6 +29,7 @@ from overnight.init import write_task
 from overnight.records import Experiment, Status
 from overnight.run import Run
 from overnight.scheduler import Limits, Scheduler, Summary
+from overnight.standing import Standing
 from overnight.task import Task, check_command
 
 log = logging.getLogger("overnight")
@@ -78,6 +80,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--budget", type=float, help="seconds per experiment (default: 20 for tinylm, else the example's)")
     p.add_argument("--agent", help="who proposes changes (default: the example's; render needs an LLM or coding CLI)")
     p.add_argument("--model", help="the model for LLM and coding-CLI agents")
+
+    p = sub.add_parser("noise", help="measure the unchanged best several times: the metric's run-to-run spread")
+    p.add_argument("dir", nargs="?", default=".", type=Path, help="the task folder (default: .)")
+    p.add_argument("--tag", help="the run (default: a new one, whose baseline these runs measure)")
+    p.add_argument("--runs", type=int, default=5, help="how many measurements (default: 5)")
 
     for name, text in (("status", "summarize a run"), ("log", "list a run's experiments")):
         p = sub.add_parser(name, help=text)
@@ -265,6 +272,38 @@ def _run(task: Task, tag: str | None, overrides: dict[str, Any], limits: Limits,
     return 130 if stop.is_set() else 0
 
 
+def cmd_noise(args: argparse.Namespace) -> int:
+    if args.runs < 2:
+        raise ConfigError("--runs must be 2 or more: a spread needs at least two measurements")
+    task = Task.load(args.dir)
+    task.check_files()
+    task.check_commands()
+    workspace.ensure_clean(task.root, workspace.modified_files(task.root))
+    run = Run.start(task, args.tag)
+    stop = threading.Event()
+    try:
+        print(f"measuring the best of run {run.tag} {args.runs} times (seeds in order)", flush=True)
+        with _stop_on_signals(stop):
+            best, values = Scheduler(run, None, make_executor("local"), stop=stop).noise(args.runs)
+        everything = Standing.load(run.ledger).values(best.id)
+    finally:
+        run.close()
+    metric = task.config.metric.name
+    print(f"{metric}: " + ", ".join(f"{v:.6g}" for v in values))
+    if len(everything) >= 2:
+        sd = statistics.stdev(everything)
+        print(
+            f"experiment {best.id}, {len(everything)} measurements in all: mean {statistics.mean(everything):.6g}, "
+            f"standard deviation {sd:.6g}, range {min(everything):.6g} to {max(everything):.6g}"
+        )
+        print(
+            f"suggested [judge] min_delta = {2 * sd:.3g} if you judge on single runs (repeats = 1, confirm = false);\n"
+            "with confirm = true (the default) the judge weighs this noise itself, and min_delta need only be the "
+            "smallest gain worth keeping. These measurements are in the ledger and inform the judge."
+        )
+    return 130 if stop.is_set() else 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     budget = args.budget if args.budget is not None else (20.0 if args.example == "tinylm" else None)
     target = demo.prepare(args.example, args.dir, budget)
@@ -299,6 +338,7 @@ COMMANDS = {
     "init": cmd_init,
     "run": cmd_run,
     "demo": cmd_demo,
+    "noise": cmd_noise,
     "status": cmd_status,
     "log": cmd_log,
     "show": cmd_show,

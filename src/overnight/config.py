@@ -70,6 +70,7 @@ class MetricSection:
     pattern: str = ""  # regex with one group, applied to the output
     file: str = ""  # JSON file written by the run, relative to the task folder
     command: str = ""  # protected evaluator run after the experiment; its output is parsed
+    holdout: str = ""  # protected command measuring the same metric on held-out data: baseline and keeps only
 
     def check(self, where: str) -> MetricSection:
         if not self.name.strip():
@@ -100,13 +101,33 @@ class MetricSection:
 
 @dataclass(frozen=True)
 class JudgeSection:
-    """[judge]: the keep rule."""
+    """[judge]: the keep rule (see overnight.judge for the statistics)."""
 
-    min_delta: float = 0.0  # a change is kept only if it beats the best by more than this
+    min_delta: float = 0.0  # smallest improvement worth keeping, in the metric's units
+    rel_delta: float = 0.0  # or: smallest improvement as a fraction of the best (0.005 = 0.5%)
+    repeats: int = 1  # measurements of a candidate before any decision
+    confirm: bool = True  # a candidate that looks better is measured again before it is kept
+    confidence: float = 0.95  # required confidence that the candidate beats the best by the threshold
+    max_repeats: int = 5  # most measurements of one candidate
+    noise_runs: int = 0  # measure the baseline this many times at the start of a run
 
     def check(self, where: str) -> JudgeSection:
-        if self.min_delta < 0 or not math.isfinite(self.min_delta):
-            raise ConfigError(f"{where} [judge] min_delta: expected a number >= 0, got {self.min_delta}")
+        for key in ("min_delta", "rel_delta"):
+            value = getattr(self, key)
+            if value < 0 or not math.isfinite(value):
+                raise ConfigError(f"{where} [judge] {key}: expected a number >= 0, got {value}")
+        if self.min_delta and self.rel_delta:
+            raise ConfigError(f"{where} [judge]: set min_delta or rel_delta, not both")
+        if not 0.5 <= self.confidence < 1:
+            raise ConfigError(f"{where} [judge] confidence: expected a number in [0.5, 1), got {self.confidence}")
+        if self.repeats < 1:
+            raise ConfigError(f"{where} [judge] repeats: expected 1 or more, got {self.repeats}")
+        if self.max_repeats < self.repeats:
+            raise ConfigError(
+                f"{where} [judge] max_repeats: expected at least repeats ({self.repeats}), got {self.max_repeats}"
+            )
+        if self.noise_runs < 0:
+            raise ConfigError(f"{where} [judge] noise_runs: expected 0 or more, got {self.noise_runs}")
         return self
 
 

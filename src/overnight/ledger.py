@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from overnight.errors import RunStateError
-from overnight.records import Experiment, Status
+from overnight.records import Experiment, Measured, Status
 
 MIGRATIONS: list[str] = [
     # version 1
@@ -57,13 +57,32 @@ MIGRATIONS: list[str] = [
     ALTER TABLE experiments ADD COLUMN cost_usd REAL;
     ALTER TABLE experiments ADD COLUMN change_key TEXT NOT NULL DEFAULT '';
     """,
+    # version 3: every measurement (an experiment may be measured several times), the judge's estimate
+    """
+    CREATE TABLE measurements (
+        experiment INTEGER NOT NULL,
+        seed INTEGER NOT NULL,
+        value REAL,
+        kind TEXT NOT NULL,
+        metrics TEXT NOT NULL DEFAULT '{}',
+        duration_s REAL,
+        peak_memory_mb REAL,
+        at TEXT NOT NULL DEFAULT '',
+        PRIMARY KEY (experiment, seed)
+    );
+    ALTER TABLE experiments ADD COLUMN runs INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE experiments ADD COLUMN improvement REAL;
+    ALTER TABLE experiments ADD COLUMN ci_low REAL;
+    ALTER TABLE experiments ADD COLUMN ci_high REAL;
+    ALTER TABLE experiments ADD COLUMN holdout REAL;
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 _COLUMNS = (
     "id, status, parent, commit_hash, agent, hypothesis, reason, metric, metrics, files_changed, insertions, "
     "deletions, duration_s, peak_memory_mb, exit_code, started_at, ended_at, worker, host, info, "
-    "tokens_in, tokens_out, cost_usd, change_key"
+    "tokens_in, tokens_out, cost_usd, change_key, runs, improvement, ci_low, ci_high, holdout"
 )
 
 
@@ -137,11 +156,29 @@ class Ledger:
     def record(self, exp: Experiment) -> None:
         """Insert or replace the row of ``exp.id``."""
         with self.transaction() as db:
-            db.execute(f"INSERT OR REPLACE INTO experiments ({_COLUMNS}) VALUES ({', '.join('?' * 24)})", _row(exp))
+            db.execute(f"INSERT OR REPLACE INTO experiments ({_COLUMNS}) VALUES ({', '.join('?' * 29)})", _row(exp))
 
     def get(self, experiment_id: int) -> Experiment | None:
         row = self._db.execute(f"SELECT {_COLUMNS} FROM experiments WHERE id = ?", (experiment_id,)).fetchone()
         return _experiment(row) if row else None
+
+    def add_measurement(self, m: Measured) -> None:
+        with self.transaction() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO measurements (experiment, seed, value, kind, metrics, duration_s, "
+                "peak_memory_mb, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (m.experiment, m.seed, m.value, m.kind, json.dumps(m.metrics), m.duration_s, m.peak_memory_mb, m.at),
+            )
+
+    def measurements(self, experiment_id: int | None = None) -> list[Measured]:
+        """Measurements, in (experiment, seed) order; of one experiment when given."""
+        sql = "SELECT experiment, seed, value, kind, metrics, duration_s, peak_memory_mb, at FROM measurements"
+        args: tuple[int, ...] = ()
+        if experiment_id is not None:
+            sql += " WHERE experiment = ?"
+            args = (experiment_id,)
+        rows = self._db.execute(sql + " ORDER BY experiment, seed", args).fetchall()
+        return [Measured(r[0], r[1], r[2], r[3], json.loads(r[4]), r[5], r[6], r[7]) for r in rows]
 
     def spent(self) -> tuple[int, float]:
         """Tokens (in + out) and USD the run's agents have spent so far."""
@@ -187,6 +224,11 @@ def _row(e: Experiment) -> tuple[Any, ...]:
         e.tokens_out,
         e.cost_usd,
         e.change_key,
+        e.runs,
+        e.improvement,
+        e.ci_low,
+        e.ci_high,
+        e.holdout,
     )
 
 
@@ -216,4 +258,9 @@ def _experiment(r: tuple[Any, ...]) -> Experiment:
         tokens_out=r[21],
         cost_usd=r[22],
         change_key=r[23],
+        runs=r[24],
+        improvement=r[25],
+        ci_low=r[26],
+        ci_high=r[27],
+        holdout=r[28],
     )

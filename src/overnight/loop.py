@@ -6,7 +6,7 @@
 4. inspect the change: nothing → no_change; outside the editable files → rejected
 5. commit it as ``exp <id>: <hypothesis>`` under ``refs/overnight/<tag>/<id>``
 6. measure it: setup (first time) → gate → run → metric
-7. judge it against the best
+7. judge it against the best, measuring it (and the best) again while the judge is unsure
 8. keep: record, then move the run branch to it (compare-and-swap)
 9. record the outcome and tell the agent
 
@@ -17,40 +17,26 @@ status and reason, straight to step 9.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 
 from overnight import judge, workspace
 from overnight.agents import Agent, Context
 from overnight.errors import AgentError, AgentUnavailable, GitError, OvernightError, RunStateError
 from overnight.executors import Executor
-from overnight.measure import Job, Measurement
+from overnight.judge import Action
+from overnight.measure import Measurement
+from overnight.measuring import Failed, Measurer
 from overnight.records import Experiment, Status, Usage
 from overnight.run import Run, now_iso
+from overnight.standing import Standing
 from overnight.workspace import task_relative
 from overnight.worktree import Change, Committed, Worktree
 
 log = logging.getLogger(__name__)
 
 Report = Callable[[Experiment], None]
-
-
-@dataclass
-class Standing:
-    """What every worker needs to know of the run: its baseline, its best and its history."""
-
-    baseline: Experiment | None = None
-    best: Experiment | None = None
-    history: list[Experiment] = field(default_factory=list)
-
-    def add(self, exp: Experiment) -> None:
-        self.history.append(exp)
-        if exp.status is Status.BASELINE:
-            self.baseline = self.best = exp
-        elif exp.status is Status.KEEP:
-            self.best = exp
 
 
 class Ended(Exception):
@@ -92,7 +78,7 @@ class Worker:
         self.host = host or {}
         self.report = report or (lambda exp: None)
         self.worktree = Worktree(run.task.root, run.paths.worktrees / f"w{index}")
-        self.needs_setup = True
+        self.measurer = Measurer(run, executor, self.worktree, self.stop)
         self._editable: dict[str, tuple[str, ...]] = {}
         self._fatal: AgentUnavailable | None = None  # raised once its experiment is recorded
 
@@ -104,17 +90,23 @@ class Worker:
 
     # -- the experiments -----------------------------------------------------------------
 
-    def baseline(self, commit: str) -> Experiment:
-        """Measure the unchanged code at ``commit`` (experiment 0 of a new run)."""
+    def baseline(self, commit: str, standing: Standing, runs: int | None = None) -> Experiment:
+        """Measure the unchanged code at ``commit``: ``runs`` times, else [judge] noise_runs times, at least once."""
         exp = self._begin(parent=commit)
         exp = replace(exp, commit=commit, hypothesis="baseline", agent="")
         self.report(exp)
         try:
             self.worktree.checkout(commit)
-            measurement = self._measure(exp)
+            first = measurement = self.measurer.measure(exp.id, standing, "baseline")
+            for _ in range(1, runs or self.run.task.config.judge.noise_runs):
+                if measurement.status is not None:
+                    break
+                measurement = self.measurer.measure(exp.id, standing, "noise")
             if measurement.status is not None:
                 raise Ended(measurement.status, measurement.reason, measurement)
-            return self._finish(exp, Status.BASELINE, "", measurement)
+            values = standing.values(exp.id)
+            exp = replace(exp, runs=len(values), holdout=self.measurer.holdout(exp))
+            return self._finish(exp, Status.BASELINE, "", first, judge.mean(values))
         except Ended as end:
             return self._finish(exp, end.status, end.reason, end.measurement)
         except BaseException as exc:
@@ -127,22 +119,20 @@ class Worker:
         """Run one experiment on the current best; return it as recorded."""
         best = standing.best
         assert best is not None and best.metric is not None, "the baseline comes first"
-        best_value = best.metric
         exp = self._begin(parent=best.commit)  # 1
         try:
             self.worktree.checkout(best.commit)  # 2
             exp = self._ask(exp, standing)  # 3
             exp, change = self._inspect(exp, standing)  # 4
             committing = self._commit(exp, change)  # 5, written while the experiment runs
-            measurement = self._measure(exp)  # 6
+            first = self.measurer.measure(exp.id, standing, "candidate")  # 6
             exp = self._committed(exp, committing)
-            if measurement.status is not None:
-                raise Ended(measurement.status, measurement.reason, measurement)
-            assert measurement.value is not None
-            config = self.run.task.config
-            verdict = judge.decide(measurement.value, best_value, config.metric.goal_enum, config.judge.min_delta)  # 7
-            status = Status.KEEP if verdict.keep else Status.DISCARD
-            exp = self._finish(exp, status, verdict.reason, measurement)  # 9, recorded before the branch moves
+            if first.status is not None:
+                raise Ended(first.status, first.reason, first)
+            exp, status, reason, last = self._judge(exp, standing, first)  # 7
+            exp = self._finish(
+                exp, status, reason, last, judge.mean(standing.values(exp.id))
+            )  # 9, before the branch moves
         except Ended as end:
             exp = self._finish(end.experiment or exp, end.status, end.reason, end.measurement)  # 9
         except BaseException as exc:
@@ -158,6 +148,23 @@ class Worker:
         if self.agent is not None:
             self.agent.observe(exp)
         return exp
+
+    def _judge(
+        self, exp: Experiment, standing: Standing, first: Measurement
+    ) -> tuple[Experiment, Status, str, Measurement]:
+        """Measure again as the judge asks; a keep records its estimated gain and its held-out metric."""
+        try:
+            decision, last = self.measurer.judge(exp, standing, first)
+        except Failed as failed:
+            raise Ended(failed.status, failed.reason, failed.measurement) from None
+        runs = len(standing.values(exp.id))
+        exp = replace(exp, runs=runs)
+        if decision.action is Action.KEEP:
+            self.measurer.debias(exp, standing)
+            exp = replace(exp, runs=len(standing.values(exp.id)), holdout=self.measurer.holdout(exp))
+            exp = replace(exp, improvement=decision.improvement, ci_low=decision.ci_low, ci_high=decision.ci_high)
+        status = Status.KEEP if decision.action is Action.KEEP else Status.DISCARD
+        return exp, status, decision.reason, last
 
     # -- the steps ------------------------------------------------------------------------
 
@@ -188,7 +195,7 @@ class Worker:
             baseline=standing.baseline.metric if standing.baseline else None,
             best=standing.best.metric if standing.best else None,
             best_commit=exp.parent,
-            history=tuple(standing.history),
+            history=tuple(replace(e, holdout=None) for e in standing.history),  # held-out scores stay hidden
             log_path=self.run.paths.log(exp.id, "agent"),
             brief_path=self.run.paths.brief(exp.id),
             stop=self.stop,
@@ -253,29 +260,6 @@ class Worker:
             raise Ended(Status.REJECTED, f"the change could not be committed: {err}") from None
         return replace(exp, commit=done.commit, insertions=done.insertions, deletions=done.deletions)
 
-    def _measure(self, exp: Experiment) -> Measurement:
-        task = self.run.task
-        env = {
-            **os.environ,
-            "OVERNIGHT_BUDGET_S": f"{task.config.task.budget_s:g}",
-            "OVERNIGHT_SEED": "0",
-            "OVERNIGHT_EXPERIMENT_ID": str(exp.id),
-            "OVERNIGHT_TAG": self.run.tag,
-        }
-        job = Job(
-            experiment_id=exp.id,
-            task_dir=task.in_worktree(self.worktree.path),
-            config=task.config,
-            log_path=self.run.paths.log(exp.id),
-            env=env,
-            setup=self.needs_setup,
-            token=f"{self.run.id}:{exp.id}",
-        )
-        measurement = self.executor.measure(job, self.stop)
-        if measurement.setup_done:
-            self.needs_setup = False
-        return measurement
-
     def _advance(self, exp: Experiment) -> Experiment:
         try:
             workspace.update_ref(self.run.task.root, self.run.branch_ref, exp.commit, exp.parent)
@@ -288,13 +272,23 @@ class Worker:
             ) from err
         return exp
 
-    def _finish(self, exp: Experiment, status: Status, reason: str, measurement: Measurement | None) -> Experiment:
+    def _finish(
+        self,
+        exp: Experiment,
+        status: Status,
+        reason: str,
+        measurement: Measurement | None,
+        metric: float | None = None,
+    ) -> Experiment:
+        """Record how ``exp`` ended. ``metric`` (the mean of its measurements) defaults to ``measurement``'s."""
         result = measurement.result if measurement else None
+        if metric is None and measurement is not None and status in (Status.BASELINE, Status.KEEP, Status.DISCARD):
+            metric = measurement.value
         exp = replace(
             exp,
             status=status,
             reason=reason,
-            metric=measurement.value if measurement else None,
+            metric=metric,
             metrics=measurement.metrics if measurement else {},
             duration_s=round(result.duration_s, 3) if result else None,
             peak_memory_mb=result.peak_memory_mb if result else None,

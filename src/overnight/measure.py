@@ -7,6 +7,7 @@ why there is none. Judging is not its business.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +29,8 @@ class Job:
     env: dict[str, str]  # the full environment for the commands
     setup: bool  # run [task] setup first (the worktree's first measurement)
     token: str = ""  # marks the commands' processes (see runner.kill_token_holders)
+    gate: bool = True  # run [task] gate first (not again when the same commit is measured again)
+    seed: int = 0  # OVERNIGHT_SEED: the n-th measurement of a commit uses seed n
 
 
 @dataclass(frozen=True)
@@ -60,16 +63,18 @@ def measure(job: Job, stop: threading.Event | None = None) -> Measurement:
     task = job.config.task
     timeout = task.timeout_s
 
+    env = {**job.env, "OVERNIGHT_SEED": str(job.seed)}
+
     def run(command: str, label: str) -> RunResult:
         return run_command(
             command,
             cwd=job.task_dir,
             log_path=job.log_path,
             timeout_s=timeout,
-            env=job.env,
+            env=env,
             stop=stop,
-            label=label,
-            token=f"{job.token}:{label}" if job.token else "",
+            label=f"{label} (experiment {job.experiment_id}, seed {job.seed})",
+            token=f"{job.token}:{label}:{job.seed}" if job.token else "",
         )
 
     if job.setup and task.setup:
@@ -78,7 +83,7 @@ def measure(job: Job, stop: threading.Event | None = None) -> Measurement:
             return Measurement(failure[0], failure[1])
     setup_done = True
 
-    if task.gate:
+    if task.gate and job.gate:
         failure = _failed(run(task.gate, "gate"), "gate", timeout)
         if failure:
             status = failure[0] if failure[0] is Status.INTERRUPTED else Status.GATE_FAILED
@@ -102,3 +107,24 @@ def measure(job: Job, stop: threading.Event | None = None) -> Measurement:
     if reading.value is None:
         return Measurement(Status.NO_METRIC, reading.reason, None, reading.metrics, result, setup_done)
     return Measurement(None, "", reading.value, reading.metrics, result, setup_done)
+
+
+def holdout(job: Job, stop: threading.Event | None = None) -> tuple[float | None, str]:
+    """The held-out metric of the job's commit: ``[metric] holdout``'s output, read like the metric."""
+    result = run_command(
+        job.config.metric.holdout,
+        cwd=job.task_dir,
+        log_path=job.log_path,
+        timeout_s=job.config.task.timeout_s,
+        env={**job.env, "OVERNIGHT_SEED": "0"},
+        stop=stop,
+        label=f"holdout (experiment {job.experiment_id})",
+        token=f"{job.token}:holdout" if job.token else "",
+    )
+    failure = _failed(result, "holdout", job.config.task.timeout_s)
+    if failure:
+        return None, failure[1]
+    # The holdout prints the metric itself (summary line or pattern), whatever the run's source is.
+    metric = dataclasses.replace(job.config.metric, file="", command="")
+    reading = metrics.read(metric, result.output, job.task_dir)
+    return reading.value, reading.reason

@@ -110,6 +110,11 @@ class Experiment:
     tokens_out: int | None = None
     cost_usd: float | None = None
     change_key: str = ""  # a digest of the change: equal keys on one parent are the same diff
+    runs: int = 0  # measurements behind ``metric`` (their mean)
+    improvement: float | None = None  # for keeps: the estimated gain over the parent, in the goal's direction
+    ci_low: float | None = None  # its confidence interval, when the noise was known
+    ci_high: float | None = None
+    holdout: float | None = None  # the held-out metric (baseline and keeps only); never shown to agents
 
     def to_json(self) -> dict[str, Any]:
         """The experiment as a JSON-ready dict (the `log --format json` row)."""
@@ -137,4 +142,23 @@ class Experiment:
             "tokens_in": self.tokens_in,
             "tokens_out": self.tokens_out,
             "cost_usd": self.cost_usd,
+            "runs": self.runs,
+            "improvement": self.improvement,
+            "ci_low": self.ci_low,
+            "ci_high": self.ci_high,
+            "holdout": self.holdout,
         }
+
+
+@dataclass(frozen=True)
+class Measured:
+    """One measurement of an experiment (an experiment may be measured several times)."""
+
+    experiment: int
+    seed: int
+    value: float | None  # None when this measurement failed
+    kind: str  # "candidate", "best" (a re-measurement of the best), "noise"
+    metrics: dict[str, float] = field(default_factory=dict)
+    duration_s: float | None = None
+    peak_memory_mb: float | None = None
+    at: str = ""

@@ -21,9 +21,10 @@ from overnight import host, workspace
 from overnight.agents import Agent
 from overnight.errors import TaskBrokenError
 from overnight.executors import Executor
-from overnight.loop import Report, Standing, Worker
+from overnight.loop import Report, Worker
 from overnight.records import Experiment, Status
 from overnight.run import Run
+from overnight.standing import Standing
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +57,7 @@ class Scheduler:
     def __init__(
         self,
         run: Run,
-        agent: Agent,
+        agent: Agent | None,
         executor: Executor,
         limits: Limits = Limits(),
         *,
@@ -69,12 +70,6 @@ class Scheduler:
         self.limits = limits
         self.stop = stop or threading.Event()
         self.worker = Worker(run, agent, executor, stop=self.stop, host=host.describe(), report=report)
-
-    def _standing(self) -> Standing:
-        standing = Standing()
-        for exp in self.run.ledger.experiments():
-            standing.add(exp)
-        return standing
 
     def _stop_reason(self, ran: int, started: float, standing: Standing) -> str:
         if self.stop.is_set():
@@ -99,34 +94,74 @@ class Scheduler:
                 return f"reached --max-tokens {self.limits.max_tokens} (spent {tokens} tokens)"
         return ""
 
+    def _baseline(self, standing: Standing, tip: str, runs: int | None = None) -> str:
+        """Measure the baseline when the run has none; returns a stop reason, or ""."""
+        if standing.baseline is not None:
+            return ""
+        baseline = self.worker.baseline(tip, standing, runs)
+        standing.add(baseline)
+        if baseline.status is Status.INTERRUPTED:
+            return "stopped by the user"
+        if baseline.status is not Status.BASELINE:
+            raise TaskBrokenError(self._broken_message(baseline))
+        return ""
+
     def run_loop(self) -> Summary:
         """Run until a stop condition; the worktree is removed and the agent closed at the end."""
         started = time.monotonic()
-        standing = self._standing()
-        measured_baseline, count, stopped = False, 0, ""  # count: experiments after the baseline
+        standing = Standing.load(self.run.ledger)
+        had_baseline, count = standing.baseline is not None, 0  # count: experiments after the baseline
         tip = workspace.resolve(self.run.task.root, self.run.branch_ref) or self.run.start_commit
         self.worker.open(tip)
         try:
-            if standing.baseline is None:
-                baseline = self.worker.baseline(tip)
-                standing.add(baseline)
-                measured_baseline = True
-                if baseline.status is Status.INTERRUPTED:
-                    stopped = "stopped by the user"
-                elif baseline.status is not Status.BASELINE:
-                    raise TaskBrokenError(self._broken_message(baseline))
+            stopped = self._baseline(standing, tip)
             while not stopped:
                 stopped = self._stop_reason(count, started, standing)
                 if not stopped:
                     standing.add(self.worker.step(standing))
                     count += 1
         finally:
-            self.worker.close()
-            self.agent.close()
-            self.executor.close()
+            self._close()
         counts = Counter(e.status.value for e in self.run.ledger.experiments())
-        ran = count + measured_baseline
+        ran = count + (not had_baseline)
         return Summary(self.run.tag, self.run.branch, standing.baseline, standing.best, ran, dict(counts), stopped)
+
+    def noise(self, runs: int) -> tuple[Experiment, list[float]]:
+        """Measure the unchanged best ``runs`` more times (the baseline of a new run: ``runs`` times).
+
+        Returns the best, re-estimated, and the values measured now; all are recorded in
+        the ledger, where they inform the judge.
+        """
+        standing = Standing.load(self.run.ledger)
+        tip = workspace.resolve(self.run.task.root, self.run.branch_ref) or self.run.start_commit
+        self.worker.open(tip)
+        try:
+            if standing.baseline is None:
+                self._baseline(standing, tip, runs)
+                assert standing.best is not None
+                return standing.best, list(standing.values(standing.best.id))
+            best = standing.best
+            assert best is not None
+            before = len(standing.values(best.id))
+            self.worker.worktree.checkout(best.commit)
+            for _ in range(runs):
+                measured = self.worker.measurer.measure(best.id, standing, "noise")
+                if measured.status is not None:
+                    raise TaskBrokenError(
+                        f"the best (experiment {best.id}) failed when measured again: {measured.reason}"
+                    )
+                if self.stop.is_set():
+                    break
+            best = self.worker.measurer.reestimate(best, standing)
+            return best, list(standing.values(best.id))[before:]
+        finally:
+            self._close()
+
+    def _close(self) -> None:
+        self.worker.close()
+        if self.agent is not None:
+            self.agent.close()
+        self.executor.close()
 
     def _broken_message(self, baseline: Experiment) -> str:
         log_path = self.run.paths.log(baseline.id)

@@ -93,6 +93,7 @@ class Task:
             "[task] setup": self.config.task.setup,
             "[task] gate": self.config.task.gate,
             "[metric] command": self.config.metric.command,
+            "[metric] holdout": self.config.metric.holdout,
         }
         for key, command in named.items():
             check_command(command, self.dir, f"{self.dir / CONFIG_FILE} {key}")

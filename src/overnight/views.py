@@ -14,7 +14,7 @@ from pathlib import Path
 from overnight import workspace
 from overnight.errors import ConfigError, RunStateError
 from overnight.ledger import Ledger
-from overnight.records import Experiment, Goal, Status
+from overnight.records import Experiment, Goal, Measured, Status
 from overnight.run import RunLock, RunPaths, check_tag, latest_tag, paths_for
 
 
@@ -28,6 +28,7 @@ class RunView:
     meta: dict[str, str]
     experiments: list[Experiment]
     running: bool
+    measurements: dict[int, list[Measured]]
 
     @property
     def metric(self) -> str:
@@ -78,7 +79,10 @@ def load_view(directory: Path, tag: str | None) -> RunView:
         keys = ("tag", "task", "run_id", "created_at", "start_commit", "config")
         meta = {k: ledger.get_meta(k) or "" for k in keys}
         experiments = ledger.experiments()
-    return RunView(tag, root, paths, meta, experiments, RunLock(paths.lock).held_by_other())
+        measurements: dict[int, list[Measured]] = {}
+        for m in ledger.measurements():
+            measurements.setdefault(m.experiment, []).append(m)
+    return RunView(tag, root, paths, meta, experiments, RunLock(paths.lock).held_by_other(), measurements)
 
 
 def _num(value: float | None) -> str:
@@ -108,11 +112,15 @@ def status_text(view: RunView) -> str:
     base, best = view.baseline, view.best
     if base is not None:
         lines.append(f"baseline:    {_num(base.metric)}  (experiment {base.id})")
+    if base is not None and base.holdout is not None:
+        lines.append(f"  held out:  {_num(base.holdout)}")
     if best is not None and base is not None and best is not base:
         lines.append(
-            f"best:        {_num(best.metric)}  (experiment {best.id}; {_delta(view, best.metric, base.metric)} "
-            f"vs baseline)  {best.hypothesis}"
+            f"best:        {_num(best.metric)}  (experiment {best.id}, {best.runs} runs; "
+            f"{_delta(view, best.metric, base.metric)} vs baseline)  {best.hypothesis}"
         )
+        if best.holdout is not None:
+            lines.append(f"  held out:  {_num(best.holdout)}  ({_delta(view, best.holdout, base.holdout)} vs baseline)")
     elif base is not None:
         lines.append("best:        the baseline (nothing kept yet)")
     tokens = sum((e.tokens_in or 0) + (e.tokens_out or 0) for e in view.experiments)
@@ -128,7 +136,9 @@ def status_text(view: RunView) -> str:
 
 
 def log_table(view: RunView, width: int = 60) -> str:
-    header = f"{'id':>4}  {'status':<11} {view.metric:>12} {'delta':>12} {'time_s':>8} {'mem_mb':>8}  hypothesis"
+    header = (
+        f"{'id':>4}  {'status':<11} {view.metric:>12} {'delta':>12} {'runs':>4} {'time_s':>8} {'mem_mb':>8}  hypothesis"
+    )
     rows = [header]
     for e in view.experiments:
         delta = ""
@@ -139,7 +149,7 @@ def log_table(view: RunView, width: int = 60) -> str:
         if e.reason and e.status not in (Status.KEEP, Status.DISCARD, Status.BASELINE):
             hyp = f"{hyp}  [{e.reason[:60]}]"
         rows.append(
-            f"{e.id:>4}  {e.status.value:<11} {_num(e.metric):>12} {delta:>12} "
+            f"{e.id:>4}  {e.status.value:<11} {_num(e.metric):>12} {delta:>12} {e.runs or '':>4} "
             f"{_num(e.duration_s):>8} {_num(e.peak_memory_mb):>8}  {hyp}"
         )
     return "\n".join(rows)
@@ -173,6 +183,13 @@ def show_text(view: RunView, experiment_id: int, tail_lines: int = 30) -> str:
     ref = view.parent_metric(e)
     before = f"  (best before: {_num(ref)}, {_delta(view, e.metric, ref)})" if ref is not None and e.id else ""
     lines.append(f"{view.metric + ':':<12} {_num(e.metric)}{before}")
+    if e.runs > 1:
+        lines.append(f"{'':<12} the mean of {e.runs} measurements (see below)")
+    if e.improvement is not None:
+        interval = f" [{e.ci_low:.4g}, {e.ci_high:.4g}]" if e.ci_low is not None and e.ci_high is not None else ""
+        lines.append(f"gain:        {e.improvement:.6g}{interval} over its parent, in the goal's direction")
+    if e.holdout is not None:
+        lines.append(f"held out:    {_num(e.holdout)}")
     others = {k: v for k, v in e.metrics.items() if k != view.metric}
     if others:
         lines.append("metrics:     " + ", ".join(f"{k}={v:g}" for k, v in others.items()))
@@ -184,6 +201,10 @@ def show_text(view: RunView, experiment_id: int, tail_lines: int = 30) -> str:
     if e.tokens_in is not None or e.cost_usd is not None:
         cost = "" if e.cost_usd is None else f", ${e.cost_usd:.4f}"
         lines.append(f"agent used:  {e.tokens_in or 0} tokens in, {e.tokens_out or 0} out{cost}")
+    if view.measurements.get(e.id):
+        lines.append("measurements: " + ", ".join(
+            f"seed {m.seed}: {_num(m.value)} ({m.kind})" for m in view.measurements[e.id]
+        ))  # fmt: skip
     diff = ""
     if e.commit and e.parent and e.commit != e.parent:
         diff = workspace.diff_text(view.root, e.parent, e.commit)

@@ -1,0 +1,147 @@
+"""Measuring an experiment until the judge can decide.
+
+A worker measures a candidate once; while :func:`overnight.judge.decide` is
+uncertain it measures it again, and the best too when the best has fewer
+measurements, in the worker's worktree (checked out at each commit in turn). The
+n-th measurement of a commit runs with ``OVERNIGHT_SEED=n``, so candidate and best
+see the same seeds in the same order and seeded noise cancels. Every measurement
+is recorded in the ledger and in the run's standing; the best's estimate is the
+mean of all its measurements, so it is re-estimated each time it is re-measured.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import replace
+
+from overnight import judge
+from overnight.executors import Executor
+from overnight.judge import Action, Decision
+from overnight.measure import Job, Measurement, holdout
+from overnight.records import Experiment, Measured, Status
+from overnight.run import Run, now_iso
+from overnight.standing import Standing
+from overnight.worktree import Worktree
+
+
+class Failed(Exception):
+    """A measurement after the first one failed; the experiment ends with this status."""
+
+    def __init__(self, status: Status, reason: str, measurement: Measurement) -> None:
+        super().__init__(reason)
+        self.status, self.reason, self.measurement = status, reason, measurement
+
+
+class Measurer:
+    """Runs measurements for one worker, in its worktree, and records them."""
+
+    def __init__(self, run: Run, executor: Executor, worktree: Worktree, stop: threading.Event) -> None:
+        self.run = run
+        self.executor = executor
+        self.worktree = worktree
+        self.stop = stop
+        self.needs_setup = True
+
+    def _job(self, exp_id: int, log_id: int, seed: int, gate: bool) -> Job:
+        task = self.run.task
+        env = {
+            **os.environ,
+            "OVERNIGHT_BUDGET_S": f"{task.config.task.budget_s:g}",
+            "OVERNIGHT_EXPERIMENT_ID": str(exp_id),
+            "OVERNIGHT_TAG": self.run.tag,
+        }
+        return Job(
+            experiment_id=exp_id,
+            task_dir=task.in_worktree(self.worktree.path),
+            config=task.config,
+            log_path=self.run.paths.log(log_id),
+            env=env,
+            setup=self.needs_setup,
+            token=f"{self.run.id}:{log_id}",
+            gate=gate,
+            seed=seed,
+        )
+
+    def measure(self, exp_id: int, standing: Standing, kind: str, *, log_id: int | None = None) -> Measurement:
+        """Measure the commit in the worktree as ``exp_id``'s next measurement; record it."""
+        seed = len(standing.values(exp_id))
+        job = self._job(exp_id, exp_id if log_id is None else log_id, seed, gate=seed == 0)
+        measurement = self.executor.measure(job, self.stop)
+        if measurement.setup_done:
+            self.needs_setup = False
+        result = measurement.result
+        self.run.ledger.add_measurement(
+            Measured(
+                experiment=exp_id,
+                seed=seed,
+                value=measurement.value,
+                kind=kind,
+                metrics=measurement.metrics,
+                duration_s=round(result.duration_s, 3) if result else None,
+                peak_memory_mb=result.peak_memory_mb if result else None,
+                at=now_iso(),
+            )
+        )
+        if measurement.value is not None and measurement.status is None:
+            standing.add_value(exp_id, measurement.value)
+        return measurement
+
+    def judge(self, exp: Experiment, standing: Standing, first: Measurement) -> tuple[Decision, Measurement]:
+        """Measure ``exp`` (already measured once) and the best as the judge asks, until it decides."""
+        best = standing.best
+        assert best is not None
+        config = self.run.task.config
+        last = first
+        while True:
+            decision = judge.decide(
+                standing.values(exp.id),
+                standing.values(best.id),
+                standing.noise(exclude=(exp.id, best.id)),
+                config.metric.goal_enum,
+                config.judge,
+            )
+            if decision.action in (Action.KEEP, Action.DISCARD):
+                return decision, last
+            if self.stop.is_set():
+                raise Failed(Status.INTERRUPTED, "stopped while measuring again", last)
+            if decision.action is Action.MEASURE_BEST:
+                self.worktree.checkout(best.commit)
+                again = self.measure(best.id, standing, "best", log_id=exp.id)
+                self.worktree.checkout(exp.commit)
+                if again.status is not None:
+                    reason = f"the best (experiment {best.id}) failed when measured again: {again.reason}"
+                    return Decision(Action.DISCARD, reason, decision.improvement), last
+                best = self.reestimate(best, standing)
+            else:
+                number = len(standing.values(exp.id)) + 1
+                last = self.measure(exp.id, standing, "candidate")
+                if last.status is not None:
+                    raise Failed(last.status, f"measurement {number} failed: {last.reason}", last)
+
+    def debias(self, exp: Experiment, standing: Standing) -> None:
+        """Measure a newly kept candidate ``NEW_BEST_RUNS`` more times: the runs that got it kept were lucky ones.
+
+        Skipped when the noise is exactly zero (a deterministic metric gains nothing from repeats).
+        """
+        noise = standing.noise()
+        if noise.df and noise.ss == 0:
+            return
+        for _ in range(judge.NEW_BEST_RUNS):
+            if self.stop.is_set() or self.measure(exp.id, standing, "best").status is not None:
+                return
+
+    def reestimate(self, exp: Experiment, standing: Standing) -> Experiment:
+        """Record ``exp``'s estimate as the mean of all its measurements."""
+        values = standing.values(exp.id)
+        updated = replace(exp, metric=judge.mean(values), runs=len(values))
+        self.run.ledger.record(updated)
+        standing.update(updated)
+        return updated
+
+    def holdout(self, exp: Experiment) -> float | None:
+        """The held-out metric of the commit in the worktree, when ``[metric] holdout`` is set."""
+        if not self.run.task.config.metric.holdout:
+            return None
+        value, _reason = holdout(self._job(exp.id, exp.id, 0, gate=False), self.stop)
+        return value
