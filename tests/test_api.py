@@ -61,6 +61,7 @@ def test_statuses() -> None:
         "rejected",
         "no_change",
         "duplicate",
+        "stale",
         "interrupted",
     ]
 

@@ -21,14 +21,15 @@ from types import FrameType
 from typing import Any
 
 from overnight import __version__, demo, views, workspace
-from overnight.agents import make_agent
-from overnight.config import CONFIG_FILE, parse_duration
+from overnight.agents import Agent, make_agent
+from overnight.config import CONFIG_FILE, AgentSection, parse_duration
 from overnight.errors import ConfigError, OvernightError
 from overnight.executors import make_executor
 from overnight.init import write_task
 from overnight.records import Experiment, Status
 from overnight.run import Run
 from overnight.scheduler import Limits, Scheduler, Summary
+from overnight.slots import Slots
 from overnight.standing import Standing
 from overnight.task import Task, check_command
 
@@ -70,6 +71,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--max-experiments", type=int, help="stop after this many experiments (the baseline not counted)")
     p.add_argument("--max-time", help="stop starting experiments after this long, e.g. 8h, 30m")
     p.add_argument("--force", action="store_true", help="resume a tag even though overnight.toml changed")
+    p.add_argument("--workers", type=int, default=1, help="agents proposing at once, each in its own worktree")
+    p.add_argument("--slots", type=int, help="experiments running at once (default: --workers; 1 if exclusive)")
+    p.add_argument("--gpus", help="GPU ids, one experiment per GPU, e.g. 0,1,2,3 (sets CUDA_VISIBLE_DEVICES)")
+    p.add_argument("--executor", default="local", help="where experiments run: local or ray")
+    p.add_argument("--ray-address", help="for --executor ray: auto, ray://host:10001, ... (default: a local Ray)")
 
     p = sub.add_parser("demo", help="copy an example task into a new git repository and run it")
     p.add_argument(
@@ -232,13 +238,52 @@ def cmd_run(args: argparse.Namespace) -> int:
         "base_url": args.base_url,
         "retries": args.agent_retries,
     }
-    return _run(Task.load(args.dir), args.tag, overrides, limits, force=args.force)
+    parallel = Parallel(args.workers, args.slots, args.gpus, args.executor, args.ray_address)
+    return _run(Task.load(args.dir), args.tag, overrides, limits, force=args.force, parallel=parallel)
 
 
-def _run(task: Task, tag: str | None, overrides: dict[str, Any], limits: Limits, force: bool = False) -> int:
+@dataclasses.dataclass(frozen=True)
+class Parallel:
+    """How many agents and experiments at once, and where experiments run."""
+
+    workers: int = 1
+    slots: int | None = None
+    gpus: str | None = None
+    executor: str = "local"
+    ray_address: str | None = None
+
+    def make_slots(self, task: Task) -> Slots:
+        if self.workers < 1 or (self.slots is not None and self.slots < 1):
+            raise ConfigError("--workers and --slots must be 1 or more")
+        gpus = [g.strip() for g in self.gpus.split(",") if g.strip()] if self.gpus else []
+        if self.gpus is not None and not gpus:
+            raise ConfigError("--gpus: give GPU ids separated by commas, e.g. --gpus 0,1")
+        if task.config.task.exclusive:
+            return Slots(1, gpus[:1])
+        return Slots(self.slots or self.workers, gpus)
+
+
+def _agents(settings: AgentSection, workers: int) -> list[Agent]:
+    """One agent per worker; tune agents get seeds of their own so they do not propose alike."""
+    agents = []
+    for index in range(workers):
+        mine = dataclasses.replace(settings, tune=dataclasses.replace(settings.tune, seed=settings.tune.seed + index))
+        agents.append(make_agent(mine))
+    return agents
+
+
+def _run(
+    task: Task,
+    tag: str | None,
+    overrides: dict[str, Any],
+    limits: Limits,
+    force: bool = False,
+    parallel: Parallel = Parallel(),
+) -> int:
     """Check everything, start or resume the run, print as it goes; the exit code."""
     settings = dataclasses.replace(task.config.agent, **{k: v for k, v in overrides.items() if v is not None})
     settings = settings.check(f"{task.dir / CONFIG_FILE} (with command-line overrides)")
+    slots = parallel.make_slots(task)
     for flag, value in (
         ("--max-experiments", limits.max_experiments),
         ("--max-cost-usd", limits.max_cost_usd),
@@ -252,20 +297,21 @@ def _run(task: Task, tag: str | None, overrides: dict[str, Any], limits: Limits,
     if settings.kind == "command":
         check_command(settings.command, task.dir, "--agent-command")
     workspace.ensure_clean(task.root, workspace.modified_files(task.root))
-    agent = make_agent(settings)
-    executor = make_executor("local")
+    agents = _agents(settings, parallel.workers)
+    executor = make_executor(parallel.executor, task, parallel.ray_address)
     run = Run.start(task, tag, force=force)
     stop = threading.Event()
     try:
         what = "resuming" if run.resumed else "starting"
+        many = f", {parallel.workers} workers, {slots.count} slots" if parallel.workers > 1 or slots.count > 1 else ""
         print(
             f"{what} run {run.tag} on branch {run.branch}: {task.config.metric.name} ({task.config.metric.goal}), "
-            f"agent {agent.name}",
+            f"agent {agents[0].name}{many}",
             flush=True,
         )
         with _stop_on_signals(stop):
             report = _printer(announce=task.config.task.budget_s >= 5)  # slow experiments: show what runs
-            summary = Scheduler(run, agent, executor, limits, stop=stop, report=report).run_loop()
+            summary = Scheduler(run, agents, executor, limits, stop=stop, report=report, slots=slots).run_loop()
     finally:
         run.close()
     _print_summary(summary, task)
@@ -284,7 +330,7 @@ def cmd_noise(args: argparse.Namespace) -> int:
     try:
         print(f"measuring the best of run {run.tag} {args.runs} times (seeds in order)", flush=True)
         with _stop_on_signals(stop):
-            best, values = Scheduler(run, None, make_executor("local"), stop=stop).noise(args.runs)
+            best, values = Scheduler(run, None, make_executor("local", task), stop=stop).noise(args.runs)
         everything = Standing.load(run.ledger).values(best.id)
     finally:
         run.close()

@@ -36,6 +36,9 @@ class TaskSection:
     gate: str = ""  # correctness check before each experiment; non-zero → gate_failed
     budget_s: float = 300.0  # handed to the experiment as OVERNIGHT_BUDGET_S
     timeout_s: float = 0.0  # hard kill; 0 means 2 × budget_s
+    exclusive: bool = False  # one experiment at a time, whatever the workers (timing metrics)
+    num_cpus: float = 1.0  # what one experiment asks of a Ray cluster
+    num_gpus: float = 0.0
 
     def check(self, where: str) -> TaskSection:
         if not self.run.strip():
@@ -54,6 +57,8 @@ class TaskSection:
                         "globs are relative to the folder holding overnight.toml"
                     )
         _positive(where, "task", "budget_s", self.budget_s)
+        if self.num_cpus < 0 or self.num_gpus < 0:
+            raise ConfigError(f"{where} [task] num_cpus, num_gpus: expected numbers >= 0")
         if self.timeout_s < 0:
             raise ConfigError(f"{where} [task] timeout_s: expected a positive number of seconds, got {self.timeout_s}")
         if self.timeout_s == 0:

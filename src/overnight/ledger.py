@@ -4,7 +4,8 @@ Ownership: one process writes (the run's controller, which holds the run lock);
 any number may read (status, log, show, report). WAL mode lets readers see a
 consistent state while the writer goes on. Every write goes through
 :meth:`Ledger.transaction`, so a controller killed mid-write leaves the previous
-state, never half a row.
+state, never half a row. Within the controller, worker threads share one
+connection; a lock serializes every call, so the controller stays the one writer.
 
 The schema is versioned with ``PRAGMA user_version``; :data:`MIGRATIONS` upgrades
 an older ledger in place, and a newer one is refused with a message.
@@ -14,7 +15,8 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -76,6 +78,27 @@ MIGRATIONS: list[str] = [
     ALTER TABLE experiments ADD COLUMN ci_high REAL;
     ALTER TABLE experiments ADD COLUMN holdout REAL;
     """,
+    # version 4: measurement rounds (a candidate rebased onto a newer best is measured anew), machine load
+    """
+    CREATE TABLE measurements_v4 (
+        experiment INTEGER NOT NULL,
+        round INTEGER NOT NULL DEFAULT 0,
+        seed INTEGER NOT NULL,
+        value REAL,
+        kind TEXT NOT NULL,
+        metrics TEXT NOT NULL DEFAULT '{}',
+        duration_s REAL,
+        peak_memory_mb REAL,
+        at TEXT NOT NULL DEFAULT '',
+        load_start REAL,
+        load_end REAL,
+        PRIMARY KEY (experiment, round, seed)
+    );
+    INSERT INTO measurements_v4 (experiment, seed, value, kind, metrics, duration_s, peak_memory_mb, at)
+        SELECT experiment, seed, value, kind, metrics, duration_s, peak_memory_mb, at FROM measurements;
+    DROP TABLE measurements;
+    ALTER TABLE measurements_v4 RENAME TO measurements;
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -94,7 +117,8 @@ class Ledger:
             raise RunStateError(f"{path}: no ledger here; start a run with `overnight run`")
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self._db = sqlite3.connect(path, isolation_level=None, timeout=30)
+        self._lock = threading.RLock()
+        self._db = sqlite3.connect(path, isolation_level=None, timeout=30, check_same_thread=False)
         try:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")  # durable across process crashes; WAL keeps it consistent
@@ -104,7 +128,12 @@ class Ledger:
             raise
 
     def close(self) -> None:
-        self._db.close()
+        with self._lock:
+            self._db.close()
+
+    def _all(self, sql: str, args: tuple[Any, ...] = ()) -> list[Any]:
+        with self._lock:
+            return self._db.execute(sql, args).fetchall()
 
     def __enter__(self) -> Ledger:
         return self
@@ -128,20 +157,21 @@ class Ledger:
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        """All writes inside commit together or not at all."""
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            yield self._db
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
+        """All writes inside commit together or not at all; other threads wait meanwhile."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
 
     # -- meta: the run's own facts (config, start commit, ...) ---------------------------
 
     def get_meta(self, key: str, default: str | None = None) -> str | None:
-        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
-        return row[0] if row else default
+        rows = self._all("SELECT value FROM meta WHERE key = ?", (key,))
+        return rows[0][0] if rows else default
 
     def set_meta(self, **values: str) -> None:
         with self.transaction() as db:
@@ -150,8 +180,16 @@ class Ledger:
     # -- experiments ----------------------------------------------------------------------
 
     def next_id(self) -> int:
-        row = self._db.execute("SELECT MAX(id) FROM experiments").fetchone()
-        return 0 if row[0] is None else row[0] + 1
+        top = self._all("SELECT MAX(id) FROM experiments")[0][0]
+        return 0 if top is None else top + 1
+
+    def begin(self, make: Callable[[int], Experiment]) -> Experiment:
+        """Record ``make(id)`` under the next free id, atomically (ids never repeat or skip)."""
+        with self.transaction() as db:
+            top = db.execute("SELECT MAX(id) FROM experiments").fetchone()[0]
+            exp = make(0 if top is None else top + 1)
+            db.execute(f"INSERT INTO experiments ({_COLUMNS}) VALUES ({', '.join('?' * 29)})", _row(exp))
+        return exp
 
     def record(self, exp: Experiment) -> None:
         """Insert or replace the row of ``exp.id``."""
@@ -159,42 +197,69 @@ class Ledger:
             db.execute(f"INSERT OR REPLACE INTO experiments ({_COLUMNS}) VALUES ({', '.join('?' * 29)})", _row(exp))
 
     def get(self, experiment_id: int) -> Experiment | None:
-        row = self._db.execute(f"SELECT {_COLUMNS} FROM experiments WHERE id = ?", (experiment_id,)).fetchone()
-        return _experiment(row) if row else None
+        rows = self._all(f"SELECT {_COLUMNS} FROM experiments WHERE id = ?", (experiment_id,))
+        return _experiment(rows[0]) if rows else None
 
     def add_measurement(self, m: Measured) -> None:
         with self.transaction() as db:
             db.execute(
-                "INSERT OR REPLACE INTO measurements (experiment, seed, value, kind, metrics, duration_s, "
-                "peak_memory_mb, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (m.experiment, m.seed, m.value, m.kind, json.dumps(m.metrics), m.duration_s, m.peak_memory_mb, m.at),
+                "INSERT OR REPLACE INTO measurements (experiment, round, seed, value, kind, metrics, duration_s, "
+                "peak_memory_mb, at, load_start, load_end) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    m.experiment,
+                    m.round,
+                    m.seed,
+                    m.value,
+                    m.kind,
+                    json.dumps(m.metrics),
+                    m.duration_s,
+                    m.peak_memory_mb,
+                    m.at,
+                    m.load[0] if m.load else None,
+                    m.load[1] if m.load else None,
+                ),
             )
 
     def measurements(self, experiment_id: int | None = None) -> list[Measured]:
         """Measurements, in (experiment, seed) order; of one experiment when given."""
-        sql = "SELECT experiment, seed, value, kind, metrics, duration_s, peak_memory_mb, at FROM measurements"
+        sql = (
+            "SELECT experiment, round, seed, value, kind, metrics, duration_s, peak_memory_mb, at, load_start, load_end "
+            "FROM measurements"
+        )
         args: tuple[int, ...] = ()
         if experiment_id is not None:
             sql += " WHERE experiment = ?"
             args = (experiment_id,)
-        rows = self._db.execute(sql + " ORDER BY experiment, seed", args).fetchall()
-        return [Measured(r[0], r[1], r[2], r[3], json.loads(r[4]), r[5], r[6], r[7]) for r in rows]
+        rows = self._all(sql + " ORDER BY experiment, round, seed", args)
+        return [
+            Measured(
+                r[0],
+                r[2],
+                r[3],
+                r[4],
+                json.loads(r[5]),
+                r[6],
+                r[7],
+                r[8],
+                r[1],
+                (r[9], r[10]) if r[9] is not None else None,
+            )
+            for r in rows
+        ]
 
     def spent(self) -> tuple[int, float]:
         """Tokens (in + out) and USD the run's agents have spent so far."""
-        row = self._db.execute(
+        row = self._all(
             "SELECT COALESCE(SUM(COALESCE(tokens_in, 0) + COALESCE(tokens_out, 0)), 0), "
             "COALESCE(SUM(cost_usd), 0.0) FROM experiments"
-        ).fetchone()
+        )[0]
         return int(row[0]), float(row[1])
 
     def experiments(self, status: Status | None = None) -> list[Experiment]:
         if status is None:
-            rows = self._db.execute(f"SELECT {_COLUMNS} FROM experiments ORDER BY id").fetchall()
+            rows = self._all(f"SELECT {_COLUMNS} FROM experiments ORDER BY id")
         else:
-            rows = self._db.execute(
-                f"SELECT {_COLUMNS} FROM experiments WHERE status = ? ORDER BY id", (status.value,)
-            ).fetchall()
+            rows = self._all(f"SELECT {_COLUMNS} FROM experiments WHERE status = ? ORDER BY id", (status.value,))
         return [_experiment(r) for r in rows]
 
 

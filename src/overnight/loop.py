@@ -30,6 +30,7 @@ from overnight.measure import Measurement
 from overnight.measuring import Failed, Measurer
 from overnight.records import Experiment, Status, Usage
 from overnight.run import Run, now_iso
+from overnight.slots import Slots
 from overnight.standing import Standing
 from overnight.workspace import task_relative
 from overnight.worktree import Change, Committed, Worktree
@@ -69,6 +70,8 @@ class Worker:
         stop: threading.Event | None = None,
         host: dict[str, str] | None = None,
         report: Report | None = None,
+        slots: Slots | None = None,
+        keeping: threading.Lock | None = None,
     ) -> None:
         self.run = run
         self.agent = agent
@@ -78,7 +81,8 @@ class Worker:
         self.host = host or {}
         self.report = report or (lambda exp: None)
         self.worktree = Worktree(run.task.root, run.paths.worktrees / f"w{index}")
-        self.measurer = Measurer(run, executor, self.worktree, self.stop)
+        self.measurer = Measurer(run, executor, self.worktree, self.stop, slots)
+        self.keeping = keeping or threading.Lock()  # shared by a run's workers: one keep at a time
         self._editable: dict[str, tuple[str, ...]] = {}
         self._fatal: AgentUnavailable | None = None  # raised once its experiment is recorded
 
@@ -97,71 +101,108 @@ class Worker:
         self.report(exp)
         try:
             self.worktree.checkout(commit)
-            first = measurement = self.measurer.measure(exp.id, standing, "baseline")
+            first = measurement = self.measurer.measure(exp, standing, "baseline")
             for _ in range(1, runs or self.run.task.config.judge.noise_runs):
                 if measurement.status is not None:
                     break
-                measurement = self.measurer.measure(exp.id, standing, "noise")
+                measurement = self.measurer.measure(exp, standing, "noise")
             if measurement.status is not None:
                 raise Ended(measurement.status, measurement.reason, measurement)
             values = standing.values(exp.id)
             exp = replace(exp, runs=len(values), holdout=self.measurer.holdout(exp))
-            return self._finish(exp, Status.BASELINE, "", first, judge.mean(values))
+            return self._finish(exp, Status.BASELINE, "", first, standing, judge.mean(values))
         except Ended as end:
-            return self._finish(exp, end.status, end.reason, end.measurement)
+            return self._finish(exp, end.status, end.reason, end.measurement, standing)
         except BaseException as exc:
-            self._abort(exp, exc)
+            self._abort(exp, exc, standing)
             raise
         finally:
             self.worktree.release(next_commit=commit)
 
     def step(self, standing: Standing) -> Experiment:
-        """Run one experiment on the current best; return it as recorded."""
-        best = standing.best
+        """Run one experiment on the current best; return it as recorded (``standing`` knows it too)."""
+        _, best, _, _ = standing.snapshot()
         assert best is not None and best.metric is not None, "the baseline comes first"
         exp = self._begin(parent=best.commit)  # 1
         try:
             self.worktree.checkout(best.commit)  # 2
             exp = self._ask(exp, standing)  # 3
             exp, change = self._inspect(exp, standing)  # 4
-            committing = self._commit(exp, change)  # 5, written while the experiment runs
-            first = self.measurer.measure(exp.id, standing, "candidate")  # 6
+            committing = self._commit(exp, change)  # 5, written while the experiment runs...
+            if self.executor.ships_commits:  # ...unless the experiment runs elsewhere and needs it
+                exp = self._committed(exp, committing)
+            first = self.measurer.measure(exp, standing, "candidate")  # 6
             exp = self._committed(exp, committing)
             if first.status is not None:
                 raise Ended(first.status, first.reason, first)
-            exp, status, reason, last = self._judge(exp, standing, first)  # 7
-            exp = self._finish(
-                exp, status, reason, last, judge.mean(standing.values(exp.id))
-            )  # 9, before the branch moves
+            exp = self._judge_and_keep(exp, best, standing, first)  # 7, 8, 9
         except Ended as end:
-            exp = self._finish(end.experiment or exp, end.status, end.reason, end.measurement)  # 9
+            exp = self._finish(end.experiment or exp, end.status, end.reason, end.measurement, standing)  # 9
         except BaseException as exc:
-            self._abort(exp, exc)
+            self._abort(exp, exc, standing)
             raise
         if self._fatal is not None:
             fatal, self._fatal = self._fatal, None
             raise fatal
-        next_best = exp.commit if exp.status is Status.KEEP else best.commit
-        self.worktree.release(next_best, touched=exp.status is not Status.NO_CHANGE)
-        if exp.status is Status.KEEP:
-            exp = self._advance(exp)  # 8
+        _, now_best, _, _ = standing.snapshot()
+        assert now_best is not None
+        self.worktree.release(now_best.commit, touched=exp.status is not Status.NO_CHANGE)
         if self.agent is not None:
             self.agent.observe(exp)
         return exp
 
+    def _judge_and_keep(self, exp: Experiment, best: Experiment, standing: Standing, first: Measurement) -> Experiment:
+        """Judge ``exp`` against ``best``; keep it if it wins and ``best`` is still the best.
+
+        When another worker kept something meanwhile, the candidate is rebased onto the new
+        best (cherry-pick), measured anew and judged again; a conflicting rebase is `stale`.
+        """
+        round_no = 0
+        while True:
+            exp, status, reason, last = self._judge(exp, best, standing, first, round_no)  # 7
+            mean = judge.mean(standing.values(exp.id, round_no))
+            if status is not Status.KEEP:
+                return self._finish(exp, status, reason, last, standing, mean)  # 9
+            with self.keeping:  # one keep at a time: the best cannot move between the check and the move
+                _, current, _, _ = standing.snapshot()
+                assert current is not None
+                if current.id == best.id:
+                    exp = self._finish(exp, status, reason, last, standing, mean)  # 9, recorded before the branch moves
+                    return self._advance(exp)  # 8
+            round_no += 1
+            exp, first = self._rebase(exp, current, standing, round_no)
+            best = current
+
+    def _rebase(
+        self, exp: Experiment, onto: Experiment, standing: Standing, round_no: int
+    ) -> tuple[Experiment, Measurement]:
+        """Put ``exp``'s change on top of ``onto`` and measure it once there."""
+        ref = workspace.experiment_ref(self.run.tag, exp.id) + f".r{round_no}"
+        message = f"exp {exp.id}: {exp.hypothesis} (rebased onto exp {onto.id})\n"
+        committed = self.worktree.cherry_pick(exp.commit, onto.commit, message, ref)
+        if committed is None:
+            reason = f"beat its parent, but its change conflicts with experiment {onto.id}, kept meanwhile"
+            raise Ended(Status.STALE, reason)
+        info = {**exp.info, "rebased": [*exp.info.get("rebased", []), {"from": exp.commit, "onto": onto.id}]}
+        exp = replace(exp, parent=onto.commit, commit=committed.commit, info=info)
+        self.run.ledger.record(exp)
+        first = self.measurer.measure(exp, standing, "candidate", round_no=round_no)
+        if first.status is not None:
+            raise Ended(first.status, f"after a rebase onto experiment {onto.id}: {first.reason}", first)
+        return exp, first
+
     def _judge(
-        self, exp: Experiment, standing: Standing, first: Measurement
+        self, exp: Experiment, best: Experiment, standing: Standing, first: Measurement, round_no: int
     ) -> tuple[Experiment, Status, str, Measurement]:
         """Measure again as the judge asks; a keep records its estimated gain and its held-out metric."""
         try:
-            decision, last = self.measurer.judge(exp, standing, first)
+            decision, last = self.measurer.judge(exp, best, standing, first, round_no)
         except Failed as failed:
             raise Ended(failed.status, failed.reason, failed.measurement) from None
-        runs = len(standing.values(exp.id))
-        exp = replace(exp, runs=runs)
+        exp = replace(exp, runs=len(standing.values(exp.id, round_no)))
         if decision.action is Action.KEEP:
-            self.measurer.debias(exp, standing)
-            exp = replace(exp, runs=len(standing.values(exp.id)), holdout=self.measurer.holdout(exp))
+            self.measurer.debias(exp, standing, round_no)
+            exp = replace(exp, runs=len(standing.values(exp.id, round_no)), holdout=self.measurer.holdout(exp))
             exp = replace(exp, improvement=decision.improvement, ci_low=decision.ci_low, ci_high=decision.ci_high)
         status = Status.KEEP if decision.action is Action.KEEP else Status.DISCARD
         return exp, status, decision.reason, last
@@ -169,22 +210,22 @@ class Worker:
     # -- the steps ------------------------------------------------------------------------
 
     def _begin(self, parent: str) -> Experiment:
-        ledger = self.run.ledger
-        exp = Experiment(
-            id=ledger.next_id(),
-            status=Status.RUNNING,
-            parent=parent,
-            agent=self.agent.name if self.agent else "",
-            started_at=now_iso(),
-            worker=self.index,
-            host=self.host,
+        return self.run.ledger.begin(
+            lambda experiment_id: Experiment(
+                id=experiment_id,
+                status=Status.RUNNING,
+                parent=parent,
+                agent=self.agent.name if self.agent else "",
+                started_at=now_iso(),
+                worker=self.index,
+                host=self.host,
+            )
         )
-        ledger.record(exp)
-        return exp
 
     def _ask(self, exp: Experiment, standing: Standing) -> Experiment:
         assert self.agent is not None
         task = self.run.task
+        baseline, best, history, running = standing.snapshot()
         context = Context(
             experiment_id=exp.id,
             program=task.program,
@@ -192,10 +233,11 @@ class Worker:
             worktree=self.worktree.path,
             task_dir=task.in_worktree(self.worktree.path),
             editable=self._editable_files(exp.parent),
-            baseline=standing.baseline.metric if standing.baseline else None,
-            best=standing.best.metric if standing.best else None,
+            baseline=baseline.metric if baseline else None,
+            best=best.metric if best else None,
             best_commit=exp.parent,
-            history=tuple(replace(e, holdout=None) for e in standing.history),  # held-out scores stay hidden
+            history=tuple(replace(e, holdout=None) for e in history),  # held-out scores stay hidden
+            running=running,
             log_path=self.run.paths.log(exp.id, "agent"),
             brief_path=self.run.paths.brief(exp.id),
             stop=self.stop,
@@ -224,6 +266,7 @@ class Worker:
         exp = replace(exp, hypothesis=hypothesis, agent=proposal.agent or exp.agent, info={**exp.info, **proposal.info})
         exp = _with_usage(exp, proposal.usage)
         self.run.ledger.record(exp)
+        standing.start(exp)
         self.report(exp)
         return exp
 
@@ -236,7 +279,7 @@ class Worker:
             raise Ended(Status.NO_CHANGE, "the proposal changed no file")
         task = self.run.task
         exp = replace(exp, files_changed=len(change.paths), change_key=self.worktree.change_key(change))
-        for earlier in reversed(standing.history):
+        for earlier in reversed(standing.snapshot()[2]):
             if earlier.parent == exp.parent and earlier.change_key == exp.change_key:
                 reason = f"the same change as experiment {earlier.id} ({earlier.status.value}) on the same parent"
                 raise Ended(Status.DUPLICATE, reason, experiment=exp)
@@ -278,9 +321,13 @@ class Worker:
         status: Status,
         reason: str,
         measurement: Measurement | None,
+        standing: Standing,
         metric: float | None = None,
     ) -> Experiment:
-        """Record how ``exp`` ended. ``metric`` (the mean of its measurements) defaults to ``measurement``'s."""
+        """Record how ``exp`` ended, and tell ``standing``.
+
+        ``metric`` (the mean of its measurements) defaults to ``measurement``'s.
+        """
         result = measurement.result if measurement else None
         if metric is None and measurement is not None and status in (Status.BASELINE, Status.KEEP, Status.DISCARD):
             metric = measurement.value
@@ -296,14 +343,15 @@ class Worker:
             ended_at=now_iso(),
         )
         self.run.ledger.record(exp)
+        standing.add(exp)
         self.report(exp)
         return exp
 
-    def _abort(self, exp: Experiment, exc: BaseException) -> None:
+    def _abort(self, exp: Experiment, exc: BaseException, standing: Standing) -> None:
         """The harness itself failed (or a second Ctrl-C): record the experiment as interrupted."""
         reason = "stopped by the user" if isinstance(exc, KeyboardInterrupt) else f"harness error: {exc}"
         try:
-            self._finish(exp, Status.INTERRUPTED, reason, None)
+            self._finish(exp, Status.INTERRUPTED, reason, None, standing)
         except Exception:  # the ledger may be what failed; the original error matters more
             log.exception("could not record experiment %d as interrupted", exp.id)
 

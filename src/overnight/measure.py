@@ -31,6 +31,9 @@ class Job:
     token: str = ""  # marks the commands' processes (see runner.kill_token_holders)
     gate: bool = True  # run [task] gate first (not again when the same commit is measured again)
     seed: int = 0  # OVERNIGHT_SEED: the n-th measurement of a commit uses seed n
+    commit: str = ""  # the commit in task_dir's worktree, for executors that ship it elsewhere
+    root: Path | None = None  # the repository holding ``commit``
+    task_rel: str = "."  # the task folder within the repository
 
 
 @dataclass(frozen=True)

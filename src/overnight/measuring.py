@@ -21,6 +21,7 @@ from overnight.judge import Action, Decision
 from overnight.measure import Job, Measurement, holdout
 from overnight.records import Experiment, Measured, Status
 from overnight.run import Run, now_iso
+from overnight.slots import Slots
 from overnight.standing import Standing
 from overnight.worktree import Worktree
 
@@ -36,14 +37,17 @@ class Failed(Exception):
 class Measurer:
     """Runs measurements for one worker, in its worktree, and records them."""
 
-    def __init__(self, run: Run, executor: Executor, worktree: Worktree, stop: threading.Event) -> None:
+    def __init__(
+        self, run: Run, executor: Executor, worktree: Worktree, stop: threading.Event, slots: Slots | None = None
+    ) -> None:
         self.run = run
         self.executor = executor
         self.worktree = worktree
         self.stop = stop
+        self.slots = slots or Slots()
         self.needs_setup = True
 
-    def _job(self, exp_id: int, log_id: int, seed: int, gate: bool) -> Job:
+    def _job(self, exp_id: int, log_id: int, seed: int, gate: bool, commit: str = "") -> Job:
         task = self.run.task
         env = {
             **os.environ,
@@ -61,19 +65,31 @@ class Measurer:
             token=f"{self.run.id}:{log_id}",
             gate=gate,
             seed=seed,
+            commit=commit,
+            root=self.run.task.root,
+            task_rel=task.rel,
         )
 
-    def measure(self, exp_id: int, standing: Standing, kind: str, *, log_id: int | None = None) -> Measurement:
-        """Measure the commit in the worktree as ``exp_id``'s next measurement; record it."""
-        seed = len(standing.values(exp_id))
-        job = self._job(exp_id, exp_id if log_id is None else log_id, seed, gate=seed == 0)
-        measurement = self.executor.measure(job, self.stop)
+    def measure(
+        self, exp: Experiment, standing: Standing, kind: str, *, log_id: int | None = None, round_no: int = 0
+    ) -> Measurement:
+        """Measure ``exp``'s commit (checked out in the worktree) once more, in a slot; record it.
+
+        ``round_no`` counts the times ``exp`` was rebased onto a newer best: each round's
+        measurements start again at seed 0.
+        """
+        seed = standing.next_seed(exp.id, round_no)
+        job = self._job(exp.id, exp.id if log_id is None else log_id, seed, gate=seed == 0, commit=exp.commit)
+        with self.slots.hold() as slot_env:
+            load_start = os.getloadavg()[0]
+            measurement = self.executor.measure(replace(job, env={**job.env, **slot_env}), self.stop)
+            load = (load_start, os.getloadavg()[0])
         if measurement.setup_done:
             self.needs_setup = False
         result = measurement.result
         self.run.ledger.add_measurement(
             Measured(
-                experiment=exp_id,
+                experiment=exp.id,
                 seed=seed,
                 value=measurement.value,
                 kind=kind,
@@ -81,21 +97,23 @@ class Measurer:
                 duration_s=round(result.duration_s, 3) if result else None,
                 peak_memory_mb=result.peak_memory_mb if result else None,
                 at=now_iso(),
+                round=round_no,
+                load=load,
             )
         )
         if measurement.value is not None and measurement.status is None:
-            standing.add_value(exp_id, measurement.value)
+            standing.add_value(exp.id, measurement.value, round_no)
         return measurement
 
-    def judge(self, exp: Experiment, standing: Standing, first: Measurement) -> tuple[Decision, Measurement]:
-        """Measure ``exp`` (already measured once) and the best as the judge asks, until it decides."""
-        best = standing.best
-        assert best is not None
+    def judge(
+        self, exp: Experiment, best: Experiment, standing: Standing, first: Measurement, round_no: int = 0
+    ) -> tuple[Decision, Measurement]:
+        """Measure ``exp`` (measured once) and ``best`` as the judge asks, until it decides."""
         config = self.run.task.config
         last = first
         while True:
             decision = judge.decide(
-                standing.values(exp.id),
+                standing.values(exp.id, round_no),
                 standing.values(best.id),
                 standing.noise(exclude=(exp.id, best.id)),
                 config.metric.goal_enum,
@@ -107,19 +125,19 @@ class Measurer:
                 raise Failed(Status.INTERRUPTED, "stopped while measuring again", last)
             if decision.action is Action.MEASURE_BEST:
                 self.worktree.checkout(best.commit)
-                again = self.measure(best.id, standing, "best", log_id=exp.id)
+                again = self.measure(best, standing, "best", log_id=exp.id, round_no=standing.round_of(best.id))
                 self.worktree.checkout(exp.commit)
                 if again.status is not None:
                     reason = f"the best (experiment {best.id}) failed when measured again: {again.reason}"
                     return Decision(Action.DISCARD, reason, decision.improvement), last
                 best = self.reestimate(best, standing)
             else:
-                number = len(standing.values(exp.id)) + 1
-                last = self.measure(exp.id, standing, "candidate")
+                number = len(standing.values(exp.id, round_no)) + 1
+                last = self.measure(exp, standing, "candidate", round_no=round_no)
                 if last.status is not None:
                     raise Failed(last.status, f"measurement {number} failed: {last.reason}", last)
 
-    def debias(self, exp: Experiment, standing: Standing) -> None:
+    def debias(self, exp: Experiment, standing: Standing, round_no: int = 0) -> None:
         """Measure a newly kept candidate ``NEW_BEST_RUNS`` more times: the runs that got it kept were lucky ones.
 
         Skipped when the noise is exactly zero (a deterministic metric gains nothing from repeats).
@@ -128,11 +146,11 @@ class Measurer:
         if noise.df and noise.ss == 0:
             return
         for _ in range(judge.NEW_BEST_RUNS):
-            if self.stop.is_set() or self.measure(exp.id, standing, "best").status is not None:
+            if self.stop.is_set() or self.measure(exp, standing, "best", round_no=round_no).status is not None:
                 return
 
     def reestimate(self, exp: Experiment, standing: Standing) -> Experiment:
-        """Record ``exp``'s estimate as the mean of all its measurements."""
+        """Record ``exp``'s estimate as the mean of all its latest round's measurements."""
         values = standing.values(exp.id)
         updated = replace(exp, metric=judge.mean(values), runs=len(values))
         self.run.ledger.record(updated)

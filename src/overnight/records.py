@@ -25,6 +25,7 @@ class Status(enum.StrEnum):
     REJECTED = "rejected"  # the proposal broke the rules, or the agent failed
     NO_CHANGE = "no_change"  # the proposal changed nothing
     DUPLICATE = "duplicate"  # the same change was already tried on the same parent
+    STALE = "stale"  # beat its parent, but could not be rebased onto a newer best (conflict)
     INTERRUPTED = "interrupted"  # stopped by Ctrl-C or by the controller dying
 
 
@@ -162,3 +163,5 @@ class Measured:
     duration_s: float | None = None
     peak_memory_mb: float | None = None
     at: str = ""
+    round: int = 0  # 0; one more each time the experiment was rebased onto a newer best and measured anew
+    load: tuple[float, float] | None = None  # the machine's 1-minute load average when it started and ended

@@ -1,12 +1,19 @@
-"""The controller of a run: baseline first, then experiments until a stop condition.
+"""The controller of a run: the baseline first, then N workers until a stop condition.
 
-Stop conditions are checked between experiments: ``max_experiments`` (counted in
-this invocation, the baseline excluded), ``max_time_s`` (the experiment running
-when time is up finishes, so a run overruns by at most one experiment), the agents'
-spending (``max_cost_usd``, ``max_tokens``, over the whole run), ``give_up_after``
-experiments in a row without a measurement (something systematic is broken: better
-to stop than to spin all night), and the ``stop`` event (Ctrl-C: the running
-experiment is interrupted and recorded).
+Workers are threads of the controller, each with its own worktree and its own
+agent, all proposing on the one shared best (:class:`~overnight.standing.Standing`).
+The controller stays the single writer of the ledger (one connection, a lock) and of
+the run branch (keeps go one at a time, see overnight.loop). Experiments run in
+:class:`~overnight.slots.Slots`; agents think outside them, so with more workers
+than slots proposals are ready the moment a slot frees.
+
+Stop conditions are checked before each experiment starts: ``max_experiments``
+(counted in this invocation, the baseline excluded), ``max_time_s`` (experiments
+running when time is up finish, so a run overruns by at most one experiment per
+worker), the agents' spending (``max_cost_usd``, ``max_tokens``, over the whole run),
+``give_up_after`` experiments in a row without a measurement (something systematic
+is broken: better to stop than to spin all night), and the ``stop`` event (Ctrl-C:
+running experiments are interrupted and recorded).
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ import logging
 import threading
 import time
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from overnight import host, workspace
@@ -24,11 +32,10 @@ from overnight.executors import Executor
 from overnight.loop import Report, Worker
 from overnight.records import Experiment, Status
 from overnight.run import Run
-from overnight.standing import Standing
+from overnight.slots import Slots
+from overnight.standing import MEASURED, Standing
 
 log = logging.getLogger(__name__)
-
-_MEASURED = (Status.BASELINE, Status.KEEP, Status.DISCARD)
 
 
 @dataclass(frozen=True)
@@ -54,35 +61,59 @@ class Summary:
 
 
 class Scheduler:
+    """Runs a run's workers. ``agents`` holds one agent per worker (or None to only measure)."""
+
     def __init__(
         self,
         run: Run,
-        agent: Agent | None,
+        agents: Agent | Sequence[Agent] | None,
         executor: Executor,
         limits: Limits = Limits(),
         *,
         stop: threading.Event | None = None,
         report: Report | None = None,
+        slots: Slots | None = None,
     ) -> None:
         self.run = run
-        self.agent = agent
+        self.agents: list[Agent] = [] if agents is None else [agents] if isinstance(agents, Agent) else list(agents)
         self.executor = executor
         self.limits = limits
         self.stop = stop or threading.Event()
-        self.worker = Worker(run, agent, executor, stop=self.stop, host=host.describe(), report=report)
+        self.slots = slots or Slots(1 if run.task.config.task.exclusive else max(1, len(self.agents)))
+        keeping = threading.Lock()
+        self.workers = [
+            Worker(
+                run,
+                agent,
+                executor,
+                index=index,
+                stop=self.stop,
+                host=host.describe(),
+                report=report,
+                slots=self.slots,
+                keeping=keeping,
+            )
+            for index, agent in enumerate(self.agents or [None])
+        ]
+        self.worker = self.workers[0]  # measures the baseline and noise runs
+        self._lock = threading.Lock()
+        self._started = 0  # experiments started by this invocation
+        self._stopped = ""
+        self._errors: list[BaseException] = []
 
-    def _stop_reason(self, ran: int, started: float, standing: Standing) -> str:
+    def _stop_reason(self, started: float, standing: Standing) -> str:
         if self.stop.is_set():
             return "stopped by the user"
         streak = self.limits.give_up_after
-        recent = standing.history[-streak:] if streak else []
-        if streak and len(recent) == streak and not any(e.status in _MEASURED for e in recent):
+        history = standing.snapshot()[2]
+        recent = history[-streak:] if streak else ()
+        if streak and len(recent) == streak and not any(e.status in MEASURED for e in recent):
             last = recent[-1]
             return (
                 f"gave up: the last {streak} experiments produced no measurement (the last: {last.status.value}: "
                 f"{last.reason[:200]}); fix the task or the agent, then resume (or pass --give-up-after 0)"
             )
-        if self.limits.max_experiments is not None and ran >= self.limits.max_experiments:
+        if self.limits.max_experiments is not None and self._started >= self.limits.max_experiments:
             return f"reached --max-experiments {self.limits.max_experiments}"
         if self.limits.max_time_s is not None and time.monotonic() - started >= self.limits.max_time_s:
             return f"reached --max-time ({self.limits.max_time_s:g}s)"
@@ -94,12 +125,31 @@ class Scheduler:
                 return f"reached --max-tokens {self.limits.max_tokens} (spent {tokens} tokens)"
         return ""
 
+    def _may_start(self, started: float, standing: Standing) -> bool:
+        """Reserve the next experiment, unless a stop condition holds (checked by one worker at a time)."""
+        with self._lock:
+            if not self._stopped:
+                self._stopped = self._stop_reason(started, standing)
+            if self._stopped:
+                return False
+            self._started += 1
+            return True
+
+    def _work(self, worker: Worker, started: float, standing: Standing) -> None:
+        try:
+            while self._may_start(started, standing):
+                worker.step(standing)
+        except BaseException as exc:  # one worker's failure stops them all; the first error is reported
+            with self._lock:
+                self._errors.append(exc)
+                self._stopped = self._stopped or f"stopped: {exc}"
+            self.stop.set()
+
     def _baseline(self, standing: Standing, tip: str, runs: int | None = None) -> str:
         """Measure the baseline when the run has none; returns a stop reason, or ""."""
         if standing.baseline is not None:
             return ""
         baseline = self.worker.baseline(tip, standing, runs)
-        standing.add(baseline)
         if baseline.status is Status.INTERRUPTED:
             return "stopped by the user"
         if baseline.status is not Status.BASELINE:
@@ -107,24 +157,33 @@ class Scheduler:
         return ""
 
     def run_loop(self) -> Summary:
-        """Run until a stop condition; the worktree is removed and the agent closed at the end."""
+        """Run until a stop condition; worktrees are removed and agents closed at the end."""
         started = time.monotonic()
         standing = Standing.load(self.run.ledger)
-        had_baseline, count = standing.baseline is not None, 0  # count: experiments after the baseline
+        had_baseline = standing.baseline is not None
         tip = workspace.resolve(self.run.task.root, self.run.branch_ref) or self.run.start_commit
-        self.worker.open(tip)
+        for worker in self.workers:
+            worker.open(tip)
         try:
-            stopped = self._baseline(standing, tip)
-            while not stopped:
-                stopped = self._stop_reason(count, started, standing)
-                if not stopped:
-                    standing.add(self.worker.step(standing))
-                    count += 1
+            self._stopped = self._baseline(standing, tip)
+            threads = [
+                threading.Thread(target=self._work, args=(w, started, standing), name=f"worker-{w.index}", daemon=True)
+                for w in self.workers
+            ]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                while thread.is_alive():  # short joins keep the main thread responsive to signals
+                    thread.join(0.2)
         finally:
             self._close()
+        if self._errors:
+            raise self._errors[0]
         counts = Counter(e.status.value for e in self.run.ledger.experiments())
-        ran = count + (not had_baseline)
-        return Summary(self.run.tag, self.run.branch, standing.baseline, standing.best, ran, dict(counts), stopped)
+        baseline, best, _, _ = standing.snapshot()
+        ran = self._started + (not had_baseline)
+        stopped = "stopped by the user" if self.stop.is_set() and not self._errors else self._stopped
+        return Summary(self.run.tag, self.run.branch, baseline, best, ran, dict(counts), stopped)
 
     def noise(self, runs: int) -> tuple[Experiment, list[float]]:
         """Measure the unchanged best ``runs`` more times (the baseline of a new run: ``runs`` times).
@@ -138,14 +197,15 @@ class Scheduler:
         try:
             if standing.baseline is None:
                 self._baseline(standing, tip, runs)
-                assert standing.best is not None
-                return standing.best, list(standing.values(standing.best.id))
-            best = standing.best
+                best = standing.snapshot()[1]
+                assert best is not None
+                return best, standing.values(best.id)
+            best = standing.snapshot()[1]
             assert best is not None
             before = len(standing.values(best.id))
             self.worker.worktree.checkout(best.commit)
             for _ in range(runs):
-                measured = self.worker.measurer.measure(best.id, standing, "noise")
+                measured = self.worker.measurer.measure(best, standing, "noise", round_no=standing.round_of(best.id))
                 if measured.status is not None:
                     raise TaskBrokenError(
                         f"the best (experiment {best.id}) failed when measured again: {measured.reason}"
@@ -153,14 +213,15 @@ class Scheduler:
                 if self.stop.is_set():
                     break
             best = self.worker.measurer.reestimate(best, standing)
-            return best, list(standing.values(best.id))[before:]
+            return best, standing.values(best.id)[before:]
         finally:
             self._close()
 
     def _close(self) -> None:
-        self.worker.close()
-        if self.agent is not None:
-            self.agent.close()
+        for worker in self.workers:
+            worker.close()
+        for agent in self.agents:
+            agent.close()
         self.executor.close()
 
     def _broken_message(self, baseline: Experiment) -> str:

@@ -63,6 +63,21 @@ def git(*args: str, cwd: Path, input: str | None = None, env: dict[str, str] | N
     return _finish(_start(args, cwd, input, env), args, cwd, check)
 
 
+def git_bytes(*args: str, cwd: Path) -> bytes:
+    """Run one git command and return its stdout as bytes (archives, blobs)."""
+    proc = subprocess.run(["git", *args], cwd=cwd, capture_output=True, start_new_session=True)
+    if proc.returncode != 0:
+        raise GitError(f"git {' '.join(args[:3])} failed in {cwd}: {proc.stderr.decode(errors='replace').strip()}")
+    return proc.stdout
+
+
+def git_ok(*args: str, cwd: Path) -> bool:
+    """Run one git command; True when it succeeded (for commands whose failure is an answer)."""
+    proc = _start(args, cwd, None, None)
+    proc.communicate()
+    return proc.returncode == 0
+
+
 class Pending:
     """A git command started in the background; :meth:`wait` returns its output or raises GitError."""
 

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from overnight.errors import GitError
-from overnight.workspace import GitStream, Pending, git
+from overnight.workspace import GitStream, Pending, git, git_ok
 
 
 @dataclass(frozen=True)
@@ -258,6 +258,22 @@ class Worktree:
             else:
                 digest.update(b"deleted")
         return digest.hexdigest()
+
+    def cherry_pick(self, commit: str, onto: str, message: str, ref: str) -> Committed | None:
+        """Commit ``commit``'s change again on top of ``onto``; None when it does not apply cleanly.
+
+        Used when the best moved while a candidate was measured: the candidate's change is
+        replayed on the new best, to be measured there before it can be kept.
+        """
+        self.checkout(onto)
+        self._exact = None
+        if not git_ok("cherry-pick", "--no-commit", commit, cwd=self.path):
+            git_ok("cherry-pick", "--abort", cwd=self.path)
+            return None
+        change = self.stage(onto)
+        if change.empty:  # the new best already holds this very change
+            return None
+        return self.commit(change, message, ref).wait()
 
     def diff(self, change: Change) -> str:
         """The staged change as a patch (kept for changes that are rejected)."""

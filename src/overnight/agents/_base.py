@@ -47,7 +47,10 @@ class Context:
     log_path: Path  # where the agent may write what it did (outside the worktree)
     brief_path: Path  # a JSON copy of this context, outside the worktree
     stop: threading.Event = field(default_factory=threading.Event)
-    token: str = ""  # give it to runner.run_command so a resumed run can kill what a dead one left
+    token: str = ""
+    running: tuple[
+        Experiment, ...
+    ] = ()  # what other workers are trying right now (their hypotheses)  # give it to runner.run_command so a resumed run can kill what a dead one left
 
     @property
     def metric(self) -> str:
@@ -82,6 +85,7 @@ class Context:
                 }
                 for e in self.history
             ],
+            "running": [{"id": e.id, "hypothesis": e.hypothesis, "agent": e.agent} for e in self.running],
         }
 
     def write_brief(self) -> Path:

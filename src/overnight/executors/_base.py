@@ -20,6 +20,7 @@ from overnight.measure import Job, Measurement
 
 class Executor(ABC):
     name: str = ""
+    ships_commits: bool = False  # True when measurements run elsewhere and need the commit before they start
 
     @abstractmethod
     def measure(self, job: Job, stop: threading.Event | None = None) -> Measurement:
