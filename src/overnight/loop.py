@@ -180,9 +180,8 @@ class Worker:
         ref = workspace.experiment_ref(self.run.tag, exp.id) + f".r{round_no}"
         message = f"exp {exp.id}: {exp.hypothesis} (rebased onto exp {onto.id})\n"
         committed = self.worktree.cherry_pick(exp.commit, onto.commit, message, ref)
-        if committed is None:
-            reason = f"beat its parent, but its change conflicts with experiment {onto.id}, kept meanwhile"
-            raise Ended(Status.STALE, reason)
+        if isinstance(committed, str):
+            raise Ended(Status.STALE, f"beat its parent, but {committed} experiment {onto.id}, kept meanwhile")
         info = {**exp.info, "rebased": [*exp.info.get("rebased", []), {"from": exp.commit, "onto": onto.id}]}
         exp = replace(exp, parent=onto.commit, commit=committed.commit, info=info)
         self.run.ledger.record(exp)

@@ -259,8 +259,8 @@ class Worktree:
                 digest.update(b"deleted")
         return digest.hexdigest()
 
-    def cherry_pick(self, commit: str, onto: str, message: str, ref: str) -> Committed | None:
-        """Commit ``commit``'s change again on top of ``onto``; None when it does not apply cleanly.
+    def cherry_pick(self, commit: str, onto: str, message: str, ref: str) -> Committed | str:
+        """Commit ``commit``'s change again on top of ``onto``; or say why it cannot be.
 
         Used when the best moved while a candidate was measured: the candidate's change is
         replayed on the new best, to be measured there before it can be kept.
@@ -269,10 +269,10 @@ class Worktree:
         self._exact = None
         if not git_ok("cherry-pick", "--no-commit", commit, cwd=self.path):
             git_ok("cherry-pick", "--abort", cwd=self.path)
-            return None
+            return "its change conflicts with"
         change = self.stage(onto)
-        if change.empty:  # the new best already holds this very change
-            return None
+        if change.empty:
+            return "its change is already in"
         return self.commit(change, message, ref).wait()
 
     def diff(self, change: Change) -> str:
