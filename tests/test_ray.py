@@ -47,7 +47,8 @@ def test_a_run_on_a_local_ray(ray_task: Repo, plan) -> None:
                        "--workers", "2", "--max-experiments", "2")  # fmt: skip
     assert result.returncode == 0, result.stderr
     rows = ledger_rows(ray_task.path, "r")
-    assert [r["status"] for r in rows][0] == "baseline" and "keep" in [r["status"] for r in rows]
+    statuses = [r["status"] for r in rows]
+    assert statuses[0] == "baseline" and "keep" in statuses and len(rows) == 3
     log = (ray_task.path / ".overnight" / "r" / "logs" / "0.log").read_text()
     assert "### overnight: run (experiment 0, seed 0)" in log and "score: 50" in log
 
