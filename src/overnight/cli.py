@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import os
 import signal
 import statistics
 import sys
@@ -20,13 +21,15 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from overnight import __version__, demo, views, workspace
+from rich.console import Console
+
+from overnight import __version__, demo, finalize, live, report, views, workspace
 from overnight.agents import Agent, make_agent
 from overnight.config import CONFIG_FILE, AgentSection, parse_duration
 from overnight.errors import ConfigError, OvernightError
 from overnight.executors import make_executor
 from overnight.init import write_task
-from overnight.records import Experiment, Status
+from overnight.records import Experiment
 from overnight.run import Run
 from overnight.scheduler import Limits, Scheduler, Summary
 from overnight.slots import Slots
@@ -98,6 +101,17 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--tag", help="the run (default: the most recent run of the task)")
         if name == "log":
             p.add_argument("--format", choices=["table", "tsv", "json"], default="table")
+
+    p = sub.add_parser("report", help="write the progress plot and report.md of a run")
+    p.add_argument("dir", nargs="?", default=".", type=Path, help="the task folder (default: .)")
+    p.add_argument("--tag", help="the run (default: the most recent run of the task)")
+    p.add_argument("--out", type=Path, help="the folder to write to (default: .overnight/<tag>/report)")
+
+    p = sub.add_parser("finalize", help="the kept changes as a clean branch overnight/<tag>-final")
+    p.add_argument("dir", nargs="?", default=".", type=Path, help="the task folder (default: .)")
+    p.add_argument("--tag", help="the run (default: the most recent run of the task)")
+    p.add_argument("--squash", action="store_true", help="one commit for all the kept changes")
+    p.add_argument("--force", action="store_true", help="write the branch again when it exists")
 
     p = sub.add_parser("show", help="one experiment: hypothesis, status, metrics, diff, log")
     p.add_argument("id", type=int, help="the experiment's id")
@@ -186,23 +200,6 @@ def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
             signal.signal(sig, handler)
 
 
-def _printer(announce: bool) -> Callable[[Experiment], None]:
-    """A line per finished experiment; with ``announce``, also one when an experiment starts running."""
-
-    def report(exp: Experiment) -> None:
-        if exp.status is Status.RUNNING:
-            if announce:
-                print(f"#{exp.id:<4} {'running':<11} {'':>12} {'':>8}  {exp.hypothesis}", flush=True)
-            return
-        metric = "" if exp.metric is None else f"{exp.metric:.6g}"
-        took = "" if exp.duration_s is None else f"{exp.duration_s:.1f}s"
-        note = exp.reason if exp.status not in (Status.KEEP, Status.DISCARD, Status.BASELINE) else ""
-        text = f"#{exp.id:<4} {exp.status.value:<11} {metric:>12} {took:>8}  {exp.hypothesis}"
-        print(text + (f"  [{note}]" if note else ""), flush=True)
-
-    return report
-
-
 def _print_summary(summary: Summary, task: Task) -> None:
     base, best = summary.baseline, summary.best
     print()
@@ -240,6 +237,19 @@ def cmd_run(args: argparse.Namespace) -> int:
     }
     parallel = Parallel(args.workers, args.slots, args.gpus, args.executor, args.ray_address)
     return _run(Task.load(args.dir), args.tag, overrides, limits, force=args.force, parallel=parallel)
+
+
+@contextmanager
+def _view(task: Task, workers: int) -> Iterator[Callable[[Experiment], None]]:
+    """The live view on a terminal (unless OVERNIGHT_PLAIN is set), plain lines otherwise."""
+    if sys.stdout.isatty() and not os.environ.get("OVERNIGHT_PLAIN"):
+        config = task.config
+        with live.LiveView(
+            Console(), config.metric.name, config.metric.goal_enum, config.task.budget_s, workers
+        ) as view:
+            yield view.report
+    else:
+        yield live.plain(announce=task.config.task.budget_s >= 5)  # slow experiments: say what runs
 
 
 @dataclasses.dataclass(frozen=True)
@@ -309,8 +319,7 @@ def _run(
             f"agent {agents[0].name}{many}",
             flush=True,
         )
-        with _stop_on_signals(stop):
-            report = _printer(announce=task.config.task.budget_s >= 5)  # slow experiments: show what runs
+        with _stop_on_signals(stop), _view(task, parallel.workers) as report:
             summary = Scheduler(run, agents, executor, limits, stop=stop, report=report, slots=slots).run_loop()
     finally:
         run.close()
@@ -375,6 +384,20 @@ def cmd_log(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    image, text = report.write(views.load_view(args.dir, args.tag), args.out)
+    print(f"wrote {image}\nwrote {text}")
+    return 0
+
+
+def cmd_finalize(args: argparse.Namespace) -> int:
+    done = finalize.finalize(views.load_view(args.dir, args.tag), squash=args.squash, force=args.force)
+    what = "one commit" if len(done.commits) == 1 else f"{len(done.commits)} commits"
+    print(f"wrote branch {done.branch}: {what} holding experiments {', '.join(map(str, done.keeps))}")
+    print(f"review it: git log -p {done.branch}; share it: git push origin {done.branch}")
+    return 0
+
+
 def cmd_show(args: argparse.Namespace) -> int:
     print(views.show_text(views.load_view(args.dir, args.tag), args.id))
     return 0
@@ -388,4 +411,6 @@ COMMANDS = {
     "status": cmd_status,
     "log": cmd_log,
     "show": cmd_show,
+    "report": cmd_report,
+    "finalize": cmd_finalize,
 }

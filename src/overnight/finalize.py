@@ -1,0 +1,101 @@
+"""`overnight finalize`: the kept changes as a clean branch, ready for a pull request.
+
+The run branch already holds exactly the kept changes, as one linear chain on the run's
+start commit; its commits are the harness's (`exp <id>: <hypothesis>`, authored by
+overnight). finalize writes the same trees again as ``overnight/<tag>-final``: one commit
+per kept change, in order, authored by you (your git identity, when you have one), each
+message holding the hypothesis and the measured improvement; or, with ``squash``, one
+commit for all of them. The run branch and the user's branches are left as they are.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from dataclasses import dataclass
+
+from overnight import workspace
+from overnight.errors import RunStateError
+from overnight.records import Experiment, Status
+from overnight.views import RunView
+
+_OVERNIGHT = {
+    "GIT_AUTHOR_NAME": "overnight",
+    "GIT_AUTHOR_EMAIL": "overnight@localhost",
+    "GIT_COMMITTER_NAME": "overnight",
+    "GIT_COMMITTER_EMAIL": "overnight@localhost",
+}
+
+
+@dataclass(frozen=True)
+class Finalized:
+    branch: str
+    commits: list[str]  # new commits, oldest first
+    keeps: list[int]  # the experiments they hold
+
+
+def _message(view: RunView, e: Experiment) -> str:
+    before = view.parent_metric(e)
+    measured = f"{view.metric} {before:.6g} -> {e.metric:.6g}" if before is not None and e.metric is not None else ""
+    gain = ""
+    if e.improvement is not None:
+        gain = f", a gain of {e.improvement:.4g}"
+        if e.ci_low is not None and e.ci_high is not None:
+            gain += f" (confidence interval {e.ci_low:.4g} to {e.ci_high:.4g})"
+    return (
+        f"{e.hypothesis}\n\nKept by overnight run {view.tag}, experiment {e.id}: {measured}{gain}, "
+        f"over {e.runs} measurement(s).\n"
+    )
+
+
+def _commit_tree(view: RunView, tree: str, parent: str, message: str) -> str:
+    """A commit of ``tree`` on ``parent``, by the user when git knows who that is, else by overnight."""
+    args = ["git", "commit-tree", tree, "-p", parent, "-F", "-"]
+    proc = subprocess.run(args, cwd=view.root, input=message, capture_output=True, text=True)
+    if proc.returncode != 0:  # no user identity configured
+        proc = subprocess.run(args, cwd=view.root, input=message, capture_output=True, text=True,
+                              env={**os.environ, **_OVERNIGHT})  # fmt: skip
+    if proc.returncode != 0:
+        raise RunStateError(f"could not write the final commits: {proc.stderr.strip()}")
+    return proc.stdout.strip()
+
+
+def finalize(view: RunView, *, squash: bool = False, force: bool = False) -> Finalized:
+    """Write ``overnight/<tag>-final``; refuse to overwrite it unless ``force``."""
+    root, start = view.root, view.meta["start_commit"]
+    keeps = [e for e in view.experiments if e.status is Status.KEEP]
+    if not keeps:
+        raise RunStateError(f"run {view.tag} kept nothing yet: there is nothing to finalize")
+    tip = workspace.resolve(root, f"refs/heads/{workspace.BRANCH_PREFIX}{view.tag}")
+    chain = workspace.git("rev-list", "--reverse", "--first-parent", f"{start}..{tip}", cwd=root).split()
+    by_commit = {e.commit: e for e in keeps}
+    if [c for c in chain if c not in by_commit] or len(chain) != len(keeps):
+        raise RunStateError(
+            f"branch {workspace.BRANCH_PREFIX}{view.tag} does not match the ledger's keeps; see `overnight status`"
+        )
+    branch = f"{workspace.BRANCH_PREFIX}{view.tag}-final"
+    old = workspace.resolve(root, f"refs/heads/{branch}")
+    if old and not force:
+        raise RunStateError(f"branch {branch} exists; pass --force to write it again")
+    ordered = [by_commit[c] for c in chain]
+    commits: list[str] = []
+    parent = start
+    if squash:
+        tree = workspace.git("rev-parse", f"{chain[-1]}^{{tree}}", cwd=root).strip()
+        body = "\n".join(f"- {e.hypothesis} (experiment {e.id})" for e in ordered)
+        first, last = ordered[0], ordered[-1]
+        start_value = view.parent_metric(first)
+        summary = (
+            f"{view.metric} {start_value:.6g} -> {last.metric:.6g}"
+            if start_value is not None and last.metric is not None
+            else view.metric
+        )
+        message = f"overnight run {view.tag}: {len(ordered)} kept changes, {summary}\n\n{body}\n"
+        commits.append(_commit_tree(view, tree, parent, message))
+    else:
+        for e in ordered:
+            tree = workspace.git("rev-parse", f"{e.commit}^{{tree}}", cwd=root).strip()
+            parent = _commit_tree(view, tree, parent, _message(view, e))
+            commits.append(parent)
+    workspace.update_ref(root, f"refs/heads/{branch}", commits[-1], old)
+    return Finalized(branch, commits, [e.id for e in ordered])

@@ -1,0 +1,115 @@
+"""The live terminal view of a run (rich), and the plain one for logs and CI.
+
+On a terminal, a panel at the bottom shows, for each worker, the experiment it is on,
+its hypothesis and a bar against the time budget; the baseline and the best; kept
+and total; and the last outcomes. Each finished experiment is also printed as a line
+above the panel, so the scrollback is the same story the plain output tells. When
+stdout is not a terminal, only those lines are printed.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+
+from rich.console import Console, Group, RenderableType
+from rich.live import Live
+from rich.progress_bar import ProgressBar
+from rich.table import Table
+from rich.text import Text
+
+from overnight.records import Experiment, Goal, Status
+
+_PLAIN_NOTE = (Status.KEEP, Status.DISCARD, Status.BASELINE)
+_STYLE = {Status.KEEP: "bold green", Status.BASELINE: "cyan", Status.DISCARD: "dim"}
+
+
+def line(exp: Experiment) -> str:
+    """One finished experiment as one line (the plain output)."""
+    metric = "" if exp.metric is None else f"{exp.metric:.6g}"
+    took = "" if exp.duration_s is None else f"{exp.duration_s:.1f}s"
+    runs = f"×{exp.runs}" if exp.runs > 1 else ""
+    text = f"#{exp.id:<4} {exp.status.value:<11} {metric:>12} {runs:>3} {took:>8}  {exp.hypothesis}"
+    return text + (f"  [{exp.reason}]" if exp.status not in _PLAIN_NOTE and exp.reason else "")
+
+
+def plain(announce: bool) -> Callable[[Experiment], None]:
+    """Line-per-event output; with ``announce``, a line also when an experiment starts running."""
+
+    def report(exp: Experiment) -> None:
+        if exp.status is Status.RUNNING:
+            if announce:
+                print(f"#{exp.id:<4} {'running':<11} {'':>12} {'':>3} {'':>8}  {exp.hypothesis}", flush=True)
+            return
+        print(line(exp), flush=True)
+
+    return report
+
+
+class LiveView:
+    """A rich Live panel fed by the run's report callback (called from worker threads)."""
+
+    def __init__(self, console: Console, metric: str, goal: Goal, budget_s: float, workers: int) -> None:
+        self.console = console
+        self.metric, self.goal, self.budget_s = metric, goal, budget_s
+        self.workers: dict[int, tuple[Experiment, float]] = {}
+        self.recent: deque[Experiment] = deque(maxlen=6)
+        self.baseline: Experiment | None = None
+        self.best: Experiment | None = None
+        self.total = self.kept = 0
+        self.slots = workers
+        self._lock = threading.Lock()
+        self._live = Live(console=console, get_renderable=self.render, refresh_per_second=4, transient=True)
+
+    def __enter__(self) -> LiveView:
+        self._live.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._live.stop()
+
+    def report(self, exp: Experiment) -> None:
+        with self._lock:
+            if exp.status is Status.RUNNING:
+                self.workers[exp.worker] = (exp, time.monotonic())
+                return
+            self.workers.pop(exp.worker, None)
+            self.recent.append(exp)
+            if exp.status is Status.BASELINE:
+                self.baseline = self.best = exp
+            elif exp.status is Status.KEEP:
+                self.best = exp
+                self.kept += 1
+            if exp.status is not Status.BASELINE:
+                self.total += 1
+        self._live.console.print(Text(line(exp), style=_STYLE.get(exp.status, "yellow")))
+
+    def render(self) -> RenderableType:
+        with self._lock:
+            workers = sorted(self.workers.items())
+            recent = list(self.recent)
+            baseline, best, total, kept = self.baseline, self.best, self.total, self.kept
+        head = Text()
+        if baseline is not None and baseline.metric is not None:
+            head.append(f"{self.metric} ({self.goal.value}) baseline {baseline.metric:.6g}")
+            if best is not None and best.metric is not None and best is not baseline:
+                change = best.metric - baseline.metric
+                head.append(f"  best {best.metric:.6g} ({change:+.4g}, #{best.id})", style="bold green")
+        head.append(f"   kept {kept} of {total}")
+        running = Table(box=None, show_header=True, header_style="bold", expand=True, pad_edge=False)
+        for name, ratio in (("worker", 1), ("exp", 1), ("hypothesis", 6), ("budget", 3)):
+            running.add_column(name, ratio=ratio, no_wrap=True, overflow="ellipsis")
+        now = time.monotonic()
+        for worker, (exp, started) in workers:
+            done = min(now - started, self.budget_s)
+            bar = ProgressBar(total=self.budget_s, completed=done, width=24)
+            running.add_row(str(worker), f"#{exp.id}", exp.hypothesis, Group(bar, Text(f"{now - started:.0f}s")))
+        if not workers:
+            running.add_row("", "", Text("(agents are thinking)", style="dim"), "")
+        last = Table(box=None, show_header=False, expand=True, pad_edge=False)
+        last.add_column(ratio=1, no_wrap=True, overflow="ellipsis")
+        for exp in recent[-4:]:
+            last.add_row(Text(line(exp), style=_STYLE.get(exp.status, "yellow")))
+        return Group(head, running, Text("last outcomes", style="bold"), last)

@@ -1,0 +1,147 @@
+"""`overnight report`: the progress plot and a Markdown report of a run.
+
+The plot is autoresearch's picture of a night: every measured experiment a dot
+(discarded grey, kept green), the running best as a step line, kept points labelled
+with their short hypothesis, and experiments that produced no metric marked along
+the bottom. The report sums the run up (baseline → best with confidence intervals
+where known, experiments by status, time and cost) and lists the kept changes in order.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from pathlib import Path
+
+from overnight.records import Experiment, Status
+from overnight.views import RunView
+
+_MEASURED = (Status.BASELINE, Status.KEEP, Status.DISCARD)
+
+
+def _short(text: str, limit: int = 42) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def plot(view: RunView, path: Path) -> Path:
+    """Draw ``progress.png`` for ``view`` at ``path``."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only, no display
+    import matplotlib.pyplot as plt
+
+    points = [(e, float(e.metric)) for e in view.experiments if e.status in _MEASURED and e.metric is not None]
+    failed = [e for e in view.experiments if e.status not in _MEASURED and e.status is not Status.RUNNING]
+    fig, ax = plt.subplots(figsize=(12, 6), dpi=120)
+    discards = [(e.id, v) for e, v in points if e.status is Status.DISCARD]
+    keeps = [(e, v) for e, v in points if e.status in (Status.BASELINE, Status.KEEP)]
+    ax.scatter([i for i, _ in discards], [v for _, v in discards], s=18, color="#b0b0b0", label="discarded", zorder=2)
+    ax.scatter([e.id for e, _ in keeps], [v for _, v in keeps], s=46, color="#2e9d4e", edgecolor="#145a2a",
+               label="kept", zorder=4)  # fmt: skip
+    if keeps:
+        last = max(e.id for e in view.experiments)
+        xs = [e.id for e, _ in keeps] + [last]
+        ys = [v for _, v in keeps] + [keeps[-1][1]]
+        ax.step(xs, ys, where="post", color="#2e9d4e", linewidth=1.6, label="best so far", zorder=3)
+        for e, v in keeps:
+            label = "baseline" if e.status is Status.BASELINE else _short(e.hypothesis)
+            ax.annotate(label, (e.id, v), xytext=(4, 6), textcoords="offset points", fontsize=7, rotation=20,
+                        color="#145a2a")  # fmt: skip
+    if failed:
+        # No metric to plot: mark them along the bottom edge, where they cannot be mistaken for a value.
+        ax.scatter(
+            [e.id for e in failed], [0.02] * len(failed), transform=ax.get_xaxis_transform(), marker="x", s=22,
+            color="#c0392b", label=f"no metric ({len(failed)})", zorder=5,
+        )  # fmt: skip
+    kept = sum(1 for e in view.experiments if e.status is Status.KEEP)
+    ax.set_title(f"run {view.tag}: {view.metric} ({'lower' if view.goal.value == 'min' else 'higher'} is better), "
+                 f"{len(view.experiments)} experiments, {kept} kept")  # fmt: skip
+    ax.set_xlabel("experiment")
+    ax.set_ylabel(view.metric)
+    ax.grid(True, alpha=0.25)
+    ax.legend(loc="best", fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def _span_s(view: RunView) -> float | None:
+    stamps = [e.started_at for e in view.experiments if e.started_at] + [
+        e.ended_at for e in view.experiments if e.ended_at
+    ]
+    if not stamps:
+        return None
+    parse = [time.mktime(time.strptime(s, "%Y-%m-%dT%H:%M:%SZ")) for s in stamps]
+    return max(parse) - min(parse)
+
+
+def _runs(n: int) -> str:
+    return f"{n} run" if n == 1 else f"{n} runs"
+
+
+def _number(value: float | None) -> str:
+    return "–" if value is None else f"{value:.6g}"
+
+
+def markdown(view: RunView, image: str = "progress.png") -> str:
+    """The report's text."""
+    base, best = view.baseline, view.best
+    counts = Counter(e.status.value for e in view.experiments)
+    lines = [f"# overnight run `{view.tag}`", "", f"![progress]({image})", "", "## Summary", ""]
+    lines.append(f"- task: `{view.meta.get('task', '.')}`, metric `{view.metric}` ({view.goal.value})")
+    if base is not None and best is not None and base.metric is not None and best.metric is not None:
+        change = best.metric - base.metric
+        pct = f" ({100 * change / abs(base.metric):+.2f}%)" if base.metric else ""
+        lines.append(
+            f"- baseline {_number(base.metric)} ({_runs(base.runs)}) → best {_number(best.metric)} "
+            f"({_runs(best.runs)}, experiment {best.id}): {change:+.6g}{pct}"
+        )
+    if base is not None and best is not None and base.holdout is not None:
+        lines.append(f"- held-out metric: baseline {_number(base.holdout)} → best {_number(best.holdout)}")
+    lines.append("- experiments: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items(), key=lambda kv: -kv[1])))
+    measured_s = sum(m.duration_s or 0 for ms in view.measurements.values() for m in ms)
+    span = _span_s(view)
+    lines.append(
+        f"- time: {sum(len(ms) for ms in view.measurements.values())} measurements, "
+        f"{measured_s / 60:.1f} min of experiment runs"
+        + (f", {span / 3600:.2f} h from first start to last end" if span else "")
+    )
+    tokens = sum((e.tokens_in or 0) + (e.tokens_out or 0) for e in view.experiments)
+    costs = [e.cost_usd for e in view.experiments if e.cost_usd is not None]
+    if tokens or costs:
+        lines.append(f"- agents used {tokens} tokens" + (f", ${sum(costs):.4f}" if costs else ""))
+    lines += ["", "## Kept changes, in order", ""]
+    keeps = [e for e in view.experiments if e.status is Status.KEEP]
+    if not keeps:
+        lines.append("Nothing was kept: the baseline is still the best.")
+    else:
+        lines += [
+            f"| experiment | hypothesis | {view.metric} | gain (confidence interval) | runs | held out | commit |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        lines += [_keep_row(view, e) for e in keeps]
+    lines += [
+        "",
+        f"Every experiment: `overnight log --tag {view.tag}`; one of them: `overnight show ID --tag {view.tag}`.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _keep_row(view: RunView, e: Experiment) -> str:
+    gain = "–" if e.improvement is None else f"{e.improvement:.4g}"
+    if e.ci_low is not None and e.ci_high is not None:
+        gain += f" [{e.ci_low:.4g}, {e.ci_high:.4g}]"
+    hypothesis = e.hypothesis.replace("|", "\\|")
+    return f"| {e.id} | {hypothesis} | {_number(e.metric)} | {gain} | {e.runs} | {_number(e.holdout)} | `{e.commit[:10]}` |"
+
+
+def write(view: RunView, folder: Path | None = None) -> tuple[Path, Path]:
+    """Write ``progress.png`` and ``report.md`` (default: ``.overnight/<tag>/report/``)."""
+    folder = folder or view.paths.dir / "report"
+    image = plot(view, folder / "progress.png")
+    text = folder / "report.md"
+    text.write_text(markdown(view, image.name), encoding="utf-8")
+    return image, text

@@ -1,0 +1,98 @@
+"""The report (plot and Markdown), finalize (a clean branch of the keeps), and the live view."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from conftest import AGENT, Repo, git
+from overnight.live import LiveView, line
+from overnight.records import Experiment, Goal, Status
+
+
+@pytest.fixture
+def three_keeps(task: Repo, plan, cli) -> Repo:
+    plan({
+        "1": [["set", "train.py", "X", "8"], ["print", "Hypothesis: X to 8"]],
+        "2": [["set", "train.py", "X", "12"], ["print", "Hypothesis: the wrong way"]],
+        "3": [["set", "train.py", "X", "5"], ["print", "Hypothesis: X to 5"]],
+        "4": [["set", "train.py", "CRASH", "1"]],
+        "5": [["set", "train.py", "X", "3"], ["print", "Hypothesis: X to 3"]],
+    })  # fmt: skip
+    assert cli("run", task.path, "--tag", "f", "--agent-command", AGENT, "--max-experiments", "5").code == 0
+    return task
+
+
+def test_report_writes_a_plot_and_a_summary(three_keeps: Repo, cli) -> None:
+    result = cli("report", three_keeps.path, "--tag", "f")
+    assert result.code == 0, result.err
+    folder = three_keeps.path / ".overnight" / "f" / "report"
+    png = (folder / "progress.png").read_bytes()
+    assert png.startswith(b"\x89PNG") and len(png) > 20_000
+    text = (folder / "report.md").read_text()
+    # A deterministic metric: once measured twice alike, the noise is known to be zero and one run decides.
+    assert "baseline 50 (2 runs) → best 1 (1 run, experiment 5): -49 (-98.00%)" in text
+    assert "- experiments: 3 keep, 1 baseline, 1 discard, 1 crash" in text
+    rows = [r for r in text.splitlines() if r.startswith("| ") and r[2].isdigit()]
+    assert [r.split(" | ")[1] for r in rows] == ["X to 8", "X to 5", "X to 3"]
+    assert "| 1 | X to 8 | 26 | 24 [24, 24] | 2 |" in text and "| 3 | X to 5 | 5 | 21 [21, 21] | 1 |" in text
+
+
+def test_finalize_writes_one_commit_per_keep_by_the_user(three_keeps: Repo, cli) -> None:
+    before = three_keeps.snapshot()
+    result = cli("finalize", three_keeps.path, "--tag", "f")
+    assert result.code == 0, result.err
+    assert "overnight/f-final: 3 commits holding experiments 1, 3, 5" in result.out
+    log = git(three_keeps.path, "log", "--format=%an|%s", "overnight/f-final").splitlines()
+    assert log[:3] == ["Test|X to 3", "Test|X to 5", "Test|X to 8"]
+    body = git(three_keeps.path, "log", "-1", "--format=%b", "overnight/f-final")
+    assert "Kept by overnight run f, experiment 5: score 5 -> 1, a gain of 4" in body
+    assert git(three_keeps.path, "rev-parse", "overnight/f-final^{tree}") == git(
+        three_keeps.path, "rev-parse", "overnight/f^{tree}"
+    )
+    assert three_keeps.snapshot() == before
+    again = cli("finalize", three_keeps.path, "--tag", "f")
+    assert again.code == 5 and "pass --force" in again.err
+    squashed = cli("finalize", three_keeps.path, "--tag", "f", "--squash", "--force")
+    assert squashed.code == 0 and "one commit" in squashed.out
+    subject = git(three_keeps.path, "log", "-1", "--format=%s", "overnight/f-final").strip()
+    assert subject == "overnight run f: 3 kept changes, score 50 -> 1"
+    start = git(three_keeps.path, "rev-parse", "overnight/f-final^").strip()
+    assert start == git(three_keeps.path, "rev-parse", "main").strip()
+
+
+def test_finalize_needs_a_keep(task: Repo, plan, cli) -> None:
+    plan({"*": [["set", "train.py", "X", "20"]]})
+    assert cli("run", task.path, "--tag", "n", "--agent-command", AGENT, "--max-experiments", "1").code == 0
+    result = cli("finalize", task.path, "--tag", "n")
+    assert result.code == 5 and "kept nothing yet" in result.err
+
+
+def test_the_live_view_shows_workers_best_and_outcomes() -> None:
+    console = Console(record=True, width=140, force_terminal=True)
+    view = LiveView(console, "val_bpb", Goal.MIN, budget_s=10, workers=2)
+    view.report(Experiment(id=0, status=Status.BASELINE, metric=3.0, hypothesis="baseline", runs=1))
+    view.report(Experiment(id=1, status=Status.RUNNING, hypothesis="raise the learning rate", worker=0))
+    view.report(Experiment(id=2, status=Status.RUNNING, hypothesis="wider hidden layer", worker=1))
+    view.report(
+        Experiment(id=1, status=Status.KEEP, metric=2.9, hypothesis="raise the learning rate", worker=0, runs=3)
+    )
+    time.sleep(0.05)
+    console.print(view.render())
+    text = console.export_text()
+    assert "val_bpb (min) baseline 3  best 2.9 (-0.1, #1)" in text and "kept 1 of 1" in text
+    assert "#2" in text and "wider hidden layer" in text
+    assert "#1    keep" in text  # the finished experiment's line, above the panel and among the outcomes
+
+
+def test_the_plain_line() -> None:
+    exp = Experiment(id=7, status=Status.CRASH, hypothesis="h", reason="exit 1", duration_s=1.25)
+    assert line(exp) == f"#7    crash       {'':>12} {'':>3} {'1.2s':>8}  h  [exit 1]"
+
+
+def test_report_from_the_command_line_on_a_fresh_run_dir(three_keeps: Repo, cli, tmp_path: Path) -> None:
+    result = cli("report", three_keeps.path, "--tag", "f", "--out", tmp_path / "r")
+    assert result.code == 0 and (tmp_path / "r" / "progress.png").exists()
