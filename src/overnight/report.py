@@ -51,7 +51,7 @@ def plot(view: RunView, path: Path) -> Path:
         # No metric to plot: mark them along the bottom edge, where they cannot be mistaken for a value.
         ax.scatter(
             [e.id for e in failed], [0.02] * len(failed), transform=ax.get_xaxis_transform(), marker="x", s=22,
-            color="#c0392b", label=f"no metric ({len(failed)})", zorder=5,
+            color="#c0392b", label=f"not measured ({len(failed)})", zorder=5,
         )  # fmt: skip
     kept = sum(1 for e in view.experiments if e.status is Status.KEEP)
     ax.set_title(f"run {view.tag}: {view.metric} ({'lower' if view.goal.value == 'min' else 'higher'} is better), "
