@@ -113,6 +113,14 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--squash", action="store_true", help="one commit for all the kept changes")
     p.add_argument("--force", action="store_true", help="write the branch again when it exists")
 
+    p = sub.add_parser("export", help="copy a run into another tool")
+    targets = p.add_subparsers(dest="target", required=True, metavar="TARGET")
+    q = targets.add_parser("mlflow", help="one MLflow run per experiment (pip install 'overnight[mlflow]')")
+    q.add_argument("dir", nargs="?", default=".", type=Path, help="the task folder (default: .)")
+    q.add_argument("--tag", help="the run (default: the most recent run of the task)")
+    q.add_argument("--tracking-uri", help="where to (default: sqlite:///<repo>/.overnight/<tag>/mlflow.db)")
+    q.add_argument("--experiment-name", help="the MLflow experiment (default: overnight/<repo>[/<task>]/<tag>)")
+
     p = sub.add_parser("show", help="one experiment: hypothesis, status, metrics, diff, log")
     p.add_argument("id", type=int, help="the experiment's id")
     p.add_argument("dir", nargs="?", default=".", type=Path, help="the task folder (default: .)")
@@ -398,6 +406,14 @@ def cmd_finalize(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from overnight import export_mlflow  # mlflow itself is imported only when exporting
+
+    result = export_mlflow.export(views.load_view(args.dir, args.tag), args.tracking_uri, args.experiment_name)
+    print(result.summary())
+    return 0
+
+
 def cmd_show(args: argparse.Namespace) -> int:
     print(views.show_text(views.load_view(args.dir, args.tag), args.id))
     return 0
@@ -413,4 +429,5 @@ COMMANDS = {
     "show": cmd_show,
     "report": cmd_report,
     "finalize": cmd_finalize,
+    "export": cmd_export,
 }
