@@ -23,7 +23,7 @@ from typing import Any
 
 from rich.console import Console
 
-from overnight import __version__, demo, finalize, live, report, views, workspace
+from overnight import __version__, demo, finalize, live, report, sandbox, views, workspace
 from overnight.agents import Agent, make_agent
 from overnight.config import CONFIG_FILE, AgentSection, parse_duration
 from overnight.errors import ConfigError, OvernightError
@@ -312,6 +312,8 @@ def _run(
             raise ConfigError(f"{flag} must be 0 or more")
     task.check_files()
     task.check_commands()
+    if task.config.task.sandbox:
+        sandbox.require()
     if settings.kind == "command":
         check_command(settings.command, task.dir, "--agent-command")
     workspace.ensure_clean(task.root, workspace.modified_files(task.root))

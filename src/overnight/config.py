@@ -37,6 +37,12 @@ class TaskSection:
     budget_s: float = 300.0  # handed to the experiment as OVERNIGHT_BUDGET_S
     timeout_s: float = 0.0  # hard kill; 0 means 2 × budget_s
     exclusive: bool = False  # one experiment at a time, whatever the workers (timing metrics)
+    pass_env: tuple[str, ...] = ()  # credentials experiments and command agents may see (see overnight.secrets)
+    sandbox: str = ""  # "bwrap": experiments and agent commands under bubblewrap (see overnight.sandbox)
+    network: bool = False  # with a sandbox: may experiments reach the network?
+    memory_mb: float = 0.0  # a run whose process tree holds more is killed (crash); 0: no limit
+    max_log_mb: float = 50.0  # a command's log keeps its first and last halves of this much; the middle is cut
+    max_diff_mb: float = 10.0  # a proposal whose changed files weigh more is rejected
     num_cpus: float = 1.0  # what one experiment asks of a Ray cluster
     num_gpus: float = 0.0
 
@@ -59,6 +65,11 @@ class TaskSection:
         _positive(where, "task", "budget_s", self.budget_s)
         if self.num_cpus < 0 or self.num_gpus < 0:
             raise ConfigError(f"{where} [task] num_cpus, num_gpus: expected numbers >= 0")
+        if self.sandbox not in ("", "bwrap"):
+            raise ConfigError(f'{where} [task] sandbox: expected "bwrap" (or nothing), got {self.sandbox!r}')
+        for key in ("memory_mb", "max_log_mb", "max_diff_mb"):
+            if getattr(self, key) < 0:
+                raise ConfigError(f"{where} [task] {key}: expected a number >= 0, got {getattr(self, key)}")
         if self.timeout_s < 0:
             raise ConfigError(f"{where} [task] timeout_s: expected a positive number of seconds, got {self.timeout_s}")
         if self.timeout_s == 0:

@@ -21,7 +21,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import replace
 
-from overnight import judge, workspace
+from overnight import judge, secrets, workspace
 from overnight.agents import Agent, Context
 from overnight.errors import AgentError, AgentUnavailable, GitError, OvernightError, RunStateError
 from overnight.executors import Executor
@@ -30,6 +30,7 @@ from overnight.measure import Measurement
 from overnight.measuring import Failed, Measurer
 from overnight.records import Experiment, Status, Usage
 from overnight.run import Run, now_iso
+from overnight.sandbox import Sandbox
 from overnight.slots import Slots
 from overnight.standing import Standing
 from overnight.workspace import task_relative
@@ -83,7 +84,6 @@ class Worker:
         self.worktree = Worktree(run.task.root, run.paths.worktrees / f"w{index}")
         self.measurer = Measurer(run, executor, self.worktree, self.stop, slots)
         self.keeping = keeping or threading.Lock()  # shared by a run's workers: one keep at a time
-        self._editable: dict[str, tuple[str, ...]] = {}
         self._fatal: AgentUnavailable | None = None  # raised once its experiment is recorded
 
     def open(self, commit: str) -> None:
@@ -241,6 +241,7 @@ class Worker:
             brief_path=self.run.paths.brief(exp.id),
             stop=self.stop,
             token=f"{self.run.id}:{exp.id}:agent",
+            sandbox=Sandbox((self.worktree.path,), network=True) if self.measurer.sandbox else None,
         )
         try:
             proposal = self.agent.propose(context)
@@ -259,8 +260,9 @@ class Worker:
             raise Ended(Status.REJECTED, f"the agent failed: {type(err).__name__}: {err}") from None
         if self.stop.is_set():
             raise Ended(Status.INTERRUPTED, "stopped while the agent was proposing")
-        # One printable line: it becomes a commit message, a TSV field and a table cell.
+        # One printable line without credentials: it becomes a commit message, a TSV field and a table cell.
         hypothesis = "".join(c for c in " ".join(proposal.hypothesis.split()) if c.isprintable())
+        hypothesis = secrets.current().redact(hypothesis)
         hypothesis = hypothesis or "(no hypothesis given)"
         exp = replace(exp, hypothesis=hypothesis, agent=proposal.agent or exp.agent, info={**exp.info, **proposal.info})
         exp = _with_usage(exp, proposal.usage)
@@ -278,6 +280,10 @@ class Worker:
             raise Ended(Status.NO_CHANGE, "the proposal changed no file")
         task = self.run.task
         exp = replace(exp, files_changed=len(change.paths), change_key=self.worktree.change_key(change))
+        weight = self.worktree.weight(change)
+        if weight > task.config.task.max_diff_mb * (1 << 20):
+            reason = f"the change is too large: {weight / (1 << 20):.1f} MB of changed files > max_diff_mb"
+            raise Ended(Status.REJECTED, reason, experiment=exp)
         for earlier in reversed(standing.snapshot()[2]):
             if earlier.parent == exp.parent and earlier.change_key == exp.change_key:
                 reason = f"the same change as experiment {earlier.id} ({earlier.status.value}) on the same parent"
@@ -330,10 +336,12 @@ class Worker:
         result = measurement.result if measurement else None
         if metric is None and measurement is not None and status in (Status.BASELINE, Status.KEEP, Status.DISCARD):
             metric = measurement.value
+        if measurement is not None and measurement.flags:
+            exp = replace(exp, info={**exp.info, "flags": list(measurement.flags)})
         exp = replace(
             exp,
             status=status,
-            reason=reason,
+            reason=secrets.current().redact(reason),
             metric=metric,
             metrics=measurement.metrics if measurement else {},
             duration_s=round(result.duration_s, 3) if result else None,
@@ -355,11 +363,7 @@ class Worker:
             log.exception("could not record experiment %d as interrupted", exp.id)
 
     def _editable_files(self, commit: str) -> tuple[str, ...]:
-        if commit not in self._editable:
-            tracked = workspace.git("ls-tree", "-r", "-z", "--name-only", commit, cwd=self.run.task.root).split("\0")
-            task = self.run.task
-            self._editable = {commit: tuple(str(task_relative(p, task.rel)) for p in task.editable_files(tracked) if p)}
-        return self._editable[commit]
+        return self.measurer.files(commit)[0]
 
 
 def _with_usage(exp: Experiment, usage: Usage | None) -> Experiment:

@@ -12,10 +12,11 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from overnight import metrics
+from overnight import integrity, metrics
 from overnight.config import Config
 from overnight.records import RunResult, Status
 from overnight.runner import run_command
+from overnight.sandbox import Sandbox
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,8 @@ class Job:
     commit: str = ""  # the commit in task_dir's worktree, for executors that ship it elsewhere
     root: Path | None = None  # the repository holding ``commit``
     task_rel: str = "."  # the task folder within the repository
+    protected: tuple[str, ...] = ()  # files (relative to task_dir) the run must leave as they were
+    sandbox: Sandbox | None = None  # run the commands in it
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,7 @@ class Measurement:
     metrics: dict[str, float] = field(default_factory=dict)
     result: RunResult | None = None  # the run command's own result, when it ran
     setup_done: bool = False
+    flags: tuple[str, ...] = ()  # things a person reviewing the experiment should know
 
 
 def _failed(result: RunResult, what: str, timeout_s: float) -> tuple[Status, str] | None:
@@ -54,6 +58,8 @@ def _failed(result: RunResult, what: str, timeout_s: float) -> tuple[Status, str
         return Status.INTERRUPTED, f"interrupted during the {what}"
     if result.timed_out:
         return Status.TIMEOUT, f"the {what} ran past timeout_s = {timeout_s:g}s and was killed"
+    if result.over_memory:
+        return Status.CRASH, f"the {what} held more than memory_mb and was killed (peak {result.peak_memory_mb:g} MB)"
     if result.exit_code != 0:
         last = next((ln.strip() for ln in reversed(result.output.splitlines()) if ln.strip()), "")
         hint = " (command not found)" if result.exit_code == 127 else ""
@@ -78,6 +84,9 @@ def measure(job: Job, stop: threading.Event | None = None) -> Measurement:
             stop=stop,
             label=f"{label} (experiment {job.experiment_id}, seed {job.seed})",
             token=f"{job.token}:{label}:{job.seed}" if job.token else "",
+            memory_mb=task.memory_mb,
+            max_log_mb=task.max_log_mb,
+            sandbox=job.sandbox,
         )
 
     if job.setup and task.setup:
@@ -92,6 +101,7 @@ def measure(job: Job, stop: threading.Event | None = None) -> Measurement:
             status = failure[0] if failure[0] is Status.INTERRUPTED else Status.GATE_FAILED
             return Measurement(status, failure[1], setup_done=setup_done)
 
+    before = integrity.fingerprint(job.task_dir, job.protected)
     result = run(task.run, "run")
     failure = _failed(result, "run", timeout)
     if failure:
@@ -106,10 +116,15 @@ def measure(job: Job, stop: threading.Event | None = None) -> Measurement:
             return Measurement(no_metric, failure[1], result=result, setup_done=setup_done)
         evaluator_output = evaluated.output
 
+    touched = integrity.changed(before, integrity.fingerprint(job.task_dir, job.protected))
+    if touched:
+        shown = ", ".join(touched[:5]) + (" ..." if len(touched) > 5 else "")
+        reason = f"harness changed: the run changed protected files ({shown}); its metric is discarded"
+        return Measurement(Status.REJECTED, reason, result=result, setup_done=setup_done)
     reading = metrics.read(job.config.metric, result.output, job.task_dir, evaluator_output)
     if reading.value is None:
-        return Measurement(Status.NO_METRIC, reading.reason, None, reading.metrics, result, setup_done)
-    return Measurement(None, "", reading.value, reading.metrics, result, setup_done)
+        return Measurement(Status.NO_METRIC, reading.reason, None, reading.metrics, result, setup_done, reading.flags)
+    return Measurement(None, "", reading.value, reading.metrics, result, setup_done, reading.flags)
 
 
 def holdout(job: Job, stop: threading.Event | None = None) -> tuple[float | None, str]:

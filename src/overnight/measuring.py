@@ -15,12 +15,13 @@ import os
 import threading
 from dataclasses import replace
 
-from overnight import judge
+from overnight import judge, secrets
 from overnight.executors import Executor
 from overnight.judge import Action, Decision
 from overnight.measure import Job, Measurement, holdout
 from overnight.records import Experiment, Measured, Status
 from overnight.run import Run, now_iso
+from overnight.sandbox import Sandbox
 from overnight.slots import Slots
 from overnight.standing import Standing
 from overnight.worktree import Worktree
@@ -46,17 +47,39 @@ class Measurer:
         self.stop = stop
         self.slots = slots or Slots()
         self.needs_setup = True
+        self._files: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {}
+        task = run.task.config.task
+        self.sandbox = Sandbox(writable=(worktree.path,), network=task.network) if task.sandbox == "bwrap" else None
 
-    def _job(self, exp_id: int, log_id: int, seed: int, gate: bool, commit: str = "") -> Job:
+    def files(self, commit: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """(editable, protected) tracked files of the task at ``commit`` (cached: commits never change)."""
+        if commit not in self._files:
+            self._files[commit] = self.run.task.files_at(commit)
+        return self._files[commit]
+
+    def _protected(self, parent: str) -> tuple[str, ...]:
+        """What a run must not change: the parent's protected files (a change may add only editable ones),
+        the files ``[task] protected`` names (data, perhaps untracked), and the worktree's link to git."""
+        task_dir = self.run.task.in_worktree(self.worktree.path)
+        named = {
+            str(path.relative_to(task_dir))
+            for pattern in self.run.task.config.task.protected
+            for path in task_dir.glob(pattern)
+            if path.is_file()
+        }
+        link = os.path.relpath(self.worktree.path / ".git", task_dir)
+        return tuple(sorted({*self.files(parent)[1], *named, link}))
+
+    def _job(self, exp: Experiment, log_id: int, seed: int, gate: bool) -> Job:
         task = self.run.task
         env = {
-            **os.environ,
+            **secrets.environment(keep=task.config.task.pass_env),
             "OVERNIGHT_BUDGET_S": f"{task.config.task.budget_s:g}",
-            "OVERNIGHT_EXPERIMENT_ID": str(exp_id),
+            "OVERNIGHT_EXPERIMENT_ID": str(exp.id),
             "OVERNIGHT_TAG": self.run.tag,
         }
         return Job(
-            experiment_id=exp_id,
+            experiment_id=exp.id,
             task_dir=task.in_worktree(self.worktree.path),
             config=task.config,
             log_path=self.run.paths.log(log_id),
@@ -65,9 +88,11 @@ class Measurer:
             token=f"{self.run.id}:{log_id}",
             gate=gate,
             seed=seed,
-            commit=commit,
-            root=self.run.task.root,
+            commit=exp.commit,
+            root=task.root,
             task_rel=task.rel,
+            protected=self._protected(exp.parent or exp.commit),
+            sandbox=self.sandbox,
         )
 
     def measure(
@@ -79,7 +104,7 @@ class Measurer:
         measurements start again at seed 0.
         """
         seed = standing.next_seed(exp.id, round_no)
-        job = self._job(exp.id, exp.id if log_id is None else log_id, seed, gate=seed == 0, commit=exp.commit)
+        job = self._job(exp, exp.id if log_id is None else log_id, seed, gate=seed == 0)
         with self.slots.hold() as slot_env:
             load_start = os.getloadavg()[0]
             measurement = self.executor.measure(replace(job, env={**job.env, **slot_env}), self.stop)
@@ -161,5 +186,5 @@ class Measurer:
         """The held-out metric of the commit in the worktree, when ``[metric] holdout`` is set."""
         if not self.run.task.config.metric.holdout:
             return None
-        value, _reason = holdout(self._job(exp.id, exp.id, 0, gate=False), self.stop)
+        value, _reason = holdout(self._job(exp, exp.id, 0, gate=False), self.stop)
         return value

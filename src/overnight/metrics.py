@@ -32,6 +32,7 @@ class Reading:
     value: float | None
     metrics: dict[str, float] = field(default_factory=dict)
     reason: str = ""
+    flags: tuple[str, ...] = ()
 
 
 def summary_values(text: str) -> dict[str, float]:
@@ -39,9 +40,12 @@ def summary_values(text: str) -> dict[str, float]:
     return {m.group(1): float(m.group(2)) for m in _SUMMARY.finditer(text)}
 
 
+def _summary_line(name: str) -> re.Pattern[str]:
+    return re.compile(rf"^[ \t]*{re.escape(name)}[ \t]*:[ \t]*({_NUMBER})[ \t]*\r?$", re.MULTILINE | re.IGNORECASE)
+
+
 def _last_summary(text: str, name: str) -> str | None:
-    line = re.compile(rf"^[ \t]*{re.escape(name)}[ \t]*:[ \t]*({_NUMBER})[ \t]*\r?$", re.MULTILINE | re.IGNORECASE)
-    found = line.findall(text)
+    found = _summary_line(name).findall(text)
     return found[-1] if found else None
 
 
@@ -77,13 +81,20 @@ def read(config: MetricSection, output: str, task_dir: Path, evaluator_output: s
         if not found:
             return Reading(None, metrics, f"pattern {config.pattern!r} did not match {where}")
         return _finite(name, found[-1], metrics, where)
-    raw = _last_summary(source, name)
+    # Only the last summary block counts (what follows the last `---` line, when there is one);
+    # a metric printed more than once is flagged for whoever reviews the run.
+    text, marker = "\n" + source, "\n---\n"
+    block = text[text.rindex(marker) + len(marker) :] if marker in text else source
+    count = len(_summary_line(name).findall(source))
+    flags = (f"{name} was printed {count} times; the value of the last summary block counts",) if count > 1 else ()
+    raw = _last_summary(block, name)
     if raw is None:
-        return Reading(None, metrics, f"no '{name}: <number>' line in {where}")
+        part = f"the last summary block (after the last ---) of {where}" if block is not source else where
+        return Reading(None, metrics, f"no '{name}: <number>' line in {part}", flags)
     reading = _finite(name, raw, metrics, where)
     if reading.value is not None:
         metrics[name] = reading.value
-    return reading
+    return Reading(reading.value, reading.metrics, reading.reason, flags)
 
 
 def _read_file(name: str, path: Path, shown: str, metrics: dict[str, float]) -> Reading:

@@ -77,10 +77,11 @@ class RunResult:
     interrupted: bool = False
     output: str = ""  # what the command printed (the part of the log it wrote), possibly cut
     stderr: str = ""  # only when stdout was kept apart: what went to the log
+    over_memory: bool = False  # killed for holding more than memory_mb
 
     @property
     def ok(self) -> bool:
-        return self.exit_code == 0 and not self.timed_out and not self.interrupted
+        return self.exit_code == 0 and not (self.timed_out or self.interrupted or self.over_memory)
 
 
 @dataclass(frozen=True)

@@ -68,6 +68,13 @@ class Task:
         """Repo-relative tracked files the agent may change."""
         return [p for p in tracked if self.rules.allows(task_relative(p, self.rel))]
 
+    def files_at(self, commit: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """(editable, protected) tracked files of the task folder at ``commit``, relative to the task folder."""
+        out = workspace.git("ls-tree", "-r", "-z", "--name-only", commit, cwd=self.root)
+        inside = [t for t in (task_relative(p, self.rel) for p in out.split("\0") if p) if t is not None]
+        editable = tuple(t for t in inside if self.rules.allows(t))
+        return editable, tuple(t for t in inside if not self.rules.allows(t))
+
     def check_files(self) -> None:
         """Every editable glob must name a committed file; warn about protected globs matching nothing."""
         tracked = workspace.tracked_files(self.root)

@@ -19,6 +19,7 @@ A worktree's HEAD is always detached, so nothing done in it moves a branch.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
@@ -275,9 +276,20 @@ class Worktree:
             return "its change is already in"
         return self.commit(change, message, ref).wait()
 
-    def diff(self, change: Change) -> str:
-        """The staged change as a patch (kept for changes that are rejected)."""
-        return git("diff", "--cached", "--no-color", change.parent, cwd=self.path)
+    def weight(self, change: Change) -> int:
+        """Bytes of the changed files as they are now (deleted ones weigh nothing)."""
+        total = 0
+        for path in change.paths:
+            with contextlib.suppress(OSError):
+                total += (self.path / path).lstat().st_size
+        return total
+
+    def diff(self, change: Change, limit: int = 1 << 20) -> str:
+        """The staged change as a patch (kept for changes that are rejected), cut at ``limit`` bytes."""
+        text = git("diff", "--cached", "--no-color", change.parent, cwd=self.path)
+        return (
+            text if len(text) <= limit else text[:limit] + f"\n[... {len(text) - limit} more bytes of diff not kept]\n"
+        )
 
     def commit(self, change: Change, message: str, ref: str) -> Committed:
         """Start committing the staged change on its parent, with ``ref`` pointing at it.

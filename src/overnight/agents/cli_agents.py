@@ -18,9 +18,11 @@ import json
 import re
 import shutil
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
+from overnight import secrets
 from overnight.agents import prices, prompt
 from overnight.agents._base import Agent, Context
 from overnight.config import AgentSection
@@ -85,6 +87,10 @@ class CodingCLI(Agent):
 
     binary = ""
     install_hint = ""
+    credentials: tuple[str, ...] = secrets.PROVIDER_PREFIXES  # environment names the tool needs (prefixes)
+    state: tuple[
+        str, ...
+    ] = ()  # folders and files under the home directory the tool writes (kept writable in a sandbox)
 
     def __init__(self, settings: AgentSection) -> None:
         self.name = self.binary
@@ -107,16 +113,22 @@ class CodingCLI(Agent):
         prompt_file = context.brief_path.with_suffix(".prompt.md")
         prompt_file.parent.mkdir(parents=True, exist_ok=True)
         prompt_file.write_text(brief, encoding="utf-8")
+        sandbox = None
+        if context.sandbox is not None:
+            home = Path.home()
+            sandbox = replace(context.sandbox, writable=(*context.sandbox.writable, *(home / s for s in self.state)))
         result = run_command(
             self.argv(context, str(prompt_file)),
             cwd=context.task_dir,
             log_path=context.log_path,
             timeout_s=self.settings.timeout_s,
+            env=secrets.environment(keep=context.config.task.pass_env, prefixes=self.credentials),
             stop=context.stop,
             label=self.name,
             token=context.token,
             stdin_path=prompt_file,
             stdout_path=context.log_path.with_suffix(".out"),
+            sandbox=sandbox,
         )
         if result.interrupted:
             raise AgentError(f"{self.name} was interrupted")
@@ -165,6 +177,8 @@ class ClaudeCode(CodingCLI):
 
     binary = "claude"
     install_hint = "install Claude Code (npm install -g @anthropic-ai/claude-code) and log in"
+    credentials = ("ANTHROPIC_", "CLAUDE_", "AWS_")
+    state = (".claude", ".claude.json", ".config/claude")
 
     def argv(self, context: Context, prompt_file: str) -> list[str]:
         return [self.binary, "-p", "--output-format", "json", "--permission-mode", "acceptEdits", *self._model()]
@@ -195,6 +209,8 @@ class Codex(CodingCLI):
 
     binary = "codex"
     install_hint = "install the Codex CLI (npm install -g @openai/codex) and log in"
+    credentials = ("CODEX_", "OPENAI_")
+    state = (".codex",)
 
     def argv(self, context: Context, prompt_file: str) -> list[str]:
         return [
@@ -228,6 +244,8 @@ class Gemini(CodingCLI):
 
     binary = "gemini"
     install_hint = "install the Gemini CLI (npm install -g @google/gemini-cli) and set GEMINI_API_KEY"
+    credentials = ("GEMINI_", "GOOGLE_")
+    state = (".gemini",)
 
     def argv(self, context: Context, prompt_file: str) -> list[str]:
         instruction = "Carry out the task described above, editing the files directly."
@@ -255,6 +273,7 @@ class OpenCode(CodingCLI):
 
     binary = "opencode"
     install_hint = "install opencode (npm install -g opencode-ai) and log in to a provider"
+    state = (".local/share/opencode", ".config/opencode", ".cache/opencode")
 
     def argv(self, context: Context, prompt_file: str) -> list[str]:
         return [self.binary, "run", "--format", "json", *self._model("-m"), "Carry out the task described below."]
@@ -299,6 +318,7 @@ class Aider(CodingCLI):
 
     binary = "aider"
     install_hint = "install aider (pip install aider-install && aider-install) and set your provider's API key"
+    state = (".aider",)
 
     def argv(self, context: Context, prompt_file: str) -> list[str]:
         return [

@@ -13,9 +13,9 @@ line. A command that fails or runs past its timeout is reported as an AgentError
 
 from __future__ import annotations
 
-import os
 import re
 
+from overnight import secrets
 from overnight.agents._base import Agent, Context
 from overnight.errors import AgentError, ConfigError
 from overnight.records import Proposal
@@ -50,7 +50,7 @@ class CommandAgent(Agent):
     def propose(self, context: Context) -> Proposal:
         brief = context.write_brief()
         env = {
-            **os.environ,
+            **secrets.environment(keep=context.config.task.pass_env),
             "OVERNIGHT_BRIEF": str(brief),
             "OVERNIGHT_EXPERIMENT_ID": str(context.experiment_id),
             "OVERNIGHT_WORKTREE": str(context.worktree),
@@ -65,6 +65,7 @@ class CommandAgent(Agent):
             stop=context.stop,
             label="agent",
             token=context.token,
+            sandbox=context.sandbox,
         )
         if result.interrupted:
             raise AgentError("the agent command was interrupted")

@@ -1,0 +1,82 @@
+"""Where a command's output goes: a log file that keeps its head and its tail.
+
+A command writes to a pipe; a thread copies it to the log file as it comes, until half
+of the cap is written. After that it keeps only the last half-cap of output in memory
+and, when the command ends, writes a line saying how much was cut, then that tail.
+The log stays readable while the command runs, a run that writes gigabytes cannot
+fill the disk, and the summary lines a run prints at its end are always kept.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from pathlib import Path
+from typing import IO
+
+CHUNK = 1 << 16
+
+
+class Sink:
+    """Copies one stream into a file opened by the caller, within ``cap`` bytes (0: no cap)."""
+
+    def __init__(self, stream: IO[bytes], file: IO[bytes], cap: int) -> None:
+        self._stream, self._file, self._cap = stream, file, cap
+        self._head_left = cap // 2 if cap else -1
+        self._tail: deque[bytes] = deque()
+        self._tail_size = 0
+        self.cut = 0  # bytes dropped from the middle
+        self.error: OSError | None = None  # the file could not be written (a full disk)
+        self._thread = threading.Thread(target=self._pump, daemon=True)
+        self._thread.start()
+
+    def _pump(self) -> None:
+        try:
+            while chunk := self._stream.read1(CHUNK) if hasattr(self._stream, "read1") else self._stream.read(CHUNK):
+                self._take(chunk)
+        except OSError as exc:  # keep draining the pipe so the command is not blocked; remember why
+            self.error = self.error or exc
+            while self._stream.read(CHUNK):
+                pass
+        finally:
+            self._stream.close()
+
+    def _take(self, chunk: bytes) -> None:
+        if self._head_left < 0 or self.error is not None:
+            self._write(chunk)
+            return
+        if self._head_left > 0:
+            head, chunk = chunk[: self._head_left], chunk[self._head_left :]
+            self._head_left -= len(head)
+            self._write(head)
+        if chunk:
+            self._tail.append(chunk)
+            self._tail_size += len(chunk)
+            while self._tail_size - len(self._tail[0]) >= self._cap // 2:
+                dropped = self._tail.popleft()
+                self._tail_size -= len(dropped)
+                self.cut += len(dropped)
+
+    def _write(self, data: bytes) -> None:
+        if self.error is not None:
+            return
+        try:
+            self._file.write(data)
+            self._file.flush()
+        except OSError as exc:
+            self.error = exc
+
+    def finish(self, timeout: float = 10.0) -> None:
+        """Wait for the stream's end; write the tail (and how much was cut) if there is one."""
+        self._thread.join(timeout)
+        if self._tail:
+            if self.cut:
+                note = f"\n### overnight: {self.cut} bytes of output cut here (the log keeps max_log_mb)\n"
+                self._write(note.encode())
+            self._write(b"".join(self._tail))
+            self._tail.clear()
+
+
+def open_log(path: Path) -> IO[bytes]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return open(path, "ab")

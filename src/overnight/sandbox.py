@@ -1,0 +1,48 @@
+"""Running commands under bubblewrap (``[task] sandbox = "bwrap"``).
+
+What it does: the command sees the host's file system read-only; only the worktree
+(and, for coding-CLI agents, their own state folders) and a private, empty /tmp are
+writable; it gets its own process namespace and dies with the harness; with
+``network = false`` (the default) experiments have no network but loopback. Agents keep
+the network: they talk to their models.
+
+What it does not do: it is not a security boundary against a determined attacker
+(bubblewrap shares the kernel; the worktree's `.git` file and the repository's objects
+stay readable, and so does everything else on the machine that your user can read,
+including files holding secrets outside the environment). It does not limit CPU, GPU
+or memory (see ``memory_mb``), and it does not exist on macOS.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from overnight.errors import ConfigError
+
+
+def require() -> None:
+    if shutil.which("bwrap") is None:
+        raise ConfigError(
+            '[task] sandbox = "bwrap" needs bubblewrap: install it (apt-get install bubblewrap, '
+            "dnf install bubblewrap, pacman -S bubblewrap) or remove the setting"
+        )
+
+
+@dataclass(frozen=True)
+class Sandbox:
+    writable: tuple[Path, ...]
+    network: bool = False
+
+    def wrap(self, command: str | Sequence[str], cwd: Path) -> list[str]:
+        """The argument list that runs ``command`` inside the sandbox, in ``cwd``."""
+        argv = ["bwrap", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp"]
+        for path in self.writable:
+            if path.exists():
+                argv += ["--bind", str(path), str(path)]
+        if not self.network:
+            argv.append("--unshare-net")
+        argv += ["--unshare-pid", "--die-with-parent", "--chdir", str(cwd), "--"]
+        return argv + (["sh", "-c", command] if isinstance(command, str) else list(command))
