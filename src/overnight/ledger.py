@@ -21,6 +21,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from overnight import faults
 from overnight.errors import RunStateError
 from overnight.records import Experiment, Measured, Status
 
@@ -162,6 +163,7 @@ class Ledger:
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 yield self._db
+                faults.point("ledger")
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise

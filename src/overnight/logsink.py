@@ -12,7 +12,7 @@ from __future__ import annotations
 import threading
 from collections import deque
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 CHUNK = 1 << 16
 
@@ -77,6 +77,7 @@ class Sink:
             self._tail.clear()
 
 
-def open_log(path: Path) -> IO[bytes]:
+def open_log(path: Path) -> Any:
     path.parent.mkdir(parents=True, exist_ok=True)
-    return open(path, "ab")
+    # Unbuffered: a write that fails (a full disk) fails at once, and nothing is left to fail again at close.
+    return open(path, "ab", buffering=0)

@@ -21,7 +21,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import replace
 
-from overnight import judge, secrets, workspace
+from overnight import faults, judge, secrets, workspace
 from overnight.agents import Agent, Context
 from overnight.errors import AgentError, AgentUnavailable, GitError, OvernightError, RunStateError
 from overnight.executors import Executor
@@ -30,7 +30,6 @@ from overnight.measure import Measurement
 from overnight.measuring import Failed, Measurer
 from overnight.records import Experiment, Status, Usage
 from overnight.run import Run, now_iso
-from overnight.sandbox import Sandbox
 from overnight.slots import Slots
 from overnight.standing import Standing
 from overnight.workspace import task_relative
@@ -127,11 +126,14 @@ class Worker:
         try:
             self.worktree.checkout(best.commit)  # 2
             exp = self._ask(exp, standing)  # 3
+            faults.point("proposed")
             exp, change = self._inspect(exp, standing)  # 4
             committing = self._commit(exp, change)  # 5, written while the experiment runs...
             if self.executor.ships_commits:  # ...unless the experiment runs elsewhere and needs it
                 exp = self._committed(exp, committing)
+            faults.point("committed")
             first = self.measurer.measure(exp, standing, "candidate")  # 6
+            faults.point("measured")
             exp = self._committed(exp, committing)
             if first.status is not None:
                 raise Ended(first.status, first.reason, first)
@@ -168,6 +170,7 @@ class Worker:
                 assert current is not None
                 if current.id == best.id:
                     exp = self._finish(exp, status, reason, last, standing, mean)  # 9, recorded before the branch moves
+                    faults.point("kept")
                     return self._advance(exp)  # 8
             round_no += 1
             exp, first = self._rebase(exp, current, standing, round_no)
@@ -241,7 +244,7 @@ class Worker:
             brief_path=self.run.paths.brief(exp.id),
             stop=self.stop,
             token=f"{self.run.id}:{exp.id}:agent",
-            sandbox=Sandbox((self.worktree.path,), network=True) if self.measurer.sandbox else None,
+            sandbox=replace(self.measurer.sandbox, network=True) if self.measurer.sandbox else None,
         )
         try:
             proposal = self.agent.propose(context)

@@ -49,7 +49,11 @@ class Measurer:
         self.needs_setup = True
         self._files: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {}
         task = run.task.config.task
-        self.sandbox = Sandbox(writable=(worktree.path,), network=task.network) if task.sandbox == "bwrap" else None
+        self.sandbox = (
+            Sandbox(writable=(worktree.path,), network=task.network, visible=(run.task.root,))
+            if task.sandbox == "bwrap"
+            else None
+        )
 
     def files(self, commit: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
         """(editable, protected) tracked files of the task at ``commit`` (cached: commits never change)."""

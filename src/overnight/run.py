@@ -178,6 +178,10 @@ class Run:
         tag = check_tag(tag) if tag else new_tag(task)
         workspace.check_branch_name(task.root, BRANCH_PREFIX + tag)
         paths = paths_for(task.root, tag)
+        if paths.ledger.exists() and not _created(paths):
+            # A controller died while creating this run: nothing was recorded and no branch made yet.
+            for leftover in paths.dir.glob("ledger.db*"):
+                leftover.unlink()
         if paths.ledger.exists():
             return cls._resume(task, tag, paths, force)
         return cls._create(task, tag, paths)
@@ -297,3 +301,12 @@ class Run:
     def close(self) -> None:
         self.ledger.close()
         self.lock.release()
+
+
+def _created(paths: RunPaths) -> bool:
+    """Did the run's creation finish (its facts recorded)? Checked under the run's lock."""
+    lock = RunLock(paths.lock)
+    if lock.held_by_other():
+        return True  # someone is creating or running it: leave it to them
+    with Ledger(paths.ledger) as ledger:
+        return ledger.get_meta("run_id") is not None

@@ -76,10 +76,13 @@ def run_command(
     with contextlib.ExitStack() as files:
         log = files.enter_context(open_log(log_path))
         if label:
-            log.write(f"### overnight: {label}: {shown[:2000]}\n".encode())
-            log.flush()
+            try:
+                log.write(f"### overnight: {label}: {shown[:2000]}\n".encode())
+                log.flush()
+            except OSError as exc:  # a full disk, a file size limit
+                raise OSError(exc.errno, f"could not write the log {log_path}: {exc.strerror}") from None
         start_offset = log.tell()
-        out = files.enter_context(open(stdout_path, "wb")) if stdout_path else None
+        out = files.enter_context(open(stdout_path, "wb", buffering=0)) if stdout_path else None
         stdin = files.enter_context(open(stdin_path, "rb")) if stdin_path else subprocess.DEVNULL
         started = time.monotonic()
         proc = subprocess.Popen(

@@ -2,7 +2,7 @@
 
 What it does: the command sees the host's file system read-only; only the worktree
 (and, for coding-CLI agents, their own state folders) and a private, empty /tmp are
-writable; it gets its own process namespace and dies with the harness; with
+writable (the host's /tmp is hidden, except the task's repository when it lives there); it gets its own process namespace and dies with the harness; with
 ``network = false`` (the default) experiments have no network but loopback. Agents keep
 the network: they talk to their models.
 
@@ -33,12 +33,18 @@ def require() -> None:
 
 @dataclass(frozen=True)
 class Sandbox:
-    writable: tuple[Path, ...]
+    writable: tuple[Path, ...]  # bound read-write, in this order (a folder before the folders inside it)
     network: bool = False
+    # Host folders shown read-only even where the private /tmp would hide them: the task's
+    # repository, when it lives under /tmp, must stay readable (its objects, the agent's brief).
+    visible: tuple[Path, ...] = ()
 
     def wrap(self, command: str | Sequence[str], cwd: Path) -> list[str]:
         """The argument list that runs ``command`` inside the sandbox, in ``cwd``."""
         argv = ["bwrap", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp"]
+        for path in self.visible:
+            if path.exists():
+                argv += ["--ro-bind", str(path), str(path)]
         for path in self.writable:
             if path.exists():
                 argv += ["--bind", str(path), str(path)]

@@ -100,12 +100,13 @@ class GitStream:
 
     def __init__(self, *args: str, cwd: Path) -> None:
         self._args, self._cwd = args, cwd
+        self.env: dict[str, str] | None = None  # extra environment for the processes started from now on
         self._proc: subprocess.Popen[str] | None = None
         self._error = ""
 
     def ask(self, request: str, lines: int) -> list[str]:
         if self._proc is None or self._proc.poll() is not None:
-            self._proc = _start(self._args, self._cwd, None, None, keep_stdin=True)
+            self._proc = _start(self._args, self._cwd, None, self.env, keep_stdin=True)
         proc = self._proc
         assert proc.stdin is not None and proc.stdout is not None
         try:

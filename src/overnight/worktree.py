@@ -21,8 +21,10 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 import os
 import re
+import shutil
 import threading
 import time
 from collections.abc import Callable
@@ -31,6 +33,8 @@ from pathlib import Path
 
 from overnight.errors import GitError
 from overnight.workspace import GitStream, Pending, git, git_ok
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -83,8 +87,11 @@ class Committed:
 
     def _write(self) -> None:
         wt, parent = self._tree, self._change.parent
-        tree = git("write-tree", cwd=wt.path).strip()
-        stats = Pending("diff-tree", "-r", "--numstat", "--no-renames", "-z", parent, tree, cwd=wt.path)
+        # The experiment is running meanwhile and may damage the worktree's `.git` file: name
+        # the repository explicitly, never through that file.
+        env = wt.git_env()
+        tree = git("write-tree", cwd=wt.path, env=env).strip()
+        stats = Pending("diff-tree", "-r", "--numstat", "--no-renames", "-z", parent, tree, cwd=wt.path, env=env)
         # A commit object is a short text: write it with the long-lived hash-object, no new process.
         stamp = f"overnight <overnight@localhost> {int(time.time())} +0000"
         text = f"tree {tree}\nparent {parent}\nauthor {stamp}\ncommitter {stamp}\n\n{self._message}"
@@ -114,6 +121,7 @@ class Worktree:
         self._mark: tuple[tuple[int, int, int], str] | None = None  # index stat and HEAD after checkout
         self._reset: _Background | None = None
         self._committing: Committed | None = None
+        self._link: str | None = None  # the `.git` file's text, to restore if a run changes it
         # Long-lived git processes that write commits and refs without a new process each time.
         self.objects = GitStream("hash-object", "-w", "-t", "commit", "--stdin-paths", cwd=path)
         self.refs = GitStream("update-ref", "--stdin", cwd=path)
@@ -144,9 +152,30 @@ class Worktree:
 
     # -- putting it at a commit ---------------------------------------------------------------
 
+    def _repair(self) -> None:
+        """Undo a run's damage to the worktree's link to the repository (its `.git` file)."""
+        link = self.path / ".git"
+        if self._link is None:
+            self._link = link.read_text(encoding="utf-8") if link.is_file() else None
+            self.objects.env = self.refs.env = self.git_env()
+            return
+        try:
+            intact = link.is_file() and not link.is_symlink() and link.read_text(encoding="utf-8") == self._link
+        except OSError:
+            intact = False
+        if not intact:
+            log.warning("%s: the worktree's .git was changed by a command; restored", self.path)
+            if link.is_dir() and not link.is_symlink():
+                shutil.rmtree(link)
+            else:
+                link.unlink(missing_ok=True)
+            link.write_text(self._link, encoding="utf-8")
+            self._exact = None
+
     def checkout(self, commit: str) -> None:
         """Put the worktree exactly at ``commit``: detached, no local changes, no untracked files."""
         self._join()
+        self._repair()
         if self._exact != commit:
             self._reset_to(commit, clean=True)
         self._mark = (self._index_stat(), self._head())
@@ -169,6 +198,7 @@ class Worktree:
         self._reset = _Background(lambda: self._reset_to(next_commit, clean))
 
     def _reset_to(self, commit: str, clean: bool) -> None:
+        self._repair()
         self._exact = None
         # Untracked files first (with the old index), then the checkout undoes staged and committed files.
         if clean:
@@ -216,8 +246,13 @@ class Worktree:
         return (st.st_ino, st.st_mtime_ns, st.st_size)
 
     def gitdir(self) -> Path:
-        text = (self.path / ".git").read_text(encoding="utf-8")
+        """The worktree's folder inside the repository, from its `.git` file as git wrote it."""
+        text = self._link if self._link is not None else (self.path / ".git").read_text(encoding="utf-8")
         return self.path / text.split(":", 1)[1].strip()
+
+    def git_env(self) -> dict[str, str]:
+        """Environment that points git at this worktree without reading its `.git` file."""
+        return {"GIT_DIR": str(self.gitdir()), "GIT_WORK_TREE": str(self.path)}
 
     def _head(self) -> str:
         """The worktree's HEAD commit when detached, read from its file (no git process)."""
@@ -228,6 +263,7 @@ class Worktree:
 
     def stage(self, parent: str) -> Change:
         """Stage everything and name the files that differ from ``parent``."""
+        self._repair()  # an agent that rewrote `.git` must not send our git commands elsewhere
         self._exact = None  # the agent may have changed anything
         fast = self._mark == (self._index_stat(), parent)
         paths: list[str] | None = None

@@ -1,0 +1,106 @@
+"""The command line's grammar: every subcommand and flag of `overnight`, with its help.
+
+cli.py holds what each subcommand does; this module only says what it accepts.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from overnight import __version__, dashboard, demo
+
+
+def parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="overnight", description="Run the autonomous research loop on a git repository."
+    )
+    parser.add_argument("--version", action="version", version=f"overnight {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log what the harness does")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("init", help="write overnight.toml and program.md for a task")
+    p.add_argument("dir", nargs="?", default=".", type=Path, help="the task folder (default: .)")
+    p.add_argument("--run", help="the experiment command, e.g. 'python train.py'")
+    p.add_argument("--editable", action="append", help="a glob the agent may change (repeat, or comma-separate)")
+    p.add_argument("--metric", help="the metric's name, as the run prints it ('name: value')")
+    p.add_argument("--goal", choices=["min", "max"], help="whether lower or higher is better")
+
+    p = sub.add_parser("run", help="run experiments until a stop condition")
+    p.add_argument("dir", nargs="?", default=".", type=Path, help="the task folder (default: .)")
+    p.add_argument("--tag", help="the run's name; an existing tag is resumed (default: a new tag from the time)")
+    p.add_argument("--agent", help="who proposes changes (default: [agent] kind)")
+    p.add_argument("--agent-command", help="for --agent command: the command that edits the files")
+    p.add_argument("--agent-timeout", type=float, help="seconds one proposal may take (default: [agent] timeout_s)")
+    p.add_argument("--model", help="the model for LLM and coding-CLI agents (default: [agent] model)")
+    p.add_argument("--base-url", help="an OpenAI- or Anthropic-compatible server (default: [agent] base_url)")
+    p.add_argument("--agent-retries", type=int, help="times a reply whose edits do not apply is sent back")
+    p.add_argument("--max-cost-usd", type=float, help="stop when the agents have spent this much (USD)")
+    p.add_argument("--max-tokens", type=int, help="stop when the agents have used this many tokens")
+    p.add_argument(
+        "--give-up-after",
+        type=int,
+        default=10,
+        help="stop after N experiments in a row without a measurement (0: never)",
+    )
+    p.add_argument("--max-experiments", type=int, help="stop after this many experiments (the baseline not counted)")
+    p.add_argument("--max-time", help="stop starting experiments after this long, e.g. 8h, 30m")
+    p.add_argument("--force", action="store_true", help="resume a tag even though overnight.toml changed")
+    p.add_argument("--workers", type=int, default=1, help="agents proposing at once, each in its own worktree")
+    p.add_argument("--slots", type=int, help="experiments running at once (default: --workers; 1 if exclusive)")
+    p.add_argument("--gpus", help="GPU ids, one experiment per GPU, e.g. 0,1,2,3 (sets CUDA_VISIBLE_DEVICES)")
+    p.add_argument("--executor", default="local", help="where experiments run: local or ray")
+    p.add_argument("--ray-address", help="for --executor ray: auto, ray://host:10001, ... (default: a local Ray)")
+
+    p = sub.add_parser("demo", help="copy an example task into a new git repository and run it")
+    p.add_argument(
+        "dir", nargs="?", default="overnight-demo", type=Path, help="a new or empty folder (default: ./overnight-demo)"
+    )
+    p.add_argument("--example", default="tinylm", choices=demo.EXAMPLES, help="which example (default: tinylm)")
+    p.add_argument("--max-experiments", type=int, default=12, help="experiments after the baseline (default: 12)")
+    p.add_argument("--budget", type=float, help="seconds per experiment (default: 20 for tinylm, else the example's)")
+    p.add_argument("--agent", help="who proposes changes (default: the example's; render needs an LLM or coding CLI)")
+    p.add_argument("--model", help="the model for LLM and coding-CLI agents")
+
+    p = sub.add_parser("noise", help="measure the unchanged best several times: the metric's run-to-run spread")
+    p.add_argument("dir", nargs="?", default=".", type=Path, help="the task folder (default: .)")
+    p.add_argument("--tag", help="the run (default: a new one, whose baseline these runs measure)")
+    p.add_argument("--runs", type=int, default=5, help="how many measurements (default: 5)")
+
+    for name, text in (("status", "summarize a run"), ("log", "list a run's experiments")):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("dir", nargs="?", default=".", type=Path, help="the task folder (default: .)")
+        p.add_argument("--tag", help="the run (default: the most recent run of the task)")
+        if name == "log":
+            p.add_argument("--format", choices=["table", "tsv", "json"], default="table")
+
+    p = sub.add_parser("report", help="write the progress plot and report.md of a run")
+    p.add_argument("dir", nargs="?", default=".", type=Path, help="the task folder (default: .)")
+    p.add_argument("--tag", help="the run (default: the most recent run of the task)")
+    p.add_argument("--out", type=Path, help="the folder to write to (default: .overnight/<tag>/report)")
+
+    p = sub.add_parser("finalize", help="the kept changes as a clean branch overnight/<tag>-final")
+    p.add_argument("dir", nargs="?", default=".", type=Path, help="the task folder (default: .)")
+    p.add_argument("--tag", help="the run (default: the most recent run of the task)")
+    p.add_argument("--squash", action="store_true", help="one commit for all the kept changes")
+    p.add_argument("--force", action="store_true", help="write the branch again when it exists")
+
+    p = sub.add_parser("export", help="copy a run into another tool")
+    targets = p.add_subparsers(dest="target", required=True, metavar="TARGET")
+    q = targets.add_parser("mlflow", help="one MLflow run per experiment (pip install 'overnight[mlflow]')")
+    q.add_argument("dir", nargs="?", default=".", type=Path, help="the task folder (default: .)")
+    q.add_argument("--tag", help="the run (default: the most recent run of the task)")
+    q.add_argument("--tracking-uri", help="where to (default: sqlite:///<repo>/.overnight/<tag>/mlflow.db)")
+    q.add_argument("--experiment-name", help="the MLflow experiment (default: overnight/<repo>[/<task>]/<tag>)")
+
+    p = sub.add_parser("show", help="one experiment: hypothesis, status, metrics, diff, log")
+    p.add_argument("id", type=int, help="the experiment's id")
+    p.add_argument("dir", nargs="?", default=".", type=Path, help="the task folder (default: .)")
+    p.add_argument("--tag", help="the run (default: the most recent run of the task)")
+
+    p = sub.add_parser("dashboard", help="a live, read-only web page of a run: chart, experiments, diffs, logs")
+    p.add_argument("dir", nargs="?", default=".", type=Path, help="the task folder (default: .)")
+    p.add_argument("--tag", help="the run (default: the most recent run of the task, followed as new runs start)")
+    p.add_argument("--host", default=dashboard.DEFAULT_HOST, help="the address to listen on (default: 127.0.0.1)")
+    p.add_argument("--port", type=int, default=dashboard.DEFAULT_PORT, help="the port (default: 8765; 0: a free one)")
+    return parser

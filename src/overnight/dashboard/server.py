@@ -1,0 +1,348 @@
+"""The dashboard's HTTP server: the standard library's ThreadingHTTPServer, read-only.
+
+Routes (GET and HEAD; any other method is answered 405)::
+
+    /                       the page (static/index.html, with app.js and style.css)
+    /api/run                the run's summary: tag, metric, goal, baseline, best, counts, spend
+    /api/experiments        every experiment (Experiment.to_json(), plus its delta)
+    /api/experiments/<id>   one experiment with its diff, measurements and log tails
+
+Every API request reads the run anew through :func:`overnight.views.load_view`, so the
+page follows a run while its controller writes the ledger (WAL mode: readers never
+block the writer). Without a tag, the most recent run of the task is looked up on
+every request, so a run started after the dashboard shows up by itself. Nothing is
+written: not the ledger, not git, not the logs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import json
+import logging
+import math
+import os
+import re
+import socket
+import sys
+from collections import Counter
+from collections.abc import Callable
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from importlib import resources
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from overnight import __version__, views, workspace
+from overnight.errors import OvernightError, RunStateError
+from overnight.records import Experiment, Status
+from overnight.run import check_tag
+
+log = logging.getLogger(__name__)
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8765
+TAIL_LINES = 200  # lines of each log an experiment's detail carries
+TAIL_BYTES = 1 << 20  # read at most this much of the end of a log to find them
+MAX_DIFF_CHARS = 500_000  # a diff longer than this is cut (and says so)
+
+# The page's files: URL path → (file in static/, content type). Nothing else is served from disk.
+STATIC: dict[str, tuple[str, str]] = {
+    "/": ("index.html", "text/html; charset=utf-8"),
+    "/index.html": ("index.html", "text/html; charset=utf-8"),
+    "/app.js": ("app.js", "text/javascript; charset=utf-8"),
+    "/style.css": ("style.css", "text/css; charset=utf-8"),
+}
+_PACKAGE = "overnight.dashboard"
+_EXPERIMENT = re.compile(r"^/api/experiments/(\d{1,18})$")
+_CSP = "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; frame-ancestors 'none'"
+
+
+# -- the JSON the API answers ---------------------------------------------------------------
+
+
+def _clean(value: Any) -> Any:
+    """``value`` with NaN and infinities made null: JSON has no such numbers."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {str(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_clean(v) for v in value]
+    return value
+
+
+def _point(exp: Experiment | None) -> dict[str, Any] | None:
+    if exp is None:
+        return None
+    return {"id": exp.id, "metric": exp.metric, "hypothesis": exp.hypothesis, "runs": exp.runs, "holdout": exp.holdout}
+
+
+def run_summary(view: views.RunView) -> dict[str, Any]:
+    """What ``GET /api/run`` answers."""
+    exps = view.experiments
+    costs = [e.cost_usd for e in exps if e.cost_usd is not None]
+    tokens_in = sum(e.tokens_in or 0 for e in exps)
+    tokens_out = sum(e.tokens_out or 0 for e in exps)
+    summary: dict[str, Any] = _clean(
+        {
+            "tag": view.tag,
+            "task": view.meta.get("task", ""),
+            "branch": workspace.BRANCH_PREFIX + view.tag,
+            "created_at": view.meta.get("created_at", ""),
+            "start_commit": view.meta.get("start_commit", ""),
+            "metric": view.metric,
+            "goal": view.goal.value,
+            "running": view.running,
+            "baseline": _point(view.baseline),
+            "best": _point(view.best),
+            "experiments": len(exps),
+            "counts": dict(Counter(e.status.value for e in exps)),
+            "last": exps[-1].id if exps else None,
+            "tokens_in": tokens_in,
+            "tokens_out": tokens_out,
+            "tokens": tokens_in + tokens_out,
+            "cost_usd": sum(costs) if costs else None,
+        }
+    )
+    return summary
+
+
+def _references(view: views.RunView) -> dict[str, float | None]:
+    """commit → metric of every best (baseline and keeps): what later experiments were proposed on."""
+    refs: dict[str, float | None] = {}
+    for e in view.experiments:
+        if e.status in (Status.BASELINE, Status.KEEP) and e.commit and e.commit not in refs:
+            refs[e.commit] = e.metric
+    return refs
+
+
+def _row(exp: Experiment, refs: dict[str, float | None]) -> dict[str, Any]:
+    """``exp.to_json()`` plus the metric of the best it was proposed on, and the change from it."""
+    reference = refs.get(exp.parent) if exp.status is not Status.BASELINE else None
+    delta = exp.metric - reference if exp.metric is not None and reference is not None else None
+    return {**exp.to_json(), "parent_metric": reference, "delta": delta}
+
+
+def experiment_rows(view: views.RunView) -> list[dict[str, Any]]:
+    """What ``GET /api/experiments`` answers."""
+    refs = _references(view)
+    rows: list[dict[str, Any]] = _clean([_row(e, refs) for e in view.experiments])
+    return rows
+
+
+def tail(path: Path, lines: int = TAIL_LINES, max_bytes: int = TAIL_BYTES) -> dict[str, Any]:
+    """The last ``lines`` lines of a log (read from its end, however long it is)."""
+    if not path.is_file():
+        return {"path": str(path), "exists": False, "size": 0, "lines": 0, "truncated": False, "text": ""}
+    with open(path, "rb") as fh:
+        size = fh.seek(0, os.SEEK_END)
+        start = max(0, size - max_bytes)
+        fh.seek(start)
+        data = fh.read(max_bytes)
+    text = data.decode("utf-8", errors="replace").splitlines()
+    if start > 0 and text:
+        text = text[1:]  # the first line was cut
+    kept = text[-lines:] if lines > 0 else []
+    return {
+        "path": str(path),
+        "exists": True,
+        "size": size,
+        "lines": len(kept),
+        "truncated": start > 0 or len(text) > len(kept),
+        "text": "\n".join(kept),
+    }
+
+
+def _diff(view: views.RunView, exp: Experiment) -> tuple[str, str, str]:
+    """(diff, where it came from: "commit" | "saved" | "", an error) for ``exp``, as `overnight show` finds it."""
+    if exp.commit and exp.parent and exp.commit != exp.parent:
+        try:
+            return workspace.diff_text(view.root, exp.parent, exp.commit), "commit", ""
+        except OvernightError as err:  # a commit that is gone (the run's refs deleted by hand)
+            return "", "commit", str(err)
+    saved = view.paths.diff(exp.id)
+    if saved.is_file():
+        return saved.read_text(encoding="utf-8", errors="replace"), "saved", ""
+    return "", "", ""
+
+
+def experiment_detail(view: views.RunView, experiment_id: int) -> dict[str, Any]:
+    """What ``GET /api/experiments/<id>`` answers; RunStateError when the run has no such experiment."""
+    exp = view.get(experiment_id)
+    diff, source, error = _diff(view, exp)
+    cut = len(diff) > MAX_DIFF_CHARS
+    detail: dict[str, Any] = _clean(
+        {
+            **_row(exp, _references(view)),
+            "diff": diff[:MAX_DIFF_CHARS] if cut else diff,
+            "diff_source": source,
+            "diff_truncated": cut,
+            "diff_error": error,
+            "measurements": [dataclasses.asdict(m) for m in view.measurements.get(exp.id, [])],
+            "logs": {
+                "experiment": tail(view.paths.log(exp.id)),
+                "agent": tail(view.paths.log(exp.id, "agent")),
+            },
+        }
+    )
+    return detail
+
+
+# -- the server -------------------------------------------------------------------------------
+
+
+def _is_loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _host_of(header: str) -> str:
+    """The host name of a Host header (without its port)."""
+    header = header.strip()
+    if header.startswith("["):
+        return header[: header.find("]") + 1] if "]" in header else header
+    return header.rsplit(":", 1)[0] if header.count(":") == 1 else header
+
+
+class DashboardServer(ThreadingHTTPServer):
+    """Serves the dashboard of the runs of the task in ``directory`` (one run, with ``tag``)."""
+
+    daemon_threads = True
+
+    def __init__(self, directory: Path, tag: str | None, host: str, port: int) -> None:
+        views.locate(directory)  # a missing folder or one outside git fails now, not on every request
+        self.directory = directory
+        self.tag = check_tag(tag) if tag else None
+        # A page bound to this machine answers only to its own names: no DNS rebinding from a web page.
+        self.local_only = _is_loopback(host)
+        if ":" in host:
+            self.address_family = socket.AF_INET6
+        super().__init__((host.strip("[]"), port), _Handler)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if isinstance(sys.exc_info()[1], ConnectionError):  # the browser went away mid-answer
+            return
+        super().handle_error(request, client_address)
+
+    @property
+    def url(self) -> str:
+        host, port = str(self.server_address[0]), int(self.server_address[1])
+        return f"http://[{host}]:{port}/" if ":" in host else f"http://{host}:{port}/"
+
+    def view(self) -> views.RunView:
+        return views.load_view(self.directory, self.tag)
+
+
+def serve(
+    directory: Path, tag: str | None = None, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT
+) -> DashboardServer:
+    """Bind the dashboard of ``directory``'s runs (``tag``; the most recent run when None) to ``host:port``.
+
+    The server is bound and listening but answers nothing until :func:`run_forever` (or
+    ``server.serve_forever()``, e.g. in a thread) runs; ``port=0`` takes a free port, which
+    ``server.url`` names. Raises ConfigError or GitError for a folder that is no task, and
+    OSError when the port is taken.
+    """
+    return DashboardServer(directory, tag, host, port)
+
+
+def run_forever(server: DashboardServer) -> None:
+    """Answer requests until Ctrl-C (or ``server.shutdown()`` from another thread), then close the socket."""
+    try:
+        server.serve_forever(poll_interval=0.25)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: DashboardServer
+    server_version = f"overnight-dashboard/{__version__}"
+
+    def do_GET(self) -> None:
+        self._answer(head=False)
+
+    def do_HEAD(self) -> None:
+        self._answer(head=True)
+
+    def __getattr__(self, name: str) -> Callable[[], None]:
+        # Every other method (POST, PUT, DELETE, ...): the base class looks for do_<METHOD>.
+        if name.startswith("do_"):
+            return self._not_allowed
+        raise AttributeError(name)
+
+    def _not_allowed(self) -> None:
+        message = {"error": f"{self.command} is not allowed: the dashboard is read-only"}
+        self._send(HTTPStatus.METHOD_NOT_ALLOWED, _json(message), "application/json", False, {"Allow": "GET, HEAD"})
+
+    def log_message(self, format: str, *args: Any) -> None:
+        log.debug("%s %s", self.address_string(), format % args)
+
+    def _answer(self, head: bool) -> None:
+        path = urlsplit(self.path).path
+        if self.server.local_only and not _is_loopback(_host_of(self.headers.get("Host", "localhost"))):
+            self._error(HTTPStatus.FORBIDDEN, "this dashboard answers only to localhost", head)
+            return
+        if path in STATIC:
+            name, content_type = STATIC[path]
+            body = resources.files(_PACKAGE).joinpath("static", name).read_bytes()
+            self._send(HTTPStatus.OK, body, content_type, head)
+            return
+        route = self._route(path)
+        if route is None:
+            self._error(HTTPStatus.NOT_FOUND, f"no such page: {path}", head)
+            return
+        try:
+            payload = route(self.server.view())
+        except RunStateError as err:  # no run yet, or no such experiment
+            self._error(HTTPStatus.NOT_FOUND, str(err), head)
+            return
+        except OvernightError as err:
+            self._error(HTTPStatus.INTERNAL_SERVER_ERROR, str(err), head)
+            return
+        except Exception as err:  # one bad request must not take the page down
+            log.exception("dashboard: %s failed", path)
+            self._error(HTTPStatus.INTERNAL_SERVER_ERROR, f"{type(err).__name__}: {err}", head)
+            return
+        self._send(HTTPStatus.OK, _json(payload), "application/json", head)
+
+    @staticmethod
+    def _route(path: str) -> Callable[[views.RunView], Any] | None:
+        if path == "/api/run":
+            return run_summary
+        if path == "/api/experiments":
+            return experiment_rows
+        match = _EXPERIMENT.match(path)
+        if match:
+            experiment_id = int(match.group(1))
+            return lambda view: experiment_detail(view, experiment_id)
+        return None
+
+    def _error(self, status: HTTPStatus, message: str, head: bool) -> None:
+        self._send(status, _json({"error": message}), "application/json", head)
+
+    def _send(
+        self, status: HTTPStatus, body: bytes, content_type: str, head: bool, extra: dict[str, str] | None = None
+    ) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Cache-Control", "no-store")
+        self.send_header("X-Content-Type-Options", "nosniff")
+        self.send_header("Content-Security-Policy", _CSP)
+        for key, value in (extra or {}).items():
+            self.send_header(key, value)
+        self.end_headers()
+        if not head:
+            self.wfile.write(body)
+
+
+def _json(payload: Any) -> bytes:
+    return json.dumps(payload, allow_nan=False, ensure_ascii=False).encode("utf-8")

@@ -1,0 +1,159 @@
+"""`[task] sandbox = "bwrap"`: experiments and agent commands under bubblewrap.
+
+Real bubblewrap, real runs. The probe writes outside the worktree into /var/tmp (a host
+folder the sandbox's private /tmp does not hide, so a refusal there is the read-only
+bind at work, not a missing folder) and connects to a TCP server of this test on the
+host's loopback.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import tempfile
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from conftest import Repo, ledger_rows, task_config
+from test_faults import run
+
+pytestmark = pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap is not installed")
+
+PROBE = """\
+import os, socket, sys
+X = 10
+
+def attempt(name, action):
+    try:
+        action()
+        print(name + ": allowed")
+    except OSError as err:
+        print(name + ": denied (" + (err.strerror or type(err).__name__) + ")")
+
+def write(path):
+    with open(path, "w") as f:
+        f.write("written from an experiment")
+
+def connect():
+    with socket.create_connection(("127.0.0.1", int(os.environ["PROBE_PORT"])), timeout=3) as s:
+        s.recv(1)
+
+attempt("outside", lambda: write(os.path.join(os.environ["PROBE_OUTSIDE"], "from-experiment.txt")))
+attempt("worktree", lambda: write("scratch.txt"))
+attempt("tmp", lambda: write("/tmp/" + os.environ["PROBE_NAME"]))
+attempt("network", connect)
+print("---")
+print("score:", (X - 3) ** 2 + 1)
+"""
+
+
+@pytest.fixture
+def outside() -> Iterator[Path]:
+    path = Path(tempfile.mkdtemp(prefix="overnight-sandbox-", dir="/var/tmp"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def plan(outside: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[[dict[str, list[list[object]]]], Path]:
+    """The fake agent's plan, outside /tmp: a sandboxed agent does not see the host's /tmp."""
+
+    def write(steps: dict[str, list[list[object]]]) -> Path:
+        path = outside / "plan.json"
+        path.write_text(json.dumps(steps))
+        monkeypatch.setenv("FAKE_PLAN", str(path))
+        return path
+
+    return write
+
+
+@pytest.fixture
+def server() -> Iterator[int]:
+    """A TCP server on the host's loopback that greets each connection with one byte."""
+    sock = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def serve() -> None:
+        sock.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                conn, _ = sock.accept()
+            except TimeoutError:
+                continue
+            with conn:
+                conn.sendall(b"!")
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield sock.getsockname()[1]
+    stop.set()
+    thread.join()
+    sock.close()
+
+
+def probe_task(task: Repo, outside: Path, port: int, network: bool) -> dict[str, str]:
+    task.write("train.py", PROBE)
+    extra = 'sandbox = "bwrap"' + ("\nnetwork = true" if network else "")
+    task.write("overnight.toml", task_config(extra_task=extra))
+    task.commit("probe")
+    name = f"overnight-probe-{os.getpid()}-{port}"
+    return {"PROBE_OUTSIDE": str(outside), "PROBE_PORT": str(port), "PROBE_NAME": name}
+
+
+def test_a_sandboxed_experiment_writes_only_its_worktree_and_a_private_tmp(task: Repo, plan, outside, server) -> None:
+    env = probe_task(task, outside, server, network=False)
+    plan({"1": [["set", "train.py", "X", "5"]]})
+    code, output = run(task, "s", "--max-experiments", "1", env=env)
+    assert code == 0, output
+    rows = ledger_rows(task.path, "s")
+    assert [(r["status"], r["metric"]) for r in rows] == [("baseline", 50), ("keep", 5)]
+    for i in (0, 1):
+        log = (task.path / ".overnight" / "s" / "logs" / f"{i}.log").read_text()
+        assert "outside: denied (Read-only file system)" in log
+        assert "worktree: allowed" in log
+        assert "tmp: allowed" in log
+        assert "network: denied" in log  # its own network namespace: the host's loopback is not there
+    assert sorted(p.name for p in outside.iterdir()) == ["plan.json"]
+    assert not Path("/tmp", env["PROBE_NAME"]).exists()  # its /tmp was its own
+
+
+def test_network_true_lets_experiments_reach_the_network(task: Repo, plan, outside, server) -> None:
+    env = probe_task(task, outside, server, network=True)
+    plan({"1": [["set", "train.py", "X", "5"]]})
+    code, output = run(task, "n", "--max-experiments", "1", env=env)
+    assert code == 0, output
+    log = (task.path / ".overnight" / "n" / "logs" / "1.log").read_text()
+    assert "network: allowed" in log and "outside: denied (Read-only file system)" in log
+
+
+def test_a_sandboxed_agent_changes_its_worktree_and_nothing_else(task: Repo, plan, outside) -> None:
+    task.write("overnight.toml", task_config(extra_task='sandbox = "bwrap"'))
+    task.commit("sandboxed")
+    target = outside / "from-agent.txt"
+    plan({"1": [["shell", f"echo escape > {target} || echo Hypothesis: the host was read-only"],
+                ["set", "train.py", "X", "5"]]})  # fmt: skip
+    code, output = run(task, "a", "--max-experiments", "1")
+    assert code == 0, output
+    row = ledger_rows(task.path, "a")[1]
+    assert row["status"] == "keep" and row["hypothesis"] == "the host was read-only"
+    assert not target.exists()
+
+
+def test_without_bubblewrap_the_run_stops_before_it_starts(task: Repo, tmp_path: Path) -> None:
+    task.write("overnight.toml", task_config(extra_task='sandbox = "bwrap"'))
+    task.commit("sandboxed")
+    tools = tmp_path / "bin"  # a PATH with git and a shell, and no bwrap
+    tools.mkdir()
+    for tool in ("git", "sh"):
+        (tools / tool).symlink_to(shutil.which(tool) or f"/usr/bin/{tool}")
+    before = task.snapshot()
+    code, output = run(task, "x", "--max-experiments", "1", env={"PATH": str(tools)})
+    assert code == 2, output
+    assert 'sandbox = "bwrap" needs bubblewrap: install it (apt-get install bubblewrap' in output
+    assert not (task.path / ".overnight" / "x").exists()
+    assert task.snapshot() == before
