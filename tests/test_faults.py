@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import AGENT, Repo, git, ledger_rows, overnight_process, task_config
+from conftest import AGENT, TRAIN, Repo, git, ledger_rows, overnight_process, task_config
 
 STEPS = {str(i): [["set", "train.py", "X", str(10 - i)]] for i in range(1, 40)}  # every step a little better
 
@@ -123,6 +123,38 @@ def test_a_run_that_tampers_with_git_is_rejected_and_the_worktree_repaired(task:
     rows = check_consistent(task, "t", before)
     assert rows[1]["status"] == "rejected" and "harness changed" in rows[1]["reason"] and ".git" in rows[1]["reason"]
     assert rows[2]["status"] == "discard"  # the next experiment ran in a repaired worktree
+
+
+def test_a_run_that_wipes_its_worktree_is_rejected_and_the_next_one_starts_clean(task: Repo, plan) -> None:
+    wipe = (
+        "import os, shutil\nX = 10\nif X < 10:\n    for name in os.listdir('.'):\n"
+        "        shutil.rmtree(name) if os.path.isdir(name) and not os.path.islink(name) else os.remove(name)\n"
+        "print('score:', (X - 3) ** 2 + 1)\n"
+    )
+    runner_task(task, wipe)
+    before = task.snapshot()
+    plan({"1": [["set", "train.py", "X", "5"]], "2": [["set", "train.py", "X", "11"]]})
+    code, output = run(task, "w", "--max-experiments", "2")
+    assert code == 0, output
+    rows = check_consistent(task, "w", before)
+    assert rows[1]["status"] == "rejected" and rows[1]["metric"] is None
+    assert "harness changed" in rows[1]["reason"] and "helper.py" in rows[1]["reason"]
+    assert rows[2]["status"] == "discard" and rows[2]["metric"] == 65  # measured in a whole worktree again
+
+
+def test_an_oversized_change_is_rejected_before_it_is_committed_or_run(task: Repo, plan) -> None:
+    task.write("overnight.toml", task_config(extra_task="max_diff_mb = 1"))
+    task.commit("a small diff limit")
+    before = task.snapshot()
+    blob = TRAIN.replace("X = 10", "X = 5") + "# " + "x" * (3 << 20) + "\n"
+    plan({"1": [["write", "train.py", blob]], "2": [["set", "train.py", "X", "4"]]})
+    code, output = run(task, "z", "--max-experiments", "2")
+    assert code == 0, output
+    rows = check_consistent(task, "z", before)
+    assert rows[1]["status"] == "rejected" and not rows[1]["commit"]
+    assert "the change is too large: 3.0 MB of changed files > max_diff_mb" in rows[1]["reason"]
+    assert not (task.path / ".overnight" / "z" / "logs" / "1.log").exists()  # never run
+    assert rows[2]["status"] == "keep" and rows[2]["metric"] == 2  # the blob did not follow into the next one
 
 
 def test_a_forged_metric_counts_only_from_the_evaluator(task: Repo, plan) -> None:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Repo, ledger_rows, task_config
+from conftest import Repo, ledger_rows, overnight_process, task_config
 from test_faults import run
 
 pytestmark = pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap is not installed")
@@ -157,3 +157,25 @@ def test_without_bubblewrap_the_run_stops_before_it_starts(task: Repo, tmp_path:
     assert 'sandbox = "bwrap" needs bubblewrap: install it (apt-get install bubblewrap' in output
     assert not (task.path / ".overnight" / "x").exists()
     assert task.snapshot() == before
+
+
+def test_a_sandboxed_coding_cli_keeps_its_own_state_folder_writable(task: Repo, outside: Path) -> None:
+    task.write("overnight.toml", task_config(extra_task='sandbox = "bwrap"'))
+    task.commit("sandboxed")
+    home = outside / "home"
+    (home / ".claude").mkdir(parents=True)
+    calls = home / ".claude" / "calls.jsonl"  # the fake records its calls in its state folder
+    (outside / "cli_plan.json").write_text(json.dumps({"set": ["train.py", "X", "4"], "hypothesis": "X to 4"}))
+    fakes = Path(__file__).parent / "fakes" / "bin"
+    env = {
+        "HOME": str(home),
+        "PATH": f"{fakes}{os.pathsep}{os.environ['PATH']}",
+        "FAKE_CLI_PLAN": str(outside / "cli_plan.json"),
+        "FAKE_CLI_LOG": str(calls),
+    }
+    proc = overnight_process("run", task.path, "--tag", "c", "--agent", "claude", "--max-experiments", "1", env=env)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, out + err
+    row = ledger_rows(task.path, "c")[1]
+    assert (row["status"], row["metric"], row["hypothesis"]) == ("keep", 2, "X to 4")
+    assert len(calls.read_text().splitlines()) == 1
