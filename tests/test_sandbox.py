@@ -3,7 +3,8 @@
 Real bubblewrap, real runs. The probe writes outside the worktree into /var/tmp (a host
 folder the sandbox's private /tmp does not hide, so a refusal there is the read-only
 bind at work, not a missing folder) and connects to a TCP server of this test on the
-host's loopback.
+host's loopback. The fakes are copied there too: the checkout of these tests may itself live
+under /tmp, which a sandboxed command does not see.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import json
 import os
 import shutil
 import socket
+import sys
 import tempfile
 import threading
 from collections.abc import Callable, Iterator
@@ -20,7 +22,8 @@ from pathlib import Path
 import pytest
 
 from conftest import Repo, ledger_rows, overnight_process, task_config
-from test_faults import run
+
+FAKES = Path(__file__).parent / "fakes"
 
 pytestmark = pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap is not installed")
 
@@ -72,6 +75,16 @@ def plan(outside: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[[dict[str, 
     return write
 
 
+def run(task: Repo, tag: str, *extra: str, env: dict[str, str] | None = None) -> tuple[int, str]:
+    """`overnight run` with the fake agent, from its copy outside /tmp."""
+    outside = Path(os.environ["FAKE_PLAN"]).parent
+    shutil.copy(FAKES / "agent.py", outside / "agent.py")
+    agent = f"{sys.executable} {outside / 'agent.py'}"
+    proc = overnight_process("run", task.path, "--tag", tag, "--agent-command", agent, *extra, env=env)
+    out, err = proc.communicate(timeout=120)
+    return proc.returncode, out + err
+
+
 @pytest.fixture
 def server() -> Iterator[int]:
     """A TCP server on the host's loopback that greets each connection with one byte."""
@@ -118,7 +131,7 @@ def test_a_sandboxed_experiment_writes_only_its_worktree_and_a_private_tmp(task:
         assert "worktree: allowed" in log
         assert "tmp: allowed" in log
         assert "network: denied" in log  # its own network namespace: the host's loopback is not there
-    assert sorted(p.name for p in outside.iterdir()) == ["plan.json"]
+    assert not (outside / "from-experiment.txt").exists()
     assert not Path("/tmp", env["PROBE_NAME"]).exists()  # its /tmp was its own
 
 
@@ -144,7 +157,8 @@ def test_a_sandboxed_agent_changes_its_worktree_and_nothing_else(task: Repo, pla
     assert not target.exists()
 
 
-def test_without_bubblewrap_the_run_stops_before_it_starts(task: Repo, tmp_path: Path) -> None:
+def test_without_bubblewrap_the_run_stops_before_it_starts(task: Repo, plan, tmp_path: Path) -> None:
+    plan({})
     task.write("overnight.toml", task_config(extra_task='sandbox = "bwrap"'))
     task.commit("sandboxed")
     tools = tmp_path / "bin"  # a PATH with git and a shell, and no bwrap
@@ -166,7 +180,7 @@ def test_a_sandboxed_coding_cli_keeps_its_own_state_folder_writable(task: Repo, 
     (home / ".claude").mkdir(parents=True)
     calls = home / ".claude" / "calls.jsonl"  # the fake records its calls in its state folder
     (outside / "cli_plan.json").write_text(json.dumps({"set": ["train.py", "X", "4"], "hypothesis": "X to 4"}))
-    fakes = Path(__file__).parent / "fakes" / "bin"
+    fakes = shutil.copytree(FAKES / "bin", outside / "bin")
     env = {
         "HOME": str(home),
         "PATH": f"{fakes}{os.pathsep}{os.environ['PATH']}",

@@ -15,13 +15,12 @@ import os
 import threading
 from dataclasses import replace
 
-from overnight import judge, secrets
+from overnight import judge, sandbox, secrets
 from overnight.executors import Executor
 from overnight.judge import Action, Decision
 from overnight.measure import Job, Measurement, holdout
 from overnight.records import Experiment, Measured, Status
 from overnight.run import Run, now_iso
-from overnight.sandbox import Sandbox
 from overnight.slots import Slots
 from overnight.standing import Standing
 from overnight.worktree import Worktree
@@ -50,7 +49,7 @@ class Measurer:
         self._files: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {}
         task = run.task.config.task
         self.sandbox = (
-            Sandbox(writable=(worktree.path,), network=task.network, visible=(run.task.root,))
+            sandbox.for_task(worktree.path, run.task.root, task.network)
             if task.sandbox == "bwrap"
             else None
         )

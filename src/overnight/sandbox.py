@@ -2,7 +2,8 @@
 
 What it does: the command sees the host's file system read-only; only the worktree
 (and, for coding-CLI agents, their own state folders) and a private, empty /tmp are
-writable (the host's /tmp is hidden, except the task's repository when it lives there); it gets its own process namespace and dies with the harness; with
+writable (the host's /tmp is hidden, except the task's repository and the Python
+environment overnight runs in, when they live there); it gets its own process namespace and dies with the harness; with
 ``network = false`` (the default) experiments have no network but loopback. Agents keep
 the network: they talk to their models.
 
@@ -16,6 +17,7 @@ or memory (see ``memory_mb``), and it does not exist on macOS.
 from __future__ import annotations
 
 import shutil
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,12 +33,20 @@ def require() -> None:
         )
 
 
+def for_task(worktree: Path, root: Path, network: bool) -> Sandbox:
+    """The sandbox of a task's experiments: ``worktree`` writable, ``root`` (the repository) readable.
+
+    The repository and the Python environment overnight runs in stay visible when they live
+    under /tmp: experiments read the repository's objects and usually run that Python.
+    """
+    return Sandbox(writable=(worktree,), network=network, visible=(root, Path(sys.prefix)))
+
+
 @dataclass(frozen=True)
 class Sandbox:
     writable: tuple[Path, ...]  # bound read-write, in this order (a folder before the folders inside it)
     network: bool = False
-    # Host folders shown read-only even where the private /tmp would hide them: the task's
-    # repository, when it lives under /tmp, must stay readable (its objects, the agent's brief).
+    # Host folders shown read-only even where the private /tmp would hide them (see for_task).
     visible: tuple[Path, ...] = ()
 
     def wrap(self, command: str | Sequence[str], cwd: Path) -> list[str]:
