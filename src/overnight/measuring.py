@@ -48,11 +48,7 @@ class Measurer:
         self.needs_setup = True
         self._files: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {}
         task = run.task.config.task
-        self.sandbox = (
-            sandbox.for_task(worktree.path, run.task.root, task.network)
-            if task.sandbox == "bwrap"
-            else None
-        )
+        self.sandbox = sandbox.for_task(worktree.path, run.task.root, task.network) if task.sandbox == "bwrap" else None
 
     def files(self, commit: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
         """(editable, protected) tracked files of the task at ``commit`` (cached: commits never change)."""
