@@ -28,17 +28,14 @@ import contextlib
 import hashlib
 import json
 import logging
-import math
-import posixpath
-import re
 import shutil
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from overnight import mlflow_fields as fields
 from overnight import workspace
 from overnight.errors import ConfigError, GitError, OvernightError
 from overnight.records import Experiment, Status
@@ -53,14 +50,6 @@ DB_FILE = "mlflow.db"
 ARTIFACTS_DIR = "mlartifacts"
 FORMAT = 1  # bump when what an experiment exports to changes, so the next export updates every run
 
-KEY_TAG = "overnight.key"
-RUN_ID_TAG = "overnight.run_id"
-ROW_TAG = "overnight.row"
-
-HYPOTHESIS_CHARS = 250  # in the tag; the run's description holds up to TEXT_CHARS
-TEXT_CHARS = 5000  # MLflow's tag values were capped at 5000 characters before 2.x
-PARAM_CHARS = 500  # and param values at 500
-
 # An MLflow run ends FINISHED, FAILED or KILLED; RUNNING while the experiment is.
 _MLFLOW_STATUS = {
     Status.RUNNING: "RUNNING",
@@ -71,7 +60,6 @@ _MLFLOW_STATUS = {
     Status.REJECTED: "FAILED",
     Status.INTERRUPTED: "KILLED",
 }
-_LLM_AGENTS = ("openai", "anthropic")
 
 
 @dataclass(frozen=True)
@@ -174,7 +162,7 @@ class _Exporter:
             if found is None:
                 self._create(experiment_id, exp, digest)
                 created += 1
-            elif found.data.tags.get(ROW_TAG) != digest:
+            elif found.data.tags.get(fields.ROW_TAG) != digest:
                 self._update(found, exp, digest)
                 updated += 1
             else:
@@ -192,7 +180,7 @@ class _Exporter:
         """
         name = requested or default_experiment_name(self.view)
         found = self.client.get_experiment_by_name(name)
-        if found is not None and not requested and found.tags.get(RUN_ID_TAG, self.run_id) != self.run_id:
+        if found is not None and not requested and found.tags.get(fields.RUN_ID_TAG, self.run_id) != self.run_id:
             name = f"{name} [{self.run_id}]"
             found = self.client.get_experiment_by_name(name)
         if found is None:
@@ -222,7 +210,7 @@ class _Exporter:
             f"from commit {meta.get('start_commit', '')[:10]} on the branch {workspace.BRANCH_PREFIX}{view.tag}."
         )
         return {
-            RUN_ID_TAG: self.run_id,
+            fields.RUN_ID_TAG: self.run_id,
             "overnight.tag": view.tag,
             "overnight.task": meta.get("task", ""),
             "overnight.repo": str(view.root),
@@ -239,11 +227,11 @@ class _Exporter:
         token: str | None = None
         while True:
             page = self.client.search_runs(
-                [experiment_id], filter_string=f"tags.`{RUN_ID_TAG}` = '{self.run_id}'", max_results=1000,
+                [experiment_id], filter_string=f"tags.`{fields.RUN_ID_TAG}` = '{self.run_id}'", max_results=1000,
                 page_token=token,
             )  # fmt: skip
             for run in page:
-                key = run.data.tags.get(KEY_TAG, "")
+                key = run.data.tags.get(fields.KEY_TAG, "")
                 prefix, _, exp_id = key.rpartition("/")
                 if prefix == self.run_id:
                     found.setdefault(exp_id, run)
@@ -255,122 +243,53 @@ class _Exporter:
 
     def _create(self, experiment_id: str, exp: Experiment, digest: str) -> None:
         run = self.client.create_run(
-            experiment_id, start_time=_millis(exp.started_at), tags={KEY_TAG: f"{self.run_id}/{exp.id}"},
-            run_name=_run_name(exp),
+            experiment_id, start_time=fields.millis(exp.started_at), tags={fields.KEY_TAG: f"{self.run_id}/{exp.id}"},
+            run_name=fields.run_name(exp),
         )  # fmt: skip
         run_id = run.info.run_id
-        self._log(run_id, exp, params=self._params(exp), metrics=self._metrics(exp), tags=self._tags(exp))
+        self._log(
+            run_id,
+            exp,
+            params=fields.params(exp, self.config.get("agent")),
+            metrics=fields.metrics(exp, self.view.metric),
+            tags=fields.tags(exp, self.run_id, self.view.tag),
+        )
         self._artifacts(run_id, exp)
         self._finish(run_id, exp)
-        self.client.set_tag(run_id, ROW_TAG, digest)  # last: a run cut short is updated by the next export
+        self.client.set_tag(run_id, fields.ROW_TAG, digest)  # last: a run cut short is updated by the next export
 
     def _update(self, run: Run, exp: Experiment, digest: str) -> None:
         run_id = run.info.run_id
         old_metrics = run.data.metrics
-        metrics = {k: v for k, v in self._metrics(exp).items() if old_metrics.get(k) != v}
-        params = {k: v for k, v in self._params(exp).items() if k not in run.data.params}
-        tags = self._tags(exp)
+        metrics = {k: v for k, v in fields.metrics(exp, self.view.metric).items() if old_metrics.get(k) != v}
+        params = {k: v for k, v in fields.params(exp, self.config.get("agent")).items() if k not in run.data.params}
+        tags = fields.tags(exp, self.run_id, self.view.tag)
         for key in run.data.tags:
-            if key.startswith("overnight.") and key not in tags and key not in (KEY_TAG, ROW_TAG):
+            if key.startswith("overnight.") and key not in tags and key not in (fields.KEY_TAG, fields.ROW_TAG):
                 self.client.delete_tag(run_id, key)
         self._log(run_id, exp, params=params, metrics=metrics, tags=tags)
-        if run.info.run_name != _run_name(exp):
-            self.client.update_run(run_id, name=_run_name(exp))
+        if run.info.run_name != fields.run_name(exp):
+            self.client.update_run(run_id, name=fields.run_name(exp))
         self._artifacts(run_id, exp)
         self._finish(run_id, exp)
-        self.client.set_tag(run_id, ROW_TAG, digest)
+        self.client.set_tag(run_id, fields.ROW_TAG, digest)
 
     def _finish(self, run_id: str, exp: Experiment) -> None:
         status = _MLFLOW_STATUS.get(exp.status, "FINISHED")
         if status != "RUNNING":  # a new MLflow run is RUNNING until it is terminated
-            self.client.set_terminated(run_id, status=status, end_time=_millis(exp.ended_at))
+            self.client.set_terminated(run_id, status=status, end_time=fields.millis(exp.ended_at))
 
     def _digest(self, exp: Experiment) -> str:
         """What the export of ``exp`` depends on, hashed: its row, the metric's name and the [agent] settings."""
         data = {"format": FORMAT, "row": exp.to_json(), "metric": self.view.metric, "agent": self.config.get("agent")}
         return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
-    def _tags(self, exp: Experiment) -> dict[str, str]:
-        tags = {
-            KEY_TAG: f"{self.run_id}/{exp.id}",
-            RUN_ID_TAG: self.run_id,
-            "overnight.tag": self.view.tag,
-            "overnight.experiment_id": str(exp.id),
-            "overnight.status": exp.status.value,
-            "overnight.hypothesis": _short(exp.hypothesis, HYPOTHESIS_CHARS, one_line=True),
-            "overnight.agent": exp.agent,
-            "overnight.commit": exp.commit,
-            "overnight.parent": exp.parent,
-            "overnight.reason": _short(exp.reason, TEXT_CHARS),
-            "overnight.worker": str(exp.worker),
-            "overnight.started_at": exp.started_at,
-            "overnight.ended_at": exp.ended_at,
-        }
-        if exp.exit_code is not None:
-            tags["overnight.exit_code"] = str(exp.exit_code)
-        for key, value in exp.host.items():
-            tags[_key(f"overnight.host.{key}")] = _short(str(value), TEXT_CHARS)
-        if exp.commit:
-            tags["mlflow.source.git.commit"] = exp.commit
-        note = exp.hypothesis + (f"\n\n{exp.status.value}: {exp.reason}" if exp.reason else "")
-        tags["mlflow.note.content"] = _short(note.strip(), TEXT_CHARS)
-        return tags
-
-    def _params(self, exp: Experiment) -> dict[str, str]:
-        params: dict[str, Any] = {
-            "files_changed": exp.files_changed,
-            "insertions": exp.insertions,
-            "deletions": exp.deletions,
-        }
-        agent = self.config.get("agent") or {}
-        configured = isinstance(agent, dict) and exp.agent != "" and agent.get("kind") == exp.agent
-        if configured:  # the stored [agent] settings are what this experiment's agent ran with
-            keys: tuple[str, ...] = ("timeout_s",)
-            if exp.agent == "command":
-                keys += ("command",)
-            elif exp.agent in _LLM_AGENTS:
-                keys += ("model", "base_url", "retries", "max_output_tokens", "context_tokens")
-            elif exp.agent != "tune":  # the coding CLIs
-                keys += ("model",)
-            params.update({f"agent.{k}": agent[k] for k in keys if agent.get(k) not in (None, "")})
-            tune = agent.get("tune") if exp.agent == "tune" else None
-            if isinstance(tune, dict):
-                params.update({f"agent.tune.{k}": tune[k] for k in ("sampler", "seed", "startup", "vary") if k in tune})
-        if exp.info.get("model"):  # what the agent says it used wins over the settings
-            params["agent.model"] = exp.info["model"]
-        chosen = exp.info.get("params")
-        if isinstance(chosen, dict):
-            params.update({f"tune.{name}": value for name, value in chosen.items()})
-        return {_key(k): _short(str(v), PARAM_CHARS) for k, v in params.items()}
-
-    def _metrics(self, exp: Experiment) -> dict[str, float]:
-        metrics: dict[str, float | int | None] = {k: v for k, v in exp.metrics.items() if k != self.view.metric}
-        metrics[self.view.metric] = exp.metric
-        ours: dict[str, float | int | None] = {
-            "runs": exp.runs or None,
-            "duration_s": exp.duration_s,
-            "peak_memory_mb": exp.peak_memory_mb,
-            "tokens_in": exp.tokens_in,
-            "tokens_out": exp.tokens_out,
-            "cost_usd": exp.cost_usd,
-            "improvement": exp.improvement,
-            "ci_low": exp.ci_low,
-            "ci_high": exp.ci_high,
-            "holdout": exp.holdout,
-        }
-        metrics.update({f"overnight/{k}": v for k, v in ours.items()})
-        return {
-            _key(k): float(v)
-            for k, v in metrics.items()
-            if v is not None and not isinstance(v, bool) and math.isfinite(float(v))
-        }
-
     def _log(
         self, run_id: str, exp: Experiment, *, params: dict[str, str], metrics: dict[str, float], tags: dict[str, str]
     ) -> None:
         from mlflow.entities import Metric, Param, RunTag
 
-        stamp = _millis(exp.ended_at or exp.started_at) or _now_millis()  # when the metrics were taken
+        stamp = fields.millis(exp.ended_at or exp.started_at) or fields.now_millis()  # when the metrics were taken
         metric_list = [Metric(k, v, stamp, 0) for k, v in metrics.items()]
         param_list = [Param(k, v) for k, v in params.items()]
         tag_list = [RunTag(k, v) for k, v in tags.items()]
@@ -401,40 +320,3 @@ class _Exporter:
                 pass
         kept = self.view.paths.diff(exp.id)
         return kept.read_text(encoding="utf-8", errors="replace") if kept.is_file() else ""
-
-
-def _run_name(exp: Experiment) -> str:
-    return f"{exp.id}: {_short(exp.hypothesis, 60, one_line=True) or exp.status.value}"
-
-
-def _short(text: str, limit: int, one_line: bool = False) -> str:
-    text = " ".join(text.split()) if one_line else text
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-_BAD_KEY = re.compile(r"[^\w.\- /]")
-
-
-def _key(name: str) -> str:
-    """``name`` as a valid MLflow metric, param or tag key (letters, digits, _ - . / and spaces)."""
-    key = _BAD_KEY.sub("_", name)[:250]
-    norm = posixpath.normpath(key)
-    if norm != key or norm == "." or norm.startswith(("..", "/")):  # MLflow refuses keys that look like odd paths
-        key = "/".join(p for p in key.split("/") if p not in ("", ".", "..")) or "_"
-    return key
-
-
-def _millis(iso: str) -> int | None:
-    if not iso:
-        return None
-    try:
-        moment = datetime.fromisoformat(iso)
-    except ValueError:
-        return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return int(moment.timestamp() * 1000)
-
-
-def _now_millis() -> int:
-    return int(datetime.now(UTC).timestamp() * 1000)
