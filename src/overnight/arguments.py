@@ -101,6 +101,10 @@ def parser() -> argparse.ArgumentParser:
     p = sub.add_parser("dashboard", help="a live, read-only web page of a run: chart, experiments, diffs, logs")
     p.add_argument("dir", nargs="?", default=".", type=Path, help="the task folder (default: .)")
     p.add_argument("--tag", help="the run (default: the most recent run of the task, followed as new runs start)")
-    p.add_argument("--host", default=dashboard.DEFAULT_HOST, help="the address to listen on (default: 127.0.0.1)")
+    p.add_argument(
+        "--host",
+        default=dashboard.DEFAULT_HOST,
+        help="the address to listen on (default: 127.0.0.1; the page has no login: another address shows the run to anyone who reaches it)",
+    )
     p.add_argument("--port", type=int, default=dashboard.DEFAULT_PORT, help="the port (default: 8765; 0: a free one)")
     return parser
