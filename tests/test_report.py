@@ -45,7 +45,7 @@ def test_finalize_writes_one_commit_per_keep_by_the_user(three_keeps: Repo, cli)
     before = three_keeps.snapshot()
     result = cli("finalize", three_keeps.path, "--tag", "f")
     assert result.code == 0, result.err
-    assert "overnight/f-final: 3 commits holding experiments 1, 3, 5" in result.out
+    assert "overnight/f-final: 3 commits, the kept changes #1, #3, #5" in result.out
     log = git(three_keeps.path, "log", "--format=%an|%s", "overnight/f-final").splitlines()
     assert log[:3] == ["Test|X to 3", "Test|X to 5", "Test|X to 8"]
     body = git(three_keeps.path, "log", "-1", "--format=%b", "overnight/f-final")

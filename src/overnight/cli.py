@@ -313,7 +313,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_finalize(args: argparse.Namespace) -> int:
     done = finalize.finalize(views.load_view(args.dir, args.tag), squash=args.squash, force=args.force)
     what = "one commit" if len(done.commits) == 1 else f"{len(done.commits)} commits"
-    print(f"wrote branch {done.branch}: {what} holding experiments {', '.join(map(str, done.keeps))}")
+    kept = ", ".join(f"#{k}" for k in done.keeps)
+    print(f"wrote branch {done.branch}: {what}, the kept {'change' if len(done.keeps) == 1 else 'changes'} {kept}")
     print(f"review it: git log -p {done.branch}; share it: git push origin {done.branch}")
     return 0
 
