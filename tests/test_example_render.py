@@ -27,12 +27,14 @@ COMPILED = '''
 # --- compile each template once into closures -----------------------------------
 import functools
 
+from expressions import _COMPARISONS, _LITERALS, _NO_ARGUMENT, _apply_filter, _compare, _lookup
+
 
 class _Compiler:
-    """The grammar of _Expression, building functions of the scope instead of values."""
+    """The grammar of Expression, building functions of the scope instead of values."""
 
     def __init__(self, source, line):
-        self.tokens = _Expression(source, {}, line).tokens  # already checked by _parse
+        self.tokens = Expression(source, {}, line).tokens  # already checked by _parse
         self.pos = 0
 
     def peek(self):
@@ -134,8 +136,8 @@ def _compile(nodes):
 def _compile_var(value_of):
     def run(scope):
         value, safe = value_of(scope)
-        text = _to_text(value)
-        return text if safe else _escape(text)
+        text = to_text(value)
+        return text if safe else escape(text)
 
     return run
 
@@ -187,38 +189,65 @@ COMPILED_WRONG = (
     COMPILED
     + """
 
-def _escape(text):
+def escape(text):
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 """
 )
 
-# Broken renderers the gate must reject: (id, text in render.py, its replacement).
+# Broken renderers the gate must reject: (id, file, text in that file, its replacement).
 BREAKAGES = [
-    ("no autoescape", "                text = _escape(text)\n", "                pass\n"),
-    ("apostrophe not escaped", """text = text.replace("'", "&#x27;")""", "pass"),
-    ("loops render once", "for index in range(len(items)):", "for index in range(min(len(items), 1)):"),
-    ("loop.last never true", '"last": index == len(items) - 1,', '"last": False,'),
-    ("loop.index from 0", '"index": index + 1,', '"index": index,'),
-    ("loop scope leaks", "inner = dict(scope)", "inner = scope"),
-    ("upper gives lower", "return _to_text(value).upper(), safe", "return _to_text(value).lower(), safe"),
-    ("title is capitalize", "return _to_text(value).title(), safe", "return _to_text(value).capitalize(), safe"),
-    ("length off by one", "return len(value), safe", "return len(value) - 1, safe"),
-    ("default on falsy", 'if value is None or value == "":', "if not value:"),
-    ("escape escapes twice", "        if safe:\n            return value, True\n", ""),
-    ("zero renders empty", '    if value is None:\n        return ""\n', '    if not value:\n        return ""\n'),
-    ("elif ignored", 'for condition, body in node["branches"]:', 'for condition, body in node["branches"][:1]:'),
-    ("not ignored", "return not self.negation()", "return self.negation()"),
-    ("!= is ==", "return left != right", "return left == right"),
-    ("no attribute lookup", 'elif not part.startswith("_") and hasattr(value, part):', "elif False:"),
+    ("no autoescape", "render.py", "                text = escape(text)\n", "                pass\n"),
+    ("apostrophe not escaped", "expressions.py", """text = text.replace("'", "&#x27;")""", "pass"),
+    ("loops render once", "render.py", "for index in range(len(items)):", "for index in range(min(len(items), 1)):"),
+    ("loop.last never true", "render.py", '"last": index == len(items) - 1,', '"last": False,'),
+    ("loop.index from 0", "render.py", '"index": index + 1,', '"index": index,'),
+    ("loop scope leaks", "render.py", "inner = dict(scope)", "inner = scope"),
+    (
+        "upper gives lower",
+        "expressions.py",
+        "return to_text(value).upper(), safe",
+        "return to_text(value).lower(), safe",
+    ),
+    (
+        "title is capitalize",
+        "expressions.py",
+        "return to_text(value).title(), safe",
+        "return to_text(value).capitalize(), safe",
+    ),
+    ("length off by one", "expressions.py", "return len(value), safe", "return len(value) - 1, safe"),
+    ("default on falsy", "expressions.py", 'if value is None or value == "":', "if not value:"),
+    ("escape escapes twice", "expressions.py", "        if safe:\n            return value, True\n", ""),
+    (
+        "zero renders empty",
+        "expressions.py",
+        '    if value is None:\n        return ""\n',
+        '    if not value:\n        return ""\n',
+    ),
+    (
+        "elif ignored",
+        "render.py",
+        'for condition, body in node["branches"]:',
+        'for condition, body in node["branches"][:1]:',
+    ),
+    ("not ignored", "expressions.py", "return not self.negation()", "return self.negation()"),
+    ("!= is ==", "expressions.py", "return left != right", "return left == right"),
+    ("no attribute lookup", "expressions.py", 'elif not part.startswith("_") and hasattr(value, part):', "elif False:"),
     (
         "private attributes exposed",
+        "expressions.py",
         'elif not part.startswith("_") and hasattr(value, part):',
         "elif hasattr(value, part):",
     ),
-    ("unknown tags ignored", 'raise TemplateSyntaxError(f"unknown tag {{% {source} %}}", line)', "continue"),
-    ("unknown filters ignored", 'self.fail(f"unknown filter {name!r}")', "return value, safe"),
+    (
+        "unknown tags ignored",
+        "render.py",
+        'raise TemplateSyntaxError(f"unknown tag {{% {source} %}}", line)',
+        "continue",
+    ),
+    ("unknown filters ignored", "expressions.py", 'self.fail(f"unknown filter {name!r}")', "return value, safe"),
     (
         "outputs cached per template",
+        "render.py",
         "def render(template, context):\n",
         "_CACHE = {}\n\n\ndef render(template, context):\n"
         "    if template not in _CACHE:\n        _CACHE[template] = _render(template, context)\n"
@@ -256,7 +285,7 @@ def replace_once(path: Path, old: str, new: str) -> None:
 def test_the_config_is_valid() -> None:
     config = load_config(EXAMPLE / "overnight.toml")
     assert config.task.run.endswith(" bench.py") and config.task.gate.endswith(" test_render.py")
-    assert config.task.editable == ("render.py",) and config.task.budget_s == 10
+    assert config.task.editable == ("render.py", "expressions.py") and config.task.budget_s == 10
     assert (config.metric.name, config.metric.goal) == ("cpu_us", "min")
     assert config.judge.min_delta > 0
     assert config.agent.kind == "command" and not config.agent.command
@@ -268,10 +297,10 @@ def test_the_gate_passes_on_the_shipped_renderer(tmp_path: Path) -> None:
     assert "tests passed" in result.stdout
 
 
-@pytest.mark.parametrize(("old", "new"), [b[1:] for b in BREAKAGES], ids=[b[0] for b in BREAKAGES])
-def test_the_gate_fails_on_a_broken_renderer(tmp_path: Path, old: str, new: str) -> None:
+@pytest.mark.parametrize(("file", "old", "new"), [b[1:] for b in BREAKAGES], ids=[b[0] for b in BREAKAGES])
+def test_the_gate_fails_on_a_broken_renderer(tmp_path: Path, file: str, old: str, new: str) -> None:
     task = copy_task(tmp_path / "render")
-    replace_once(task / "render.py", old, new)
+    replace_once(task / file, old, new)
     result = run_script(task, "test_render.py")
     assert result.returncode != 0, result.stdout
     assert "FAIL test_" in result.stdout
@@ -289,13 +318,13 @@ def test_the_bench_prints_the_metric(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("old", "new"),
+    ("file", "old", "new"),
     [b[1:] for b in BREAKAGES if b[0] in ("upper gives lower", "apostrophe not escaped", "loop.last never true")],
     ids=["upper gives lower", "apostrophe not escaped", "loop.last never true"],
 )
-def test_the_bench_fails_on_wrong_output(tmp_path: Path, old: str, new: str) -> None:
+def test_the_bench_fails_on_wrong_output(tmp_path: Path, file: str, old: str, new: str) -> None:
     task = copy_task(tmp_path / "render")
-    replace_once(task / "render.py", old, new)
+    replace_once(task / file, old, new)
     result = run_script(task, "bench.py", budget_s=1)
     assert result.returncode == 1, result.stdout + result.stderr
     assert "rendered differently" in result.stdout and "render_us" not in result.stdout
