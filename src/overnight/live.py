@@ -20,9 +20,8 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from overnight.records import Experiment, Goal, Status
+from overnight.records import MEASURED, Experiment, Goal, Status
 
-_PLAIN_NOTE = (Status.KEEP, Status.DISCARD, Status.BASELINE)
 _STYLE = {Status.KEEP: "bold green", Status.BASELINE: "cyan", Status.DISCARD: "dim"}
 
 
@@ -32,7 +31,7 @@ def line(exp: Experiment) -> str:
     took = "" if exp.duration_s is None else f"{exp.duration_s:.1f}s"
     runs = f"×{exp.runs}" if exp.runs > 1 else ""
     text = f"#{exp.id:<4} {exp.status.value:<11} {metric:>12} {runs:>3} {took:>8}  {exp.hypothesis}"
-    return text + (f"  [{exp.reason}]" if exp.status not in _PLAIN_NOTE and exp.reason else "")
+    return text + (f"  [{exp.reason}]" if exp.status not in MEASURED and exp.reason else "")
 
 
 def plain(announce: bool) -> Callable[[Experiment], None]:

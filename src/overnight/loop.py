@@ -28,7 +28,7 @@ from overnight.executors import Executor
 from overnight.judge import Action
 from overnight.measure import Measurement
 from overnight.measuring import Failed, Measurer
-from overnight.records import Experiment, Status, Usage
+from overnight.records import MEASURED, Experiment, Status, Usage
 from overnight.run import Run, now_iso
 from overnight.slots import Slots
 from overnight.standing import Standing
@@ -337,7 +337,7 @@ class Worker:
         ``metric`` (the mean of its measurements) defaults to ``measurement``'s.
         """
         result = measurement.result if measurement else None
-        if metric is None and measurement is not None and status in (Status.BASELINE, Status.KEEP, Status.DISCARD):
+        if metric is None and measurement is not None and status in MEASURED:
             metric = measurement.value
         if measurement is not None and measurement.flags:
             exp = replace(exp, info={**exp.info, "flags": list(measurement.flags)})

@@ -29,6 +29,12 @@ class Status(enum.StrEnum):
     INTERRUPTED = "interrupted"  # stopped by Ctrl-C or by the controller dying
 
 
+# Statuses whose metric is a measurement of the code (the others never produced one that counts).
+MEASURED = (Status.BASELINE, Status.KEEP, Status.DISCARD)
+# Statuses that mark a point of the run branch: the baseline and every keep.
+ON_BRANCH = (Status.BASELINE, Status.KEEP)
+
+
 class Goal(enum.StrEnum):
     """Which direction of the metric is better."""
 

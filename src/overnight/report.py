@@ -13,10 +13,8 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from overnight.records import Experiment, Status
+from overnight.records import MEASURED, ON_BRANCH, Experiment, Status
 from overnight.views import RunView
-
-_MEASURED = (Status.BASELINE, Status.KEEP, Status.DISCARD)
 
 
 def _short(text: str, limit: int = 42) -> str:
@@ -30,11 +28,11 @@ def plot(view: RunView, path: Path) -> Path:
     matplotlib.use("Agg")  # files only, no display
     import matplotlib.pyplot as plt
 
-    points = [(e, float(e.metric)) for e in view.experiments if e.status in _MEASURED and e.metric is not None]
-    failed = [e for e in view.experiments if e.status not in _MEASURED and e.status is not Status.RUNNING]
+    points = [(e, float(e.metric)) for e in view.experiments if e.status in MEASURED and e.metric is not None]
+    failed = [e for e in view.experiments if e.status not in MEASURED and e.status is not Status.RUNNING]
     fig, ax = plt.subplots(figsize=(12, 6), dpi=120)
     discards = [(e.id, v) for e, v in points if e.status is Status.DISCARD]
-    keeps = [(e, v) for e, v in points if e.status in (Status.BASELINE, Status.KEEP)]
+    keeps = [(e, v) for e, v in points if e.status in ON_BRANCH]
     ax.scatter([i for i, _ in discards], [v for _, v in discards], s=18, color="#b0b0b0", label="discarded", zorder=2)
     ax.scatter([e.id for e, _ in keeps], [v for _, v in keeps], s=46, color="#2e9d4e", edgecolor="#145a2a",
                label="kept", zorder=4)  # fmt: skip

@@ -23,7 +23,7 @@ from typing import IO
 from overnight import workspace
 from overnight.errors import RunStateError
 from overnight.ledger import Ledger
-from overnight.records import Status
+from overnight.records import ON_BRANCH, Status
 from overnight.runner import kill_token_holders
 from overnight.task import Task
 from overnight.workspace import BRANCH_PREFIX, STATE_DIR
@@ -280,7 +280,7 @@ class Run:
         self._mend_branch()
 
     def _mend_branch(self) -> None:
-        keeps = [e for e in self.ledger.experiments() if e.status in (Status.KEEP, Status.BASELINE)]
+        keeps = [e for e in self.ledger.experiments() if e.status in ON_BRANCH]
         expected = keeps[-1].commit if keeps else self.start_commit
         tip = workspace.resolve(self.task.root, self.branch_ref)
         if tip == expected:

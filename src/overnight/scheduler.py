@@ -30,10 +30,10 @@ from overnight.agents import Agent
 from overnight.errors import TaskBrokenError
 from overnight.executors import Executor
 from overnight.loop import Report, Worker
-from overnight.records import Experiment, Status
+from overnight.records import MEASURED, Experiment, Status
 from overnight.run import Run
 from overnight.slots import Slots
-from overnight.standing import MEASURED, Standing
+from overnight.standing import Standing
 
 log = logging.getLogger(__name__)
 

@@ -12,9 +12,7 @@ from dataclasses import dataclass, field
 
 from overnight.judge import Noise
 from overnight.ledger import Ledger
-from overnight.records import Experiment, Status
-
-MEASURED = (Status.BASELINE, Status.KEEP, Status.DISCARD)
+from overnight.records import MEASURED, Experiment, Status
 
 
 @dataclass

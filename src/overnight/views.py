@@ -14,7 +14,7 @@ from pathlib import Path
 from overnight import workspace
 from overnight.errors import ConfigError, RunStateError
 from overnight.ledger import Ledger
-from overnight.records import Experiment, Goal, Measured, Status
+from overnight.records import MEASURED, ON_BRANCH, Experiment, Goal, Measured, Status
 from overnight.run import RunLock, RunPaths, check_tag, latest_tag, paths_for
 
 
@@ -44,7 +44,7 @@ class RunView:
 
     @property
     def best(self) -> Experiment | None:
-        return next((e for e in reversed(self.experiments) if e.status in (Status.KEEP, Status.BASELINE)), None)
+        return next((e for e in reversed(self.experiments) if e.status in ON_BRANCH), None)
 
     def get(self, experiment_id: int) -> Experiment:
         for exp in self.experiments:
@@ -55,7 +55,7 @@ class RunView:
     def parent_metric(self, exp: Experiment) -> float | None:
         """The metric of the best that ``exp`` was proposed on."""
         for other in self.experiments:
-            if other.commit == exp.parent and other.status in (Status.BASELINE, Status.KEEP):
+            if other.commit == exp.parent and other.status in ON_BRANCH:
                 return other.metric
         return None
 
@@ -146,7 +146,7 @@ def log_table(view: RunView, width: int = 60) -> str:
             ref = view.parent_metric(e)
             delta = f"{e.metric - ref:+.4g}" if ref is not None else ""
         hyp = e.hypothesis if len(e.hypothesis) <= width else e.hypothesis[: width - 1] + "…"
-        if e.reason and e.status not in (Status.KEEP, Status.DISCARD, Status.BASELINE):
+        if e.reason and e.status not in MEASURED:
             hyp = f"{hyp}  [{e.reason[:60]}]"
         rows.append(
             f"{e.id:>4}  {e.status.value:<11} {_num(e.metric):>12} {delta:>12} {e.runs or '':>4} "

@@ -12,10 +12,9 @@ from importlib import resources
 from string import Template
 
 from overnight.agents._base import Context
-from overnight.records import Experiment, Status
+from overnight.records import MEASURED, ON_BRANCH, Experiment, Status
 
 CHARS_PER_TOKEN = 4
-_MEASURED = (Status.BASELINE, Status.KEEP, Status.DISCARD)
 
 
 def template(name: str) -> Template:
@@ -65,23 +64,19 @@ def _files(context: Context, limit: int) -> str:
 
 def _history_line(exp: Experiment, metric: str, parents: dict[str, float]) -> str:
     head = f"#{exp.id} {exp.status.value}"
-    if exp.metric is not None and exp.status in _MEASURED:
+    if exp.metric is not None and exp.status in MEASURED:
         head += f" {metric}={exp.metric:.6g}"
         parent = parents.get(exp.parent)
         if parent is not None and exp.status is not Status.BASELINE:
             head += f" ({exp.metric - parent:+.4g} vs its parent)"
     line = f"- {head}: {exp.hypothesis}"
-    if exp.status not in _MEASURED and exp.reason:
+    if exp.status not in MEASURED and exp.reason:
         line += f" [{exp.reason[:160]}]"
     return line
 
 
 def _history(context: Context, limit: int) -> str:
-    parents = {
-        e.commit: e.metric
-        for e in context.history
-        if e.status in (Status.BASELINE, Status.KEEP) and e.metric is not None
-    }
+    parents = {e.commit: e.metric for e in context.history if e.status in ON_BRANCH and e.metric is not None}
     lines: list[str] = []
     size = 0
     for exp in reversed(context.history):  # newest first while there is room

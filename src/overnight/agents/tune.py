@@ -28,12 +28,11 @@ from typing import Any
 from overnight.agents._base import Agent, Context
 from overnight.config import TuneSection
 from overnight.errors import AgentError, AgentUnavailable
-from overnight.records import Experiment, Goal, Proposal, Status
+from overnight.records import MEASURED, Experiment, Goal, Proposal
 
 log = logging.getLogger(__name__)
 
 _UPPER = re.compile(r"^[A-Z][A-Z0-9_]*$")
-_MEASURED = (Status.BASELINE, Status.KEEP, Status.DISCARD)
 
 
 @dataclass(frozen=True)
@@ -187,7 +186,7 @@ class TuneAgent(Agent):
         for exp in context.history:
             params = exp.info.get("params") if exp.agent == self.name else None
             if isinstance(params, dict):
-                self._add(params, exp.metric if exp.status in _MEASURED else None)
+                self._add(params, exp.metric if exp.status in MEASURED else None)
 
     def _add(self, params: dict[str, Any], value: float | None) -> None:
         optuna = self._optuna
@@ -243,7 +242,7 @@ class TuneAgent(Agent):
         trial = self._pending.pop(experiment.id, None)
         if trial is None:
             return
-        if experiment.status in _MEASURED and experiment.metric is not None:
+        if experiment.status in MEASURED and experiment.metric is not None:
             self._study.tell(trial, experiment.metric)
         else:
             self._study.tell(trial, state=self._optuna.trial.TrialState.FAIL)

@@ -36,7 +36,7 @@ from urllib.parse import urlsplit
 
 from overnight import __version__, views, workspace
 from overnight.errors import OvernightError, RunStateError
-from overnight.records import Experiment, Status
+from overnight.records import ON_BRANCH, Experiment, Status
 from overnight.run import check_tag
 
 log = logging.getLogger(__name__)
@@ -113,7 +113,7 @@ def _references(view: views.RunView) -> dict[str, float | None]:
     """commit → metric of every best (baseline and keeps): what later experiments were proposed on."""
     refs: dict[str, float | None] = {}
     for e in view.experiments:
-        if e.status in (Status.BASELINE, Status.KEEP) and e.commit and e.commit not in refs:
+        if e.status in ON_BRANCH and e.commit and e.commit not in refs:
             refs[e.commit] = e.metric
     return refs
 
