@@ -87,6 +87,24 @@ def test_a_candidate_is_rebased_when_the_best_moved(parallel: Repo, cli) -> None
     assert first["metric"] in (130, 145) and second["metric"] == 81  # B = 2 and C = 3 together
 
 
+def test_a_rebased_candidate_that_then_fails_is_recorded_as_rebased(parallel: Repo, cli) -> None:
+    # B = 2 and C = 3 each run alone, but crash together: the second candidate fails only
+    # after its rebase, and its row must hold the rebased commit, not the one it began with.
+    parallel.write("train.py", TRAIN.replace("print(f", "assert not (B == 2 and C == 3)\nprint(f"))
+    parallel.commit("crash together")
+    result = cli("run", parallel.path, "--tag", "f", "--agent-command", PARALLEL_AGENT, "--workers", "2",
+                 "--max-experiments", "2")  # fmt: skip
+    assert result.code == 0, result.err
+    rows = ledger_rows(parallel.path, "f")
+    assert sorted(r["status"] for r in rows[1:]) == ["crash", "keep"]
+    kept = next(r for r in rows if r["status"] == "keep")
+    crashed = next(r for r in rows if r["status"] == "crash")
+    assert crashed["info"]["rebased"][0]["onto"] == kept["id"]
+    assert crashed["parent"] == kept["commit"]
+    assert parallel.git("rev-parse", f"{crashed['commit']}^").strip() == kept["commit"]
+    assert "after a rebase onto experiment" in crashed["reason"]
+
+
 def test_a_conflicting_rebase_is_stale(parallel: Repo, cli, tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setenv("PARALLEL_MODE", "clash")
     result = cli("run", parallel.path, "--tag", "c", "--agent-command", PARALLEL_AGENT, "--workers", "2",

@@ -184,13 +184,15 @@ class Worker:
         message = f"exp {exp.id}: {exp.hypothesis} (rebased onto exp {onto.id})\n"
         committed = self.worktree.cherry_pick(exp.commit, onto.commit, message, ref)
         if isinstance(committed, str):
-            raise Ended(Status.STALE, f"beat its parent, but {committed} experiment {onto.id}, kept meanwhile")
+            raise Ended(
+                Status.STALE, f"beat its parent, but {committed} experiment {onto.id}, kept meanwhile", experiment=exp
+            )
         info = {**exp.info, "rebased": [*exp.info.get("rebased", []), {"from": exp.commit, "onto": onto.id}]}
         exp = replace(exp, parent=onto.commit, commit=committed.commit, info=info)
         self.run.ledger.record(exp)
         first = self.measurer.measure(exp, standing, "candidate", round_no=round_no)
         if first.status is not None:
-            raise Ended(first.status, f"after a rebase onto experiment {onto.id}: {first.reason}", first)
+            raise Ended(first.status, f"after a rebase onto experiment {onto.id}: {first.reason}", first, exp)
         return exp, first
 
     def _judge(
@@ -200,7 +202,8 @@ class Worker:
         try:
             decision, last = self.measurer.judge(exp, best, standing, first, round_no)
         except Failed as failed:
-            raise Ended(failed.status, failed.reason, failed.measurement) from None
+            # with ``exp``: after a rebase it is not the experiment ``step`` began with
+            raise Ended(failed.status, failed.reason, failed.measurement, exp) from None
         exp = replace(exp, runs=len(standing.values(exp.id, round_no)))
         if decision.action is Action.KEEP:
             self.measurer.debias(exp, standing, round_no)
