@@ -113,6 +113,40 @@ def test_ctrl_c_interrupts_gracefully_and_resume_goes_on(task: Repo, plan, cli, 
     assert [r["status"] for r in ledger_rows(task.path, "c")] == ["baseline", "interrupted", "keep"]
 
 
+def _slow_on_demand(task: Repo) -> None:
+    """train.py sleeps TEST_SLEEP seconds (after writing its pid mark), so one invocation can be slow."""
+    task.write(
+        "train.py",
+        (task.path / "train.py").read_text().replace("SLEEP = 0\n", "SLEEP = float(os.environ.get('TEST_SLEEP', 0))\n"),
+    )
+    task.write("overnight.toml", task_config(timeout=120))
+    task.commit("sleep on demand")
+
+
+def test_ctrl_c_during_noise_before_a_baseline_exists(task: Repo, marks: Path) -> None:
+    _slow_on_demand(task)
+    controller = overnight_process("noise", task.path, "--tag", "nb", "--runs", "3", env={"TEST_SLEEP": "120"})
+    _wait_for(marks / "pid-0")
+    controller.send_signal(signal.SIGINT)
+    out, err = controller.communicate(timeout=30)
+    assert controller.returncode == 130, out + err
+    assert "stopped before the baseline was measured" in out and "Traceback" not in err, out + err
+    assert [r["status"] for r in ledger_rows(task.path, "nb")] == ["interrupted"]
+
+
+def test_ctrl_c_during_noise_keeps_what_was_measured(task: Repo, cli, marks: Path) -> None:
+    _slow_on_demand(task)
+    assert cli("noise", task.path, "--tag", "nm", "--runs", "2").code == 0
+    controller = overnight_process("noise", task.path, "--tag", "nm", "--runs", "3", env={"TEST_SLEEP": "120"})
+    _wait_for(marks / "pid-0")
+    controller.send_signal(signal.SIGINT)
+    out, err = controller.communicate(timeout=30)
+    assert controller.returncode == 130, out + err
+    assert "failed" not in out + err and "Traceback" not in err, out + err
+    assert "experiment 0, 2 measurements in all" in out  # the interrupted run adds nothing
+    assert [r["status"] for r in ledger_rows(task.path, "nm")] == ["baseline"]
+
+
 def test_a_second_controller_on_the_same_tag_is_refused(task: Repo, plan, cli, marks: Path) -> None:
     task.write("overnight.toml", task_config(timeout=120))
     task.commit("long timeout")

@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import socket
+import subprocess
 import sys
 import tempfile
 import threading
@@ -170,6 +171,12 @@ def test_without_bubblewrap_the_run_stops_before_it_starts(task: Repo, plan, tmp
     assert code == 2, output
     assert 'sandbox = "bwrap" needs bubblewrap: install it (apt-get install bubblewrap' in output
     assert not (task.path / ".overnight" / "x").exists()
+    # `overnight noise` measures in the sandbox too: the same check, before anything is created
+    noise = subprocess.run([sys.executable, "-m", "overnight", "noise", str(task.path), "--tag", "n", "--runs", "2"],
+                           env={**os.environ, "PATH": str(tools)}, capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert noise.returncode == 2, noise.stdout + noise.stderr
+    assert 'sandbox = "bwrap" needs bubblewrap' in noise.stderr
+    assert not (task.path / ".overnight" / "n").exists()
     assert task.snapshot() == before
 
 

@@ -22,7 +22,7 @@ from typing import Any
 
 from rich.console import Console
 
-from overnight import arguments, dashboard, demo, finalize, live, report, sandbox, views, workspace
+from overnight import arguments, dashboard, demo, finalize, live, report, views
 from overnight.agents import Agent, make_agent
 from overnight.config import CONFIG_FILE, AgentSection, parse_duration
 from overnight.errors import ConfigError, OvernightError
@@ -220,13 +220,9 @@ def _run(
     ):
         if value is not None and value < 0:
             raise ConfigError(f"{flag} must be 0 or more")
-    task.check_files()
-    task.check_commands()
-    if task.config.task.sandbox:
-        sandbox.require()
+    task.check_ready()
     if settings.kind == "command":
         check_command(settings.command, task.dir, "--agent-command")
-    workspace.ensure_clean(task.root, workspace.modified_files(task.root))
     agents = _agents(settings, parallel.workers)
     executor = make_executor(parallel.executor, task, parallel.ray_address)
     run = Run.start(task, tag, force=force)
@@ -251,15 +247,17 @@ def cmd_noise(args: argparse.Namespace) -> int:
     if args.runs < 2:
         raise ConfigError("--runs must be 2 or more: a spread needs at least two measurements")
     task = Task.load(args.dir)
-    task.check_files()
-    task.check_commands()
-    workspace.ensure_clean(task.root, workspace.modified_files(task.root))
+    task.check_ready()
     run = Run.start(task, args.tag)
     stop = threading.Event()
     try:
         print(f"measuring the best of run {run.tag} {args.runs} times (seeds in order)", flush=True)
         with _stop_on_signals(stop):
-            best, values = Scheduler(run, None, make_executor("local", task), stop=stop).noise(args.runs)
+            measured = Scheduler(run, None, make_executor("local", task), stop=stop).noise(args.runs)
+        if measured is None:
+            print("stopped before the baseline was measured; nothing to report")
+            return 130
+        best, values = measured
         everything = Standing.load(run.ledger).values(best.id)
     finally:
         run.close()

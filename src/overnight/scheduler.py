@@ -185,18 +185,20 @@ class Scheduler:
         stopped = "stopped by the user" if self.stop.is_set() and not self._errors else self._stopped
         return Summary(self.run.tag, self.run.branch, baseline, best, ran, dict(counts), stopped)
 
-    def noise(self, runs: int) -> tuple[Experiment, list[float]]:
+    def noise(self, runs: int) -> tuple[Experiment, list[float]] | None:
         """Measure the unchanged best ``runs`` more times (the baseline of a new run: ``runs`` times).
 
         Returns the best, re-estimated, and the values measured now; all are recorded in
-        the ledger, where they inform the judge.
+        the ledger, where they inform the judge. Stopped (Ctrl-C) it returns what was measured
+        so far, or None when it stopped before a baseline existed.
         """
         standing = Standing.load(self.run.ledger)
         tip = workspace.resolve(self.run.task.root, self.run.branch_ref) or self.run.start_commit
         self.worker.open(tip)
         try:
             if standing.baseline is None:
-                self._baseline(standing, tip, runs)
+                if self._baseline(standing, tip, runs):
+                    return None  # stopped by the user before the baseline was measured
                 best = standing.snapshot()[1]
                 assert best is not None
                 return best, standing.values(best.id)
@@ -206,12 +208,12 @@ class Scheduler:
             self.worker.worktree.checkout(best.commit)
             for _ in range(runs):
                 measured = self.worker.measurer.measure(best, standing, "noise", round_no=standing.round_of(best.id))
+                if measured.status is Status.INTERRUPTED or self.stop.is_set():
+                    break  # what was measured before the stop still counts
                 if measured.status is not None:
                     raise TaskBrokenError(
                         f"the best (experiment {best.id}) failed when measured again: {measured.reason}"
                     )
-                if self.stop.is_set():
-                    break
             best = self.worker.measurer.reestimate(best, standing)
             return best, standing.values(best.id)[before:]
         finally:

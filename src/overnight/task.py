@@ -8,7 +8,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from overnight import workspace
+from overnight import sandbox, workspace
 from overnight.config import CONFIG_FILE, Config, load_config, load_program
 from overnight.errors import ConfigError
 from overnight.globs import Rules, matches
@@ -92,6 +92,18 @@ class Task:
         for pattern in self.config.task.protected:
             if not any(matches(t, [pattern]) for t in in_task + untracked):
                 log.warning("%s [task] protected: %r matches no file", where, pattern)
+
+    def check_ready(self) -> None:
+        """What every command that measures needs, checked before it creates anything.
+
+        Editable files exist, configured programs exist, bubblewrap is there when the task
+        asks for the sandbox, and the user's checkout has no uncommitted task changes.
+        """
+        self.check_files()
+        self.check_commands()
+        if self.config.task.sandbox:
+            sandbox.require()
+        workspace.ensure_clean(self.root, workspace.modified_files(self.root))
 
     def check_commands(self) -> None:
         """Fail early, with a clear message, when a configured command's program does not exist."""
