@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -102,3 +103,50 @@ def test_judge_settings_are_validated(task: Repo, cli) -> None:
     task.commit("both")
     result = cli("run", task.path, "--agent-command", "true")
     assert result.code == 2 and "set min_delta or rel_delta, not both" in result.err
+
+
+def _measurements(task: Repo, tag: str) -> list[tuple[int, int, int, float | None]]:
+    db = sqlite3.connect(task.path / ".overnight" / tag / "ledger.db")
+    try:
+        return db.execute("SELECT experiment, round, seed, value FROM measurements ORDER BY seed").fetchall()
+    finally:
+        db.close()
+
+
+def test_repeated_measurements_start_from_the_commit_not_from_the_last_run(task: Repo, cli) -> None:
+    # Each run leaves a file behind; were it still there, the next run would score 100 more.
+    task.write("train.py", "import os\nX = 10\nbonus = 100 if os.path.exists('leftover.txt') else 0\n"
+               "open('leftover.txt', 'w').write('x')\nprint('score:', (X - 3) ** 2 + 1 + bonus)\n")  # fmt: skip
+    task.commit("leaves a file")
+    result = cli("noise", task.path, "--tag", "i", "--runs", "3")
+    assert result.code == 0, result.err
+    assert [value for *_, value in _measurements(task, "i")] == [50, 50, 50]
+
+
+def test_a_resumed_run_does_not_reuse_the_seed_of_a_failed_measurement(task: Repo, cli, monkeypatch) -> None:
+    task.write("train.py", "import os, sys\nX = 10\nif os.environ.get('FAIL_SEED') == os.environ['OVERNIGHT_SEED']:\n"
+               "    sys.exit(1)\nprint('score:', (X - 3) ** 2 + 1)\n")  # fmt: skip
+    task.commit("fails on one seed")
+    assert cli("noise", task.path, "--tag", "s", "--runs", "2").code == 0  # seeds 0 and 1
+    monkeypatch.setenv("FAIL_SEED", "2")
+    failed = cli("noise", task.path, "--tag", "s", "--runs", "2")
+    assert failed.code != 0 and "failed when measured again" in failed.err
+    monkeypatch.delenv("FAIL_SEED")
+    assert cli("noise", task.path, "--tag", "s", "--runs", "2").code == 0
+    assert _measurements(task, "s") == [(0, 0, 0, 50), (0, 0, 1, 50), (0, 0, 2, None), (0, 0, 3, 50), (0, 0, 4, 50)]
+
+
+def test_the_holdout_runs_under_the_tasks_limits(task: Repo, plan, cli, caplog: pytest.LogCaptureFixture) -> None:
+    # The holdout command holds 400 MB for a while: over memory_mb, it is killed like a run would be.
+    task.write("holdout.py", "import time\nblock = b'x' * (400 << 20)\ntime.sleep(2)\nprint('score:', 7)\n")
+    task.write(
+        "overnight.toml", task_config(extra_task="memory_mb = 200", extra_metric='holdout = "python3 holdout.py"')
+    )
+    task.commit("greedy holdout")
+    plan({})
+    result = cli("run", task.path, "--tag", "m", "--agent-command", AGENT, "--max-experiments", "0")
+    assert result.code == 0, result.err
+    rows = ledger_rows(task.path, "m")
+    assert rows[0]["status"] == "baseline" and rows[0]["holdout"] is None
+    assert "score: 7" not in (task.path / ".overnight" / "m" / "logs" / "0.log").read_text()
+    assert "no held-out metric: holdout: the holdout held more than memory_mb and was killed" in caplog.text

@@ -195,3 +195,20 @@ def test_a_run_gives_up_after_experiments_in_a_row_without_a_measurement(task: R
     rows = ledger_rows(task.path, "g")
     assert [r["status"] for r in rows] == ["baseline", "keep", "crash", "duplicate", "duplicate"]
     assert "gave up: the last 3 experiments produced no measurement (the last: duplicate" in result.out
+
+
+def test_a_protected_folder_of_untracked_data_is_checked_around_every_run(repo: Repo, plan, cli) -> None:
+    # The data is made by setup and ignored by git; `protected = ["data"]` covers the folder's files.
+    repo.write(".gitignore", "data/\n")
+    repo.write(
+        "train.py",
+        "X = 10\nif X < 10:\n    open('data/labels.csv', 'a').write('forged\\n')\nprint('score:', (X - 3) ** 2 + 1)\n",
+    )
+    config = task_config(extra_task='setup = "mkdir -p data/sub && echo 1 > data/labels.csv"\nprotected = ["data"]')
+    repo.write("overnight.toml", config)
+    repo.write("program.md", "x\n")
+    repo.commit("task with data")
+    plan({"1": [["set", "train.py", "X", "5"]]})
+    assert cli("run", repo.path, "--tag", "d", "--agent-command", AGENT, "--max-experiments", "1").code == 0
+    row = ledger_rows(repo.path, "d")[1]
+    assert row["status"] == "rejected" and "harness changed" in row["reason"] and "data/labels.csv" in row["reason"]

@@ -7,10 +7,13 @@ Patterns are relative to the task folder and use '/' as separator:
 
 from __future__ import annotations
 
+import itertools
+import os
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 
 
 @lru_cache(maxsize=256)
@@ -54,6 +57,31 @@ def _compile(pattern: str) -> re.Pattern[str]:
 def matches(path: str, patterns: Iterable[str]) -> bool:
     """True when the task-relative POSIX ``path`` matches any of ``patterns``."""
     return any(_compile(p).fullmatch(path) for p in patterns)
+
+
+def files_under(folder: Path, patterns: Iterable[str]) -> set[str]:
+    """The files below ``folder`` (relative POSIX paths) that ``patterns`` match, as :func:`matches` does.
+
+    Each pattern is walked only from its leading folders without wildcards (``data/**``
+    reads ``data/``, ``data`` reads ``data`` itself); ``.git`` is never entered.
+    """
+    found: set[str] = set()
+    for pattern in patterns:
+        parts = pattern.strip().strip("/").removeprefix("./").split("/")
+        fixed = itertools.takewhile(lambda part: not any(c in part for c in "*?["), parts)
+        start = folder.joinpath(*fixed)
+        paths = [start] if start.is_file() else _walk(start)
+        found.update(rel for rel in (p.relative_to(folder).as_posix() for p in paths) if matches(rel, (pattern,)))
+    return found
+
+
+def _walk(top: Path) -> list[Path]:
+    """Every file below ``top`` (none when it is missing), outside ``.git`` folders."""
+    paths: list[Path] = []
+    for folder, dirs, names in os.walk(top):
+        dirs[:] = [d for d in dirs if d != ".git"]
+        paths.extend(Path(folder, name) for name in names)
+    return paths
 
 
 @dataclass(frozen=True)

@@ -67,27 +67,31 @@ def _failed(result: RunResult, what: str, timeout_s: float) -> tuple[Status, str
     return None
 
 
+def _run(job: Job, command: str, label: str, seed: int, stop: threading.Event | None) -> RunResult:
+    """One of the task's commands for ``job``, under its limits, sandbox and log."""
+    task = job.config.task
+    return run_command(
+        command,
+        cwd=job.task_dir,
+        log_path=job.log_path,
+        timeout_s=task.timeout_s,
+        env={**job.env, "OVERNIGHT_SEED": str(seed)},
+        stop=stop,
+        label=f"{label} (experiment {job.experiment_id}, seed {seed})",
+        token=f"{job.token}:{label}:{seed}" if job.token else "",
+        memory_mb=task.memory_mb,
+        max_log_mb=task.max_log_mb,
+        sandbox=job.sandbox,
+    )
+
+
 def measure(job: Job, stop: threading.Event | None = None) -> Measurement:
     """Run the job's commands in order; stop at the first that fails."""
     task = job.config.task
     timeout = task.timeout_s
 
-    env = {**job.env, "OVERNIGHT_SEED": str(job.seed)}
-
     def run(command: str, label: str) -> RunResult:
-        return run_command(
-            command,
-            cwd=job.task_dir,
-            log_path=job.log_path,
-            timeout_s=timeout,
-            env=env,
-            stop=stop,
-            label=f"{label} (experiment {job.experiment_id}, seed {job.seed})",
-            token=f"{job.token}:{label}:{job.seed}" if job.token else "",
-            memory_mb=task.memory_mb,
-            max_log_mb=task.max_log_mb,
-            sandbox=job.sandbox,
-        )
+        return _run(job, command, label, job.seed, stop)
 
     if job.setup and task.setup:
         failure = _failed(run(task.setup, "setup"), "setup", timeout)
@@ -129,16 +133,7 @@ def measure(job: Job, stop: threading.Event | None = None) -> Measurement:
 
 def holdout(job: Job, stop: threading.Event | None = None) -> tuple[float | None, str]:
     """The held-out metric of the job's commit: ``[metric] holdout``'s output, read like the metric."""
-    result = run_command(
-        job.config.metric.holdout,
-        cwd=job.task_dir,
-        log_path=job.log_path,
-        timeout_s=job.config.task.timeout_s,
-        env={**job.env, "OVERNIGHT_SEED": "0"},
-        stop=stop,
-        label=f"holdout (experiment {job.experiment_id})",
-        token=f"{job.token}:holdout" if job.token else "",
-    )
+    result = _run(job, job.config.metric.holdout, "holdout", 0, stop)
     failure = _failed(result, "holdout", job.config.task.timeout_s)
     if failure:
         return None, failure[1]

@@ -11,11 +11,12 @@ mean of all its measurements, so it is re-estimated each time it is re-measured.
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from dataclasses import replace
 
-from overnight import judge, sandbox, secrets
+from overnight import globs, judge, sandbox, secrets
 from overnight.executors import Executor
 from overnight.judge import Action, Decision
 from overnight.measure import Job, Measurement, holdout
@@ -24,6 +25,8 @@ from overnight.run import Run, now_iso
 from overnight.slots import Slots
 from overnight.standing import Standing
 from overnight.worktree import Worktree
+
+log = logging.getLogger(__name__)
 
 
 class Failed(Exception):
@@ -46,6 +49,7 @@ class Measurer:
         self.stop = stop
         self.slots = slots or Slots()
         self.needs_setup = True
+        self._measured: int | None = None  # the experiment measured last in the worktree
         self._files: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {}
         task = run.task.config.task
         self.sandbox = sandbox.for_task(worktree.path, run.task.root, task.network) if task.sandbox == "bwrap" else None
@@ -60,12 +64,7 @@ class Measurer:
         """What a run must not change: the parent's protected files (a change may add only editable ones),
         the files ``[task] protected`` names (data, perhaps untracked), and the worktree's link to git."""
         task_dir = self.run.task.in_worktree(self.worktree.path)
-        named = {
-            str(path.relative_to(task_dir))
-            for pattern in self.run.task.config.task.protected
-            for path in task_dir.glob(pattern)
-            if path.is_file()
-        }
+        named = globs.files_under(task_dir, self.run.task.config.task.protected)
         link = os.path.relpath(self.worktree.path / ".git", task_dir)
         return tuple(sorted({*self.files(parent)[1], *named, link}))
 
@@ -102,11 +101,19 @@ class Measurer:
         ``round_no`` counts the times ``exp`` was rebased onto a newer best: each round's
         measurements start again at seed 0.
         """
+        if self._measured == exp.id and exp.commit:
+            # Measured just before: start again from its commit, not from what that run left
+            # behind (outputs, edited files), so repeated measurements stay independent.
+            self.worktree.checkout(exp.commit)
         seed = standing.next_seed(exp.id, round_no)
         job = self._job(exp, exp.id if log_id is None else log_id, seed, gate=seed == 0)
         with self.slots.hold() as slot_env:
             load_start = os.getloadavg()[0]
-            measurement = self.executor.measure(replace(job, env={**job.env, **slot_env}), self.stop)
+            try:
+                measurement = self.executor.measure(replace(job, env={**job.env, **slot_env}), self.stop)
+            finally:
+                self.worktree.ran()
+                self._measured = exp.id
             load = (load_start, os.getloadavg()[0])
         if measurement.setup_done:
             self.needs_setup = False
@@ -174,16 +181,23 @@ class Measurer:
                 return
 
     def reestimate(self, exp: Experiment, standing: Standing) -> Experiment:
-        """Record ``exp``'s estimate as the mean of all its latest round's measurements."""
-        values = standing.values(exp.id)
-        updated = replace(exp, metric=judge.mean(values), runs=len(values))
-        self.run.ledger.record(updated)
-        standing.update(updated)
+        """Record ``exp``'s estimate as the mean of all its latest round's measurements.
+
+        Under the standing's lock, from its latest copy of ``exp``: two workers re-measuring
+        the same best record their estimates one after the other, the later one with every value.
+        """
+        with standing.lock:
+            values = standing.values(exp.id)
+            updated = replace(standing.latest(exp), metric=judge.mean(values), runs=len(values))
+            self.run.ledger.record(updated)
+            standing.update(updated)
         return updated
 
     def holdout(self, exp: Experiment) -> float | None:
         """The held-out metric of the commit in the worktree, when ``[metric] holdout`` is set."""
         if not self.run.task.config.metric.holdout:
             return None
-        value, _reason = holdout(self._job(exp, exp.id, 0, gate=False), self.stop)
+        value, reason = holdout(self._job(exp, exp.id, 0, gate=False), self.stop)
+        if value is None:
+            log.warning("experiment %d: no held-out metric: holdout: %s", exp.id, reason)
         return value

@@ -31,8 +31,11 @@ class Standing:
     def load(cls, ledger: Ledger) -> Standing:
         standing = cls()
         for m in ledger.measurements():
+            key = (m.experiment, m.round)
             if m.value is not None:
-                standing.samples.setdefault((m.experiment, m.round), []).append(m.value)
+                standing.samples.setdefault(key, []).append(m.value)
+            # failed measurements used their seeds too: a resumed run must not measure on them again
+            standing.seeds[key] = max(standing.seeds.get(key, 0), m.seed + 1)
         for exp in ledger.experiments():
             if exp.status in MEASURED and exp.metric is not None and not standing.values(exp.id):
                 standing.samples[(exp.id, 0)] = [exp.metric]  # recorded before measurements were kept one by one
@@ -57,6 +60,14 @@ class Standing:
                 self.best = exp
             if self.baseline is not None and self.baseline.id == exp.id:
                 self.baseline = exp
+
+    def latest(self, exp: Experiment) -> Experiment:
+        """The standing's current copy of ``exp`` (re-estimates update it), else ``exp`` itself."""
+        with self.lock:
+            for known in (self.best, self.baseline, *reversed(self.history)):
+                if known is not None and known.id == exp.id:
+                    return known
+            return exp
 
     def start(self, exp: Experiment) -> None:
         """An experiment is in flight (other workers' agents see its hypothesis)."""

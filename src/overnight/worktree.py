@@ -172,6 +172,10 @@ class Worktree:
             link.write_text(self._link, encoding="utf-8")
             self._exact = None
 
+    def ran(self) -> None:
+        """A command ran here and may have left files or changes: the next checkout resets, even to the same commit."""
+        self._exact = None
+
     def checkout(self, commit: str) -> None:
         """Put the worktree exactly at ``commit``: detached, no local changes, no untracked files."""
         self._join()
