@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import time
 from pathlib import Path
@@ -10,6 +11,7 @@ import psutil
 import pytest
 
 from conftest import AGENT, Repo, ledger_rows, overnight_process, task_config
+from overnight.ledger import Ledger
 
 
 def _wait_for(path: Path, seconds: float = 30) -> None:
@@ -176,6 +178,21 @@ def test_resume_with_changed_settings_needs_force(task: Repo, plan, cli) -> None
     forced = cli("run", task.path, "--tag", "cfg", "--agent-command", AGENT, "--max-experiments", "1", "--force")
     assert forced.code == 0, forced.err
     assert len(ledger_rows(task.path, "cfg")) == 3
+
+
+def test_each_start_records_the_agent_settings_it_runs_with(task: Repo, plan, cli) -> None:
+    plan({"*": []})
+    assert cli("run", task.path, "--tag", "a", "--agent-command", AGENT, "--agent-timeout", "7",
+               "--max-experiments", "1").code == 0  # fmt: skip
+    assert (
+        cli("run", task.path, "--tag", "a", "--agent-command", f"{AGENT} --again", "--max-experiments", "1").code == 0
+    )
+    with Ledger(task.path / ".overnight" / "a" / "ledger.db") as ledger:
+        sessions = json.loads(ledger.get_meta("agents") or "[]")
+    assert [s["from"] for s in sessions] == [0, 2]  # the baseline and experiment 1, then experiment 2
+    assert [(s["settings"]["kind"], s["settings"]["command"]) for s in sessions] == [
+        ("command", AGENT), ("command", f"{AGENT} --again")]  # fmt: skip
+    assert sessions[0]["settings"]["timeout_s"] == 7 and sessions[1]["settings"]["timeout_s"] == 1800
 
 
 def test_branch_left_behind_by_a_crash_between_record_and_move_is_mended(task: Repo, plan, cli) -> None:

@@ -8,6 +8,7 @@ from OvernightError print one message and exit with the code the error carries
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import logging
 import os
@@ -186,9 +187,7 @@ class Parallel:
         gpus = [g.strip() for g in self.gpus.split(",") if g.strip()] if self.gpus else []
         if self.gpus is not None and not gpus:
             raise ConfigError("--gpus: give GPU ids separated by commas, e.g. --gpus 0,1")
-        if task.config.task.exclusive:
-            return Slots(1, gpus[:1])
-        return Slots(self.slots or self.workers, gpus)
+        return Slots.for_task(task.config.task.exclusive, self.slots or self.workers, gpus)
 
 
 def _agents(settings: AgentSection, workers: int) -> list[Agent]:
@@ -225,9 +224,17 @@ def _run(
         check_command(settings.command, task.dir, "--agent-command")
     agents = _agents(settings, parallel.workers)
     executor = make_executor(parallel.executor, task, parallel.ray_address)
-    run = Run.start(task, tag, force=force)
+    try:
+        run = Run.start(task, tag, force=force)
+    except BaseException:  # the run was refused (held, changed settings): let go of what was started for it
+        with contextlib.ExitStack() as closing:
+            closing.callback(executor.close)
+            for agent in agents:
+                closing.callback(agent.close)
+        raise
     stop = threading.Event()
     try:
+        run.note_agent(dataclasses.asdict(settings))
         what = "resuming" if run.resumed else "starting"
         many = f", {parallel.workers} workers, {slots.count} slots" if parallel.workers > 1 or slots.count > 1 else ""
         print(

@@ -10,12 +10,10 @@ commit for all of them. The run branch and the user's branches are left as they 
 
 from __future__ import annotations
 
-import os
-import subprocess
 from dataclasses import dataclass
 
 from overnight import workspace
-from overnight.errors import RunStateError
+from overnight.errors import GitError, RunStateError
 from overnight.records import Experiment, Status
 from overnight.views import RunView
 
@@ -48,16 +46,17 @@ def _message(view: RunView, e: Experiment) -> str:
     )
 
 
-def _commit_tree(view: RunView, tree: str, parent: str, message: str) -> str:
-    """A commit of ``tree`` on ``parent``, by the user when git knows who that is, else by overnight."""
-    args = ["git", "commit-tree", tree, "-p", parent, "-F", "-"]
-    proc = subprocess.run(args, cwd=view.root, input=message, capture_output=True, text=True)
-    if proc.returncode != 0:  # no user identity configured
-        proc = subprocess.run(args, cwd=view.root, input=message, capture_output=True, text=True,
-                              env={**os.environ, **_OVERNIGHT})  # fmt: skip
-    if proc.returncode != 0:
-        raise RunStateError(f"could not write the final commits: {proc.stderr.strip()}")
-    return proc.stdout.strip()
+def _commit_tree(view: RunView, commit: str, parent: str, message: str) -> str:
+    """A commit of ``commit``'s tree on ``parent``, by the user when git knows who that is, else by overnight."""
+    args = ("commit-tree", f"{commit}^{{tree}}", "-p", parent, "-F", "-")
+    try:
+        return workspace.git(*args, cwd=view.root, input=message).strip()
+    except GitError:  # no user identity configured
+        pass
+    try:
+        return workspace.git(*args, cwd=view.root, input=message, env=_OVERNIGHT).strip()
+    except GitError as err:
+        raise RunStateError(f"could not write the final commits: {err}") from None
 
 
 def finalize(view: RunView, *, squash: bool = False, force: bool = False) -> Finalized:
@@ -67,6 +66,8 @@ def finalize(view: RunView, *, squash: bool = False, force: bool = False) -> Fin
     if not keeps:
         raise RunStateError(f"run {view.tag} kept nothing yet: there is nothing to finalize")
     tip = workspace.resolve(root, f"refs/heads/{workspace.BRANCH_PREFIX}{view.tag}")
+    if tip is None:
+        raise RunStateError(f"branch {workspace.BRANCH_PREFIX}{view.tag} is gone; the run's keeps are in its ledger")
     chain = workspace.git("rev-list", "--reverse", "--first-parent", f"{start}..{tip}", cwd=root).split()
     by_commit = {e.commit: e for e in keeps}
     if [c for c in chain if c not in by_commit] or len(chain) != len(keeps):
@@ -81,7 +82,6 @@ def finalize(view: RunView, *, squash: bool = False, force: bool = False) -> Fin
     commits: list[str] = []
     parent = start
     if squash:
-        tree = workspace.git("rev-parse", f"{chain[-1]}^{{tree}}", cwd=root).strip()
         body = "\n".join(f"- {e.hypothesis} (experiment {e.id})" for e in ordered)
         first, last = ordered[0], ordered[-1]
         start_value = view.parent_metric(first)
@@ -91,11 +91,10 @@ def finalize(view: RunView, *, squash: bool = False, force: bool = False) -> Fin
             else view.metric
         )
         message = f"overnight run {view.tag}: {len(ordered)} kept changes, {summary}\n\n{body}\n"
-        commits.append(_commit_tree(view, tree, parent, message))
+        commits.append(_commit_tree(view, chain[-1], parent, message))
     else:
         for e in ordered:
-            tree = workspace.git("rev-parse", f"{e.commit}^{{tree}}", cwd=root).strip()
-            parent = _commit_tree(view, tree, parent, _message(view, e))
+            parent = _commit_tree(view, e.commit, parent, _message(view, e))
             commits.append(parent)
     workspace.update_ref(root, f"refs/heads/{branch}", commits[-1], old)
     return Finalized(branch, commits, [e.id for e in ordered])

@@ -108,10 +108,15 @@ _COLUMNS = (
     "deletions, duration_s, peak_memory_mb, exit_code, started_at, ended_at, worker, host, info, "
     "tokens_in, tokens_out, cost_usd, change_key, runs, improvement, ci_low, ci_high, holdout"
 )
+_SLOTS = ", ".join("?" for _ in _COLUMNS.split(","))  # one placeholder per column
 
 
 class Ledger:
-    """One run's experiments in ``ledger.db``. Not thread-safe: one connection per thread."""
+    """One run's experiments in ``ledger.db``.
+
+    One connection, shared by the controller's threads behind a lock: every call is
+    atomic, and the controller stays the database's single writer.
+    """
 
     def __init__(self, path: Path, *, create: bool = False) -> None:
         if not create and not path.exists():
@@ -182,6 +187,7 @@ class Ledger:
     # -- experiments ----------------------------------------------------------------------
 
     def next_id(self) -> int:
+        """The id the next experiment will get (unless another thread begins one first)."""
         top = self._all("SELECT MAX(id) FROM experiments")[0][0]
         return 0 if top is None else top + 1
 
@@ -190,13 +196,13 @@ class Ledger:
         with self.transaction() as db:
             top = db.execute("SELECT MAX(id) FROM experiments").fetchone()[0]
             exp = make(0 if top is None else top + 1)
-            db.execute(f"INSERT INTO experiments ({_COLUMNS}) VALUES ({', '.join('?' * 29)})", _row(exp))
+            db.execute(f"INSERT INTO experiments ({_COLUMNS}) VALUES ({_SLOTS})", _row(exp))
         return exp
 
     def record(self, exp: Experiment) -> None:
         """Insert or replace the row of ``exp.id``."""
         with self.transaction() as db:
-            db.execute(f"INSERT OR REPLACE INTO experiments ({_COLUMNS}) VALUES ({', '.join('?' * 29)})", _row(exp))
+            db.execute(f"INSERT OR REPLACE INTO experiments ({_COLUMNS}) VALUES ({_SLOTS})", _row(exp))
 
     def get(self, experiment_id: int) -> Experiment | None:
         rows = self._all(f"SELECT {_COLUMNS} FROM experiments WHERE id = ?", (experiment_id,))

@@ -18,7 +18,7 @@ import time
 import uuid
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from overnight import workspace
 from overnight.errors import RunStateError
@@ -297,6 +297,16 @@ class Run:
             f"branch {self.branch} points at {tip[:10]}, which overnight did not put there (expected {expected[:10]}); "
             f"move it back with `git branch -f {self.branch} {expected[:10]}` or use another --tag"
         )
+
+    def note_agent(self, settings: dict[str, Any]) -> None:
+        """Record the ``[agent]`` settings this invocation runs with (command-line overrides included).
+
+        Kept in the meta key ``agents``: a list of ``{"from": <first experiment id>, "settings": ...}``,
+        one entry per start or resume, so each experiment's settings can be told later.
+        """
+        sessions = json.loads(self.ledger.get_meta("agents") or "[]")
+        sessions.append({"from": self.ledger.next_id(), "settings": settings})
+        self.ledger.set_meta(agents=json.dumps(sessions))
 
     def close(self) -> None:
         self.ledger.close()

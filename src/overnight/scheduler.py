@@ -18,6 +18,7 @@ running experiments are interrupted and recorded).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -79,7 +80,7 @@ class Scheduler:
         self.executor = executor
         self.limits = limits
         self.stop = stop or threading.Event()
-        self.slots = slots or Slots(1 if run.task.config.task.exclusive else max(1, len(self.agents)))
+        self.slots = slots or Slots.for_task(run.task.config.task.exclusive, len(self.agents))
         keeping = threading.Lock()
         self.workers = [
             Worker(
@@ -220,11 +221,13 @@ class Scheduler:
             self._close()
 
     def _close(self) -> None:
-        for worker in self.workers:
-            worker.close()
-        for agent in self.agents:
-            agent.close()
-        self.executor.close()
+        """Close every worker, agent and the executor, even when some fail; then their error is raised (others chained)."""
+        with contextlib.ExitStack() as closing:  # runs every callback, in reverse order of pushing
+            closing.callback(self.executor.close)
+            for agent in self.agents:
+                closing.callback(agent.close)
+            for worker in self.workers:
+                closing.callback(worker.close)
 
     def _broken_message(self, baseline: Experiment) -> str:
         log_path = self.run.paths.log(baseline.id)

@@ -21,6 +21,13 @@ class Slots:
         for index in range(self.count):
             self._free.put(index)
 
+    @classmethod
+    def for_task(cls, exclusive: bool, count: int, gpus: list[str] | None = None) -> Slots:
+        """``count`` slots (one per GPU when ``gpus`` are given), or one when the task is ``exclusive``."""
+        if exclusive:
+            return cls(1, (gpus or [])[:1])
+        return cls(count, gpus)
+
     @contextmanager
     def hold(self) -> Iterator[dict[str, str]]:
         """Wait for a free slot; yield the environment it gives the experiment (its GPU)."""

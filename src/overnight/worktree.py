@@ -143,12 +143,15 @@ class Worktree:
         self.checkout(commit)
 
     def remove(self) -> None:
-        self._join()
-        self.objects.close()
-        self.refs.close()
-        if self.path.exists():
-            git("worktree", "remove", "--force", str(self.path), cwd=self.root, check=False)
-        git("worktree", "prune", cwd=self.root, check=False)
+        """Close the git streams and remove the worktree, even when background work failed (that error is raised)."""
+        try:
+            self._join()
+        finally:
+            self.objects.close()
+            self.refs.close()
+            if self.path.exists():
+                git("worktree", "remove", "--force", str(self.path), cwd=self.root, check=False)
+            git("worktree", "prune", cwd=self.root, check=False)
 
     # -- putting it at a commit ---------------------------------------------------------------
 
