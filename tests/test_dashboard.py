@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
@@ -21,11 +22,13 @@ from typing import Any
 import pytest
 
 from conftest import AGENT, Repo, git, overnight_process
-from overnight import views
+from overnight import views, workspace
 from overnight.cli import main
 from overnight.dashboard import DashboardServer, serve
-from overnight.dashboard.server import tail
+from overnight.dashboard.server import experiment_detail, run_summary
 from overnight.errors import ConfigError, GitError, RunStateError
+from overnight.run import RunPaths
+from overnight.views import tail
 
 # A task that looks like a small language-model run: knobs in train.py, val_bpb printed at the end
 # (with a long training log, so the log tail is cut), and a protected data-preparation script.
@@ -260,6 +263,41 @@ def test_a_rejected_experiment_shows_its_saved_diff(server: DashboardServer, lm_
     assert rejected["diff"] == views.load_view(lm_run.path, "lm").paths.diff(7).read_text()
 
 
+def test_without_its_commit_an_experiment_shows_the_saved_diff(lm_run: Repo, tmp_path: Path) -> None:
+    view = views.load_view(lm_run.path, "lm")
+    exps = [dataclasses.replace(e, commit="0" * 40) if e.id == 1 else e for e in view.experiments]
+    gone = dataclasses.replace(view, experiments=exps, paths=RunPaths(tmp_path))  # logs in tmp_path
+    bare = experiment_detail(gone, 1)
+    assert bare["diff"] == "" and bare["diff_source"] == "" and "0000000000" in bare["diff_error"]
+    gone.paths.diff(1).parent.mkdir()
+    gone.paths.diff(1).write_text("+LR = 0.003\n")
+    saved = experiment_detail(gone, 1)
+    assert saved["diff"] == "+LR = 0.003\n" and saved["diff_source"] == "saved" and saved["diff_error"]
+
+
+def test_the_summary_adds_up_what_the_agents_spent(lm_run: Repo) -> None:
+    view = views.load_view(lm_run.path, "lm")
+    spent = {1: (100, 10, None), 2: (200, 20, 0.5)}
+    exps = [dataclasses.replace(e, tokens_in=spent[e.id][0], tokens_out=spent[e.id][1], cost_usd=spent[e.id][2])
+            if e.id in spent else e for e in view.experiments]  # fmt: skip
+    run = run_summary(dataclasses.replace(view, experiments=exps))
+    assert (run["tokens_in"], run["tokens_out"], run["tokens"], run["cost_usd"]) == (300, 30, 330, 0.5)
+
+
+def test_state_is_the_summary_and_the_experiments_in_one(server: DashboardServer) -> None:
+    assert get(server, "/api/state") == {"run": get(server, "/api/run"), "experiments": get(server, "/api/experiments")}
+
+
+def test_requests_do_not_look_for_the_repository_again(server: DashboardServer, monkeypatch) -> None:
+    def no_git(*args: object, **kwargs: object) -> None:
+        raise AssertionError("located again")
+
+    monkeypatch.setattr(views, "locate", no_git)
+    monkeypatch.setattr(workspace, "repo_root", no_git)
+    for path in ("/api/state", "/api/run", "/api/experiments", "/api/experiments/1"):
+        assert request(server, path)[0] == 200, path
+
+
 def test_unknown_paths_and_methods(server: DashboardServer) -> None:
     for path in ("/api/experiments/99", "/api/experiments/x", "/api/nothing", "/../ledger.db", "/app.js/"):
         status, head, body = request(server, path)
@@ -456,6 +494,40 @@ def test_the_page_in_a_browser(browser_page: Any, server: DashboardServer, tmp_p
     assert errors == []
 
 
+def test_the_page_shows_stale_experiments_and_retries_a_failed_detail(
+    browser_page: Any, server: DashboardServer
+) -> None:
+    expect = pytest.importorskip("playwright.sync_api").expect
+    page = browser_page
+    asked: list[str] = []
+    page.on("request", lambda req: asked.append(req.url.split("/api/", 1)[-1]) if "/api/" in req.url else None)
+
+    def stale_two(route: Any) -> None:  # experiment 2 as a change that could not be rebased
+        response = route.fetch()
+        state = response.json()
+        state["experiments"][2]["status"] = "stale"
+        state["run"]["counts"] = {**state["run"]["counts"], "discard": 2, "stale": 1}
+        route.fulfill(response=response, json=state)
+
+    failed: list[int] = []
+
+    def fail_once(route: Any) -> None:
+        if failed:
+            route.continue_()
+        else:
+            failed.append(1)
+            route.fulfill(status=500, json={"error": "the ledger is busy"})
+
+    page.route("**/api/state", stale_two)
+    page.route("**/api/experiments/3", fail_once)
+    page.goto(server.url + "#3")
+    expect(page.locator("#chart svg circle.stale")).to_have_count(1)
+    expect(page.locator("#legend .key.stale")).to_have_text("stale (better, not rebased)")
+    expect(page.locator("#experiments-sub")).to_have_text("5 kept · 2 discarded · 4 failed · 1 stale")
+    expect(page.locator("#detail-id")).to_have_text("#3")  # the next poll asked again, after the 500
+    assert failed == [1] and "run" not in asked and "experiments" not in asked and "state" in asked
+
+
 def test_tail_reads_the_end_of_a_long_log(tmp_path: Path) -> None:
     log = tmp_path / "big.log"
     log.write_text("".join(f"line {i} " + "x" * 200 + "\n" for i in range(20_000)))  # 4 MB
@@ -465,7 +537,8 @@ def test_tail_reads_the_end_of_a_long_log(tmp_path: Path) -> None:
     short = tmp_path / "short.log"
     short.write_bytes(b"one\r\ntwo \xff\n")
     assert tail(short)["text"] == "one\ntwo \ufffd" and not tail(short)["truncated"]
-    assert tail(tmp_path / "none.log") == {**tail(tmp_path / "none.log"), "exists": False, "text": ""}
+    none = tail(tmp_path / "none.log")
+    assert not none["exists"] and none["text"] == ""
 
 
 def test_serve_checks_its_arguments(tmp_path: Path, task: Repo) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
+import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,12 @@ def finished(task: Repo, plan, cli, tmp_path: Path, monkeypatch: pytest.MonkeyPa
     return task
 
 
+def forget_agents(repo: Repo) -> None:
+    """Make the run one from before the effective [agent] settings were recorded (meta key "agents")."""
+    with Ledger(views.load_view(repo.path, "v").paths.ledger) as ledger, ledger.transaction() as db:
+        db.execute("DELETE FROM meta WHERE key = 'agents'")
+
+
 def client_for(uri: str) -> Any:
     from mlflow.tracking import MlflowClient
 
@@ -61,6 +68,7 @@ def artifact_text(uri: str, run_id: str, name: str) -> str:
 
 @needs_mlflow
 def test_export(finished: Repo, cli, tmp_path: Path) -> None:
+    forget_agents(finished)
     view = views.load_view(finished.path, "v")
     result = export(view)
     state = finished.path / ".overnight" / "v"
@@ -94,7 +102,8 @@ def test_export(finished: Repo, cli, tmp_path: Path) -> None:
     assert keep.info.start_time == int(_seconds(exp.started_at) * 1000)
     assert keep.info.end_time == int(_seconds(exp.ended_at) * 1000)
     assert params["files_changed"] == "1" and params["insertions"] == "1" and params["deletions"] == "1"
-    assert "agent.kind" not in params  # the stored [agent] is tune's; this experiment's agent was a command
+    # All this older run stored is overnight.toml's [agent], tune's: it says nothing of a command agent.
+    assert not any(k.startswith("agent.") for k in params)
     assert metrics["score"] == 5.0 == exp.metric
     assert metrics["budget"] == 5.0 and "seed" in metrics  # the secondary metrics
     assert metrics["overnight/runs"] == exp.runs == 2
@@ -186,6 +195,21 @@ def test_a_running_experiment_is_updated_once_it_ends(finished: Repo, tmp_path: 
     assert sum(k.startswith("layer/") for k in after.data.metrics) == 900  # more than one batch
     assert after.info.end_time == int(_seconds(final.ended_at) * 1000)
     assert not (views.load_view(finished.path, "v").paths.dir / "mlflow.db").exists()  # only the store asked for
+
+
+@needs_mlflow
+def test_the_agent_settings_are_those_each_experiment_ran_with(finished: Repo, tmp_path: Path) -> None:
+    first = {"kind": "command", "command": "./propose.sh", "timeout_s": 60.0, "model": "", "tune": {}}
+    second = {**first, "command": "./propose.sh --bolder", "timeout_s": 90.0}
+    with Ledger(views.load_view(finished.path, "v").paths.ledger) as ledger:
+        ledger.set_meta(agents=json.dumps([{"from": 0, "settings": first}, {"from": 2, "settings": second}]))
+    uri = f"sqlite:///{tmp_path / 'store.db'}"
+    result = export(views.load_view(finished.path, "v"), tracking_uri=uri)
+    params = {i: r.data.params for i, r in runs_by_id(uri, result.experiment_id).items()}
+    assert params[1]["agent.command"] == "./propose.sh" and params[1]["agent.timeout_s"] == "60.0"
+    assert params[2]["agent.command"] == params[3]["agent.command"] == "./propose.sh --bolder"
+    assert params[3]["agent.timeout_s"] == "90.0" and "agent.model" not in params[3]
+    assert not any(k.startswith("agent.") for k in params[0])  # the baseline had no agent
 
 
 def test_without_mlflow(finished: Repo, monkeypatch: pytest.MonkeyPatch) -> None:

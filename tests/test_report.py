@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -11,6 +12,9 @@ from rich.console import Console
 from conftest import AGENT, Repo, git
 from overnight.live import LiveView, line
 from overnight.records import Experiment, Goal, Status
+from overnight.report import markdown
+from overnight.run import paths_for
+from overnight.views import RunView
 
 
 @pytest.fixture
@@ -39,6 +43,32 @@ def test_report_writes_a_plot_and_a_summary(three_keeps: Repo, cli) -> None:
     rows = [r for r in text.splitlines() if r.startswith("| ") and r[2].isdigit()]
     assert [r.split(" | ")[1] for r in rows] == ["X to 8", "X to 5", "X to 3"]
     assert "| 1 | X to 8 | 26 | 24 [24, 24] | 2 |" in text and "| 3 | X to 5 | 5 | 21 [21, 21] | 1 |" in text
+
+
+def _view(tmp_path: Path, experiments: list[Experiment]) -> RunView:
+    config = json.dumps({"metric": {"name": "loss", "goal": "min"}})
+    return RunView("t", tmp_path, paths_for(tmp_path, "t"), {"task": ".", "config": config}, experiments, False, {})
+
+
+def test_the_report_sums_up_usage_and_reads_times_as_utc(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    exps = [
+        Experiment(0, Status.BASELINE, commit="a", metric=0.0, runs=1, started_at="2024-03-10T01:00:00Z"),
+        Experiment(1, Status.KEEP, parent="a", commit="b", metric=1.5, runs=1, tokens_in=300, tokens_out=20,
+                   cost_usd=0.25, ended_at="2024-03-10T04:00:00Z"),
+        Experiment(2, Status.DISCARD, parent="b", commit="c", metric=2.0, tokens_in=30),
+    ]  # fmt: skip
+    # Local time in New York skips 02:00-03:00 that night: read as local time, the 3 h look like 2.
+    monkeypatch.setenv("TZ", "America/New_York")
+    time.tzset()
+    try:
+        text = markdown(_view(tmp_path, exps))
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+    assert "3.00 h from first start to last end" in text
+    assert "- agents used 350 tokens, $0.2500" in text
+    assert "- experiments: 1 baseline, 1 keep, 1 discard" in text
+    assert "→ best 1.5 (1 run, experiment 1): +1.5\n" in text  # no % of a baseline of 0
 
 
 def test_finalize_writes_one_commit_per_keep_by_the_user(three_keeps: Repo, cli) -> None:

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
 import pytest
 
 from conftest import AGENT, Repo
+from overnight import views, workspace
+from overnight.records import Experiment, Status, Usage
+from overnight.run import paths_for
 
 JSON_KEYS = {
     "id",
@@ -75,6 +79,84 @@ def test_show(finished: Repo, cli) -> None:
     assert "+VALUE = 9" in rejected  # the rejected change is kept as a diff file
     missing = cli("show", "9", finished.path)
     assert missing.code == 5 and "has no experiment 9" in missing.err
+
+
+def _gone(view: views.RunView, experiment_id: int) -> views.RunView:
+    """``view`` with the commit of ``experiment_id`` replaced by one the repository does not have."""
+    exps = [dataclasses.replace(e, commit="0" * 40) if e.id == experiment_id else e for e in view.experiments]
+    return dataclasses.replace(view, experiments=exps)
+
+
+def test_show_without_the_commit_falls_back_to_the_saved_diff(finished: Repo) -> None:
+    view = _gone(views.load_view(finished.path, "v"), 1)
+    bare = views.show_text(view, 1)  # no GitError: the diff is missing, and show says why
+    assert "--- no diff of the commit: " in bare and "-X = 10" not in bare
+    missing = views.experiment_diff(view, view.get(1))
+    assert (missing.text, missing.source) == ("", "") and missing.error
+    view.paths.diff(1).write_text("-X = 10\n+X = 5\n")
+    saved = views.experiment_diff(view, view.get(1))
+    assert (saved.text, saved.source) == ("-X = 10\n+X = 5\n", "saved") and saved.error == missing.error
+    assert "--- diff (saved) " in views.show_text(view, 1) and "+X = 5" in views.show_text(view, 1)
+
+
+def test_the_diff_of_two_commits_is_asked_of_git_once(finished: Repo, monkeypatch: pytest.MonkeyPatch) -> None:
+    view = views.load_view(finished.path, "v")
+    calls: list[tuple[str, ...]] = []
+    real = workspace.git
+    monkeypatch.setattr(workspace, "git", lambda *args, **kw: calls.append(args) or real(*args, **kw))
+    first = views.experiment_diff(view, view.get(1))
+    again = views.experiment_diff(views.load_view(finished.path, "v"), view.get(1))
+    assert first == again and first.source == "commit" and "+X = 5" in first.text
+    assert [c[0] for c in calls] == ["diff"]
+
+
+def test_show_prints_the_end_of_each_log(finished: Repo) -> None:
+    view = views.load_view(finished.path, "v")
+    view.paths.log(2).write_text("".join(f"row {i}\n" for i in range(100)))
+    out = views.show_text(view, 2, tail_lines=5)
+    assert f"--- {view.paths.log(2)} (last 5 lines) " in out
+    assert out.endswith("row 95\nrow 96\nrow 97\nrow 98\nrow 99") and "row 94" not in out
+
+
+def _view(tmp_path: Path, experiments: list[Experiment], **meta: str) -> views.RunView:
+    config = json.dumps({"metric": {"name": "loss", "goal": "min"}})
+    return views.RunView("t", tmp_path, paths_for(tmp_path, "t"), {"task": ".", "config": config, **meta},
+                         experiments, False, {})  # fmt: skip
+
+
+def test_usage_counts_and_parent_metrics_of_a_view(tmp_path: Path) -> None:
+    exps = [
+        Experiment(0, Status.BASELINE, parent="a", commit="a", metric=3.0),
+        Experiment(1, Status.DISCARD, parent="a", commit="b", metric=4.0, tokens_in=100, tokens_out=50),
+        Experiment(2, Status.KEEP, parent="a", commit="c", metric=2.0, tokens_in=200, cost_usd=0.03),
+        Experiment(3, Status.DISCARD, parent="c", commit="d", metric=2.5),
+        Experiment(4, Status.CRASH, parent="b"),  # proposed on a discard: no best to compare with
+    ]
+    view = _view(tmp_path, exps)
+    assert view.usage == Usage(300, 50, 0.03)
+    assert view.counts == {"baseline": 1, "discard": 2, "keep": 1, "crash": 1}
+    assert [view.parent_metric(e) for e in exps] == [3.0, 3.0, 3.0, 2.0, None]
+    assert "experiments: 4 after the baseline; 2 discard, 1 baseline, 1 keep, 1 crash" in views.status_text(view)
+    assert "agents used: 350 tokens, $0.0300" in views.status_text(view)
+    unpriced = _view(tmp_path, [dataclasses.replace(e, cost_usd=None) for e in exps])
+    assert unpriced.usage == Usage(300, 50, None) and "agents used: 350 tokens\n" in views.status_text(unpriced)
+    assert "agents used" not in views.status_text(_view(tmp_path, exps[:1]))
+
+
+def test_the_agent_settings_each_experiment_was_proposed_with(tmp_path: Path) -> None:
+    first, second = {"kind": "command", "command": "a"}, {"kind": "openai", "model": "m"}
+    agents = json.dumps([{"from": 0, "settings": first}, {"from": 3, "settings": second}])
+    view = _view(tmp_path, [], agents=agents)
+    assert [view.agent_settings(i) for i in (0, 2, 3, 9)] == [first, first, second, second]
+    assert _view(tmp_path, []).agent_settings(0) is None  # a run from before they were recorded
+    later = _view(tmp_path, [], agents=json.dumps([{"from": 2, "settings": second}]))
+    assert later.agent_settings(1) is None and later.agent_settings(2) == second
+
+
+def test_delta_and_short() -> None:
+    assert views.delta(5.0, 50.0) == "-45, -90.00%" and views.delta(1.0, 0.0) == "+1" and views.delta(None, 1) == ""
+    assert views.change(5.0, 50.0) == (-45.0, -90.0) and views.change(1.0, 0.0) == (1.0, None)
+    assert views.short("abcdef", 4) == "abc…" and views.short("a\n  b", 9, one_line=True) == "a b"
 
 
 def test_most_recent_run_is_the_default(finished: Repo, plan, cli) -> None:

@@ -8,9 +8,10 @@ What each MLflow run holds:
 * tags ``overnight.*``: status, hypothesis (shortened; the whole of it is the run's description),
   agent, experiment id, commit, parent, reason, worker, exit code, host; ``overnight.key`` is
   ``<overnight run id>/<experiment id>``, which makes exporting again idempotent;
-* params: ``files_changed``, ``insertions``, ``deletions``; ``agent.*`` (the model, and the stored
-  ``[agent]`` settings when the experiment's agent is the configured kind); ``tune.<NAME>`` for the
-  values the tune agent chose;
+* params: ``files_changed``, ``insertions``, ``deletions``; ``agent.*`` (the model, and the
+  ``[agent]`` settings the experiment was proposed with, command-line overrides included, when its
+  agent is of their kind; runs from before those were recorded have only overnight.toml's);
+  ``tune.<NAME>`` for the values the tune agent chose;
 * metrics: the run's metric and every secondary metric under their own names, and overnight's
   bookkeeping under ``overnight/``: runs, duration_s, peak_memory_mb, tokens_in, tokens_out,
   cost_usd, improvement, ci_low, ci_high, holdout;
@@ -37,9 +38,9 @@ from typing import TYPE_CHECKING, Any
 
 from overnight import mlflow_fields as fields
 from overnight import workspace
-from overnight.errors import ConfigError, GitError, OvernightError
+from overnight.errors import ConfigError, OvernightError
 from overnight.records import Experiment, Status
-from overnight.views import RunView
+from overnight.views import RunView, experiment_diff
 
 if TYPE_CHECKING:
     from mlflow.entities import Run
@@ -250,7 +251,7 @@ class _Exporter:
         self._log(
             run_id,
             exp,
-            params=fields.params(exp, self.config.get("agent")),
+            params=fields.params(exp, self._agent(exp)),
             metrics=fields.metrics(exp, self.view.metric),
             tags=fields.tags(exp, self.run_id, self.view.tag),
         )
@@ -262,7 +263,7 @@ class _Exporter:
         run_id = run.info.run_id
         old_metrics = run.data.metrics
         metrics = {k: v for k, v in fields.metrics(exp, self.view.metric).items() if old_metrics.get(k) != v}
-        params = {k: v for k, v in fields.params(exp, self.config.get("agent")).items() if k not in run.data.params}
+        params = {k: v for k, v in fields.params(exp, self._agent(exp)).items() if k not in run.data.params}
         tags = fields.tags(exp, self.run_id, self.view.tag)
         for key in run.data.tags:
             if key.startswith("overnight.") and key not in tags and key not in (fields.KEY_TAG, fields.ROW_TAG):
@@ -279,9 +280,13 @@ class _Exporter:
         if status != "RUNNING":  # a new MLflow run is RUNNING until it is terminated
             self.client.set_terminated(run_id, status=status, end_time=fields.millis(exp.ended_at))
 
+    def _agent(self, exp: Experiment) -> Any:
+        """The [agent] settings ``exp`` was proposed with; overnight.toml's for a run that did not record them."""
+        return self.view.agent_settings(exp.id) or self.config.get("agent")
+
     def _digest(self, exp: Experiment) -> str:
-        """What the export of ``exp`` depends on, hashed: its row, the metric's name and the [agent] settings."""
-        data = {"format": FORMAT, "row": exp.to_json(), "metric": self.view.metric, "agent": self.config.get("agent")}
+        """What the export of ``exp`` depends on, hashed: its row, the metric's name and its [agent] settings."""
+        data = {"format": FORMAT, "row": exp.to_json(), "metric": self.view.metric, "agent": self._agent(exp)}
         return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
     def _log(
@@ -301,7 +306,7 @@ class _Exporter:
     def _artifacts(self, run_id: str, exp: Experiment) -> None:
         with tempfile.TemporaryDirectory(prefix="overnight-mlflow-") as tmp:
             folder = Path(tmp)
-            diff = self._diff(exp)
+            diff = experiment_diff(self.view, exp).text
             if diff:
                 (folder / "diff.patch").write_text(diff, encoding="utf-8")
             for kind, name in (("", "run.log"), ("agent", "agent.log")):
@@ -310,13 +315,3 @@ class _Exporter:
                     shutil.copyfile(source, folder / name)
             if any(folder.iterdir()):
                 self.client.log_artifacts(run_id, str(folder))
-
-    def _diff(self, exp: Experiment) -> str:
-        """The change against its parent; for a change that was never committed, the diff the run kept."""
-        if exp.commit and exp.parent and exp.commit != exp.parent:
-            try:
-                return workspace.diff_text(self.view.root, exp.parent, exp.commit)
-            except GitError:  # the commit is gone (a pruned repository): fall back to the kept diff, if any
-                pass
-        kept = self.view.paths.diff(exp.id)
-        return kept.read_text(encoding="utf-8", errors="replace") if kept.is_file() else ""

@@ -1,7 +1,7 @@
 """What one experiment becomes in MLflow: its run name, tags, params and metrics, with valid keys.
 
-Pure functions of the ledger row (and the stored ``[agent]`` settings), kept apart from the client calls
-in export_mlflow.py so the mapping can be read and tested on its own.
+Pure functions of the ledger row (and the ``[agent]`` settings it was proposed with), kept apart from
+the client calls in export_mlflow.py so the mapping can be read and tested on its own.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from overnight.records import Experiment
+from overnight.views import short
 
 KEY_TAG = "overnight.key"
 RUN_ID_TAG = "overnight.run_id"
@@ -58,7 +59,7 @@ def tags(exp: Experiment, run_id: str, tag: str) -> dict[str, str]:
 
 
 def params(exp: Experiment, agent: Any) -> dict[str, str]:
-    """Size of the change, the agent's settings (``agent`` is the stored ``[agent]`` table) and tune's choices."""
+    """Size of the change, the agent's settings (``agent``: the ``[agent]`` table it ran with) and tune's choices."""
     found: dict[str, Any] = {
         "files_changed": exp.files_changed,
         "insertions": exp.insertions,
@@ -66,7 +67,7 @@ def params(exp: Experiment, agent: Any) -> dict[str, str]:
     }
     agent = agent or {}
     configured = isinstance(agent, dict) and exp.agent != "" and agent.get("kind") == exp.agent
-    if configured:  # the stored [agent] settings are what this experiment's agent ran with
+    if configured:  # settings of another kind of agent say nothing about this experiment's
         keys: tuple[str, ...] = ("timeout_s",)
         if exp.agent == "command":
             keys += ("command",)
@@ -88,8 +89,7 @@ def params(exp: Experiment, agent: Any) -> dict[str, str]:
 
 def metrics(exp: Experiment, metric: str) -> dict[str, float]:
     """The run's metric and secondary metrics by name, overnight's bookkeeping under ``overnight/``; finite only."""
-    found: dict[str, float | int | None] = {k: v for k, v in exp.metrics.items() if k != metric}
-    found[metric] = exp.metric
+    found: dict[str, float | int | None] = {**exp.metrics, metric: exp.metric}
     ours: dict[str, float | int | None] = {
         "runs": exp.runs or None,
         "duration_s": exp.duration_s,
@@ -108,11 +108,6 @@ def metrics(exp: Experiment, metric: str) -> dict[str, float]:
         for k, v in found.items()
         if v is not None and not isinstance(v, bool) and math.isfinite(float(v))
     }
-
-
-def short(text: str, limit: int, one_line: bool = False) -> str:
-    text = " ".join(text.split()) if one_line else text
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 _BAD_KEY = re.compile(r"[^\w.\- /]")

@@ -9,16 +9,14 @@ where known, experiments by status, time and cost) and lists the kept changes in
 
 from __future__ import annotations
 
+import calendar
 import time
-from collections import Counter
 from pathlib import Path
 
 from overnight.records import MEASURED, ON_BRANCH, Experiment, Status
-from overnight.views import RunView
+from overnight.views import RunView, change, counts_text, short, usage_text
 
-
-def _short(text: str, limit: int = 42) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+LABEL_CHARS = 42  # a kept point's label on the plot
 
 
 def plot(view: RunView, path: Path) -> Path:
@@ -42,7 +40,7 @@ def plot(view: RunView, path: Path) -> Path:
         ys = [v for _, v in keeps] + [keeps[-1][1]]
         ax.step(xs, ys, where="post", color="#2e9d4e", linewidth=1.6, label="best so far", zorder=3)
         for e, v in keeps:
-            label = "baseline" if e.status is Status.BASELINE else _short(e.hypothesis)
+            label = "baseline" if e.status is Status.BASELINE else short(e.hypothesis, LABEL_CHARS)
             ax.annotate(label, (e.id, v), xytext=(4, 6), textcoords="offset points", fontsize=7, rotation=20,
                         color="#145a2a")  # fmt: skip
     if failed:
@@ -51,7 +49,7 @@ def plot(view: RunView, path: Path) -> Path:
             [e.id for e in failed], [0.02] * len(failed), transform=ax.get_xaxis_transform(), marker="x", s=22,
             color="#c0392b", label=f"not measured ({len(failed)})", zorder=5,
         )  # fmt: skip
-    kept = sum(1 for e in view.experiments if e.status is Status.KEEP)
+    kept = view.counts[Status.KEEP.value]
     ax.set_title(f"run {view.tag}: {view.metric} ({'lower' if view.goal.value == 'min' else 'higher'} is better), "
                  f"{len(view.experiments)} experiments, {kept} kept")  # fmt: skip
     ax.set_xlabel("experiment")
@@ -66,12 +64,13 @@ def plot(view: RunView, path: Path) -> Path:
 
 
 def _span_s(view: RunView) -> float | None:
+    """Seconds from the first start to the last end; the stamps are UTC (timegm, not mktime's local time)."""
     stamps = [e.started_at for e in view.experiments if e.started_at] + [
         e.ended_at for e in view.experiments if e.ended_at
     ]
     if not stamps:
         return None
-    parse = [time.mktime(time.strptime(s, "%Y-%m-%dT%H:%M:%SZ")) for s in stamps]
+    parse = [calendar.timegm(time.strptime(s, "%Y-%m-%dT%H:%M:%SZ")) for s in stamps]
     return max(parse) - min(parse)
 
 
@@ -86,19 +85,18 @@ def _number(value: float | None) -> str:
 def markdown(view: RunView, image: str = "progress.png") -> str:
     """The report's text."""
     base, best = view.baseline, view.best
-    counts = Counter(e.status.value for e in view.experiments)
     lines = [f"# overnight run `{view.tag}`", "", f"![progress]({image})", "", "## Summary", ""]
     lines.append(f"- task: `{view.meta.get('task', '.')}`, metric `{view.metric}` ({view.goal.value})")
-    if base is not None and best is not None and base.metric is not None and best.metric is not None:
-        change = best.metric - base.metric
-        pct = f" ({100 * change / abs(base.metric):+.2f}%)" if base.metric else ""
+    moved = change(best.metric, base.metric) if base is not None and best is not None else None
+    if base is not None and best is not None and moved is not None:
+        diff, pct = moved
         lines.append(
             f"- baseline {_number(base.metric)} ({_runs(base.runs)}) → best {_number(best.metric)} "
-            f"({_runs(best.runs)}, experiment {best.id}): {change:+.6g}{pct}"
+            f"({_runs(best.runs)}, experiment {best.id}): {diff:+.6g}" + ("" if pct is None else f" ({pct:+.2f}%)")
         )
     if base is not None and best is not None and base.holdout is not None:
         lines.append(f"- held-out metric: baseline {_number(base.holdout)} → best {_number(best.holdout)}")
-    lines.append("- experiments: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items(), key=lambda kv: -kv[1])))
+    lines.append("- experiments: " + counts_text(view.counts))
     measured_s = sum(m.duration_s or 0 for ms in view.measurements.values() for m in ms)
     span = _span_s(view)
     lines.append(
@@ -106,10 +104,9 @@ def markdown(view: RunView, image: str = "progress.png") -> str:
         f"{measured_s / 60:.1f} min of experiment runs"
         + (f", {span / 3600:.2f} h from first start to last end" if span else "")
     )
-    tokens = sum((e.tokens_in or 0) + (e.tokens_out or 0) for e in view.experiments)
-    costs = [e.cost_usd for e in view.experiments if e.cost_usd is not None]
-    if tokens or costs:
-        lines.append(f"- agents used {tokens} tokens" + (f", ${sum(costs):.4f}" if costs else ""))
+    spent = usage_text(view.usage)
+    if spent:
+        lines.append(f"- agents used {spent}")
     lines += ["", "## Kept changes, in order", ""]
     keeps = [e for e in view.experiments if e.status is Status.KEEP]
     if not keeps:

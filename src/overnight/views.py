@@ -6,16 +6,23 @@ overnight.toml, so a finished run can be inspected after the task has moved on.
 
 from __future__ import annotations
 
+import functools
 import json
+import os
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypedDict
 
 from overnight import workspace
-from overnight.errors import ConfigError, RunStateError
+from overnight.errors import ConfigError, GitError, RunStateError
 from overnight.ledger import Ledger
-from overnight.records import MEASURED, ON_BRANCH, Experiment, Goal, Measured, Status
+from overnight.records import MEASURED, ON_BRANCH, Experiment, Goal, Measured, Status, Usage
 from overnight.run import RunLock, RunPaths, check_tag, latest_tag, paths_for
+
+TAIL_LINES = 200  # lines of a log that tail() keeps by default
+TAIL_BYTES = 1 << 20  # tail() reads at most this much of the end of a log to find them
+META_KEYS = ("tag", "task", "run_id", "created_at", "start_commit", "config", "agents")
 
 
 @dataclass(frozen=True)
@@ -52,12 +59,57 @@ class RunView:
                 return exp
         raise RunStateError(f"run {self.tag} has no experiment {experiment_id}; see `overnight log --tag {self.tag}`")
 
+    @property
+    def usage(self) -> Usage:
+        """What the agents spent over the whole run; ``cost_usd`` is None unless some experiment's cost is known."""
+        return sum((Usage(e.tokens_in or 0, e.tokens_out or 0, e.cost_usd) for e in self.experiments), Usage())
+
+    @property
+    def counts(self) -> Counter[str]:
+        """Experiments by status value, in the order each status first occurred."""
+        return Counter(e.status.value for e in self.experiments)
+
+    # cached_property writes the instance's __dict__ directly, so it works on this frozen
+    # dataclass (it has no __slots__); the snapshot never changes, so neither does the map.
+    @functools.cached_property
+    def _branch_metrics(self) -> dict[str, float | None]:
+        """commit → metric of every point of the run branch (baseline and keeps), the first one per commit."""
+        found: dict[str, float | None] = {}
+        for e in self.experiments:
+            if e.status in ON_BRANCH and e.commit and e.commit not in found:
+                found[e.commit] = e.metric
+        return found
+
     def parent_metric(self, exp: Experiment) -> float | None:
-        """The metric of the best that ``exp`` was proposed on."""
-        for other in self.experiments:
-            if other.commit == exp.parent and other.status in ON_BRANCH:
-                return other.metric
-        return None
+        """The metric of the best that ``exp`` was proposed on (None when that is not a point of the branch)."""
+        return self._branch_metrics.get(exp.parent) if exp.parent else None
+
+    @functools.cached_property
+    def _agents(self) -> list[tuple[int, dict[str, Any]]]:
+        """The meta key "agents" as (first experiment id, effective [agent] settings), one per start or resume."""
+        try:
+            entries = json.loads(self.meta.get("agents") or "[]")
+        except ValueError:
+            return []
+        if not isinstance(entries, list):
+            return []
+        return [
+            (e["from"], e["settings"])
+            for e in entries
+            if isinstance(e, dict) and isinstance(e.get("from"), int) and isinstance(e.get("settings"), dict)
+        ]
+
+    def agent_settings(self, experiment_id: int) -> dict[str, Any] | None:
+        """The [agent] settings (command-line overrides applied) that ``experiment_id`` was proposed with.
+
+        The last start or resume that began at or before the experiment; None for a run that
+        predates the record (no "agents" meta key) or an experiment before its first entry.
+        """
+        found = None
+        for first, settings in self._agents:
+            if first <= experiment_id:
+                found = settings
+        return found
 
 
 def locate(directory: Path) -> tuple[Path, str]:
@@ -70,14 +122,19 @@ def locate(directory: Path) -> tuple[Path, str]:
 
 
 def load_view(directory: Path, tag: str | None) -> RunView:
+    """The run ``tag`` (the most recent run when None) of the task in ``directory``."""
     root, rel = locate(directory)
+    return view_of(root, rel, tag)
+
+
+def view_of(root: Path, rel: str, tag: str | None) -> RunView:
+    """:func:`load_view` for a task already located (no git call): a long-lived reader locates once."""
     tag = check_tag(tag) if tag else latest_tag(root, rel)
     paths = paths_for(root, tag)
     if not paths.ledger.exists():
         raise RunStateError(f"no run with tag {tag!r} in {root}; see the tags under {root / workspace.STATE_DIR}")
     with Ledger(paths.ledger) as ledger:
-        keys = ("tag", "task", "run_id", "created_at", "start_commit", "config")
-        meta = {k: ledger.get_meta(k) or "" for k in keys}
+        meta = {k: ledger.get_meta(k) or "" for k in META_KEYS}
         experiments = ledger.experiments()
         measurements: dict[int, list[Measured]] = {}
         for m in ledger.measurements():
@@ -85,29 +142,118 @@ def load_view(directory: Path, tag: str | None) -> RunView:
     return RunView(tag, root, paths, meta, experiments, RunLock(paths.lock).held_by_other(), measurements)
 
 
+# -- pieces of text and data that every way of looking at a run shares ----------------------------
+
+
+def short(text: str, limit: int, one_line: bool = False) -> str:
+    """``text`` cut to ``limit`` characters, ending in … when cut; ``one_line`` folds its whitespace first."""
+    text = " ".join(text.split()) if one_line else text
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def change(value: float | None, reference: float | None) -> tuple[float, float | None] | None:
+    """(value - reference, that as % of |reference|; None when the reference is 0), or None without both."""
+    if value is None or reference is None:
+        return None
+    diff = value - reference
+    return diff, (100 * diff / abs(reference) if reference else None)
+
+
+def delta(value: float | None, reference: float | None) -> str:
+    """The change from ``reference`` to ``value``, signed as the metric moves, with % of the reference."""
+    moved = change(value, reference)
+    if moved is None:
+        return ""
+    diff, pct = moved
+    return f"{diff:+.6g}" + ("" if pct is None else f", {pct:+.2f}%")
+
+
+def counts_text(counts: Counter[str]) -> str:
+    """The counts as "3 keep, 1 baseline, ...": the most frequent status first."""
+    return ", ".join(f"{n} {s}" for s, n in counts.most_common())
+
+
+def usage_text(usage: Usage) -> str:
+    """The spend as "N tokens[, $C]", or "" when the agents reported nothing."""
+    tokens = usage.tokens_in + usage.tokens_out
+    if not tokens and usage.cost_usd is None:
+        return ""
+    return f"{tokens} tokens" + ("" if usage.cost_usd is None else f", ${usage.cost_usd:.4f}")
+
+
+class LogTail(TypedDict):
+    """The end of a log, as tail() reads it (and the dashboard's API sends it)."""
+
+    path: str
+    exists: bool
+    size: int  # of the whole file, in bytes
+    lines: int  # in ``text``
+    truncated: bool  # the file holds more than ``text``
+    text: str
+
+
+def tail(path: Path, lines: int = TAIL_LINES, max_bytes: int = TAIL_BYTES) -> LogTail:
+    """The last ``lines`` lines of a log, read from its end: a log of gigabytes costs ``max_bytes``."""
+    if not path.is_file():
+        return LogTail(path=str(path), exists=False, size=0, lines=0, truncated=False, text="")
+    with open(path, "rb") as fh:
+        size = fh.seek(0, os.SEEK_END)
+        start = max(0, size - max_bytes)
+        fh.seek(start)
+        data = fh.read(max_bytes)
+    text = data.decode("utf-8", errors="replace").splitlines()
+    if start > 0 and text:
+        text = text[1:]  # the first line was cut
+    kept = text[-lines:] if lines > 0 else []
+    truncated = start > 0 or len(text) > len(kept)
+    return LogTail(path=str(path), exists=True, size=size, lines=len(kept), truncated=truncated, text="\n".join(kept))
+
+
+@dataclass(frozen=True)
+class ExperimentDiff:
+    """An experiment's change, and where it came from."""
+
+    text: str
+    source: str  # "commit": git diff of parent..commit; "saved": the run's logs/<id>.diff; "": none
+    error: str = ""  # why the commit's diff could not be had (a commit that is gone), when it could not
+
+
+@functools.lru_cache(maxsize=128)
+def commit_diff(root: Path, parent: str, commit: str) -> str:
+    """``git diff parent commit``, kept: two commit ids always have the same diff (a dashboard asks again and again)."""
+    return workspace.diff_text(root, parent, commit)
+
+
+def experiment_diff(view: RunView, exp: Experiment) -> ExperimentDiff:
+    """The change of ``exp`` against its parent; the saved diff when it was never committed or its commit is gone."""
+    error = ""
+    if exp.commit and exp.parent and exp.commit != exp.parent:
+        try:
+            return ExperimentDiff(commit_diff(view.root, exp.parent, exp.commit), "commit")
+        except GitError as err:  # the commit is gone (its refs deleted, the repository pruned)
+            error = str(err)
+    saved = view.paths.diff(exp.id)
+    if saved.is_file():
+        return ExperimentDiff(saved.read_text(encoding="utf-8", errors="replace"), "saved", error)
+    return ExperimentDiff("", "", error)
+
+
+# -- the commands' text ----------------------------------------------------------------------------
+
+
 def _num(value: float | None) -> str:
     return "-" if value is None else f"{value:.6g}"
 
 
-def _delta(view: RunView, value: float | None, reference: float | None) -> str:
-    """The change from ``reference`` to ``value``, signed as the metric moves, with % of the reference."""
-    if value is None or reference is None:
-        return ""
-    change = value - reference
-    pct = f", {100 * change / abs(reference):+.2f}%" if reference else ""
-    return f"{change:+.6g}{pct}"
-
-
 def status_text(view: RunView) -> str:
-    counts = Counter(e.status.value for e in view.experiments)
+    counts = view.counts
     after = sum(1 for e in view.experiments if e.status is not Status.BASELINE and e.id > 0)
     state = "running" if view.running else "not running"
     lines = [
         f"run {view.tag}  ({state})",
         f"task:        {view.meta['task']}   branch: {workspace.BRANCH_PREFIX}{view.tag}",
         f"metric:      {view.metric} ({view.goal.value})",
-        f"experiments: {after} after the baseline; "
-        + ", ".join(f"{n} {s}" for s, n in sorted(counts.items(), key=lambda kv: -kv[1])),
+        f"experiments: {after} after the baseline; " + counts_text(counts),
     ]
     base, best = view.baseline, view.best
     if base is not None:
@@ -117,16 +263,15 @@ def status_text(view: RunView) -> str:
     if best is not None and base is not None and best is not base:
         lines.append(
             f"best:        {_num(best.metric)}  (experiment {best.id}, {best.runs} runs; "
-            f"{_delta(view, best.metric, base.metric)} vs baseline)  {best.hypothesis}"
+            f"{delta(best.metric, base.metric)} vs baseline)  {best.hypothesis}"
         )
         if best.holdout is not None:
-            lines.append(f"  held out:  {_num(best.holdout)}  ({_delta(view, best.holdout, base.holdout)} vs baseline)")
+            lines.append(f"  held out:  {_num(best.holdout)}  ({delta(best.holdout, base.holdout)} vs baseline)")
     elif base is not None:
         lines.append("best:        the baseline (nothing kept yet)")
-    tokens = sum((e.tokens_in or 0) + (e.tokens_out or 0) for e in view.experiments)
-    costs = [e.cost_usd for e in view.experiments if e.cost_usd is not None]
-    if tokens or costs:
-        lines.append(f"agents used: {tokens} tokens" + (f", ${sum(costs):.4f}" if costs else ""))
+    spent = usage_text(view.usage)
+    if spent:
+        lines.append(f"agents used: {spent}")
     if view.experiments:
         last = view.experiments[-1]
         lines.append(f"last:        #{last.id} {last.status.value} {_num(last.metric)}  {last.hypothesis}")
@@ -145,7 +290,7 @@ def log_table(view: RunView, width: int = 60) -> str:
         if e.metric is not None and e.status is not Status.BASELINE:
             ref = view.parent_metric(e)
             delta = f"{e.metric - ref:+.4g}" if ref is not None else ""
-        hyp = e.hypothesis if len(e.hypothesis) <= width else e.hypothesis[: width - 1] + "…"
+        hyp = short(e.hypothesis, width)
         if e.reason and e.status not in MEASURED:
             hyp = f"{hyp}  [{e.reason[:60]}]"
         rows.append(
@@ -181,7 +326,7 @@ def show_text(view: RunView, experiment_id: int, tail_lines: int = 30) -> str:
     if e.reason:
         lines.append(f"reason:      {e.reason}")
     ref = view.parent_metric(e)
-    before = f"  (best before: {_num(ref)}, {_delta(view, e.metric, ref)})" if ref is not None and e.id else ""
+    before = f"  (best before: {_num(ref)}, {delta(e.metric, ref)})" if ref is not None and e.id else ""
     lines.append(f"{view.metric + ':':<12} {_num(e.metric)}{before}")
     if e.runs > 1:
         lines.append(f"{'':<12} the mean of {e.runs} measurements (see below)")
@@ -205,15 +350,20 @@ def show_text(view: RunView, experiment_id: int, tail_lines: int = 30) -> str:
         lines.append("measurements: " + ", ".join(
             f"seed {m.seed}: {_num(m.value)} ({m.kind})" for m in view.measurements[e.id]
         ))  # fmt: skip
-    diff = ""
-    if e.commit and e.parent and e.commit != e.parent:
-        diff = workspace.diff_text(view.root, e.parent, e.commit)
-    elif view.paths.diff(e.id).exists():
-        diff = view.paths.diff(e.id).read_text(encoding="utf-8", errors="replace")
-    if diff:
-        lines += ["", "--- diff " + "-" * 40, diff.rstrip()]
+    lines += _diff_lines(experiment_diff(view, e))
     for path in (view.paths.log(e.id, "agent"), view.paths.log(e.id)):
-        if path.exists():
-            text = path.read_text(encoding="utf-8", errors="replace").splitlines()
-            lines += ["", f"--- {path} (last {min(tail_lines, len(text))} lines) " + "-" * 10, *text[-tail_lines:]]
+        end = tail(path, tail_lines)
+        if end["exists"]:
+            lines += ["", f"--- {path} (last {end['lines']} lines) " + "-" * 10, *end["text"].splitlines()]
     return "\n".join(lines)
+
+
+def _diff_lines(diff: ExperimentDiff) -> list[str]:
+    """The diff section of `overnight show`: what was found, and why the commit's diff was not, if it was not."""
+    lines = []
+    if diff.error:
+        lines += ["", f"--- no diff of the commit: {diff.error}"]
+    if diff.text:
+        saved = " (saved)" if diff.source == "saved" else ""
+        lines += ["", f"--- diff{saved} " + "-" * 40, diff.text.rstrip()]
+    return lines

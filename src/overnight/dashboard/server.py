@@ -3,15 +3,17 @@
 Routes (GET and HEAD; any other method is answered 405)::
 
     /                       the page (static/index.html, with app.js and style.css)
+    /api/state              {"run": /api/run's answer, "experiments": /api/experiments's}: what the page polls
     /api/run                the run's summary: tag, metric, goal, baseline, best, counts, spend
     /api/experiments        every experiment (Experiment.to_json(), plus its delta)
     /api/experiments/<id>   one experiment with its diff, measurements and log tails
 
-Every API request reads the run anew through :func:`overnight.views.load_view`, so the
+Every API request reads the run's ledger anew (:func:`overnight.views.view_of`), so the
 page follows a run while its controller writes the ledger (WAL mode: readers never
 block the writer). Without a tag, the most recent run of the task is looked up on
-every request, so a run started after the dashboard shows up by itself. Nothing is
-written: not the ledger, not git, not the logs.
+every request, so a run started after the dashboard shows up by itself. The task's
+repository is located once, when the server starts; diffs of commits are kept (they
+never change). Nothing is written: not the ledger, not git, not the logs.
 """
 
 from __future__ import annotations
@@ -21,11 +23,9 @@ import ipaddress
 import json
 import logging
 import math
-import os
 import re
 import socket
 import sys
-from collections import Counter
 from collections.abc import Callable
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -36,15 +36,14 @@ from urllib.parse import urlsplit
 
 from overnight import __version__, views, workspace
 from overnight.errors import OvernightError, RunStateError
-from overnight.records import ON_BRANCH, Experiment, Status
+from overnight.records import Experiment, Status
 from overnight.run import check_tag
 
 log = logging.getLogger(__name__)
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8765
-TAIL_LINES = 200  # lines of each log an experiment's detail carries
-TAIL_BYTES = 1 << 20  # read at most this much of the end of a log to find them
+TAIL_LINES = views.TAIL_LINES  # lines of each log an experiment's detail carries
 MAX_DIFF_CHARS = 500_000  # a diff longer than this is cut (and says so)
 
 # The page's files: URL path → (file in static/, content type). Nothing else is served from disk.
@@ -81,10 +80,7 @@ def _point(exp: Experiment | None) -> dict[str, Any] | None:
 
 def run_summary(view: views.RunView) -> dict[str, Any]:
     """What ``GET /api/run`` answers."""
-    exps = view.experiments
-    costs = [e.cost_usd for e in exps if e.cost_usd is not None]
-    tokens_in = sum(e.tokens_in or 0 for e in exps)
-    tokens_out = sum(e.tokens_out or 0 for e in exps)
+    exps, usage = view.experiments, view.usage
     summary: dict[str, Any] = _clean(
         {
             "tag": view.tag,
@@ -98,92 +94,51 @@ def run_summary(view: views.RunView) -> dict[str, Any]:
             "baseline": _point(view.baseline),
             "best": _point(view.best),
             "experiments": len(exps),
-            "counts": dict(Counter(e.status.value for e in exps)),
+            "counts": dict(view.counts),
             "last": exps[-1].id if exps else None,
-            "tokens_in": tokens_in,
-            "tokens_out": tokens_out,
-            "tokens": tokens_in + tokens_out,
-            "cost_usd": sum(costs) if costs else None,
+            "tokens_in": usage.tokens_in,
+            "tokens_out": usage.tokens_out,
+            "tokens": usage.tokens_in + usage.tokens_out,
+            "cost_usd": usage.cost_usd,
         }
     )
     return summary
 
 
-def _references(view: views.RunView) -> dict[str, float | None]:
-    """commit → metric of every best (baseline and keeps): what later experiments were proposed on."""
-    refs: dict[str, float | None] = {}
-    for e in view.experiments:
-        if e.status in ON_BRANCH and e.commit and e.commit not in refs:
-            refs[e.commit] = e.metric
-    return refs
-
-
-def _row(exp: Experiment, refs: dict[str, float | None]) -> dict[str, Any]:
+def _row(view: views.RunView, exp: Experiment) -> dict[str, Any]:
     """``exp.to_json()`` plus the metric of the best it was proposed on, and the change from it."""
-    reference = refs.get(exp.parent) if exp.status is not Status.BASELINE else None
+    reference = view.parent_metric(exp) if exp.status is not Status.BASELINE else None
     delta = exp.metric - reference if exp.metric is not None and reference is not None else None
     return {**exp.to_json(), "parent_metric": reference, "delta": delta}
 
 
 def experiment_rows(view: views.RunView) -> list[dict[str, Any]]:
     """What ``GET /api/experiments`` answers."""
-    refs = _references(view)
-    rows: list[dict[str, Any]] = _clean([_row(e, refs) for e in view.experiments])
+    rows: list[dict[str, Any]] = _clean([_row(view, e) for e in view.experiments])
     return rows
 
 
-def tail(path: Path, lines: int = TAIL_LINES, max_bytes: int = TAIL_BYTES) -> dict[str, Any]:
-    """The last ``lines`` lines of a log (read from its end, however long it is)."""
-    if not path.is_file():
-        return {"path": str(path), "exists": False, "size": 0, "lines": 0, "truncated": False, "text": ""}
-    with open(path, "rb") as fh:
-        size = fh.seek(0, os.SEEK_END)
-        start = max(0, size - max_bytes)
-        fh.seek(start)
-        data = fh.read(max_bytes)
-    text = data.decode("utf-8", errors="replace").splitlines()
-    if start > 0 and text:
-        text = text[1:]  # the first line was cut
-    kept = text[-lines:] if lines > 0 else []
-    return {
-        "path": str(path),
-        "exists": True,
-        "size": size,
-        "lines": len(kept),
-        "truncated": start > 0 or len(text) > len(kept),
-        "text": "\n".join(kept),
-    }
-
-
-def _diff(view: views.RunView, exp: Experiment) -> tuple[str, str, str]:
-    """(diff, where it came from: "commit" | "saved" | "", an error) for ``exp``, as `overnight show` finds it."""
-    if exp.commit and exp.parent and exp.commit != exp.parent:
-        try:
-            return workspace.diff_text(view.root, exp.parent, exp.commit), "commit", ""
-        except OvernightError as err:  # a commit that is gone (the run's refs deleted by hand)
-            return "", "commit", str(err)
-    saved = view.paths.diff(exp.id)
-    if saved.is_file():
-        return saved.read_text(encoding="utf-8", errors="replace"), "saved", ""
-    return "", "", ""
+def run_state(view: views.RunView) -> dict[str, Any]:
+    """What ``GET /api/state`` answers: the summary and every experiment, from one read of the ledger."""
+    return {"run": run_summary(view), "experiments": experiment_rows(view)}
 
 
 def experiment_detail(view: views.RunView, experiment_id: int) -> dict[str, Any]:
     """What ``GET /api/experiments/<id>`` answers; RunStateError when the run has no such experiment."""
     exp = view.get(experiment_id)
-    diff, source, error = _diff(view, exp)
-    cut = len(diff) > MAX_DIFF_CHARS
+    diff = views.experiment_diff(view, exp)
+    cut = len(diff.text) > MAX_DIFF_CHARS
     detail: dict[str, Any] = _clean(
         {
-            **_row(exp, _references(view)),
-            "diff": diff[:MAX_DIFF_CHARS] if cut else diff,
-            "diff_source": source,
+            **_row(view, exp),
+            "diff": diff.text[:MAX_DIFF_CHARS] if cut else diff.text,
+            "diff_source": diff.source,
             "diff_truncated": cut,
-            "diff_error": error,
+            "diff_error": diff.error,
             "measurements": [dataclasses.asdict(m) for m in view.measurements.get(exp.id, [])],
             "logs": {
-                "experiment": tail(view.paths.log(exp.id)),
-                "agent": tail(view.paths.log(exp.id, "agent")),
+                "experiment": views.tail(view.paths.log(exp.id), TAIL_LINES),
+                "agent": views.tail(view.paths.log(exp.id, "agent"), TAIL_LINES),
             },
         }
     )
@@ -216,7 +171,8 @@ class DashboardServer(ThreadingHTTPServer):
     daemon_threads = True
 
     def __init__(self, directory: Path, tag: str | None, host: str, port: int) -> None:
-        views.locate(directory)  # a missing folder or one outside git fails now, not on every request
+        # Located once: a missing folder or one outside git fails now, and no request runs git to find it again.
+        self.root, self.rel = views.locate(directory)
         self.directory = directory
         self.tag = check_tag(tag) if tag else None
         # A page bound to this machine answers only to its own names: no DNS rebinding from a web page.
@@ -236,7 +192,7 @@ class DashboardServer(ThreadingHTTPServer):
         return f"http://[{host}]:{port}/" if ":" in host else f"http://{host}:{port}/"
 
     def view(self) -> views.RunView:
-        return views.load_view(self.directory, self.tag)
+        return views.view_of(self.root, self.rel, self.tag)
 
 
 def serve(
@@ -315,6 +271,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     @staticmethod
     def _route(path: str) -> Callable[[views.RunView], Any] | None:
+        if path == "/api/state":
+            return run_state
         if path == "/api/run":
             return run_summary
         if path == "/api/experiments":

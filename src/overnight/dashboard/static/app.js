@@ -1,4 +1,4 @@
-// overnight dashboard: polls the read-only API every 2 s and draws the run.
+// overnight dashboard: polls the read-only API (api/state: the run and its experiments) every 2 s and draws the run.
 // Vanilla JS, no dependencies; every value from the ledger goes in as text, never as HTML.
 "use strict";
 
@@ -12,8 +12,7 @@
   const state = {
     run: null,
     rows: [],
-    runText: "",
-    rowsText: "",
+    stateText: "",
     filter: "all",
     sortKey: "id",
     sortDir: -1, // newest first
@@ -116,24 +115,24 @@
     if (state.busy) return;
     state.busy = true;
     try {
-      let run;
-      let rows;
+      let answer;
       try {
-        [run, rows] = await Promise.all([getJSON("api/run"), getJSON("api/experiments")]);
+        answer = await getJSON("api/state"); // one read of the ledger for the summary and the rows
       } catch (err) {
         banner("Cannot reach the dashboard server (stopped?); retrying…", "error");
         return;
       }
-      if (!run.ok) {
-        const what = run.status === 404 ? "Waiting for a run" : "The dashboard cannot read the run";
-        banner(`${what}: ${run.body.error || run.status}`, run.status === 404 ? "warn" : "error");
-        $("#run-state").textContent = run.status === 404 ? "no run yet" : "error";
+      if (!answer.ok) {
+        const what = answer.status === 404 ? "Waiting for a run" : "The dashboard cannot read the run";
+        banner(`${what}: ${answer.body.error || answer.status}`, answer.status === 404 ? "warn" : "error");
+        $("#run-state").textContent = answer.status === 404 ? "no run yet" : "error";
         $("#run-state").className = "state idle";
         return;
       }
       banner("");
-      const changed = run.text !== state.runText || rows.text !== state.rowsText;
-      if (state.run && run.body.tag !== state.run.tag) {
+      const { run, experiments } = answer.body;
+      const changed = answer.text !== state.stateText;
+      if (state.run && run.tag !== state.run.tag) {
         // Another run (a newer one, without --tag): what was selected belongs to the old one.
         state.selected = null;
         state.detail = null;
@@ -141,12 +140,9 @@
         $("#detail-body").hidden = true;
         $("#detail-empty").hidden = false;
       }
-      state.runText = run.text;
-      state.run = run.body;
-      if (rows.ok) {
-        state.rowsText = rows.text;
-        state.rows = rows.body;
-      }
+      state.stateText = answer.text;
+      state.run = run;
+      state.rows = experiments;
       $("#updated").textContent = "updated " + new Date().toLocaleTimeString();
       if (changed) render();
       else renderClock();
@@ -211,6 +207,7 @@
     $("#experiments-value").textContent = String(after);
     $("#experiments-sub").textContent =
       `${counts.keep || 0} kept · ${counts.discard || 0} discarded · ${failed} failed` +
+      (counts.stale ? ` · ${counts.stale} stale` : "") +
       (counts.running ? ` · ${counts.running} running` : "");
     $("#spend-value").textContent =
       run.cost_usd !== null ? `$${run.cost_usd.toFixed(2)}` : run.tokens ? `${num(run.tokens / 1000, 3)}k tok` : "–";
@@ -418,6 +415,7 @@
     item("baseline", "baseline");
     item("keep", "kept");
     item("discard", "discarded");
+    if (counts.stale) item("stale", "stale (better, not rebased)");
     item("best", "best so far");
     if (FAILURES.some((s) => counts[s])) item("fail", "failed (no metric)");
     if (counts.running) item("running", "running");
@@ -536,6 +534,7 @@
     }
     if (state.selected !== id) return;
     if (!answer.ok) {
+      state.detailKey = ""; // as after a failed fetch: try again on the next poll
       $("#detail-empty").hidden = false;
       $("#detail-empty").textContent = answer.body.error || `experiment ${id}: ${answer.status}`;
       $("#detail-body").hidden = true;
@@ -609,8 +608,11 @@
     );
 
     const diffNote = $("#detail-diff-note");
-    diffNote.textContent =
-      e.diff_source === "saved" ? "(not committed: the saved diff)" : e.diff_truncated ? "(cut: too long to show)" : e.diff_error || "";
+    const saved = e.diff_source === "saved";
+    // diff_error: the commit's diff could not be had (the commit is gone); the saved diff, if any, stands in.
+    diffNote.textContent = e.diff_error
+      ? `(no diff of the commit${saved ? ", the saved diff instead" : ""}: ${e.diff_error})`
+      : saved ? "(not committed: the saved diff)" : e.diff_truncated ? "(cut: too long to show)" : "";
     renderDiff(e.diff);
     renderLog();
   }
