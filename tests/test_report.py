@@ -14,6 +14,7 @@ from overnight.live import LiveView, line
 from overnight.records import Experiment, Goal, Status
 from overnight.report import markdown
 from overnight.run import paths_for
+from overnight.standing import Standing
 from overnight.views import RunView
 
 
@@ -94,6 +95,24 @@ def test_finalize_writes_one_commit_per_keep_by_the_user(three_keeps: Repo, cli)
     assert start == git(three_keeps.path, "rev-parse", "main").strip()
 
 
+def test_finalize_without_a_git_identity_authors_as_overnight(three_keeps: Repo, cli, monkeypatch) -> None:
+    for key in ("user.name", "user.email"):
+        git(three_keeps.path, "config", "--unset", key)
+    git(three_keeps.path, "config", "user.useConfigOnly", "true")  # no guessing a name from the host
+    monkeypatch.setenv("GIT_CONFIG_GLOBAL", "/dev/null")
+    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
+    result = cli("finalize", three_keeps.path, "--tag", "f")
+    assert result.code == 0, result.err
+    authors = git(three_keeps.path, "log", "--format=%an <%ae>", "-3", "overnight/f-final").splitlines()
+    assert authors == ["overnight <overnight@localhost>"] * 3
+
+
+def test_finalize_without_the_run_branch_says_so(three_keeps: Repo, cli) -> None:
+    git(three_keeps.path, "branch", "-D", "overnight/f")
+    result = cli("finalize", three_keeps.path, "--tag", "f")
+    assert result.code == 5 and "branch overnight/f is gone" in result.err
+
+
 def test_finalize_needs_a_keep(task: Repo, plan, cli) -> None:
     plan({"*": [["set", "train.py", "X", "20"]]})
     assert cli("run", task.path, "--tag", "n", "--agent-command", AGENT, "--max-experiments", "1").code == 0
@@ -103,19 +122,34 @@ def test_finalize_needs_a_keep(task: Repo, plan, cli) -> None:
 
 def test_the_live_view_shows_workers_best_and_outcomes() -> None:
     console = Console(record=True, width=140, force_terminal=True)
-    view = LiveView(console, "val_bpb", Goal.MIN, budget_s=10, workers=2)
-    view.report(Experiment(id=0, status=Status.BASELINE, metric=3.0, hypothesis="baseline", runs=1))
+    standing = Standing()
+    view = LiveView(console, "val_bpb", Goal.MIN, budget_s=10, standing=standing)
+
+    def finish(exp: Experiment) -> None:  # as the loop does: the standing learns it, then the view is told
+        standing.add(exp)
+        view.report(exp)
+
+    finish(Experiment(id=0, status=Status.BASELINE, metric=3.0, hypothesis="baseline", runs=1))
     view.report(Experiment(id=1, status=Status.RUNNING, hypothesis="raise the learning rate", worker=0))
     view.report(Experiment(id=2, status=Status.RUNNING, hypothesis="wider hidden layer", worker=1))
-    view.report(
-        Experiment(id=1, status=Status.KEEP, metric=2.9, hypothesis="raise the learning rate", worker=0, runs=3)
-    )
+    finish(Experiment(id=1, status=Status.KEEP, metric=2.9, hypothesis="raise the learning rate", worker=0, runs=3))
     time.sleep(0.05)
     console.print(view.render())
     text = console.export_text()
     assert "val_bpb (min) baseline 3  best 2.9 (-0.1, #1)" in text and "kept 1 of 1" in text
     assert "#2" in text and "wider hidden layer" in text
     assert "#1    keep" in text  # the finished experiment's line, above the panel and among the outcomes
+
+
+def test_the_live_view_of_a_resumed_run_starts_from_what_was_recorded() -> None:
+    standing = Standing()
+    standing.add(Experiment(id=0, status=Status.BASELINE, metric=3.0, hypothesis="baseline", runs=1))
+    standing.add(Experiment(id=1, status=Status.DISCARD, metric=3.1, hypothesis="a", runs=1))
+    standing.add(Experiment(id=2, status=Status.KEEP, metric=2.5, hypothesis="b", runs=2))
+    console = Console(record=True, width=140, force_terminal=True)
+    console.print(LiveView(console, "loss", Goal.MIN, budget_s=10, standing=standing).render())
+    text = console.export_text()
+    assert "loss (min) baseline 3  best 2.5 (-0.5, #2)" in text and "kept 1 of 2" in text
 
 
 def test_the_plain_line() -> None:

@@ -159,12 +159,12 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 @contextmanager
-def _view(task: Task, workers: int) -> Iterator[Callable[[Experiment], None]]:
+def _view(task: Task, standing: Standing) -> Iterator[Callable[[Experiment], None]]:
     """The live view on a terminal (unless OVERNIGHT_PLAIN is set), plain lines otherwise."""
     if sys.stdout.isatty() and not os.environ.get("OVERNIGHT_PLAIN"):
         config = task.config
         with live.LiveView(
-            Console(), config.metric.name, config.metric.goal_enum, config.task.budget_s, workers
+            Console(), config.metric.name, config.metric.goal_enum, config.task.budget_s, standing
         ) as view:
             yield view.report
     else:
@@ -242,8 +242,9 @@ def _run(
             f"agent {agents[0].name}{many}",
             flush=True,
         )
-        with _stop_on_signals(stop), _view(task, parallel.workers) as report:
-            summary = Scheduler(run, agents, executor, limits, stop=stop, report=report, slots=slots).run_loop()
+        scheduler = Scheduler(run, agents, executor, limits, stop=stop, slots=slots)
+        with _stop_on_signals(stop), _view(task, scheduler.standing) as report:
+            summary = scheduler.run_loop(report)
     finally:
         run.close()
     _print_summary(summary, task)
@@ -259,13 +260,14 @@ def cmd_noise(args: argparse.Namespace) -> int:
     stop = threading.Event()
     try:
         print(f"measuring the best of run {run.tag} {args.runs} times (seeds in order)", flush=True)
+        scheduler = Scheduler(run, None, make_executor("local", task), stop=stop)
         with _stop_on_signals(stop):
-            measured = Scheduler(run, None, make_executor("local", task), stop=stop).noise(args.runs)
+            measured = scheduler.noise(args.runs)
         if measured is None:
             print("stopped before the baseline was measured; nothing to report")
             return 130
         best, values = measured
-        everything = Standing.load(run.ledger).values(best.id)
+        everything = scheduler.standing.values(best.id)
     finally:
         run.close()
     metric = task.config.metric.name

@@ -21,6 +21,7 @@ from rich.table import Table
 from rich.text import Text
 
 from overnight.records import MEASURED, Experiment, Goal, Status
+from overnight.standing import Standing
 
 _STYLE = {Status.KEEP: "bold green", Status.BASELINE: "cyan", Status.DISCARD: "dim"}
 
@@ -48,17 +49,18 @@ def plain(announce: bool) -> Callable[[Experiment], None]:
 
 
 class LiveView:
-    """A rich Live panel fed by the run's report callback (called from worker threads)."""
+    """A rich Live panel fed by the run's report callback (called from worker threads).
 
-    def __init__(self, console: Console, metric: str, goal: Goal, budget_s: float, workers: int) -> None:
-        self.console = console
+    Baseline, best and counts come from the run's ``standing`` (so a resumed run shows
+    them from the start, and re-estimated bests as they change); the view itself only
+    follows which experiment each worker is on and the last outcomes.
+    """
+
+    def __init__(self, console: Console, metric: str, goal: Goal, budget_s: float, standing: Standing) -> None:
         self.metric, self.goal, self.budget_s = metric, goal, budget_s
+        self.standing = standing
         self.workers: dict[int, tuple[Experiment, float]] = {}
         self.recent: deque[Experiment] = deque(maxlen=6)
-        self.baseline: Experiment | None = None
-        self.best: Experiment | None = None
-        self.total = self.kept = 0
-        self.slots = workers
         self._lock = threading.Lock()
         self._live = Live(console=console, get_renderable=self.render, refresh_per_second=4, transient=True)
 
@@ -76,20 +78,15 @@ class LiveView:
                 return
             self.workers.pop(exp.worker, None)
             self.recent.append(exp)
-            if exp.status is Status.BASELINE:
-                self.baseline = self.best = exp
-            elif exp.status is Status.KEEP:
-                self.best = exp
-                self.kept += 1
-            if exp.status is not Status.BASELINE:
-                self.total += 1
         self._live.console.print(Text(line(exp), style=_STYLE.get(exp.status, "yellow")))
 
     def render(self) -> RenderableType:
         with self._lock:
             workers = sorted(self.workers.items())
             recent = list(self.recent)
-            baseline, best, total, kept = self.baseline, self.best, self.total, self.kept
+        baseline, best, history, _ = self.standing.snapshot()
+        kept = sum(1 for e in history if e.status is Status.KEEP)
+        total = sum(1 for e in history if e.status is not Status.BASELINE)
         head = Text()
         if baseline is not None and baseline.metric is not None:
             head.append(f"{self.metric} ({self.goal.value}) baseline {baseline.metric:.6g}")

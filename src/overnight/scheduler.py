@@ -72,10 +72,10 @@ class Scheduler:
         limits: Limits = Limits(),
         *,
         stop: threading.Event | None = None,
-        report: Report | None = None,
         slots: Slots | None = None,
     ) -> None:
         self.run = run
+        self.standing = Standing.load(run.ledger)  # shared by the workers (and the live view)
         self.agents: list[Agent] = [] if agents is None else [agents] if isinstance(agents, Agent) else list(agents)
         self.executor = executor
         self.limits = limits
@@ -90,7 +90,6 @@ class Scheduler:
                 index=index,
                 stop=self.stop,
                 host=host.describe(),
-                report=report,
                 slots=self.slots,
                 keeping=keeping,
             )
@@ -157,10 +156,16 @@ class Scheduler:
             raise TaskBrokenError(self._broken_message(baseline))
         return ""
 
-    def run_loop(self) -> Summary:
-        """Run until a stop condition; worktrees are removed and agents closed at the end."""
+    def run_loop(self, report: Report | None = None) -> Summary:
+        """Run until a stop condition; worktrees are removed and agents closed at the end.
+
+        ``report`` is called with every experiment as it starts and as it ends (from worker threads).
+        """
         started = time.monotonic()
-        standing = Standing.load(self.run.ledger)
+        standing = self.standing
+        if report is not None:
+            for worker in self.workers:
+                worker.report = report
         had_baseline = standing.baseline is not None
         tip = workspace.resolve(self.run.task.root, self.run.branch_ref) or self.run.start_commit
         for worker in self.workers:
@@ -193,7 +198,7 @@ class Scheduler:
         the ledger, where they inform the judge. Stopped (Ctrl-C) it returns what was measured
         so far, or None when it stopped before a baseline existed.
         """
-        standing = Standing.load(self.run.ledger)
+        standing = self.standing
         tip = workspace.resolve(self.run.task.root, self.run.branch_ref) or self.run.start_commit
         self.worker.open(tip)
         try:
