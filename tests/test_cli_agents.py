@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -148,6 +149,34 @@ def test_each_cli_edit_is_kept_with_its_hypothesis_tokens_and_cost(
             assert flag in argv
         assert _value(argv, "--model") == model and "-m" not in argv  # -m is aider's --message
         assert argv[-1] == "train.py" and call["files"] == ["train.py"]  # the editable files join the chat
+
+
+@pytest.mark.parametrize("tool", TOOLS)
+def test_a_hypothesis_in_markdown_is_read_without_the_markup(task: Repo, cli, fake: Fake, tool: str) -> None:
+    fake.plan({"set": EDIT, "hypothesis": "raise lr", "label": "**Hypothesis:**", "cost": 0.001})
+    result = _run(cli, task, tool, model=next(model for name, model, _, _ in CASES if name == tool))
+    assert result.code == 0, result.err
+    assert _rows(cli, task)[1]["hypothesis"] == "raise lr"
+
+
+COMMAND_AGENT = """\
+import pathlib
+path = pathlib.Path("train.py")
+path.write_text(path.read_text().replace("X = 10", "X = 4"))
+print("I moved X.")
+print("**Hypothesis:** raise lr")
+print("done")
+"""
+
+
+def test_the_command_agent_reads_its_hypothesis_like_the_clis(task: Repo, cli, tmp_path: Path) -> None:
+    script = tmp_path / "agent.py"
+    script.write_text(COMMAND_AGENT)
+    command = f"{sys.executable} {script}"
+    result = cli("run", task.path, "--tag", "cli", "--agent-command", command, "--max-experiments", "1")
+    assert result.code == 0, result.err
+    row = _rows(cli, task)[1]
+    assert (row["agent"], row["status"], row["hypothesis"]) == ("command", "keep", "raise lr")
 
 
 def test_a_cost_the_tool_does_not_report_is_unknown_for_an_unlisted_model(task: Repo, cli, fake: Fake) -> None:

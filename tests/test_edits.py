@@ -1,4 +1,4 @@
-"""SEARCH/REPLACE edits: parsing, strict and lenient matching, messages written for the model."""
+"""SEARCH/REPLACE edits: parsing, strict and lenient matching, messages written for the model; the hypothesis line."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from overnight.agents.edits import Block, EditError, apply, apply_block, hypothesis, parse
+from overnight.agents.edits import Block, EditError, apply, apply_block, parse
+from overnight.agents.hypothesis import MAX_HYPOTHESIS, hypothesis_in, last_line, stated
 
 CODE = "def f(x):\n    if x:\n        return 1\n    return 2\n"
 
@@ -24,7 +25,7 @@ def test_parse_fenced_and_bare_blocks() -> None:
     blocks = list(parse(reply))
     assert [(b.index, b.path) for b in blocks] == [(1, "a.py"), (2, "b.py")]
     assert blocks[0].search == "        return 1\n" and blocks[1].search == "" and blocks[1].replace == "NEW = 1\n"
-    assert hypothesis(reply) == "swap the returns"
+    assert stated(reply) == "swap the returns"
 
 
 @pytest.mark.parametrize(
@@ -103,3 +104,28 @@ def test_apply_creates_new_editable_files_and_chains_blocks(tmp_path: Path) -> N
 def test_a_reply_without_blocks() -> None:
     with pytest.raises(EditError, match="no SEARCH/REPLACE block"):
         apply("I think we should raise the learning rate.", Path("."), lambda p: True, [])
+
+
+@pytest.mark.parametrize(
+    ("output", "expected"),
+    [
+        ("I changed it.\n**Hypothesis:** raise lr\n", "raise lr"),
+        ("**Hypothesis**: raise lr", "raise lr"),
+        ("- Hypothesis: `raise lr`", "raise lr"),
+        ("## hypothesis: raise lr\n\nDone.", "raise lr"),
+        ("Hypothesis: use `lr` twice", "use `lr` twice"),  # inner code marks stay
+        ("Hypothesis: first\nHypothesis: second\nbye", "second"),  # the last one wins
+        ("Hypothesis: kept\n**Hypothesis:**\n", "kept"),  # an empty label says nothing
+        ("no label here\n\n  the last line  \n\n", "the last line"),
+        ("The hypothesis: is not a label\nlast", "last"),
+        ("", ""),
+    ],
+)
+def test_the_hypothesis_is_the_last_labelled_line_else_the_last_line(output: str, expected: str) -> None:
+    assert hypothesis_in(output) == expected
+
+
+def test_a_hypothesis_is_cut_to_its_limit_and_only_a_stated_one_counts_for_replies() -> None:
+    assert hypothesis_in("Hypothesis: " + "x" * 1000) == "x" * MAX_HYPOTHESIS
+    assert last_line("a\n" + "y" * 500, limit=200) == "y" * 200
+    assert stated("train.py\n<<<<<<< SEARCH\nX = 1\n=======\nX = 2\n>>>>>>> REPLACE\n") == ""

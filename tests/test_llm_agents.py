@@ -4,11 +4,19 @@ against a real HTTP server on 127.0.0.1 that speaks their wire formats."""
 from __future__ import annotations
 
 import sys
+import time
+from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
 from conftest import Repo, ledger_rows
 from fakes.llm_server import FakeLLM
+from overnight.agents._base import Context
+from overnight.agents.chat import Chat, Reply, output_limit_field
+from overnight.agents.llm import LLMAgent
+from overnight.config import parse_config
+from overnight.errors import AgentError
 
 GOOD = """I will move X closer to its optimum.
 
@@ -171,3 +179,77 @@ def test_a_missing_key_is_a_clear_error(task: Repo, cli, monkeypatch: pytest.Mon
 def test_a_missing_model_is_a_clear_error(task: Repo, cli, keys) -> None:
     result = cli("run", task.path, "--agent", "anthropic")
     assert result.code == 6 and "needs a model: pass --model" in result.err
+
+
+@pytest.mark.parametrize(
+    ("model", "field"),
+    [("o4-mini", "max_completion_tokens"), ("openai/gpt-5", "max_completion_tokens"), ("local-model", "max_tokens")],
+)
+def test_reasoning_models_get_max_completion_tokens(task: Repo, cli, keys, model: str, field: str) -> None:
+    with FakeLLM([{"text": GOOD}]) as server:
+        result = _run(cli, task, server, "--model", model, "--max-experiments", "1")
+    assert result.code == 0, result.err
+    assert ledger_rows(task.path, "llm")[1]["status"] == "keep"
+    [request] = server.requests
+    limits = {k: v for k, v in request["body"].items() if k in ("max_tokens", "max_completion_tokens")}
+    assert limits == {field: 8192}
+
+
+def test_the_official_api_gets_max_completion_tokens_and_other_servers_max_tokens() -> None:
+    assert output_limit_field("gpt-4o", "") == "max_completion_tokens"  # api.openai.com
+    assert output_limit_field("gpt-4o", "http://localhost:8000/v1") == "max_tokens"
+    assert output_limit_field("o3", "https://proxy.example/v1") == "max_completion_tokens"
+    assert output_limit_field("olmo-2", "http://localhost:8000/v1") == "max_tokens"  # an "o", not o-series
+
+
+def test_the_fake_refuses_max_tokens_for_reasoning_models_like_openai(keys) -> None:
+    import openai
+
+    with FakeLLM([{"text": "hello"}]) as server:
+        client = openai.OpenAI(base_url=server.url + "/v1", max_retries=0)
+        with pytest.raises(openai.BadRequestError, match="Unsupported parameter: 'max_tokens'"):
+            client.chat.completions.create(model="o3", messages=[{"role": "user", "content": "hi"}], max_tokens=5)
+        reply = client.chat.completions.create(
+            model="o3", messages=[{"role": "user", "content": "hi"}], max_completion_tokens=5
+        )
+    assert reply.choices[0].message.content == "hello"  # the refusal used up no scripted step
+
+
+def test_three_failed_calls_in_a_row_stop_the_run(task: Repo, cli, keys) -> None:
+    with FakeLLM([{"status": 400}]) as server:
+        result = _run(cli, task, server, "--max-experiments", "5")
+    assert result.code == 6
+    assert "openai failed 3 proposals in a row; last: openai call failed after retries: BadRequestError" in result.err
+    assert len(server.requests) == 3
+    assert [r["status"] for r in ledger_rows(task.path, "llm")] == ["baseline", "rejected", "rejected", "rejected"]
+
+
+class SlowChat(Chat):
+    """A model that takes ``delay`` seconds to send edits that never apply."""
+
+    provider = "openai"
+
+    def __init__(self, delay: float) -> None:  # no SDK: nothing goes over the network
+        self.model, self.base_url, self.max_output_tokens, self.delay = "m", "", 100, delay
+        self.calls = 0
+
+    def complete(self, system: str, messages: list[dict[str, str]], timeout_s: float) -> Reply:
+        self.calls += 1
+        time.sleep(self.delay)
+        return Reply(WRONG_SEARCH, 10, 5)
+
+
+def test_retries_cut_short_by_the_time_limit_count_the_tries_made(tmp_path: Path) -> None:
+    config = parse_config({"task": {"run": "python train.py", "editable": ["train.py"]}, "metric": {"name": "score"}})
+    (tmp_path / "train.py").write_text("X = 10\n")
+    context = Context(
+        experiment_id=1, program="Make score small.", config=config, worktree=tmp_path, task_dir=tmp_path,
+        editable=("train.py",), baseline=50.0, best=50.0, best_commit="c0", history=(),
+        log_path=tmp_path / "a.log", brief_path=tmp_path / "b.json",
+    )  # fmt: skip
+    chat = SlowChat(delay=0.6)
+    agent = LLMAgent(chat, replace(config.agent, timeout_s=1.0, retries=5))
+    with pytest.raises(AgentError) as caught:
+        agent.propose(context)
+    assert chat.calls == 2
+    assert "did not apply after 2 tries (no time was left for more)" in str(caught.value)

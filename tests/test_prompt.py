@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from overnight.agents._base import Context
-from overnight.agents.prompt import brief
+from overnight.agents.prompt import CHARS_PER_TOKEN, brief
 from overnight.config import parse_config
 from overnight.records import Experiment, Status
 
@@ -49,3 +49,38 @@ def test_a_small_budget_cuts_big_files_and_old_history_and_says_so(tmp_path: Pat
     assert "line_0 = 0" in text and "line_4999 = 4999" in text  # head and tail stay
     assert "older experiments are not shown)" in text
     assert "idea number 399" in text and "idea number 5\n" not in text
+
+
+def _many(tmp_path: Path, files: dict[str, str]) -> Context:
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    names = tuple(files)
+    config = parse_config({"task": {"run": "python t.py", "editable": list(names)}, "metric": {"name": "loss"}})
+    return Context(
+        experiment_id=0, program="Tune.", config=config, worktree=tmp_path, task_dir=tmp_path, editable=names,
+        baseline=1.0, best=1.0, best_commit="c0", history=(), log_path=tmp_path / "a.log",
+        brief_path=tmp_path / "b.json",
+    )  # fmt: skip
+
+
+def _lines(count: int) -> str:
+    return "".join(f"line_{i} = {i}\n" for i in range(count))
+
+
+def test_many_long_files_stay_within_the_budget(tmp_path: Path) -> None:
+    context = _many(tmp_path, {f"f{i}.py": _lines(400) for i in range(30)})
+    text = brief(context, 4000)
+    assert len(text) <= 4000 * CHARS_PER_TOKEN  # 2000 characters a file at least made it over 60000
+    assert all(f"f{i}.py\n```\nline_0 = 0\n" in text for i in range(30))  # every file shows its head
+
+
+def test_short_files_hand_what_they_leave_to_long_ones(tmp_path: Path) -> None:
+    short = {f"s{i}.py": f"S{i} = 1\n" for i in range(30)}
+    text = brief(_many(tmp_path, {**short, "long.py": _lines(20000)}), 30000)
+    assert len(text) <= 30000 * CHARS_PER_TOKEN
+    assert all(f"{name}\n```\n{body}```" in text for name, body in short.items())  # short files whole
+    start = text.index("long.py\n```\n")
+    shown = text[start : text.index("\n```\n", start + 10)]
+    assert "line_0 = 0" in shown and "line_19999 = 19999" in shown
+    # the files get half the budget; long.py holds nearly all of it, not a 31st of it (or 2000 characters)
+    assert len(shown) > 0.8 * 30000 * CHARS_PER_TOKEN / 2

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import math
+from pathlib import Path
+
 import pytest
 
 from conftest import Repo, ledger_rows
-from overnight.agents.tune import find_constants, format_value, rewrite
+from overnight.agents._base import Context
+from overnight.agents.tune import TuneAgent, find_constants, format_value, rewrite
+from overnight.config import parse_config
+from overnight.records import Experiment, Proposal, Status
 
 SOURCE = '''"""doc"""
 import math
@@ -101,3 +107,52 @@ def test_a_task_without_constants_is_a_clear_error(task: Repo, cli) -> None:
     task.commit("no constants")
     result = cli("run", task.path, "--agent", "tune", "--max-experiments", "1")
     assert result.code == 6 and "no constants to tune" in result.err
+
+
+TUNE_CONFIG = parse_config(
+    {
+        "task": {"run": "python3 train.py", "editable": ["train.py"]},
+        "metric": {"name": "loss", "goal": "min"},
+        "agent": {"kind": "tune"},
+    }
+)
+BASELINE = Experiment(id=0, status=Status.BASELINE, commit="c0", metric=1.4334, hypothesis="baseline")
+
+
+def _propose(agent: TuneAgent, folder: Path, experiment_id: int, history: list[Experiment]) -> Proposal:
+    """One proposal on a fresh copy of the task at its best, as a worker's worktree would be."""
+    folder.mkdir()
+    (folder / "train.py").write_text(KNOWN_OPTIMUM)
+    context = Context(
+        experiment_id=experiment_id, program="Minimize the loss.", config=TUNE_CONFIG, worktree=folder,
+        task_dir=folder, editable=("train.py",), baseline=BASELINE.metric, best=BASELINE.metric, best_commit="c0",
+        history=tuple(history), log_path=folder / "a.log", brief_path=folder / "b.json",
+    )  # fmt: skip
+    return agent.propose(context)
+
+
+def _trials(agent: TuneAgent, params: dict[str, float], state: str) -> list[object]:
+    """The agent's finished trials in ``state`` that tried ``params``."""
+    return [
+        t
+        for t in agent._study.trials
+        if t.state.name == state and all(math.isclose(t.params[k], v, rel_tol=1e-9) for k, v in params.items())
+    ]
+
+
+def test_each_worker_learns_from_the_trials_of_every_worker(tmp_path: Path) -> None:
+    first, second = TuneAgent(TUNE_CONFIG.agent.tune), TuneAgent(TUNE_CONFIG.agent.tune)
+    one = _propose(first, tmp_path / "1", 1, [BASELINE])
+    two = _propose(second, tmp_path / "2", 2, [BASELINE])  # both in flight at once
+    done_one = Experiment(id=1, status=Status.DISCARD, commit="c1", agent="tune", metric=2.5, info=one.info)
+    first.observe(done_one)
+    _propose(second, tmp_path / "3", 3, [BASELINE, done_one])
+    done_two = Experiment(id=2, status=Status.CRASH, commit="c2", agent="tune", info=two.info)
+    second.observe(done_two)
+    history = [BASELINE, done_one, done_two]
+    _propose(first, tmp_path / "4", 4, history)
+    _propose(second, tmp_path / "5", 5, history)  # the history again: nothing is told twice
+    assert len(_trials(second, one.info["params"], "COMPLETE")) == 1  # the other worker's result
+    assert [t.value for t in _trials(second, one.info["params"], "COMPLETE")] == [2.5]
+    assert len(_trials(first, two.info["params"], "FAIL")) == 1  # the other worker's crash
+    assert [t.value for t in first._study.trials if t.state.name == "COMPLETE"].count(2.5) == 1  # its own, once

@@ -8,17 +8,33 @@ Each scripted step is a dict:
   delay    seconds to wait before answering (to exceed a client's timeout)
   usage    (input tokens, output tokens), default (100, 20)
 When the script runs out, the last step repeats.
+
+Like OpenAI's API, the Chat Completions endpoint refuses `max_tokens` for the reasoning
+models (o1, o3, o4-mini, ...) and gpt-5 with the real 400 body (they take
+`max_completion_tokens`); such a request uses up no scripted step.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 _ERROR_TYPES = {401: "authentication_error", 403: "permission_error", 404: "not_found_error", 429: "rate_limit_error"}
+_COMPLETION_TOKENS_ONLY = re.compile(r"^(o\d|gpt-5)")  # after a router's "openai/" prefix
+# What api.openai.com answers when such a model gets `max_tokens`.
+UNSUPPORTED_MAX_TOKENS = {
+    "error": {
+        "message": "Unsupported parameter: 'max_tokens' is not supported with this model. "
+        "Use 'max_completion_tokens' instead.",
+        "type": "invalid_request_error",
+        "param": "max_tokens",
+        "code": "unsupported_parameter",
+    }
+}
 
 
 class FakeLLM:
@@ -36,18 +52,20 @@ class FakeLLM:
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length", 0))
                 body = json.loads(self.rfile.read(length) or b"{}")
-                step = fake._next(
-                    {
-                        "path": self.path,
-                        "body": body,
-                        "at": time.monotonic(),
-                        "headers": {k.lower(): v for k, v in self.headers.items()},
-                    }
-                )
+                request = {
+                    "path": self.path,
+                    "body": body,
+                    "at": time.monotonic(),
+                    "headers": {k.lower(): v for k, v in self.headers.items()},
+                }
+                anthropic = self.path.endswith("/messages")
+                refused = not anthropic and _refuses_max_tokens(body)
+                step = fake._next(request, scripted=not refused)
                 time.sleep(step.get("delay", 0))
                 status = step.get("status", 200)
-                anthropic = self.path.endswith("/messages")
-                if status == 200:
+                if refused:
+                    status, payload = 400, UNSUPPORTED_MAX_TOKENS
+                elif status == 200:
                     payload = _anthropic(body, step) if anthropic else _openai(body, step)
                 else:
                     payload = _error(status, anthropic)
@@ -68,9 +86,12 @@ class FakeLLM:
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
 
-    def _next(self, request: dict[str, Any]) -> dict[str, Any]:
+    def _next(self, request: dict[str, Any], scripted: bool = True) -> dict[str, Any]:
+        """Record ``request``; return the script's next step (none when not ``scripted``)."""
         with self._lock:
             self.requests.append(request)
+            if not scripted:
+                return {}
             step = self.steps[min(self._served, len(self.steps) - 1)]
             self._served += 1
             return step
@@ -88,6 +109,11 @@ class FakeLLM:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _refuses_max_tokens(body: dict[str, Any]) -> bool:
+    model = str(body.get("model", "")).rsplit("/", 1)[-1]
+    return "max_tokens" in body and bool(_COMPLETION_TOKENS_ONLY.match(model))
 
 
 def _openai(body: dict[str, Any], step: dict[str, Any]) -> dict[str, Any]:

@@ -8,7 +8,9 @@ here their errors become ours: bad credentials or an unknown model stop the run
 
 from __future__ import annotations
 
+import importlib
 import os
+import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any
@@ -16,6 +18,10 @@ from typing import Any
 from overnight.errors import AgentError, AgentUnavailable
 
 SDK_RETRIES = 4  # the SDKs' own retries of 429, 5xx, connection errors and timeouts
+
+# OpenAI's reasoning models (o1, o3, o4-mini, ...) and gpt-5 refuse `max_tokens`
+# ("Unsupported parameter ... use 'max_completion_tokens'"), whichever server relays them.
+_COMPLETION_TOKENS_MODELS = re.compile(r"^(o\d|gpt-5)", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -26,9 +32,13 @@ class Reply:
 
 
 class Chat(ABC):
-    """One model behind one API. ``complete`` is called from one thread at a time."""
+    """One model behind one API. ``complete`` is called from one thread at a time.
+
+    ``provider`` names the SDK module, the pip extra and the ``<PROVIDER>_*`` variables.
+    """
 
     provider: str = ""
+    _client: Any  # the SDK's client, made by the subclass
 
     def __init__(self, model: str, base_url: str, max_output_tokens: int) -> None:
         if not model:
@@ -36,39 +46,55 @@ class Chat(ABC):
                 f"the {self.provider} agent needs a model: pass --model NAME or set [agent] model in overnight.toml"
             )
         self.model = model
-        self.base_url = base_url
+        self.base_url = base_url or os.environ.get(f"{self.provider.upper()}_BASE_URL", "")
         self.max_output_tokens = max_output_tokens
+        self._sdk = self._import()
+
+    def _import(self) -> Any:
+        try:
+            return importlib.import_module(self.provider)
+        except ImportError:
+            p = self.provider
+            raise AgentUnavailable(f"the {p} agent needs the {p} SDK: pip install 'overnight[{p}]'") from None
+
+    def _fail(self, err: Exception) -> Exception:
+        """Map an SDK error to ours, with a message that says what to do."""
+        sdk, provider, where = self._sdk, self.provider, self._client.base_url
+        status = getattr(err, "status_code", None)
+        if isinstance(err, (sdk.AuthenticationError, sdk.PermissionDeniedError)):
+            return AgentUnavailable(
+                f"{provider} refused the credentials ({status}) at {where}: check {provider.upper()}_API_KEY"
+            )
+        if isinstance(err, sdk.NotFoundError):
+            return AgentUnavailable(
+                f"{provider} at {where} has no model {self.model!r} ({status}); pass another --model"
+            )
+        return AgentError(f"{provider} call failed after retries: {type(err).__name__}: {str(err)[:300]}")
 
     @abstractmethod
     def complete(self, system: str, messages: list[dict[str, str]], timeout_s: float) -> Reply:
         """Send the conversation (role/content dicts, user first); return the reply."""
 
 
-def _import(module: str, extra: str) -> Any:
-    try:
-        return __import__(module)
-    except ImportError:
-        raise AgentUnavailable(f"the {module} agent needs the {module} SDK: pip install 'overnight[{extra}]'") from None
+def output_limit_field(model: str, base_url: str) -> str:
+    """The Chat Completions parameter that caps the reply's tokens for ``model``.
 
-
-def _fail(sdk: Any, err: Exception, provider: str, model: str, where: str) -> Exception:
-    """Map an SDK error to ours, with a message that says what to do."""
-    status = getattr(err, "status_code", None)
-    if isinstance(err, (sdk.AuthenticationError, sdk.PermissionDeniedError)):
-        return AgentUnavailable(
-            f"{provider} refused the credentials ({status}) at {where}: check {provider.upper()}_API_KEY"
-        )
-    if isinstance(err, sdk.NotFoundError):
-        return AgentUnavailable(f"{provider} at {where} has no model {model!r} ({status}); pass another --model")
-    return AgentError(f"{provider} call failed after retries: {type(err).__name__}: {str(err)[:300]}")
+    OpenAI's own API deprecated ``max_tokens`` and refuses it for reasoning models and
+    gpt-5, so those and the official API get ``max_completion_tokens``; the family is read
+    from the name (after a router's "openai/" prefix) because proxies relay it as is. Other
+    servers (vLLM, ollama, llama.cpp) keep ``max_tokens``, which some of them only know.
+    """
+    family = model.rsplit("/", 1)[-1]
+    if not base_url or _COMPLETION_TOKENS_MODELS.match(family):
+        return "max_completion_tokens"
+    return "max_tokens"
 
 
 class OpenAIChat(Chat):
     provider = "openai"
 
     def __init__(self, model: str, base_url: str, max_output_tokens: int) -> None:
-        super().__init__(model, base_url or os.environ.get("OPENAI_BASE_URL", ""), max_output_tokens)
-        self._sdk = _import("openai", "openai")
+        super().__init__(model, base_url, max_output_tokens)
         key = os.environ.get("OPENAI_API_KEY")
         if not key and not self.base_url:
             raise AgentUnavailable("the openai agent needs OPENAI_API_KEY (or --base-url for a local server)")
@@ -77,17 +103,18 @@ class OpenAIChat(Chat):
             base_url=self.base_url or None,
             max_retries=SDK_RETRIES,
         )
+        self._limit = {output_limit_field(model, self.base_url): max_output_tokens}
 
     def complete(self, system: str, messages: list[dict[str, str]], timeout_s: float) -> Reply:
         try:
             response = self._client.chat.completions.create(
                 model=self.model,
                 messages=[{"role": "system", "content": system}, *messages],
-                max_tokens=self.max_output_tokens,
                 timeout=timeout_s,
+                **self._limit,
             )
         except self._sdk.APIError as err:
-            raise _fail(self._sdk, err, "openai", self.model, str(self._client.base_url)) from None
+            raise self._fail(err) from None
         text = response.choices[0].message.content or "" if response.choices else ""
         usage = response.usage
         return Reply(text, getattr(usage, "prompt_tokens", 0) or 0, getattr(usage, "completion_tokens", 0) or 0)
@@ -97,8 +124,7 @@ class AnthropicChat(Chat):
     provider = "anthropic"
 
     def __init__(self, model: str, base_url: str, max_output_tokens: int) -> None:
-        super().__init__(model, base_url or os.environ.get("ANTHROPIC_BASE_URL", ""), max_output_tokens)
-        self._sdk = _import("anthropic", "anthropic")
+        super().__init__(model, base_url, max_output_tokens)
         key = os.environ.get("ANTHROPIC_API_KEY")
         if not key:
             raise AgentUnavailable("the anthropic agent needs ANTHROPIC_API_KEY")
@@ -114,7 +140,7 @@ class AnthropicChat(Chat):
                 timeout=timeout_s,
             )
         except self._sdk.APIError as err:
-            raise _fail(self._sdk, err, "anthropic", self.model, str(self._client.base_url)) from None
+            raise self._fail(err) from None
         text = "".join(getattr(block, "text", "") for block in response.content)
         usage = response.usage
         return Reply(text, getattr(usage, "input_tokens", 0) or 0, getattr(usage, "output_tokens", 0) or 0)

@@ -24,14 +24,12 @@ from typing import Any
 
 from overnight import secrets
 from overnight.agents import prices, prompt
-from overnight.agents._base import Agent, Context
+from overnight.agents._base import Agent, Context, FailureStreak
+from overnight.agents.hypothesis import hypothesis_in, last_line
 from overnight.config import AgentSection
 from overnight.errors import AgentError, AgentUnavailable
 from overnight.records import Proposal, Usage
 from overnight.runner import run_command
-
-DOWN_AFTER = 3  # proposals in a row that fail before the run stops
-_HYPOTHESIS = re.compile(r"^\W*hypothesis\W*:\s*(.+?)\s*$", re.IGNORECASE | re.MULTILINE)
 
 
 @dataclass(frozen=True)
@@ -95,17 +93,16 @@ class CodingCLI(Agent):
     def __init__(self, settings: AgentSection) -> None:
         self.name = self.binary
         self.settings = settings
-        self.program = shutil.which(self.binary)
-        if self.program is None:
+        if shutil.which(self.binary) is None:
             raise AgentUnavailable(
                 f"the {self.name} agent needs the `{self.binary}` program on PATH: {self.install_hint}"
             )
-        self._failures = 0
+        self._failures = FailureStreak(self.name, hint="see the agent logs under .overnight/<tag>/logs/")
 
     def argv(self, context: Context, prompt_file: str) -> list[str]:
         raise NotImplementedError
 
-    def read(self, stdout: str, stderr: str, exit_code: int | None) -> Outcome:
+    def read(self, stdout: str, stderr: str) -> Outcome:
         raise NotImplementedError
 
     def propose(self, context: Context) -> Proposal:
@@ -134,42 +131,20 @@ class CodingCLI(Agent):
             raise AgentError(f"{self.name} was interrupted")
         if result.timed_out:
             message = f"{self.name} ran past the agent timeout of {self.settings.timeout_s:g}s and was killed"
-            self._failed(message)
+            self._failures.failed(message)
             raise AgentError(message)
-        outcome = self.read(result.output, result.stderr, result.exit_code)
+        outcome = self.read(result.output, result.stderr)
         if outcome.error or result.exit_code != 0:
-            reason = outcome.error or _last_line(result.stderr) or _last_line(result.output) or "no output"
+            reason = outcome.error or last_line(result.stderr) or last_line(result.output) or "no output"
             message = f"{self.name} failed (exit code {result.exit_code}): {reason[:300]}"
-            self._failed(message, outcome.usage)
+            self._failures.failed(message, outcome.usage)
             raise AgentError(message, outcome.usage)
-        self._failures = 0
-        found = _HYPOTHESIS.findall(outcome.text)
-        hypothesis = found[-1] if found else _last_line(outcome.text)
-        return Proposal(hypothesis or f"{self.name} edit", agent=self.name, usage=outcome.usage,
+        self._failures.succeeded()
+        return Proposal(hypothesis_in(outcome.text) or f"{self.name} edit", agent=self.name, usage=outcome.usage,
                         info={"model": self.settings.model} if self.settings.model else {})  # fmt: skip
-
-    def _failed(self, message: str, usage: Usage | None = None) -> None:
-        self._failures += 1
-        if self._failures >= DOWN_AFTER:
-            raise AgentUnavailable(
-                f"{self.name} failed {DOWN_AFTER} proposals in a row; last: {message}; "
-                "see the agent logs under .overnight/<tag>/logs/",
-                usage,
-            )
-
-    def _priced(self, tokens_in: int, tokens_out: int, cost: float | None) -> Usage:
-        if cost is None:
-            s = self.settings
-            cost = prices.cost(s.model, tokens_in, tokens_out, s.input_usd_per_mtok, s.output_usd_per_mtok)
-        return Usage(tokens_in, tokens_out, cost)
 
     def _model(self, flag: str = "--model") -> list[str]:
         return [flag, self.settings.model] if self.settings.model else []
-
-
-def _last_line(text: str) -> str:
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    return lines[-1] if lines else ""
 
 
 class ClaudeCode(CodingCLI):
@@ -183,10 +158,10 @@ class ClaudeCode(CodingCLI):
     def argv(self, context: Context, prompt_file: str) -> list[str]:
         return [self.binary, "-p", "--output-format", "json", "--permission-mode", "acceptEdits", *self._model()]
 
-    def read(self, stdout: str, stderr: str, exit_code: int | None) -> Outcome:
+    def read(self, stdout: str, stderr: str) -> Outcome:
         data = _json_object(stdout)
         if data is None:
-            return Outcome(error=_last_line(stderr) or "no JSON result on stdout")
+            return Outcome(error=last_line(stderr) or "no JSON result on stdout")
         u = data.get("usage") or {}
         tokens_in = (
             _int(u.get("input_tokens"))
@@ -194,9 +169,8 @@ class ClaudeCode(CodingCLI):
             + _int(u.get("cache_read_input_tokens"))
         )
         cost = data.get("total_cost_usd")
-        usage = self._priced(
-            tokens_in, _int(u.get("output_tokens")), float(cost) if isinstance(cost, (int, float)) else None
-        )
+        reported = float(cost) if isinstance(cost, (int, float)) else None
+        usage = prices.priced(self.settings, tokens_in, _int(u.get("output_tokens")), reported)
         text = str(data.get("result") or "")
         if data.get("is_error") or (data.get("subtype") not in (None, "success")):
             errors = "; ".join(map(str, data.get("errors") or [])) or text or str(data.get("subtype"))
@@ -224,7 +198,7 @@ class Codex(CodingCLI):
             "-",
         ]
 
-    def read(self, stdout: str, stderr: str, exit_code: int | None) -> Outcome:
+    def read(self, stdout: str, stderr: str) -> Outcome:
         text, usage, failed = "", None, ""
         for event in _json_lines(stdout):
             kind = event.get("type")
@@ -233,7 +207,7 @@ class Codex(CodingCLI):
                 text = str(item.get("text") or "")
             elif kind == "turn.completed":
                 u = event.get("usage") or {}  # the thread's running total
-                usage = self._priced(_int(u.get("input_tokens")), _int(u.get("output_tokens")), None)
+                usage = prices.priced(self.settings, _int(u.get("input_tokens")), _int(u.get("output_tokens")))
             elif kind == "turn.failed":
                 failed = str((event.get("error") or {}).get("message") or "turn failed")
         return Outcome(text, usage, failed)
@@ -251,13 +225,13 @@ class Gemini(CodingCLI):
         instruction = "Carry out the task described above, editing the files directly."
         return [self.binary, "-p", instruction, "-o", "json", "--approval-mode", "auto_edit", *self._model("-m")]
 
-    def read(self, stdout: str, stderr: str, exit_code: int | None) -> Outcome:
+    def read(self, stdout: str, stderr: str) -> Outcome:
         data = _json_object(stdout)
         problem = _json_object(stderr)
         if problem and isinstance(problem.get("error"), dict):
             return Outcome(error=str(problem["error"].get("message") or problem["error"]))
         if data is None:
-            return Outcome(error=_last_line(stderr) or "no JSON output on stdout")
+            return Outcome(error=last_line(stderr) or "no JSON output on stdout")
         if isinstance(data.get("error"), dict):
             return Outcome(error=str(data["error"].get("message") or data["error"]))
         tokens_in = tokens_out = 0
@@ -265,7 +239,7 @@ class Gemini(CodingCLI):
             tokens = (model or {}).get("tokens") or {}
             tokens_in += _int(tokens.get("prompt"))
             tokens_out += _int(tokens.get("candidates")) + _int(tokens.get("thoughts"))
-        return Outcome(str(data.get("response") or ""), self._priced(tokens_in, tokens_out, None))
+        return Outcome(str(data.get("response") or ""), prices.priced(self.settings, tokens_in, tokens_out))
 
 
 class OpenCode(CodingCLI):
@@ -278,7 +252,7 @@ class OpenCode(CodingCLI):
     def argv(self, context: Context, prompt_file: str) -> list[str]:
         return [self.binary, "run", "--format", "json", *self._model("-m"), "Carry out the task described below."]
 
-    def read(self, stdout: str, stderr: str, exit_code: int | None) -> Outcome:
+    def read(self, stdout: str, stderr: str) -> Outcome:
         step_text: list[str] = []
         text, tokens_in, tokens_out, cost, failed = "", 0, 0, 0.0, ""
         for event in _json_lines(stdout):
@@ -299,7 +273,7 @@ class OpenCode(CodingCLI):
             elif kind == "error":
                 error = event.get("error") or {}
                 failed = str((error.get("data") or {}).get("message") or error.get("name") or "error")
-        usage = self._priced(tokens_in, tokens_out, cost or None) if tokens_in or tokens_out else None
+        usage = prices.priced(self.settings, tokens_in, tokens_out, cost or None) if tokens_in or tokens_out else None
         return Outcome(text or "".join(step_text), usage, failed)
 
 
@@ -328,15 +302,15 @@ class Aider(CodingCLI):
             *self._model(), *context.editable,
         ]  # fmt: skip
 
-    def read(self, stdout: str, stderr: str, exit_code: int | None) -> Outcome:
+    def read(self, stdout: str, stderr: str) -> Outcome:
         found = _AIDER_TOKENS.findall(stdout)
         if not found:
             # aider exits 0 even when every model call failed: no usage line means no answer.
-            return Outcome(stdout, None, _last_line(stderr) or _last_line(stdout) or "aider made no model call")
+            return Outcome(stdout, None, last_line(stderr) or last_line(stdout) or "aider made no model call")
         tokens_in = sum(_aider_count(sent) for sent, _, _, _ in found)
         tokens_out = sum(_aider_count(received) for _, received, _, _ in found)
         session = found[-1][3]
-        return Outcome(stdout, self._priced(tokens_in, tokens_out, float(session) if session else None))
+        return Outcome(stdout, prices.priced(self.settings, tokens_in, tokens_out, float(session) if session else None))
 
 
 CLIS: dict[str, type[CodingCLI]] = {c.binary: c for c in (ClaudeCode, Codex, Gemini, OpenCode, Aider)}

@@ -6,34 +6,19 @@ The command runs in the experiment's task folder with these variables:
   the metric and its goal, the baseline and best values, and the history;
 * ``OVERNIGHT_EXPERIMENT_ID``, ``OVERNIGHT_WORKTREE``, ``OVERNIGHT_TASK_DIR``.
 
-Its hypothesis is its last ``Hypothesis: ...`` output line, else its last non-empty
-line. A command that fails or runs past its timeout is reported as an AgentError
+Its hypothesis is its last ``Hypothesis: ...`` output line (markdown allowed), else its
+last non-empty line. A command that fails or runs past its timeout is reported as an AgentError
 (the experiment becomes ``rejected``) and the run goes on.
 """
 
 from __future__ import annotations
 
-import re
-
 from overnight import secrets
 from overnight.agents._base import Agent, Context
+from overnight.agents.hypothesis import hypothesis_in, last_line
 from overnight.errors import AgentError, ConfigError
 from overnight.records import Proposal
 from overnight.runner import run_command
-
-_HYPOTHESIS = re.compile(r"^\s*hypothesis\s*:\s*(.+?)\s*$", re.IGNORECASE | re.MULTILINE)
-MAX_HYPOTHESIS = 300
-
-
-def last_line(output: str) -> str:
-    lines = [line.strip() for line in output.splitlines() if line.strip()]
-    return lines[-1][:MAX_HYPOTHESIS] if lines else ""
-
-
-def hypothesis_from(output: str) -> str:
-    """The last ``Hypothesis:`` line of ``output``, else its last non-empty line, on one line."""
-    found = _HYPOTHESIS.findall(output)
-    return found[-1][:MAX_HYPOTHESIS] if found else last_line(output)
 
 
 class CommandAgent(Agent):
@@ -74,4 +59,4 @@ class CommandAgent(Agent):
         if result.exit_code != 0:
             tail = last_line(result.output) or "no output"
             raise AgentError(f"the agent command exited with code {result.exit_code}: {tail}")
-        return Proposal(hypothesis=hypothesis_from(result.output), agent=self.name)
+        return Proposal(hypothesis=hypothesis_in(result.output), agent=self.name)

@@ -1,4 +1,5 @@
-"""Edits from a model's reply: a hypothesis line and SEARCH/REPLACE blocks.
+"""Edits from a model's reply: SEARCH/REPLACE blocks (its hypothesis line is read by
+:mod:`overnight.agents.hypothesis`).
 
 The reply form is aider's well-known one::
 
@@ -30,7 +31,6 @@ SEARCH = re.compile(r"^\s*<{5,9} ?SEARCH\s*$")
 DIVIDER = re.compile(r"^\s*={5,9}\s*$")
 REPLACE = re.compile(r"^\s*>{5,9} ?REPLACE\s*$")
 FENCE = re.compile(r"^\s*(```|~~~)")
-HYPOTHESIS = re.compile(r"^\s*\**hypothesis\**\s*:\s*\**\s*(.+?)\s*$", re.IGNORECASE | re.MULTILINE)
 WHOLE_FILE_LINES = 400  # an empty SEARCH may replace a file up to this long
 
 
@@ -44,11 +44,6 @@ class Block:
     path: str
     search: str
     replace: str
-
-
-def hypothesis(reply: str) -> str:
-    found = HYPOTHESIS.findall(reply)
-    return found[-1].strip().strip("*`").strip() if found else ""
 
 
 def _path_before(lines: list[str], at: int) -> str:

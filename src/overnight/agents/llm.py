@@ -11,15 +11,15 @@ from __future__ import annotations
 import time
 
 from overnight.agents import edits, prices, prompt
-from overnight.agents._base import Agent, Context
+from overnight.agents._base import Agent, Context, FailureStreak
 from overnight.agents.chat import Chat
+from overnight.agents.hypothesis import stated
 from overnight.config import AgentSection
-from overnight.errors import AgentError, AgentUnavailable
+from overnight.errors import AgentError
 from overnight.globs import Rules
 from overnight.records import Proposal, Usage
 
 CALL_TIMEOUT_S = 600.0  # one call's limit (the SDK retries within the remaining time of the proposal)
-DOWN_AFTER = 3  # proposals in a row that fail on transport before the run stops
 
 
 class LLMAgent(Agent):
@@ -27,12 +27,7 @@ class LLMAgent(Agent):
         self.chat = chat
         self.name = chat.provider
         self.settings = settings
-        self._transport_failures = 0
-
-    def _usage(self, tokens_in: int, tokens_out: int) -> Usage:
-        s = self.settings
-        spent = prices.cost(self.chat.model, tokens_in, tokens_out, s.input_usd_per_mtok, s.output_usd_per_mtok)
-        return Usage(tokens_in, tokens_out, spent)
+        self._transport = FailureStreak(self.name)  # calls that failed after the SDK's own retries
 
     def propose(self, context: Context) -> Proposal:
         deadline = time.monotonic() + self.settings.timeout_s
@@ -41,19 +36,19 @@ class LLMAgent(Agent):
         rules = Rules(context.config.task.editable, context.config.task.protected)
         usage = Usage()
         problems = ""
+        tries = 0
         for _ in range(self.settings.retries + 1):
             remaining = deadline - time.monotonic()
             if remaining <= 0 or context.stop.is_set():
                 break
+            tries += 1
             try:
                 reply = self.chat.complete(system, messages, min(CALL_TIMEOUT_S, remaining))
             except AgentError as err:
-                self._transport_failures += 1
-                if self._transport_failures >= DOWN_AFTER:
-                    raise AgentUnavailable(f"{self.name} failed {DOWN_AFTER} proposals in a row; last: {err}") from None
+                self._transport.failed(str(err), usage)
                 raise AgentError(str(err), usage) from None
-            self._transport_failures = 0
-            usage = usage + self._usage(reply.tokens_in, reply.tokens_out)
+            self._transport.succeeded()
+            usage = usage + prices.priced(self.settings, reply.tokens_in, reply.tokens_out)
             try:
                 changed = edits.apply(reply.text, context.task_dir, rules.allows, list(context.editable))
             except edits.EditError as err:
@@ -64,9 +59,12 @@ class LLMAgent(Agent):
                 ]
                 continue
             edits.write(changed, context.task_dir)
-            hypothesis = edits.hypothesis(reply.text) or f"edit {', '.join(sorted(changed))}"
+            # Only a stated hypothesis: a reply's last line is the end of a SEARCH/REPLACE block.
+            hypothesis = stated(reply.text) or f"edit {', '.join(sorted(changed))}"
             return Proposal(hypothesis, agent=self.name, usage=usage, info={"model": self.chat.model})
         if not problems:
             raise AgentError(f"{self.name}: the proposal ran out of time ({self.settings.timeout_s:g}s)", usage)
-        tries = self.settings.retries + 1
-        raise AgentError(f"the model's edits did not apply after {tries} tries: {problems[:400]}", usage)
+        cut_short = ""
+        if tries <= self.settings.retries:  # the time limit (or a stop) ended the retries early
+            cut_short = " (the run is stopping)" if context.stop.is_set() else " (no time was left for more)"
+        raise AgentError(f"the model's edits did not apply after {tries} tries{cut_short}: {problems[:400]}", usage)

@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import re
 
+from overnight.config import AgentSection
+from overnight.records import Usage
+
 _DATED = re.compile(r"-(\d{8}|\d{4}-\d{2}-\d{2})$")
 
 PRICES: dict[str, tuple[float, float]] = {
@@ -51,3 +54,11 @@ def cost(model: str, tokens_in: int, tokens_out: int, input_usd: float = 0.0, ou
     if rates is None:
         return None
     return (tokens_in * rates[0] + tokens_out * rates[1]) / 1_000_000
+
+
+def priced(settings: AgentSection, tokens_in: int, tokens_out: int, reported: float | None = None) -> Usage:
+    """The Usage of one call: the cost the tool ``reported``, else priced from ``settings``' model and prices."""
+    if reported is None:
+        s = settings
+        reported = cost(s.model, tokens_in, tokens_out, s.input_usd_per_mtok, s.output_usd_per_mtok)
+    return Usage(tokens_in, tokens_out, reported)

@@ -9,6 +9,7 @@ without a tokenizer dependency.
 from __future__ import annotations
 
 from importlib import resources
+from pathlib import Path
 from string import Template
 
 from overnight.agents._base import Context
@@ -25,15 +26,26 @@ def _number(value: float | None) -> str:
     return "(not measured yet)" if value is None else f"{value:.6g}"
 
 
+def _marker(start: int, end: int, total: int) -> str:
+    return (
+        f"[... lines {start + 1}-{end} of {total} are not shown: the file is too long for the prompt. "
+        "SEARCH blocks can only quote lines shown here ...]\n"
+    )
+
+
 def _cut(text: str, limit: int) -> str:
-    """``text`` within ``limit`` characters: its head and tail, with the cut said in the middle."""
+    """``text`` within ``limit`` characters: its head and tail, with the cut said in the middle.
+
+    The marker counts against ``limit``; a limit too small for it gives the marker alone.
+    """
     if len(text) <= limit:
         return text
     lines = text.splitlines(keepends=True)
+    room = limit - len(_marker(len(lines), len(lines), len(lines)))  # the marker at its longest
     start, end, size, from_start = 0, len(lines), 0, True
     while start < end:  # take lines from both ends in turn while they fit
         line = lines[start] if from_start else lines[end - 1]
-        if size + len(line) > limit:
+        if size + len(line) > room:
             break
         size += len(line)
         if from_start:
@@ -41,25 +53,40 @@ def _cut(text: str, limit: int) -> str:
         else:
             end -= 1
         from_start = not from_start
-    marker = (
-        f"[... lines {start + 1}-{end} of {len(lines)} are not shown: the file is too long for the prompt. "
-        "SEARCH blocks can only quote lines shown here ...]\n"
-    )
-    return "".join(lines[:start]) + marker + "".join(lines[end:])
+    return "".join(lines[:start]) + _marker(start, end, len(lines)) + "".join(lines[end:])
+
+
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
+def _shown(name: str, text: str | None, room: int) -> str:
+    """One file as the brief shows it, within about ``room`` characters, its name and fences included."""
+    if text is None:
+        return f"{name}\n(not shown: not a text file)\n"
+    frame = f"{name}\n```\n\n```\n"
+    return f"{name}\n```\n{_cut(text, room - len(frame)).rstrip()}\n```\n"
 
 
 def _files(context: Context, limit: int) -> str:
-    parts = []
-    each = max(2000, limit // max(1, len(context.editable)))
-    for name in context.editable:
-        path = context.task_dir / name
-        try:
-            text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError):
-            parts.append(f"{name}\n(not shown: not a text file)\n")
-            continue
-        parts.append(f"{name}\n```\n{_cut(text, each).rstrip()}\n```\n")
-    return "\n".join(parts)
+    """The editable files within ``limit`` characters in all.
+
+    Each file gets an equal share of what is left; files are taken shortest first, so the
+    share a short file does not use goes on to the longer ones. Only when there are so many
+    files that a share cannot hold the cut marker does the total go past ``limit``.
+    """
+    texts = {name: _read(context.task_dir / name) for name in context.editable}
+    order = sorted(context.editable, key=lambda name: len(texts[name] or ""))
+    shown: dict[str, str] = {}
+    left = limit
+    for i, name in enumerate(order):
+        share = max(0, left) // (len(order) - i)
+        shown[name] = _shown(name, texts[name], share)
+        left -= len(shown[name]) + 1  # and the blank line between files
+    return "\n".join(shown[name] for name in context.editable)
 
 
 def _history_line(exp: Experiment, metric: str, parents: dict[str, float]) -> str:

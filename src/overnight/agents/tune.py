@@ -7,8 +7,10 @@ and tells Optuna every outcome; experiments that fail are told as failed. Like a
 researcher it changes one idea at a time: each experiment varies at most ``vary``
 constants (chosen at random) and keeps the others at the current best's values, which
 suits a loop that keeps only what beats the best; TPE models each constant's good
-values from every trial. The values
-it tried live in the ledger (``info.params``), so a resumed run rebuilds the study.
+values from every trial. The values it tried live in the ledger (``info.params``):
+before each proposal the study takes in every tune experiment of the history it has
+not been told of, so the agents of several workers learn from each other's trials and
+a resumed run rebuilds the study.
 
 Search space, unless ``[agent.tune] ranges`` says otherwise: a positive float spans
 [v/10, 10v] on a log scale, a positive integer [v/4, 4v] (log scale, integers stay
@@ -145,6 +147,7 @@ class TuneAgent(Agent):
         self._study: Any = None
         self._distributions: dict[str, Any] = {}
         self._pending: dict[int, Any] = {}  # experiment id → the trial asked for it
+        self._told: set[int] = set()  # experiments whose outcome the study has (own or another worker's)
 
     def _constants(self, context: Context) -> list[Constant]:
         found: list[Constant] = []
@@ -179,12 +182,22 @@ class TuneAgent(Agent):
             sampler = optuna.samplers.TPESampler(seed=self.settings.seed, n_startup_trials=self.settings.startup)
         direction = "minimize" if context.goal is Goal.MIN else "maximize"
         self._study = optuna.create_study(direction=direction, sampler=sampler)
-        # The starting point, measured by the baseline, and what earlier invocations tried.
+        # The starting point, measured by the baseline, unless earlier tune trials say more.
         start = {c.name: c.value for c in constants}
         if context.baseline is not None and not any(e.agent == self.name for e in context.history):
             self._add(start, context.baseline)
+
+    def _sync(self, context: Context) -> None:
+        """Tell the study every tune experiment of the history it does not have yet.
+
+        Those are an earlier invocation's (a resumed run) and other workers' trials; this
+        agent's own come through :meth:`observe`, and the ones still in flight are left to it.
+        """
         for exp in context.history:
-            params = exp.info.get("params") if exp.agent == self.name else None
+            if exp.id in self._told or exp.id in self._pending or exp.agent != self.name:
+                continue
+            self._told.add(exp.id)
+            params = exp.info.get("params")
             if isinstance(params, dict):
                 self._add(params, exp.metric if exp.status in MEASURED else None)
 
@@ -207,6 +220,7 @@ class TuneAgent(Agent):
         constants = self._constants(context)
         if self._study is None:
             self._start(constants, context)
+        self._sync(context)
         current = {c.name: c.value for c in constants}
         pick = random.Random(f"{self.settings.seed}:{context.experiment_id}")
         names = sorted(current)
@@ -242,6 +256,7 @@ class TuneAgent(Agent):
         trial = self._pending.pop(experiment.id, None)
         if trial is None:
             return
+        self._told.add(experiment.id)
         if experiment.status in MEASURED and experiment.metric is not None:
             self._study.tell(trial, experiment.metric)
         else:

@@ -46,8 +46,8 @@ def measure_remotely(archive: bytes, job: Job) -> tuple[Measurement, str]:
             tar.extractall(folder, filter="data")
         task_dir = folder / job.task_rel
         log_path = folder / "measurement.log"
-        overnight_env = {k: v for k, v in job.env.items() if k.startswith("OVERNIGHT_")}
-        env = {**os.environ, **overnight_env, "OVERNIGHT_RAY_WORKER_PID": str(os.getpid())}
+        # job.env holds only OVERNIGHT_* variables: RayExecutor.measure filtered it before sending.
+        env = {**os.environ, **job.env, "OVERNIGHT_RAY_WORKER_PID": str(os.getpid())}
         here = replace(job, task_dir=task_dir, log_path=log_path, env=env, setup=True)
         measurement = measure(here)
         text = log_path.read_text(encoding="utf-8", errors="replace") if log_path.exists() else ""

@@ -1,0 +1,44 @@
+"""The one-line hypothesis an agent states in its output, found one way for every agent.
+
+Agents are asked to end with ``Hypothesis: <one line>``; models and coding CLIs often
+dress it in markdown (``**Hypothesis:** raise lr``, ``- Hypothesis: `raise lr```), so
+the label and the value are read through emphasis, list and quote markers.
+"""
+
+from __future__ import annotations
+
+import re
+
+MAX_HYPOTHESIS = 300  # characters; the ledger and the commit message keep it short
+
+# Markdown may come before the label (`**`, `- `, `#`, `>`) and between it and the colon (`**`);
+# `[^\w\n]` keeps the match on one line.
+_LABELLED = re.compile(r"^[^\w\n]*hypothesis[^\w\n:]*:(.*)$", re.IGNORECASE | re.MULTILINE)
+
+
+def _unwrapped(value: str) -> str:
+    """``value`` without the emphasis or code markers wrapped around it."""
+    value = value.strip().strip("*").strip()
+    if len(value) > 1 and value[0] == value[-1] == "`" and "`" not in value[1:-1]:
+        value = value[1:-1].strip()
+    return value
+
+
+def stated(text: str, limit: int = MAX_HYPOTHESIS) -> str:
+    """The value of the last non-empty ``Hypothesis:`` line of ``text``, else ""."""
+    values = [_unwrapped(v) for v in _LABELLED.findall(text)]
+    found = [v for v in values if v]
+    return found[-1][:limit] if found else ""
+
+
+def last_line(text: str, limit: int = MAX_HYPOTHESIS) -> str:
+    """The last non-empty line of ``text``, stripped and cut to ``limit`` characters."""
+    for line in reversed(text.splitlines()):
+        if line.strip():
+            return line.strip()[:limit]
+    return ""
+
+
+def hypothesis_in(text: str, limit: int = MAX_HYPOTHESIS) -> str:
+    """What an agent's output says it tried: its last ``Hypothesis:`` line, else its last non-empty line."""
+    return stated(text, limit) or last_line(text, limit)
