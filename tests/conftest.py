@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
-from collections.abc import Callable
+import tempfile
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -118,11 +120,17 @@ def task(repo: Repo) -> Repo:
 
 
 @pytest.fixture
-def plan(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[[dict[str, list[list[object]]]], Path]:
+def plan_dir(tmp_path: Path) -> Path:
+    """Where the fake agent's plan is written (tests of sandboxed agents put it outside /tmp)."""
+    return tmp_path
+
+
+@pytest.fixture
+def plan(plan_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[[dict[str, list[list[object]]]], Path]:
     """Write the fake agent's plan and point FAKE_PLAN at it."""
 
     def write(steps: dict[str, list[list[object]]]) -> Path:
-        path = tmp_path / "plan.json"
+        path = plan_dir / "plan.json"
         path.write_text(json.dumps(steps))
         monkeypatch.setenv("FAKE_PLAN", str(path))
         return path
@@ -170,3 +178,17 @@ def ledger_rows(task_dir: Path, tag: str | None = None) -> list[dict[str, Any]]:
     args = [sys.executable, "-m", "overnight", "log", str(task_dir), "--format", "json"]
     out = subprocess.run([*args, "--tag", tag] if tag else args, check=True, capture_output=True, text=True).stdout
     return json.loads(out)
+
+
+@pytest.fixture
+def outside() -> Iterator[Path]:
+    """A folder outside /tmp: a sandboxed command sees the host's files, but not its /tmp."""
+    path = Path(tempfile.mkdtemp(prefix="overnight-sandbox-", dir="/var/tmp"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def agent_in(folder: Path) -> str:
+    """The fake agent's command, run from a copy in ``folder`` (a checkout under /tmp is hidden in the sandbox)."""
+    shutil.copy(FAKES / "agent.py", folder / "agent.py")
+    return f"{sys.executable} {folder / 'agent.py'}"

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from conftest import AGENT, Repo, ledger_rows, task_config
+from conftest import AGENT, Repo, agent_in, ledger_rows, task_config
 
 pytest.importorskip("ray")
 
@@ -71,3 +72,24 @@ def test_an_experiment_no_node_can_run_is_refused_at_once(ray_task: Repo) -> Non
     assert result.returncode == 2
     assert "no node of the Ray cluster can run an experiment" in result.stderr and "num_gpus = 1" in result.stderr
     assert not (ray_task.path / ".overnight").exists() or not list((ray_task.path / ".overnight").glob("*/ledger.db"))
+
+
+@pytest.fixture
+def plan_dir(outside: Path) -> Path:  # a sandboxed agent does not see the host's /tmp: the plan lies outside it
+    return outside
+
+
+@pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap is not installed")
+def test_a_sandboxed_task_runs_in_a_sandbox_on_the_ray_worker(ray_task: Repo, plan, outside: Path) -> None:
+    probe = outside / "written-from-the-experiment"
+    ray_task.write("train.py", KILLER.replace("print(", f"open({str(probe)!r}, 'w') if X < 10 else None\nprint("))
+    ray_task.write("overnight.toml", task_config(extra_task='sandbox = "bwrap"'))
+    ray_task.commit("sandboxed ray task")
+    plan({"1": [["set", "train.py", "X", "5"]]})
+    result = overnight("run", ray_task.path, "--tag", "s", "--agent-command", agent_in(outside), "--executor", "ray",
+                       "--max-experiments", "1")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    rows = ledger_rows(ray_task.path, "s")
+    assert rows[0]["status"] == "baseline" and rows[0]["metric"] == 50  # ran in the unpacked commit
+    assert rows[1]["status"] == "crash" and "Read-only file system" in rows[1]["reason"]  # the host stays read-only
+    assert not probe.exists()

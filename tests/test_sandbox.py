@@ -15,14 +15,13 @@ import shutil
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from conftest import Repo, ledger_rows, overnight_process, task_config
+from conftest import Repo, agent_in, ledger_rows, overnight_process, task_config
 
 FAKES = Path(__file__).parent / "fakes"
 
@@ -57,30 +56,14 @@ print("score:", (X - 3) ** 2 + 1)
 
 
 @pytest.fixture
-def outside() -> Iterator[Path]:
-    path = Path(tempfile.mkdtemp(prefix="overnight-sandbox-", dir="/var/tmp"))
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
-
-
-@pytest.fixture
-def plan(outside: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[[dict[str, list[list[object]]]], Path]:
+def plan_dir(outside: Path) -> Path:
     """The fake agent's plan, outside /tmp: a sandboxed agent does not see the host's /tmp."""
-
-    def write(steps: dict[str, list[list[object]]]) -> Path:
-        path = outside / "plan.json"
-        path.write_text(json.dumps(steps))
-        monkeypatch.setenv("FAKE_PLAN", str(path))
-        return path
-
-    return write
+    return outside
 
 
 def run(task: Repo, tag: str, *extra: str, env: dict[str, str] | None = None) -> tuple[int, str]:
     """`overnight run` with the fake agent, from its copy outside /tmp."""
-    outside = Path(os.environ["FAKE_PLAN"]).parent
-    shutil.copy(FAKES / "agent.py", outside / "agent.py")
-    agent = f"{sys.executable} {outside / 'agent.py'}"
+    agent = agent_in(Path(os.environ["FAKE_PLAN"]).parent)
     proc = overnight_process("run", task.path, "--tag", tag, "--agent-command", agent, *extra, env=env)
     out, err = proc.communicate(timeout=120)
     return proc.returncode, out + err

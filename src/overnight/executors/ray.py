@@ -25,6 +25,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from overnight import sandbox
 from overnight.errors import ConfigError
 from overnight.executors._base import Executor
 from overnight.measure import Job, Measurement, measure
@@ -48,7 +49,9 @@ def measure_remotely(archive: bytes, job: Job) -> tuple[Measurement, str]:
         log_path = folder / "measurement.log"
         # job.env holds only OVERNIGHT_* variables: RayExecutor.measure filtered it before sending.
         env = {**os.environ, **job.env, "OVERNIGHT_RAY_WORKER_PID": str(os.getpid())}
-        here = replace(job, task_dir=task_dir, log_path=log_path, env=env, setup=True)
+        # The sandbox named the controller's worktree: here the unpacked commit is the one to open.
+        box = sandbox.for_task(folder, folder, job.sandbox.network) if job.sandbox else None
+        here = replace(job, task_dir=task_dir, log_path=log_path, env=env, setup=True, sandbox=box)
         measurement = measure(here)
         text = log_path.read_text(encoding="utf-8", errors="replace") if log_path.exists() else ""
         return replace(measurement, setup_done=False), text
