@@ -70,7 +70,6 @@ def test_every_error_derives_from_the_root() -> None:
     for name in (
         "AgentError",
         "AgentUnavailable",
-        "AgentUnavailable",
         "ConfigError",
         "DirtyTreeError",
         "GitError",

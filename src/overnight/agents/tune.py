@@ -207,6 +207,7 @@ class TuneAgent(Agent):
             return
         # Written values are rounded; keep them inside the ranges they were drawn from.
         params = {k: self._inside(k, v) for k, v in params.items()}
+        value = self._worst() if value is None else value
         try:
             state = optuna.trial.TrialState.COMPLETE if value is not None else optuna.trial.TrialState.FAIL
             trial = optuna.trial.create_trial(
@@ -215,6 +216,18 @@ class TuneAgent(Agent):
             self._study.add_trial(trial)
         except ValueError:  # a value outside today's ranges: the settings changed since
             log.info("tune: left out a past trial that does not fit the search space: %s", params)
+
+    def _worst(self) -> float | None:
+        """The worst value measured so far: what a failed trial is told (None before any).
+
+        TPE models only completed trials, so a failure told as FAIL would not steer it
+        away from a region that crashes; told as the worst result, it does.
+        """
+        complete = self._study.get_trials(deepcopy=False, states=(self._optuna.trial.TrialState.COMPLETE,))
+        values: list[float] = [t.value for t in complete]
+        if not values:
+            return None
+        return max(values) if self._study.direction == self._optuna.study.StudyDirection.MINIMIZE else min(values)
 
     def propose(self, context: Context) -> Proposal:
         constants = self._constants(context)
@@ -257,10 +270,12 @@ class TuneAgent(Agent):
         if trial is None:
             return
         self._told.add(experiment.id)
-        if experiment.status in MEASURED and experiment.metric is not None:
-            self._study.tell(trial, experiment.metric)
-        else:
+        measured = experiment.status in MEASURED and experiment.metric is not None
+        value = experiment.metric if measured else self._worst()
+        if value is None:
             self._study.tell(trial, state=self._optuna.trial.TrialState.FAIL)
+        else:
+            self._study.tell(trial, value)
 
 
 def _rounded(value: Any, like: int | float) -> int | float:
