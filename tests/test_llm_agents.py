@@ -163,6 +163,16 @@ def test_the_same_edit_twice_is_a_duplicate_and_budgets_stop_the_run(task: Repo,
     assert "#2 duplicate" in server.requests[2]["body"]["messages"][1]["content"]  # told to the agent
 
 
+def test_the_cost_budget_stops_the_run(task: Repo, cli, keys) -> None:
+    # gpt-4o-mini: $0.15 in and $0.60 out per million tokens; each reply costs $0.00027.
+    worse = GOOD.replace("X = 4", "X = 20").replace("from 10 to 4", "from 10 to 20")
+    with FakeLLM([{"text": worse, "usage": (1000, 200)}]) as server:
+        result = _run(cli, task, server, "--model", "gpt-4o-mini", "--max-experiments", "9", "--max-cost-usd", "0.0005")
+    assert result.code == 0, result.err
+    assert len(ledger_rows(task.path, "llm")) == 3  # the baseline, then two replies: $0.00054 >= $0.0005
+    assert "reached --max-cost-usd 0.0005 (spent $0.0005)" in result.out
+
+
 def test_a_missing_sdk_names_the_extra(task: Repo, cli, keys, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "openai", None)
     result = cli("run", task.path, "--agent", "openai", "--model", "m", "--max-experiments", "1")
