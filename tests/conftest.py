@@ -120,6 +120,15 @@ def task(repo: Repo) -> Repo:
 
 
 @pytest.fixture
+def marks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A folder where experiments leave marks (pids, timings): $MARK_DIR."""
+    path = tmp_path / "marks"
+    path.mkdir()
+    monkeypatch.setenv("MARK_DIR", str(path))
+    return path
+
+
+@pytest.fixture
 def plan_dir(tmp_path: Path) -> Path:
     """Where the fake agent's plan is written (tests of sandboxed agents put it outside /tmp)."""
     return tmp_path

@@ -31,10 +31,7 @@ print(f"score: {(A - 1) ** 2 + (B - 2) ** 2 + (C - 3) ** 2}")
 
 
 @pytest.fixture
-def parallel(repo: Repo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Repo:
-    marks = tmp_path / "marks"
-    marks.mkdir()
-    monkeypatch.setenv("MARK_DIR", str(marks))
+def parallel(repo: Repo, marks: Path) -> Repo:
     repo.write("train.py", TRAIN)
     repo.write("overnight.toml", task_config())
     repo.write("program.md", "Lower the score.\n")

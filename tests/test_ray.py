@@ -35,8 +35,7 @@ def overnight(*args: str | Path, env: dict[str, str] | None = None) -> subproces
 
 
 @pytest.fixture
-def ray_task(task: Repo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Repo:
-    monkeypatch.setenv("MARK_DIR", str(tmp_path))
+def ray_task(task: Repo, marks: Path) -> Repo:
     task.write("train.py", KILLER)
     task.commit("ray task")
     return task

@@ -8,7 +8,6 @@ import time
 from pathlib import Path
 
 import psutil
-import pytest
 
 from conftest import AGENT, Repo, ledger_rows, overnight_process, task_config
 from overnight.ledger import Ledger
@@ -35,14 +34,6 @@ def _gone(pid: int, seconds: float = 5) -> bool:
     while _alive(pid) and time.monotonic() < deadline:
         time.sleep(0.05)
     return not _alive(pid)
-
-
-@pytest.fixture
-def marks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    path = tmp_path / "marks"
-    path.mkdir()
-    monkeypatch.setenv("MARK_DIR", str(path))
-    return path
 
 
 def test_kill_9_during_an_experiment_then_resume(task: Repo, plan, cli, marks: Path) -> None:

@@ -16,12 +16,10 @@ GATE = f"{sys.executable} -c \"import sys; sys.exit(1 if 'X = -' in open('train.
 
 
 def test_every_status_in_one_run(
-    task: Repo, plan: Callable[..., Path], cli: Callable[..., Result], tmp_path: Path, monkeypatch
+    task: Repo, plan: Callable[..., Path], cli: Callable[..., Result], marks: Path
 ) -> None:
-    task.write("overnight.toml", task_config(timeout=1.5, extra_task=f"gate = {GATE!r}".replace("'", '"', 0)))
     task.write("overnight.toml", task_config(timeout=1.5, extra_task="gate = '''" + GATE + "'''"))
     task.commit("gate")
-    monkeypatch.setenv("MARK_DIR", str(tmp_path))
     plan(
         {
             "1": [["set", "train.py", "X", "5"], ["print", "Hypothesis: move X toward 3"]],
@@ -78,7 +76,7 @@ def test_every_status_in_one_run(
     assert committed == {1, 2, 3, 4, 5, 6, 11}
 
     # The timed-out run's process is gone; the user's checkout did not move.
-    pid = int((tmp_path / "pid-4").read_text())
+    pid = int((marks / "pid-4").read_text())
     assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
     assert task.snapshot() == before
     assert not (task.path / ".overnight" / "all" / "worktrees" / "w0").exists()
