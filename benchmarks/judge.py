@@ -13,7 +13,8 @@ proposals build on. The rules:
 
 * greedy: keep when the one measurement beats the best's (autoresearch's rule);
 * labloop: `--min-delta σ --confirm`: keep when two measurements each beat the best's
-  by more than min_delta (σ is the standard deviation `labloop noise` prints);
+  by more than min_delta (σ is the standard deviation `labloop noise` prints); the best
+  then moves to the weaker of the two measurements, as labloop 1.0.5 does;
 * overnight: `overnight.judge.decide` itself with the default `[judge]` settings
   (confirm, 95% confidence, up to 5 runs, min_delta 0), driven by simulated measurements.
 
@@ -79,7 +80,9 @@ def labloop(kinds: list[str], measure: Callable[[float], float], tally: Tally, m
         second = measure(true)
         tally.runs += 1
         if second < best_seen - min_delta:
-            best_true, best_seen = true, first
+            # labloop 1.0.5 (loop.py, `pick = max if goal is MINIMIZE else min`): the best
+            # advances to the weaker of the two runs, not the first.
+            best_true, best_seen = true, max(first, second)
             tally.kept[kind] += 1
     return -best_true
 

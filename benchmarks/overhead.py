@@ -17,7 +17,6 @@ we measure; the ratio is computed within the same rounds.
 
 from __future__ import annotations
 
-import argparse
 import os
 import shutil
 import statistics
@@ -27,28 +26,16 @@ import tempfile
 import time
 from pathlib import Path
 
+from _repo import arguments, git_repo
+
 AGENT = 'echo "score: $(date +%N)" > value.txt'
 EXPERIMENT = "cat value.txt"
 
 
-def _git(cwd: Path, *args: str) -> None:
-    subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True)
-
-
 def _template(root: Path) -> Path:
-    repo = root / "template"
-    repo.mkdir()
-    _git(repo, "init", "-q", "-b", "main")
-    _git(repo, "config", "user.email", "bench@example.com")
-    _git(repo, "config", "user.name", "bench")
-    (repo / "value.txt").write_text("score: 5\n")
-    (repo / "overnight.toml").write_text(
-        f'[task]\nrun = "{EXPERIMENT}"\neditable = ["value.txt"]\nbudget_s = 10\n\n[metric]\nname = "score"\ngoal = "min"\n'
-    )
-    (repo / "program.md").write_text("Lower the score.\n")
-    _git(repo, "add", "-A")
-    _git(repo, "commit", "-q", "-m", "task")
-    return repo
+    config = f'[task]\nrun = "{EXPERIMENT}"\neditable = ["value.txt"]\nbudget_s = 10\n\n[metric]\nname = "score"\ngoal = "min"\n'
+    files = {"value.txt": "score: 5\n", "overnight.toml": config, "program.md": "Lower the score.\n"}
+    return git_repo(root / "template", files)
 
 
 def _overnight(repo: Path, experiments: int) -> list[str]:
@@ -83,10 +70,7 @@ def _wall(tool: str, template: Path, scratch: Path, experiments: int) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--experiments", type=int, default=50)
-    parser.add_argument("--rounds", type=int, default=5)
-    args = parser.parse_args()
+    args = arguments(__doc__, experiments=50, rounds=5)
     if not (shutil.which("labloop") or (Path(sys.executable).parent / "labloop").exists()):
         raise SystemExit("labloop is not installed: pip install -e '.[bench]' (or pip install labloop)")
 

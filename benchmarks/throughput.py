@@ -6,6 +6,13 @@ measured once and discarded: what is measured is scheduling, not the judge. Each
 is a real `overnight run` in a fresh repository; every experiment run notes its start
 and end, from which utilization is computed.
 
+Both measures count from the end of the baseline (the first experiment run, measured
+alone before the workers start) to the end of the last experiment: the workers'
+first proposals are inside that window, as every later round's are. (Counting from the
+first experiment's start would leave one agent latency out, which flatters more
+workers.) The scaling table also gives the rate over the whole `overnight run`
+command's wall time, which adds the interpreter's start, the baseline and the clean-up.
+
 1. Utilization: 1 slot, the agent's latency half the experiment's duration. A serial
    loop (1 worker) leaves the slot idle while the agent thinks (2/3 at best); with a
    second worker thinking ahead (`--workers 2 --slots 1`) the slot should stay busy.
@@ -22,7 +29,10 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
+
+from _repo import git_repo
 
 TRAIN = """import json, os, time
 IGNORED = 0
@@ -41,22 +51,31 @@ AGENT = (
 )
 
 
-def _repo(root: Path, name: str) -> Path:
-    repo = root / name
-    repo.mkdir()
-    (repo / "train.py").write_text(TRAIN)
-    (repo / "program.md").write_text("bench\n")
-    (repo / "overnight.toml").write_text(
-        '[task]\nrun = "python3 train.py"\neditable = ["train.py"]\nbudget_s = 30\n'
-        '[metric]\nname = "score"\ngoal = "min"\n'
-    )
-    for args in (["init", "-q"], ["add", "-A"], ["-c", "user.name=b", "-c", "user.email=b@b", "commit", "-qm", "t"]):
-        subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True)
-    return repo
+CONFIG = (
+    '[task]\nrun = "python3 train.py"\neditable = ["train.py"]\nbudget_s = 30\n[metric]\nname = "score"\ngoal = "min"\n'
+)
 
 
-def _run(root: Path, name: str, workers: int, slots: int, args: argparse.Namespace) -> list[tuple[float, float]]:
-    repo = _repo(root, name)
+class Run:
+    """One `overnight run`: the experiments' (start, end) times, the baseline's end, and the command's wall time."""
+
+    def __init__(self, spans: list[tuple[float, float]], wall: float) -> None:
+        baseline, *self.spans = spans  # the baseline is measured alone, before the workers start
+        self.start, self.end = baseline[1], max(e for _, e in self.spans)
+        assert all(s >= self.start for s, _ in self.spans), "an experiment started before the baseline ended"
+        self.wall = wall
+
+    def busy(self) -> float:
+        """Fraction of the time from the baseline's end to the last experiment's end that a slot was running."""
+        return sum(e - s for s, e in self.spans) / (self.end - self.start)
+
+    def per_minute(self) -> float:
+        """Experiments per minute, from the baseline's end to the last experiment's end."""
+        return 60 * len(self.spans) / (self.end - self.start)
+
+
+def _run(root: Path, name: str, workers: int, slots: int, args: argparse.Namespace) -> Run:
+    repo = git_repo(root / name, {"train.py": TRAIN, "program.md": "bench\n", "overnight.toml": CONFIG})
     spans = root / f"{name}.jsonl"
     env = {
         **os.environ,
@@ -69,14 +88,12 @@ def _run(root: Path, name: str, workers: int, slots: int, args: argparse.Namespa
         "--workers", str(workers), "--slots", str(slots), "--max-experiments", str(args.experiments),
         "--give-up-after", "0",
     ]  # fmt: skip
+    started = time.perf_counter()
     subprocess.run(command, check=True, capture_output=True, env=env)
-    return [tuple(json.loads(line)) for line in spans.read_text().splitlines()][1:]  # the baseline is not counted
-
-
-def _busy(spans: list[tuple[float, float]]) -> float:
-    """Fraction of the time from the first experiment's start to the last one's end that a slot was running."""
-    start, end = min(s for s, _ in spans), max(e for _, e in spans)
-    return sum(e - s for s, e in spans) / (end - start)
+    wall = time.perf_counter() - started
+    run = Run([tuple(json.loads(line)) for line in spans.read_text().splitlines()], wall)
+    assert len(run.spans) == args.experiments, f"{len(run.spans)} experiment runs, expected {args.experiments}"
+    return run
 
 
 def main() -> None:
@@ -91,16 +108,21 @@ def main() -> None:
         print("| 1 slot | slot busy |")
         print("|---|---|")
         for workers in (1, 2):
-            spans = _run(root, f"u{workers}", workers, 1, args)
-            print(f"| {workers} worker{'s' if workers > 1 else ''} | {_busy(spans):.1%} |", flush=True)
-        print("\n| workers = slots | experiments per minute | relative to 1 |")
-        print("|---|---|---|")
-        base = 0.0
+            run = _run(root, f"u{workers}", workers, 1, args)
+            print(f"| {workers} worker{'s' if workers > 1 else ''} | {run.busy():.1%} |", flush=True)
+        print(
+            "\n| workers = slots | experiments per minute | relative to 1 | per minute of the whole command | relative to 1 |"
+        )
+        print("|---|---|---|---|---|")
+        base = base_wall = 0.0
         for workers in (1, 2, 4):
-            spans = _run(root, f"s{workers}", workers, workers, args)
-            rate = 60 * len(spans) / (max(e for _, e in spans) - min(s for s, _ in spans))
-            base = base or rate
-            print(f"| {workers} | {rate:.1f} | {rate / base:.2f}× |", flush=True)
+            run = _run(root, f"s{workers}", workers, workers, args)
+            rate, rate_wall = run.per_minute(), 60 * len(run.spans) / run.wall
+            base, base_wall = base or rate, base_wall or rate_wall
+            print(
+                f"| {workers} | {rate:.1f} | {rate / base:.2f}× | {rate_wall:.1f} | {rate_wall / base_wall:.2f}× |",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

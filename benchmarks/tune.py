@@ -6,20 +6,24 @@ WIDTH = 64, MOMENTUM = 0.9; a width over 200 crashes. Both samplers get the same
 search space (the tune agent's defaults), the same seeds and the same number of
 experiments; each run is a real `overnight run` on a fresh git repository. We report
 the best loss found after 10, 20 and 30 experiments (median over seeds), and in how
-many seeds TPE ended ahead.
+many seeds TPE ended ahead. `--vary` is the agent's `[agent.tune] vary` for both
+samplers (constants changed per experiment, at most; 0: all of them); the default is
+the agent's own.
 
-    python benchmarks/tune.py  # --experiments 30 --seeds 5
+    python benchmarks/tune.py  # --experiments 30 --seeds 5 --vary 2
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+from _repo import arguments, git_repo
+from overnight.config import TuneSection
 
 TRAIN = """import math
 
@@ -34,18 +38,14 @@ print(f"loss: {loss:.6f}")
 """
 
 
-def _run(root: Path, sampler: str, seed: int, experiments: int) -> list[float]:
-    repo = root / f"{sampler}-{seed}"
-    repo.mkdir()
-    (repo / "train.py").write_text(TRAIN)
-    (repo / "program.md").write_text("Minimize the loss.\n")
-    (repo / "overnight.toml").write_text(
+def _run(root: Path, sampler: str, seed: int, experiments: int, vary: int) -> list[float]:
+    config = (
         f'[task]\nrun = "{sys.executable} train.py"\neditable = ["train.py"]\nbudget_s = 5\n'
         f'[metric]\nname = "loss"\ngoal = "min"\n'
-        f'[agent]\nkind = "tune"\n[agent.tune]\nsampler = "{sampler}"\nseed = {seed}\n'
+        f'[agent]\nkind = "tune"\n[agent.tune]\nsampler = "{sampler}"\nseed = {seed}\nvary = {vary}\n'
     )
-    for args in (["init", "-q"], ["add", "-A"], ["-c", "user.name=b", "-c", "user.email=b@b", "commit", "-qm", "task"]):
-        subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True)
+    files = {"train.py": TRAIN, "program.md": "Minimize the loss.\n", "overnight.toml": config}
+    repo = git_repo(root / f"{sampler}-{seed}", files)
     run = [sys.executable, "-m", "overnight", "run", str(repo), "--tag", "b", "--max-experiments", str(experiments)]
     subprocess.run(run, check=True, capture_output=True)
     log = subprocess.run([sys.executable, "-m", "overnight", "log", str(repo), "--format", "json"],
@@ -60,15 +60,13 @@ def _run(root: Path, sampler: str, seed: int, experiments: int) -> list[float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--experiments", type=int, default=30)
-    parser.add_argument("--seeds", type=int, default=5)
-    args = parser.parse_args()
+    args = arguments(__doc__, experiments=30, seeds=5, vary=TuneSection().vary)
+    print(f"[agent.tune] vary = {args.vary}", flush=True)
     curves: dict[str, list[list[float]]] = {"tpe": [], "random": []}
     with tempfile.TemporaryDirectory() as tmp:
         for seed in range(args.seeds):
             for sampler in curves:
-                curves[sampler].append(_run(Path(tmp), sampler, seed, args.experiments))
+                curves[sampler].append(_run(Path(tmp), sampler, seed, args.experiments, args.vary))
             print(f"seed {seed}: " + ", ".join(f"{s} {c[-1][-1]:.4f}" for s, c in curves.items()), flush=True)
     marks = [m for m in (10, 20, 30) if m <= args.experiments]
     print(f"\nbaseline loss 1.4334; best loss found (median of {args.seeds} seeds):")
