@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import signal
+import threading
 import time
 from pathlib import Path
 
 import psutil
+import pytest
 
 from conftest import AGENT, Repo, ledger_rows, overnight_process, task_config
+from overnight.errors import RunStateError
 from overnight.ledger import Ledger
+from overnight.run import RunLock
 
 
 def _wait_for(path: Path, seconds: float = 30) -> None:
@@ -208,3 +213,18 @@ def test_a_branch_moved_by_someone_else_is_not_overwritten(task: Repo, plan, cli
     assert result.code == 5
     assert "did not put there" in result.err
     assert task.git("rev-parse", "overnight/mv").strip() == other
+
+
+def test_a_reader_peeking_at_the_lock_does_not_make_a_resume_fail(tmp_path: Path) -> None:
+    path = tmp_path / "run.lock"
+    peek = open(path, "a+")  # noqa: SIM115 - as `held_by_other` does: the lock for an instant
+    fcntl.flock(peek, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    threading.Timer(0.1, peek.close).start()
+    lock = RunLock(path)
+    lock.acquire()  # waits the instant out
+    try:
+        assert RunLock(path).held_by_other()
+        with pytest.raises(RunStateError, match="already running"):
+            RunLock(path).acquire(patience_s=0.2)  # a real holder is still refused
+    finally:
+        lock.release()

@@ -117,17 +117,21 @@ class RunLock:
         self.path = path
         self._fh: IO[str] | None = None
 
-    def acquire(self) -> None:
+    def acquire(self, patience_s: float = 0.5) -> None:
+        """Take the lock, or raise RunStateError naming the holder.
+
+        A reader asking :meth:`held_by_other` (``overnight status``, the dashboard every two
+        seconds) holds the lock for an instant: that is waited out for up to ``patience_s``.
+        """
         fh = open(self.path, "a+", encoding="utf-8")  # noqa: SIM115 - held until release()
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            fh.seek(0)
-            holder = fh.read().strip() or "another process"
-            fh.close()
-            raise RunStateError(
-                f"this run is already running (pid {holder}); stop it first or use another --tag"
-            ) from None
+        deadline = time.monotonic() + patience_s
+        while not _locked(fh):
+            if time.monotonic() >= deadline:
+                fh.seek(0)
+                holder = fh.read().strip() or "another process"
+                fh.close()
+                raise RunStateError(f"this run is already running (pid {holder}); stop it first or use another --tag")
+            time.sleep(0.02)
         fh.truncate(0)
         fh.write(str(os.getpid()))
         fh.flush()
@@ -143,12 +147,19 @@ class RunLock:
         if not self.path.exists():
             return False
         with open(self.path, encoding="utf-8") as fh:
-            try:
-                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
+            if not _locked(fh):
                 return True
             fcntl.flock(fh, fcntl.LOCK_UN)
             return False
+
+
+def _locked(fh: IO[str]) -> bool:
+    """Take the exclusive lock of ``fh`` if it is free; False when another holder has it."""
+    try:
+        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
 
 
 class Run:
