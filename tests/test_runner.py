@@ -7,9 +7,12 @@ import sys
 import threading
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import psutil
 
+from overnight.processes import _proportional_set
+from overnight.records import RunResult
 from overnight.runner import kill_token_holders, run_command
 
 PY = sys.executable
@@ -130,3 +133,81 @@ def test_the_controllers_own_memory_is_not_counted(tmp_path: Path) -> None:
     ballast = bytearray(400 * 1024 * 1024)  # a big controller: Linux folds a parent's peak into a child's at exec
     result = run_command(f"{PY} -c 'import time; time.sleep(0.4)'", cwd=tmp_path, log_path=tmp_path / "l", timeout_s=10)
     assert len(ballast) and result.peak_memory_mb < 100, result
+
+
+SECRET_IN_PIECES = """
+import sys, time
+for piece in ("tok-", "abc", "def", "gh-xyz", " shown\\n"):
+    sys.stdout.write(piece); sys.stdout.flush(); time.sleep(0.15)
+time.sleep(1.5)
+"""
+
+
+def test_a_secret_printed_in_pieces_never_reaches_the_log(tmp_path: Path, monkeypatch) -> None:
+    secret = "tok-abcdefgh-xyz"
+    monkeypatch.setenv("MY_TOKEN", secret)
+    script, log = tmp_path / "leak.py", tmp_path / "l"
+    script.write_text(SECRET_IN_PIECES)
+    result: list[RunResult] = []
+
+    def run() -> None:
+        result.append(run_command(f"{PY} {script}", cwd=tmp_path, log_path=log, timeout_s=10))
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    seen: list[tuple[float, bytes]] = []
+    while thread.is_alive():  # what a live view of the log shows, while the command runs
+        seen.append((time.monotonic(), log.read_bytes() if log.exists() else b""))
+        time.sleep(0.01)
+    ended = time.monotonic()
+    assert any(b"[redacted] shown" in s for t, s in seen if t < ended - 1), "on disk, redacted, while it still ran"
+    assert not [s for _, s in seen if secret.encode() in s]
+    assert log.read_text() == "[redacted] shown\n" and result[0].output == "[redacted] shown\n"
+
+
+FORKED_WORKERS = """
+import os, sys, time
+size = int(sys.argv[1]) << 20
+block = bytearray(size)
+block[::4096] = b"\\1" * len(range(0, size, 4096))  # every page resident
+workers = []
+for _ in range(3):
+    pid = os.fork()
+    if pid == 0:  # a DataLoader-like worker: shares the parent's pages, unless it writes them
+        if sys.argv[2] == "write":
+            block[::4096] = b"\\2" * len(range(0, size, 4096))
+        time.sleep(1.5)
+        os._exit(0)
+    workers.append(pid)
+for pid in workers:
+    os.waitpid(pid, 0)
+"""
+
+
+def test_forked_workers_sharing_their_parents_memory_count_it_once(tmp_path: Path) -> None:
+    script = tmp_path / "workers.py"
+    script.write_text(FORKED_WORKERS)
+    run = f"{PY} {script} 150"
+    shared = run_command(f"{run} read", cwd=tmp_path, log_path=tmp_path / "l", timeout_s=20, memory_mb=300)
+    assert shared.exit_code == 0 and not shared.over_memory, shared
+    copied = run_command(f"{run} write", cwd=tmp_path, log_path=tmp_path / "l", timeout_s=20, memory_mb=300)
+    assert copied.over_memory and copied.exit_code is None, copied
+
+
+def test_a_run_that_allocates_past_its_limit_is_killed(tmp_path: Path) -> None:
+    code = "x = bytearray(400 * 1024 * 1024); import time; time.sleep(5)"
+    result = run_command(f"{PY} -c '{code}'", cwd=tmp_path, log_path=tmp_path / "l", timeout_s=20, memory_mb=150)
+    assert result.over_memory and result.exit_code is None and result.duration_s < 4, result
+
+
+def test_memory_held_is_the_proportional_set_else_the_resident_set() -> None:
+    me = psutil.Process()
+    assert 0 < _proportional_set(me) <= me.memory_info().rss * 1.05  # Pss: shared pages split, never more than RSS
+
+    class Unreadable:  # no /proc/<pid>/smaps_rollup (not Linux, an old kernel, no permission)
+        pid = -1
+
+        def memory_info(self) -> SimpleNamespace:
+            return SimpleNamespace(rss=12345)
+
+    assert _proportional_set(Unreadable()) == 12345  # type: ignore[arg-type]

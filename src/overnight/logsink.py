@@ -5,6 +5,9 @@ of the cap is written. After that it keeps only the last half-cap of output in m
 and, when the command ends, writes a line saying how much was cut, then that tail.
 The log stays readable while the command runs, a run that writes gigabytes cannot
 fill the disk, and the summary lines a run prints at its end are always kept.
+Credentials are redacted as the output comes (overnight.secrets.Redactor), before any
+of it reaches the file, so a live view of the log or a controller killed mid-run never
+leaves one on disk.
 """
 
 from __future__ import annotations
@@ -14,14 +17,23 @@ from collections import deque
 from pathlib import Path
 from typing import IO, Any
 
+from overnight.secrets import Redactor, Secrets
+
 CHUNK = 1 << 16
 
 
 class Sink:
-    """Copies one stream into a file opened by the caller, within ``cap`` bytes (0: no cap)."""
+    """Copies one stream into a file opened by the caller, within ``cap`` bytes (0: no cap).
 
-    def __init__(self, stream: IO[bytes], file: IO[bytes], cap: int) -> None:
+    ``secrets``' values never reach the file. After ``finish`` the sink writes nothing
+    more, so the caller may close the file even if the stream has not ended.
+    """
+
+    def __init__(self, stream: IO[bytes], file: IO[bytes], cap: int, secrets: Secrets | None = None) -> None:
         self._stream, self._file, self._cap = stream, file, cap
+        self._redactor = Redactor(()) if secrets is None else secrets.stream()
+        self._lock = threading.Lock()  # the copying thread and finish() both write
+        self._finished = False
         self._head_left = cap // 2 if cap else -1
         self._tail: deque[bytes] = deque()
         self._tail_size = 0
@@ -33,13 +45,22 @@ class Sink:
     def _pump(self) -> None:
         try:
             while chunk := self._stream.read1(CHUNK) if hasattr(self._stream, "read1") else self._stream.read(CHUNK):
-                self._take(chunk)
+                self._accept(chunk)
+            self._accept(b"", last=True)
         except OSError as exc:  # keep draining the pipe so the command is not blocked; remember why
             self.error = self.error or exc
             while self._stream.read(CHUNK):
                 pass
         finally:
             self._stream.close()
+
+    def _accept(self, chunk: bytes, last: bool = False) -> None:
+        """Redact and keep one piece of the stream; drop it once finish() has run."""
+        with self._lock:
+            if self._finished:  # a process that escaped the kill still writes: the file may be closed
+                return
+            data = self._redactor.feed(chunk)
+            self._take((data + self._redactor.end()) if last else data)
 
     def _take(self, chunk: bytes) -> None:
         if self._head_left < 0 or self.error is not None:
@@ -67,14 +88,21 @@ class Sink:
             self.error = exc
 
     def finish(self, timeout: float = 10.0) -> None:
-        """Wait for the stream's end; write the tail (and how much was cut) if there is one."""
+        """Wait for the stream's end (at most ``timeout``); write the tail and stop writing.
+
+        What the redactor still holds (the start of a secret that never came whole) and
+        the tail, with how much was cut, are written; the stream is then abandoned.
+        """
         self._thread.join(timeout)
-        if self._tail:
-            if self.cut:
-                note = f"\n### overnight: {self.cut} bytes of output cut here (the log keeps max_log_mb)\n"
-                self._write(note.encode())
-            self._write(b"".join(self._tail))
-            self._tail.clear()
+        with self._lock:
+            self._finished = True
+            self._take(self._redactor.end())
+            if self._tail:
+                if self.cut:
+                    note = f"\n### overnight: {self.cut} bytes of output cut here (the log keeps max_log_mb)\n"
+                    self._write(note.encode())
+                self._write(b"".join(self._tail))
+                self._tail.clear()
 
 
 def open_log(path: Path) -> Any:

@@ -2,8 +2,12 @@
 
 Members are found by process group, by walking the tree while it runs, and by a
 token placed in their environment, which catches processes that called setsid()
-or double-forked out of the group. Peak memory is the sum, over the members, of
-each one's peak resident set (Linux's VmHWM; the current RSS elsewhere).
+or double-forked out of the group. Two memory figures are sampled: the memory the
+tree holds now (what ``memory_mb`` limits), the sum of the members' proportional set
+sizes (Linux's Pss: a page shared by n processes counts 1/n in each, so forked
+workers sharing their parent's pages are not counted n times; the resident set
+elsewhere); and the peak, for the record, the largest sum over the members of each
+one's peak resident set (Linux's VmHWM; the current RSS elsewhere).
 """
 
 from __future__ import annotations
@@ -59,7 +63,8 @@ class Tree:
     def __init__(self, pid: int, token: str) -> None:
         self.pid = pid
         self.token = token
-        self.peak_rss = 0
+        self.peak_rss = 0  # bytes: the largest sum of the members' peak resident sets seen
+        self.held = 0  # bytes: the members' total proportional set size at the last sample(held=True)
         self.seen: dict[int, psutil.Process] = {}
 
     def _members(self) -> list[psutil.Process]:
@@ -72,11 +77,12 @@ class Tree:
             self.seen.setdefault(p.pid, p)
         return members
 
-    def sample(self) -> None:
-        total = 0
-        for p in self._members():
-            total += _peak_rss(p)
-        self.peak_rss = max(self.peak_rss, total)
+    def sample(self, held: bool = False) -> None:
+        """Update ``peak_rss``, and ``held`` if asked (reading every member's smaps costs a page-table walk)."""
+        members = self._members()
+        self.peak_rss = max(self.peak_rss, sum(_peak_rss(p) for p in members))
+        if held:
+            self.held = sum(_proportional_set(p) for p in members)
 
     def _signal_group(self, sig: int) -> None:
         with contextlib.suppress(ProcessLookupError, PermissionError):
@@ -127,6 +133,22 @@ def _peak_rss(p: psutil.Process) -> int:
                     return int(line.split()[1]) * 1024
     except (OSError, ValueError, IndexError):
         pass
+    return _resident_set(p)
+
+
+def _proportional_set(p: psutil.Process) -> int:
+    """A process's current proportional set size in bytes (Pss), else its resident set."""
+    try:
+        with open(f"/proc/{p.pid}/smaps_rollup", "rb") as fh:
+            for line in fh:
+                if line.startswith(b"Pss:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return _resident_set(p)
+
+
+def _resident_set(p: psutil.Process) -> int:
     try:
         return int(p.memory_info().rss)
     except psutil.Error:

@@ -5,13 +5,18 @@ a pipe to the log file (overnight.logsink: the log keeps the head and the tail w
 ``max_log_mb``). Past ``timeout_s``, past ``memory_mb``, or when ``stop`` is set, the
 whole tree gets SIGTERM, then SIGKILL after ``grace_s``; when the command ends, any
 descendant still alive is killed too (overnight.processes finds them, even those that
-called setsid()). Credentials in what it wrote are redacted (overnight.secrets).
+called setsid()). Credentials in its output are redacted before they reach a file
+(overnight.secrets).
 
-Peak memory is the largest sum of the tree's peak resident sets seen while it runs,
-or the kernel's peak for the reaped child when that is larger and can be trusted. It
-cannot always: at exec() Linux folds the *parent's* peak into the child's counter
-(with vfork the parent's memory is the child's until exec), so that figure counts
-only when it exceeds the controller's own peak.
+``memory_mb`` limits the memory the tree holds now: the sum of its processes'
+proportional set sizes (shared pages split between the processes sharing them, so
+forked workers are not counted again for their parent's pages), sampled every 0.25 s.
+
+The peak memory reported is the largest sum of the tree's peak resident sets seen
+while it runs, or the kernel's peak for the reaped child when that is larger and can
+be trusted. It cannot always: at exec() Linux folds the *parent's* peak into the
+child's counter (with vfork the parent's memory is the child's until exec), so that
+figure counts only when it exceeds the controller's own peak.
 """
 
 from __future__ import annotations
@@ -73,6 +78,7 @@ def run_command(
         sandbox.wrap(command, cwd) if sandbox else command if isinstance(command, str) else list(command)
     )
     cap = int(max_log_mb * (1 << 20))
+    redact = secrets.current()  # the controller's credentials: never written from the command's output
     with contextlib.ExitStack() as files:
         log = files.enter_context(open_log(log_path))
         if label:
@@ -96,10 +102,10 @@ def run_command(
             start_new_session=True,
         )
         assert proc.stdout is not None
-        sinks = [Sink(proc.stdout, out or log, cap)]
+        sinks = [Sink(proc.stdout, out or log, cap, redact)]
         if out is not None:
             assert proc.stderr is not None
-            sinks.append(Sink(proc.stderr, log, cap))
+            sinks.append(Sink(proc.stderr, log, cap, redact))
         tree = Tree(proc.pid, token)
         exit_code, timed_out, interrupted, over_memory, maxrss = _wait(
             proc, tree, started, timeout_s, stop, grace_s, memory_mb
@@ -111,10 +117,6 @@ def run_command(
     written = next((s.error for s in sinks if s.error is not None), None)
     if written is not None:  # a full disk, a file size limit: the run's record cannot be trusted
         raise OSError(written.errno, f"could not write the log {log_path}: {written.strerror}")
-    redact = secrets.current()
-    redact.redact_file(log_path, start_offset)
-    if stdout_path:
-        redact.redact_file(stdout_path)
     logged = _read_tail(log_path, start_offset)
     inherited = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * _MAXRSS_UNIT  # see the module docstring
     peak = max(tree.peak_rss, maxrss if maxrss > inherited else 0) / (1 << 20)
@@ -152,14 +154,14 @@ def _wait(
                 return code, timed_out, interrupted, over_memory, usage.ru_maxrss * _MAXRSS_UNIT
             now = time.monotonic()
             if now >= next_sample:
-                tree.sample()
+                tree.sample(held=memory_mb > 0)
                 next_sample = now + _SAMPLE_EVERY_S
             if not (timed_out or interrupted or over_memory):
                 if now - started > timeout_s:
                     timed_out = True
                 elif stop is not None and stop.is_set():
                     interrupted = True
-                elif memory_mb and tree.peak_rss > memory_mb * (1 << 20):
+                elif memory_mb and tree.held > memory_mb * (1 << 20):
                     over_memory = True
                 if timed_out or interrupted or over_memory:
                     tree.terminate(grace_s)

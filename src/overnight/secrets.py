@@ -1,12 +1,18 @@
 """Credentials stay out of experiments, agent commands, logs, the ledger and reports.
 
-Experiments and command agents get the controller's environment minus every
-variable whose name says it is a credential (it contains KEY, TOKEN, SECRET,
-PASSWORD, CREDENTIAL, or AUTH as a word) and minus the LLM providers' own variables, unless the
-task lists it in ``[task] pass_env``. Coding-CLI agents get the credential variables
-of their own tool back. Every text overnight writes from a command's output, and
-every reason it records, has the values of those variables replaced by
-``[redacted]`` first.
+A variable is a *credential* when one of the words of its name (split at ``_``, digits
+and camelCase humps) is a credential word: KEY, TOKEN, SECRET, PASSWORD, CREDENTIAL(S),
+AUTH, PAT and the like (see ``_WORDS``). HF_TOKEN and AWS_SECRET_ACCESS_KEY are;
+HF_HOME, TOKENIZERS_PARALLELISM and AWS_REGION are not. SSH_AUTH_SOCK is: it lets a
+process use the user's ssh keys.
+
+Experiments and command agents get the controller's environment minus the credentials
+and minus the LLM providers' own variables (``LLM_PREFIXES``: OPENAI_BASE_URL too),
+unless the task lists a name in ``[task] pass_env``. Coding-CLI agents get back the
+variables of their own tool (``PROVIDER_PREFIXES`` by default). Every text overnight
+writes from a command's output, and every reason it records, has the values of the
+credentials replaced by ``[redacted]`` first; the providers' other settings (a base
+URL, a model name) are not secret and are left as they are.
 """
 
 from __future__ import annotations
@@ -15,35 +21,55 @@ import os
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 
-_NAMES = re.compile(r"KEY|TOKEN|SECRET|PASSW|CREDENTIAL|(^|_)AUTH(_|$)", re.IGNORECASE)
-_PROVIDERS = ("OPENAI_", "ANTHROPIC_", "GEMINI_", "GOOGLE_API", "GOOGLE_APPLICATION", "CODEX_", "OPENROUTER_",
-              "AZURE_OPENAI", "MISTRAL_", "GROQ_", "DEEPSEEK_", "HF_", "HUGGING", "AWS_", "CLAUDE_CODE_")  # fmt: skip
+# Credential words: a variable is a credential when a word of its name is one of these.
+_WORDS = frozenset({"KEY", "KEYS", "APIKEY", "ACCESSKEY", "SECRETKEY", "PRIVATEKEY", "TOKEN", "TOKENS", "APITOKEN",
+                    "AUTHTOKEN", "ACCESSTOKEN", "SECRET", "SECRETS", "PASSWORD", "PASSWD", "PASS", "PASSPHRASE",
+                    "CREDENTIAL", "CREDENTIALS", "AUTH", "PAT"})  # fmt: skip
+# The LLM providers' own variables: none of them is an experiment's business.
+LLM_PREFIXES = ("OPENAI_", "ANTHROPIC_", "GEMINI_", "GOOGLE_API", "GOOGLE_APPLICATION", "CODEX_", "OPENROUTER_",
+                "AZURE_OPENAI", "MISTRAL_", "GROQ_", "DEEPSEEK_", "CLAUDE_CODE_")  # fmt: skip
+# What a coding CLI may get back: its provider's variables, and the clouds that serve models (Bedrock, the HF hub).
+PROVIDER_PREFIXES = (*LLM_PREFIXES, "HF_", "HUGGING", "AWS_")
 _SHORTEST = 6  # values shorter than this are too common to redact safely (e.g. "1", "true")
 REDACTED = "[redacted]"
 
 
+def _words(name: str) -> list[str]:
+    """The words of an environment variable's name: ``AWS_SECRET_ACCESS_KEY2`` → AWS SECRET ACCESS KEY."""
+    return re.split(r"[^A-Z]+", re.sub(r"([a-z])([A-Z])", r"\1_\2", name).upper())
+
+
 def is_secret(name: str) -> bool:
-    return bool(_NAMES.search(name)) or name.upper().startswith(_PROVIDERS)
+    """Whether a variable holds a credential: a word of its name is a credential word."""
+    return not _WORDS.isdisjoint(_words(name))
+
+
+def is_llm_setting(name: str) -> bool:
+    """Whether a variable belongs to an LLM provider (removed from experiments, not redacted)."""
+    return name.upper().startswith(LLM_PREFIXES)
+
+
+def _withheld(name: str) -> bool:
+    return is_secret(name) or is_llm_setting(name)
 
 
 @dataclass(frozen=True)
 class Secrets:
     """The credentials of an environment, and what to do with them."""
 
-    names: frozenset[str]
-    values: tuple[str, ...]  # longest first, so a value containing another is redacted whole
+    names: frozenset[str]  # what child commands do not get: the credentials and the LLM providers' variables
+    values: tuple[str, ...]  # the credentials' values, longest first, so one containing another is redacted whole
 
     @classmethod
     def of(cls, env: Mapping[str, str] | None = None) -> Secrets:
         env = os.environ if env is None else env
-        names = frozenset(n for n in env if is_secret(n))
-        values = sorted({env[n] for n in names if len(env[n]) >= _SHORTEST}, key=len, reverse=True)
+        names = frozenset(n for n in env if _withheld(n))
+        values = sorted({env[n] for n in names if is_secret(n) and len(env[n]) >= _SHORTEST}, key=len, reverse=True)
         return cls(names, tuple(values))
 
     def scrub(self, env: Mapping[str, str], keep: Iterable[str] = (), prefixes: tuple[str, ...] = ()) -> dict[str, str]:
-        """``env`` without the credentials, but for the names in ``keep`` or starting with ``prefixes``."""
+        """``env`` without the withheld names, but for the names in ``keep`` or starting with ``prefixes``."""
         allowed = set(keep)
         return {k: v for k, v in env.items() if k not in self.names or k in allowed or k.upper().startswith(prefixes)}
 
@@ -53,30 +79,56 @@ class Secrets:
                 text = text.replace(value, REDACTED)
         return text
 
-    def redact_file(self, path: Path, start: int = 0) -> None:
-        """Redact the part of a log file from byte ``start`` on (what one command wrote)."""
-        if not self.values or not path.exists():
-            return
-        with open(path, "rb") as fh:
-            fh.seek(start)
-            data = fh.read()
-        text = data.decode("utf-8", errors="surrogateescape")
-        cleaned = self.redact(text)
-        if cleaned != text:
-            with open(path, "r+b") as fh:
-                fh.seek(start)
-                fh.write(cleaned.encode("utf-8", errors="surrogateescape"))
-                fh.truncate()
+    def stream(self) -> Redactor:
+        """A redactor for one stream of bytes read in pieces (a command's output)."""
+        return Redactor(tuple(v.encode("utf-8", errors="surrogateescape") for v in self.values))
 
 
-PROVIDER_PREFIXES = _PROVIDERS
+class Redactor:
+    """Redacts a byte stream as it arrives, also a secret split across two pieces.
+
+    ``feed`` returns what is safe to write now. It holds back only the end of the
+    stream so far that could be the start of a secret (usually nothing, so a log
+    stays current); ``end`` returns what was held back once the stream is over.
+    """
+
+    def __init__(self, values: tuple[bytes, ...]) -> None:
+        self._values = values  # longest first
+        self._pending = b""
+
+    def feed(self, chunk: bytes) -> bytes:
+        if not self._values:
+            return chunk
+        data = self._pending + chunk
+        for value in self._values:
+            if value in data:
+                data = data.replace(value, REDACTED.encode())
+        keep = self._held(data)
+        self._pending = data[len(data) - keep :] if keep else b""
+        return data[: len(data) - keep]
+
+    def end(self) -> bytes:
+        rest, self._pending = self._pending, b""
+        return rest
+
+    def _held(self, data: bytes) -> int:
+        """The length of the longest end of ``data`` that a secret starts with (but is not whole)."""
+        longest = 0
+        for value in self._values:
+            for size in range(min(len(value) - 1, len(data)), longest, -1):
+                if data.endswith(value[:size]):
+                    longest = size
+                    break
+        return longest
+
+
 _current: tuple[tuple[tuple[str, str], ...], Secrets] | None = None
 
 
 def current() -> Secrets:
     """The credentials of this process's environment (recomputed only when it changes)."""
     global _current
-    key = tuple(sorted((k, v) for k, v in os.environ.items() if is_secret(k)))
+    key = tuple(sorted((k, v) for k, v in os.environ.items() if _withheld(k)))
     if _current is None or _current[0] != key:
         _current = (key, Secrets.of(os.environ))
     return _current[1]
