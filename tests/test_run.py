@@ -210,3 +210,36 @@ def test_a_protected_folder_of_untracked_data_is_checked_around_every_run(repo: 
     assert cli("run", repo.path, "--tag", "d", "--agent-command", AGENT, "--max-experiments", "1").code == 0
     row = ledger_rows(repo.path, "d")[1]
     assert row["status"] == "rejected" and "harness changed" in row["reason"] and "data/labels.csv" in row["reason"]
+
+
+def _data_task(repo: Repo, train: str) -> None:
+    """Setup makes data/labels.csv (ignored by git, protected); the run reads it."""
+    repo.write(".gitignore", "data/\n")
+    repo.write("train.py", train)
+    config = task_config(extra_task='setup = "mkdir -p data && echo 1 > data/labels.csv"\nprotected = ["data"]')
+    repo.write("overnight.toml", config)
+    repo.write("program.md", "x\n")
+    repo.commit("task with data")
+
+
+def test_data_the_agent_changed_is_caught_before_the_run_and_setup_makes_it_again(repo: Repo, plan, cli) -> None:
+    _data_task(repo, "X = 10\nprint('score:', (X - 3) ** 2 + int(open('data/labels.csv').read()))\n")
+    plan({"1": [["set", "train.py", "X", "5"], ["shell", "echo -50 > data/labels.csv"]],
+          "2": [["set", "train.py", "X", "4"]]})  # fmt: skip
+    assert cli("run", repo.path, "--tag", "a", "--agent-command", AGENT, "--max-experiments", "2").code == 0
+    rows = ledger_rows(repo.path, "a")
+    assert rows[1]["status"] == "rejected" and rows[1]["metric"] is None
+    assert rows[1]["reason"].startswith("harness changed before the run: protected files (data/labels.csv)")
+    assert (rows[2]["status"], rows[2]["metric"]) == ("keep", 2)  # setup made the data (1) again
+
+
+def test_a_run_that_changes_the_harness_and_then_crashes_is_rejected(repo: Repo, plan, cli) -> None:
+    _data_task(repo, "X = 10\nif X < 10:\n    open('data/labels.csv', 'w').write('0')\n    raise SystemExit(1)\n"
+               "print('score:', (X - 3) ** 2)\n")  # fmt: skip
+    plan({"1": [["set", "train.py", "X", "5"]]})
+    assert cli("run", repo.path, "--tag", "c", "--agent-command", AGENT, "--max-experiments", "1").code == 0
+    row = ledger_rows(repo.path, "c")[1]
+    assert (
+        row["status"] == "rejected"
+        and "harness changed: the run changed protected files (data/labels.csv)" in row["reason"]
+    )

@@ -1,10 +1,12 @@
 """The harness must be the same after a run as before it.
 
-Before every measurement the worker fingerprints the task's protected files (every
-tracked file of the task folder that is not editable, the files ``[task] protected``
-names, and the worktree's link to the repository); after the run and the evaluator it
+Before every run the worker fingerprints the task's protected files (every tracked file
+of the task folder that is not editable, the files ``[task] protected`` names, and the
+worktree's link to the repository); after the run and the evaluator, failed ones too, it
 fingerprints them again. A run that changed any of them, to fake its metric or by
-accident, is rejected and its metric discarded.
+accident, is rejected and its metric discarded. Protected files no commit holds (data
+``[task] setup`` made) are also compared with how the worktree's first setup left them,
+which catches an agent, or an earlier run, that changed them between runs.
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from overnight import integrity, metrics
+from overnight import globs, integrity, metrics
 from overnight.config import Config
 from overnight.records import RunResult, Status
 from overnight.runner import run_command
@@ -36,7 +36,11 @@ class Job:
     root: Path | None = None  # the repository holding ``commit``
     task_rel: str = "."  # the task folder within the repository
     protected: tuple[str, ...] = ()  # files (relative to task_dir) the run must leave as they were
+    protected_globs: tuple[str, ...] = ()  # [task] protected: untracked files too, found after setup
     sandbox: Sandbox | None = None  # run the commands in it
+    # Digests of protected files no commit holds (data made by setup), as setup left them: a
+    # difference before the run means the agent or an earlier run changed them.
+    expected: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -50,6 +54,8 @@ class Measurement:
     result: RunResult | None = None  # the run command's own result, when it ran
     setup_done: bool = False
     flags: tuple[str, ...] = ()  # things a person reviewing the experiment should know
+    untracked: dict[str, str] = field(default_factory=dict)  # digests of the untracked protected files, before the run
+    harness_changed: bool = False  # rejected because protected files changed (see ``reason``)
 
 
 def _failed(result: RunResult, what: str, timeout_s: float) -> tuple[Status, str] | None:
@@ -105,30 +111,46 @@ def measure(job: Job, stop: threading.Event | None = None) -> Measurement:
             status = failure[0] if failure[0] is Status.INTERRUPTED else Status.GATE_FAILED
             return Measurement(status, failure[1], setup_done=setup_done)
 
-    before = integrity.fingerprint(job.task_dir, job.protected)
+    named = sorted(globs.files_under(job.task_dir, job.protected_globs) - set(job.protected))
+    watched = (*job.protected, *named)
+    before = integrity.fingerprint(job.task_dir, watched)
+    untracked = {path: before[path] for path in named}
+    drifted = integrity.changed(job.expected, before)
+    if drifted:
+        reason = (
+            f"harness changed before the run: protected files ({_shown(drifted)}) are not as setup made them "
+            "(changed by the agent or by an earlier run); setup runs again before the next measurement"
+        )
+        return Measurement(Status.REJECTED, reason, setup_done=setup_done, untracked=untracked, harness_changed=True)
     result = run(task.run, "run")
     failure = _failed(result, "run", timeout)
-    if failure:
-        return Measurement(failure[0], failure[1], result=result, setup_done=setup_done)
-
-    evaluator_output = None
-    if job.config.metric.command:
+    evaluated = None
+    if failure is None and job.config.metric.command:
         evaluated = run(job.config.metric.command, "evaluator")
         failure = _failed(evaluated, "evaluator", timeout)
-        if failure:
-            no_metric = failure[0] if failure[0] is Status.INTERRUPTED else Status.NO_METRIC
-            return Measurement(no_metric, failure[1], result=result, setup_done=setup_done)
-        evaluator_output = evaluated.output
+        if failure and failure[0] is not Status.INTERRUPTED:
+            failure = (Status.NO_METRIC, failure[1])
 
-    touched = integrity.changed(before, integrity.fingerprint(job.task_dir, job.protected))
-    if touched:
-        shown = ", ".join(touched[:5]) + (" ..." if len(touched) > 5 else "")
-        reason = f"harness changed: the run changed protected files ({shown}); its metric is discarded"
-        return Measurement(Status.REJECTED, reason, result=result, setup_done=setup_done)
+    # Checked after failed runs too: a run that changed the harness and then crashed is no mere crash.
+    touched = integrity.changed(before, integrity.fingerprint(job.task_dir, watched))
+    if touched and not (failure and failure[0] is Status.INTERRUPTED):
+        reason = f"harness changed: the run changed protected files ({_shown(touched)}); its metric is discarded"
+        return Measurement(
+            Status.REJECTED, reason, result=result, setup_done=setup_done, untracked=untracked, harness_changed=True
+        )
+    if failure:
+        return Measurement(failure[0], failure[1], result=result, setup_done=setup_done, untracked=untracked)
+    evaluator_output = evaluated.output if evaluated else None
     reading = metrics.read(job.config.metric, result.output, job.task_dir, evaluator_output)
     if reading.value is None:
-        return Measurement(Status.NO_METRIC, reading.reason, None, reading.metrics, result, setup_done, reading.flags)
-    return Measurement(None, "", reading.value, reading.metrics, result, setup_done, reading.flags)
+        return Measurement(
+            Status.NO_METRIC, reading.reason, None, reading.metrics, result, setup_done, reading.flags, untracked
+        )
+    return Measurement(None, "", reading.value, reading.metrics, result, setup_done, reading.flags, untracked)
+
+
+def _shown(paths: list[str]) -> str:
+    return ", ".join(paths[:5]) + (" ..." if len(paths) > 5 else "")
 
 
 def holdout(job: Job, stop: threading.Event | None = None) -> tuple[float | None, str]:

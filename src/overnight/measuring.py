@@ -16,7 +16,7 @@ import os
 import threading
 from dataclasses import replace
 
-from overnight import globs, judge, sandbox, secrets
+from overnight import judge, sandbox, secrets
 from overnight.executors import Executor
 from overnight.judge import Action, Decision
 from overnight.measure import Job, Measurement, holdout
@@ -50,6 +50,7 @@ class Measurer:
         self.slots = slots or Slots()
         self.needs_setup = True
         self._measured: int | None = None  # the experiment measured last in the worktree
+        self._expected: dict[str, str] = {}  # untracked protected files, as the first setup here left them
         self._files: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {}
         task = run.task.config.task
         self.sandbox = sandbox.for_task(worktree.path, run.task.root, task.network) if task.sandbox == "bwrap" else None
@@ -61,12 +62,11 @@ class Measurer:
         return self._files[commit]
 
     def _protected(self, parent: str) -> tuple[str, ...]:
-        """What a run must not change: the parent's protected files (a change may add only editable ones),
-        the files ``[task] protected`` names (data, perhaps untracked), and the worktree's link to git."""
-        task_dir = self.run.task.in_worktree(self.worktree.path)
-        named = globs.files_under(task_dir, self.run.task.config.task.protected)
-        link = os.path.relpath(self.worktree.path / ".git", task_dir)
-        return tuple(sorted({*self.files(parent)[1], *named, link}))
+        """What a run must not change, as far as commits tell: the parent's protected files (a change
+        may add only editable ones) and the worktree's link to git. The untracked files ``[task]
+        protected`` names (data made by setup) are found by :func:`~overnight.measure.measure` itself."""
+        link = os.path.relpath(self.worktree.path / ".git", self.run.task.in_worktree(self.worktree.path))
+        return tuple(sorted({*self.files(parent)[1], link}))
 
     def _job(self, exp: Experiment, log_id: int, seed: int, gate: bool) -> Job:
         task = self.run.task
@@ -91,6 +91,8 @@ class Measurer:
             task_rel=task.rel,
             protected=self._protected(exp.parent or exp.commit),
             sandbox=self.sandbox,
+            protected_globs=task.config.task.protected,
+            expected=self._expected,
         )
 
     def measure(
@@ -117,6 +119,10 @@ class Measurer:
             load = (load_start, os.getloadavg()[0])
         if measurement.setup_done:
             self.needs_setup = False
+            if job.setup and not self._expected:  # setup just made them: every later run must find them so
+                self._expected = measurement.untracked
+        if measurement.harness_changed:
+            self.needs_setup = True  # setup may make them again; if it does not, every run is refused
         result = measurement.result
         self.run.ledger.add_measurement(
             Measured(
