@@ -100,8 +100,11 @@ def test_a_run_writing_a_gigabyte_keeps_a_bounded_log_and_its_metric(task: Repo,
     assert "bytes of output cut here" in log.read_text()
 
 
-def test_a_run_that_deletes_or_rewrites_protected_files_is_rejected(task: Repo, plan) -> None:
-    sneaky = "import os\nX = 10\nif X < 10:\n    os.remove('helper.py')\nprint('score:', (X - 3) ** 2 + 1)\n"
+@pytest.mark.parametrize(
+    "damage", ["os.remove('helper.py')", "open('helper.py', 'a').write('VALUE = 0\\n')"], ids=["deletes", "rewrites"]
+)
+def test_a_run_that_deletes_or_rewrites_protected_files_is_rejected(task: Repo, plan, damage: str) -> None:
+    sneaky = f"import os\nX = 10\nif X < 10:\n    {damage}\nprint('score:', (X - 3) ** 2 + 1)\n"
     runner_task(task, sneaky)
     plan({"1": [["set", "train.py", "X", "5"]]})
     code, output = run(task, "p", "--max-experiments", "1")
@@ -111,34 +114,29 @@ def test_a_run_that_deletes_or_rewrites_protected_files_is_rejected(task: Repo, 
     assert "harness changed: the run changed protected files (helper.py)" in row["reason"]
 
 
-def test_a_run_that_tampers_with_git_is_rejected_and_the_worktree_repaired(task: Repo, plan) -> None:
-    tamper = (
-        "X = 10\nif X < 10:\n    open('.git', 'w').write('gitdir: /nowhere\\n')\nprint('score:', (X - 3) ** 2 + 1)\n"
-    )
-    runner_task(task, tamper)
+TAMPER = "X = 10\nif X < 10:\n    open('.git', 'w').write('gitdir: /nowhere\\n')\nprint('score:', (X - 3) ** 2 + 1)\n"
+WIPE = (
+    "import os, shutil\nX = 10\nif X < 10:\n    for name in os.listdir('.'):\n"
+    "        shutil.rmtree(name) if os.path.isdir(name) and not os.path.islink(name) else os.remove(name)\n"
+    "print('score:', (X - 3) ** 2 + 1)\n"
+)
+
+
+@pytest.mark.parametrize(("train", "named"), [(TAMPER, ".git"), (WIPE, "helper.py")], ids=["tampers-git", "wipes"])
+def test_a_run_that_damages_its_worktree_is_rejected_and_the_next_one_starts_clean(
+    task: Repo, plan, train: str, named: str
+) -> None:
+    # Pointing `.git` elsewhere, or deleting everything (`.git` included): the commit is still
+    # written (the repository is named explicitly), the worktree is repaired, the next run is normal.
+    runner_task(task, train)
     before = task.snapshot()
     plan({"1": [["set", "train.py", "X", "5"]], "2": [["set", "train.py", "X", "11"]]})
     code, output = run(task, "t", "--max-experiments", "2")
     assert code == 0, output
     rows = check_consistent(task, "t", before)
-    assert rows[1]["status"] == "rejected" and "harness changed" in rows[1]["reason"] and ".git" in rows[1]["reason"]
-    assert rows[2]["status"] == "discard"  # the next experiment ran in a repaired worktree
-
-
-def test_a_run_that_wipes_its_worktree_is_rejected_and_the_next_one_starts_clean(task: Repo, plan) -> None:
-    wipe = (
-        "import os, shutil\nX = 10\nif X < 10:\n    for name in os.listdir('.'):\n"
-        "        shutil.rmtree(name) if os.path.isdir(name) and not os.path.islink(name) else os.remove(name)\n"
-        "print('score:', (X - 3) ** 2 + 1)\n"
-    )
-    runner_task(task, wipe)
-    before = task.snapshot()
-    plan({"1": [["set", "train.py", "X", "5"]], "2": [["set", "train.py", "X", "11"]]})
-    code, output = run(task, "w", "--max-experiments", "2")
-    assert code == 0, output
-    rows = check_consistent(task, "w", before)
     assert rows[1]["status"] == "rejected" and rows[1]["metric"] is None
-    assert "harness changed" in rows[1]["reason"] and "helper.py" in rows[1]["reason"]
+    assert "harness changed" in rows[1]["reason"] and named in rows[1]["reason"]
+    assert "the worktree's .git was changed by a command; restored" in output
     assert rows[2]["status"] == "discard" and rows[2]["metric"] == 65  # measured in a whole worktree again
 
 

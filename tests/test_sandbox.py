@@ -169,7 +169,9 @@ def test_a_sandboxed_coding_cli_keeps_its_own_state_folder_writable(task: Repo, 
     home = outside / "home"
     (home / ".claude").mkdir(parents=True)
     calls = home / ".claude" / "calls.jsonl"  # the fake records its calls in its state folder
-    (outside / "cli_plan.json").write_text(json.dumps({"set": ["train.py", "X", "4"], "hypothesis": "X to 4"}))
+    escape, state = outside / "escaped.txt", home / ".claude" / "state.txt"
+    plan = {"set": ["train.py", "X", "4"], "hypothesis": "X to 4", "touch": [str(escape), str(state)]}
+    (outside / "cli_plan.json").write_text(json.dumps(plan))
     fakes = shutil.copytree(FAKES / "bin", outside / "bin")
     env = {
         "HOME": str(home),
@@ -182,4 +184,8 @@ def test_a_sandboxed_coding_cli_keeps_its_own_state_folder_writable(task: Repo, 
     assert proc.returncode == 0, out + err
     row = ledger_rows(task.path, "c")[1]
     assert (row["status"], row["metric"], row["hypothesis"]) == ("keep", 2, "X to 4")
-    assert len(calls.read_text().splitlines()) == 1
+    entries = [json.loads(line) for line in calls.read_text().splitlines()]
+    assert len([e for e in entries if "prompt" in e]) == 1
+    touched = {e["touched"]: e["allowed"] for e in entries if "touched" in e}
+    assert touched == {str(escape): False, str(state): True}  # its state folder, and nothing else outside
+    assert not escape.exists() and state.exists()
