@@ -24,8 +24,8 @@ from typing import Any
 from rich.console import Console
 
 from overnight import arguments, dashboard, demo, finalize, live, report, views
-from overnight.agents import Agent, make_agent
-from overnight.config import CONFIG_FILE, AgentSection, parse_duration
+from overnight.agents import make_agent
+from overnight.config import CONFIG_FILE, parse_duration
 from overnight.errors import ConfigError, OvernightError
 from overnight.executors import make_executor
 from overnight.init import write_task
@@ -190,15 +190,6 @@ class Parallel:
         return Slots.for_task(task.config.task.exclusive, self.slots or self.workers, gpus)
 
 
-def _agents(settings: AgentSection, workers: int) -> list[Agent]:
-    """One agent per worker; tune agents get seeds of their own so they do not propose alike."""
-    agents = []
-    for index in range(workers):
-        mine = dataclasses.replace(settings, tune=dataclasses.replace(settings.tune, seed=settings.tune.seed + index))
-        agents.append(make_agent(mine))
-    return agents
-
-
 def _run(
     task: Task,
     tag: str | None,
@@ -222,7 +213,7 @@ def _run(
     task.check_ready()
     if settings.kind == "command":
         check_command(settings.command, task.dir, "--agent-command")
-    agents = _agents(settings, parallel.workers)
+    agents = [make_agent(settings, worker) for worker in range(parallel.workers)]
     executor = make_executor(parallel.executor, task, parallel.ray_address)
     try:
         run = Run.start(task, tag, force=force)

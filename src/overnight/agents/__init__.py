@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 
 from overnight.agents._base import Agent, Context
@@ -50,14 +51,22 @@ AGENTS: dict[str, Callable[[AgentSection], Agent]] = {
 }
 
 
-def make_agent(settings: AgentSection) -> Agent:
-    """Build the agent ``settings.kind`` names; an unknown kind lists the valid ones."""
+def make_agent(settings: AgentSection, worker: int = 0) -> Agent:
+    """Build the agent ``settings.kind`` names for worker number ``worker``; an unknown kind lists the valid ones.
+
+    Workers' tune agents get seeds of their own (the configured seed plus the worker's
+    number), so they do not propose alike.
+    """
     try:
         factory = AGENTS[settings.kind]
     except KeyError:
         raise ConfigError(
             f"unknown agent kind {settings.kind!r}; valid kinds are: {', '.join(sorted(AGENTS))}"
         ) from None
+    if worker:
+        settings = dataclasses.replace(
+            settings, tune=dataclasses.replace(settings.tune, seed=settings.tune.seed + worker)
+        )
     return factory(settings)
 
 
