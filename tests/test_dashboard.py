@@ -1,196 +1,35 @@
-"""`overnight dashboard`: the read-only web page of a run, its JSON API, and the page in a real browser."""
+"""`overnight dashboard`: the read-only web page of a run and its JSON API (the page in a browser: test_dashboard_browser.py)."""
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
 import json
-import math
-import os
-import shutil
-import sys
-import threading
-import time
-import urllib.error
-import urllib.request
 from collections import Counter
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from conftest import AGENT, Repo, git, overnight_process
+from conftest import AGENT, Repo
+from dashboard_support import STATUSES, build_lm_run, finite, get, in_progress, request, running
 from overnight import views, workspace
-from overnight.cli import main
 from overnight.dashboard import DashboardServer, serve
 from overnight.dashboard.server import experiment_detail, run_summary
 from overnight.errors import ConfigError, GitError, RunStateError
 from overnight.run import RunPaths
 from overnight.views import tail
 
-# A task that looks like a small language-model run: knobs in train.py, val_bpb printed at the end
-# (with a long training log, so the log tail is cut), and a protected data-preparation script.
-TRAIN = """\
-import math, os, sys, time
-LR = 0.001
-WARMUP = 0
-DEPTH = 4
-WIDTH = 256
-NORM = "layernorm"
-DROPOUT = 0.1
-WEIGHT_DECAY = 0.0
-CRASH = 0
-SLEEP = 0
-NAN = 0
-if SLEEP:
-    time.sleep(SLEEP)
-bpb = (
-    1.05
-    + 0.06 * math.log10(LR / 0.004) ** 2
-    + (0.015 if WARMUP == 0 else 0.0)
-    + 0.012 * abs(DEPTH - 7)
-    + 0.02 * abs(math.log2(WIDTH / 384))
-    + (0.006 if NORM == "layernorm" else 0.0)
-    + 0.08 * DROPOUT
-    + 0.05 * WEIGHT_DECAY
-)
-params = DEPTH * 12 * WIDTH * WIDTH / 1e6
-print(f"model: {DEPTH} layers, width {WIDTH}, {params:.2f}M parameters, {NORM}")
-for step in range(0, 1001, 4):
-    lr = LR * min(1.0, (step + 1) / WARMUP) if WARMUP else LR
-    loss = bpb * math.log(2) * (1 + 2.2 * math.exp(-step / 180))
-    print(f"step {step:5d} | loss {loss:.4f} | lr {lr:.2e} | dt {41.3 + (step % 7) * 0.4:.1f}ms")
-    if CRASH and step == 8:
-        raise RuntimeError("mat1 and mat2 shapes cannot be multiplied (64x768 and 256x256)")
-print("---")
-print(f"val_bpb: {float('nan') if NAN else bpb:.6f}")
-print(f"training_seconds: {float(os.environ['OVERNIGHT_BUDGET_S']):.1f}")
-print(f"num_params_M: {params:.2f}")
-"""
-
-CONFIG = f"""\
-[task]
-run = "{sys.executable} train.py"
-editable = ["train.py"]
-budget_s = 1
-timeout_s = 2
-
-[metric]
-name = "val_bpb"
-goal = "min"
-
-[judge]
-min_delta = 0.0
-"""
-
-# What the scripted agent does, experiment by experiment.
-PLAN: dict[str, list[list[object]]] = {
-    "1": [["set", "train.py", "LR", "0.003"], ["print", "Hypothesis: raise the learning rate from 1e-3 to 3e-3"]],
-    "2": [["set", "train.py", "WIDTH", "128"], ["print", "Hypothesis: halve the width to 128 for more steps"]],
-    "3": [["set", "train.py", "WARMUP", "200"], ["print", "Hypothesis: warm the learning rate up over 200 steps"]],
-    "4": [["set", "train.py", "CRASH", "1"], ["print", "Hypothesis: fuse the q, k, v projections into one matmul"]],
-    "5": [["set", "train.py", "LR", "0.01"], ["print", "Hypothesis: push the learning rate further, to 1e-2"]],
-    "6": [["set", "train.py", "DEPTH", "6"], ["print", "Hypothesis: deepen the model from 4 to 6 layers"]],
-    "7": [["write", "prepare.py", "CACHE = True\n"], ["print", "Hypothesis: cache the tokenized data in prepare.py"]],
-    "8": [["set", "train.py", "SLEEP", "30"], ["print", "Hypothesis: train for twice as many steps"]],
-    "9": [["set", "train.py", "NORM", '"rmsnorm"'], ["print", "Hypothesis: replace LayerNorm with RMSNorm"]],
-    "10": [["set", "train.py", "NAN", "1"], ["print", "Hypothesis: train in bfloat16 autocast"]],
-    "11": [["set", "train.py", "WEIGHT_DECAY", "0.1"], ["print", "Hypothesis: add weight decay 0.1 to all weights"]],
-    "12": [["set", "train.py", "DROPOUT", "0.0"], ["print", "Hypothesis: drop dropout: the model underfits"]],
-}
-STATUSES = {
-    0: "baseline",
-    1: "keep",
-    2: "discard",
-    3: "keep",
-    4: "crash",
-    5: "discard",
-    6: "keep",
-    7: "rejected",
-    8: "timeout",
-    9: "keep",
-    10: "no_metric",
-    11: "discard",
-    12: "keep",
-}
-
 
 @pytest.fixture(scope="module")
 def lm_run(tmp_path_factory: pytest.TempPathFactory) -> Repo:
-    """A finished run of 12 experiments of every common outcome (built once: it takes a few seconds)."""
-    path = tmp_path_factory.mktemp("dashboard") / "repo"
-    path.mkdir()
-    for args in (
-        ("init", "-q", "-b", "main"),
-        ("config", "user.email", "test@example.com"),
-        ("config", "user.name", "Test"),
-        ("config", "commit.gpgsign", "false"),
-    ):
-        git(path, *args)
-    repo = Repo(path)
-    repo.write("train.py", TRAIN)
-    repo.write("prepare.py", "CACHE = False\n")
-    repo.write("overnight.toml", CONFIG)
-    repo.write("program.md", "Lower val_bpb.\n")
-    repo.commit("task")
-    plan = path.parent / "plan.json"
-    plan.write_text(json.dumps(PLAN))
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("FAKE_PLAN", str(plan))
-        code = main(["run", str(path), "--tag", "lm", "--agent-command", AGENT, "--max-experiments", "12"])
-    assert code == 0
-    return repo
-
-
-@contextmanager
-def running(directory: Path, tag: str | None) -> Iterator[DashboardServer]:
-    """The dashboard on a free port, answering from a thread."""
-    server = serve(directory, tag, port=0)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
-        yield server
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
+    return build_lm_run(tmp_path_factory.mktemp("dashboard"))
 
 
 @pytest.fixture(scope="module")
 def server(lm_run: Repo) -> Iterator[DashboardServer]:
     with running(lm_run.path, None) as server:
         yield server
-
-
-def request(server: DashboardServer, path: str, method: str = "GET", headers: dict[str, str] | None = None):
-    """(status, headers, body) of one request; the body parsed when it is JSON."""
-    req = urllib.request.Request(server.url.rstrip("/") + path, method=method, headers=headers or {})
-    try:
-        with urllib.request.urlopen(req, timeout=10) as response:
-            status, head, raw = response.status, response.headers, response.read()
-    except urllib.error.HTTPError as err:
-        status, head, raw = err.code, err.headers, err.read()
-    body: Any = json.loads(raw) if raw and head.get("Content-Type", "").startswith("application/json") else raw
-    return status, head, body
-
-
-def get(server: DashboardServer, path: str) -> Any:
-    status, _, body = request(server, path)
-    assert status == 200, body
-    return body
-
-
-def finite(value: Any) -> Any:
-    """NaN and infinities as the API sends them (JSON has none): null."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: finite(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [finite(v) for v in value]
-    return value
 
 
 def test_the_run_has_every_outcome(lm_run: Repo) -> None:
@@ -366,36 +205,6 @@ def test_the_page_follows_new_experiments_and_runs(task: Repo, plan, cli) -> Non
         assert get(pinned, "/api/run")["tag"] == "a"
 
 
-@contextmanager
-def in_progress(task: Repo, plan, tmp_path: Path) -> Iterator[tuple[DashboardServer, Callable[[], None]]]:
-    """A run in another process, its experiment 1 held in the agent until ``finish()``; the dashboard on it."""
-    go = tmp_path / "go"
-    wait = f'{sys.executable} -c "import os, time\nwhile not os.path.exists({str(go)!r}): time.sleep(0.05)"'
-    plan({"1": [["shell", wait], ["set", "train.py", "X", "4"], ["print", "Hypothesis: four"]]})
-    proc = overnight_process("run", task.path, "--tag", "live", "--agent-command", AGENT, "--max-experiments", "1")
-
-    def finish() -> None:
-        go.touch()
-        _, err = proc.communicate(timeout=20)
-        assert proc.returncode == 0, err
-
-    try:
-        with running(task.path, "live") as server:
-            deadline = time.monotonic() + 20
-            while True:
-                status, _, run = request(server, "/api/run")
-                rows = get(server, "/api/experiments") if status == 200 else []
-                if status == 200 and run["running"] and [r["status"] for r in rows] == ["baseline", "running"]:
-                    break
-                assert time.monotonic() < deadline, (status, run)
-                time.sleep(0.1)
-            yield server, finish
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
-
-
 def test_a_run_in_progress_shows_as_running(task: Repo, plan, tmp_path: Path) -> None:
     with in_progress(task, plan, tmp_path) as (server, finish):
         run = get(server, "/api/run")
@@ -404,132 +213,6 @@ def test_a_run_in_progress_shows_as_running(task: Repo, plan, tmp_path: Path) ->
         finish()
         run = get(server, "/api/run")
         assert run["running"] is False and run["best"]["id"] == 1 and run["counts"]["keep"] == 1
-
-
-# -- the page in a real browser ------------------------------------------------------------------
-
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-]
-
-
-@pytest.fixture
-def browser_page() -> Iterator[Any]:
-    sync_api = pytest.importorskip("playwright.sync_api", reason="Playwright is not installed")
-    if not os.access(CHROMIUM, os.X_OK):
-        pytest.skip(f"no Chromium at {CHROMIUM}")
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1440, "height": 1500}, color_scheme="light")
-            yield page
-        finally:
-            browser.close()
-
-
-def test_the_page_in_a_browser(browser_page: Any, server: DashboardServer, tmp_path: Path) -> None:
-    page = browser_page
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
-    page.goto(server.url)
-
-    # The chart: one point per measured experiment, keeps green, failures marked on the axis.
-    keeps = [i for i, s in STATUSES.items() if s == "keep"]
-    expect = pytest.importorskip("playwright.sync_api").expect  # waits without eval: the page forbids it (CSP)
-    expect(page.locator("#chart svg circle.keep")).to_have_count(len(keeps))
-    assert page.locator("#chart svg circle.discard").count() == 3
-    assert page.locator("#chart svg circle.baseline").count() == 1
-    assert page.locator("#chart svg path.fail").count() == 4
-    assert page.locator("#chart svg path.best").count() == 1
-    fill = page.eval_on_selector("#chart svg circle.keep", "c => getComputedStyle(c).fill")
-    assert fill == "rgb(31, 157, 85)"  # green
-    labels = page.locator("#chart svg text.keep-label")  # on up to two lines, cut with … where they must be
-    assert labels.count() == 1 + len(keeps)
-    assert labels.nth(1).locator("title").text_content() == "raise the learning rate from 1e-3 to 3e-3"
-    assert labels.nth(1).locator("tspan").first.text_content().startswith("raise the")
-    assert page.inner_text("#chart-title") == "12 experiments, 5 kept improvements"
-    assert page.inner_text("#run-tag") == "lm" and page.inner_text("#run-state") == "not running"
-    assert page.inner_text("#best-value") == f"{views.load_view(server.directory, 'lm').get(12).metric:.6g}"
-
-    # The table: a row per experiment, newest first; filter by status; sort by a column.
-    rows = page.locator("#experiments tbody tr")
-    assert rows.count() == 13
-    assert rows.first.get_attribute("data-id") == "12"
-    page.click("#filters button[data-status='keep']")
-    assert page.locator("#experiments tbody tr").count() == len(keeps)
-    page.click("#filters button[data-status='all']")
-
-    def order() -> list[str | None]:
-        return [r.get_attribute("data-id") for r in page.locator("#experiments tbody tr").all()[:3]]
-
-    page.click("#experiments th[data-key='metric']")  # ascending: the best first
-    assert order() == ["12", "9", "11"]
-    page.click("#experiments th[data-key='id']")  # back to newest first
-    assert order() == ["12", "11", "10"]
-
-    # A click shows the experiment: hypothesis, diff coloured, log tail.
-    page.click("#experiments tbody tr[data-id='1']")
-    expect(page.locator("#detail-id")).to_have_text("#1")
-    assert page.inner_text("#detail-hypothesis") == "raise the learning rate from 1e-3 to 3e-3"
-    assert page.locator("#detail-diff span.add").all_inner_texts() == ["+LR = 0.003"]
-    assert page.locator("#detail-diff span.del").all_inner_texts() == ["-LR = 0.001"]
-    assert "val_bpb:" in page.inner_text("#detail-log")
-    page.click("#detail .tab[data-log='agent']")
-    assert "Hypothesis: raise the learning rate" in page.inner_text("#detail-log")
-    page.click("#chart svg path.fail.rejected")  # the chart's marks select too
-    expect(page.locator("#detail-id")).to_have_text("#7")
-    assert page.locator("#detail-diff span.add").all_inner_texts() == ["+CACHE = True"]
-
-    # The screenshot the README shows: OVERNIGHT_DASHBOARD_SCREENSHOT=docs/dashboard.png to refresh it.
-    page.click("#experiments tbody tr[data-id='9']")
-    page.click("#detail .tab[data-log='experiment']")
-    expect(page.locator("#detail-id")).to_have_text("#9")
-    target = Path(os.environ.get("OVERNIGHT_DASHBOARD_SCREENSHOT") or tmp_path / "dashboard.png")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(target), full_page=True)
-    assert target.stat().st_size > 10_000
-    assert errors == []
-
-
-def test_the_page_shows_stale_experiments_and_retries_a_failed_detail(
-    browser_page: Any, server: DashboardServer
-) -> None:
-    expect = pytest.importorskip("playwright.sync_api").expect
-    page = browser_page
-    asked: list[str] = []
-    page.on("request", lambda req: asked.append(req.url.split("/api/", 1)[-1]) if "/api/" in req.url else None)
-
-    def stale_two(route: Any) -> None:  # experiment 2 as a change that could not be rebased
-        response = route.fetch()
-        state = response.json()
-        state["experiments"][2]["status"] = "stale"
-        state["run"]["counts"] = {**state["run"]["counts"], "discard": 2, "stale": 1}
-        route.fulfill(response=response, json=state)
-
-    failed: list[int] = []
-
-    def fail_once(route: Any) -> None:
-        if failed:
-            route.continue_()
-        else:
-            failed.append(1)
-            route.fulfill(status=500, json={"error": "the ledger is busy"})
-
-    page.route("**/api/state", stale_two)
-    page.route("**/api/experiments/3", fail_once)
-    page.goto(server.url + "#3")
-    expect(page.locator("#chart svg circle.stale")).to_have_count(1)
-    expect(page.locator("#legend .key.stale")).to_have_text("stale (better, not rebased)")
-    expect(page.locator("#experiments-sub")).to_have_text("5 kept · 2 discarded · 4 failed · 1 stale")
-    expect(page.locator("#detail-id")).to_have_text("#3")  # the next poll asked again, after the 500
-    assert failed == [1] and "run" not in asked and "experiments" not in asked and "state" in asked
 
 
 def test_tail_reads_the_end_of_a_long_log(tmp_path: Path) -> None:
@@ -554,25 +237,3 @@ def test_serve_checks_its_arguments(tmp_path: Path, task: Repo) -> None:
         serve(outside, None, port=0)
     with pytest.raises(RunStateError, match="invalid tag"):
         serve(task.path, "../x", port=0)
-
-
-def test_the_page_follows_a_run_in_a_browser(browser_page: Any, task: Repo, plan, tmp_path: Path) -> None:
-    expect = pytest.importorskip("playwright.sync_api").expect
-    page = browser_page
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    with in_progress(task, plan, tmp_path) as (server, finish):
-        page.goto(server.url + "#1")  # experiment 1 selected
-        expect(page.locator("#run-state")).to_have_text("running")
-        expect(page.locator("#chart svg circle.running")).to_have_count(1)
-        expect(page.locator("#experiments tbody tr")).to_have_count(2)
-        expect(page.locator("#detail-status")).to_have_text("running")
-        finish()
-        # No reload: the next polls bring the end of the run, and the selected experiment's change.
-        expect(page.locator("#run-state")).to_have_text("not running")
-        expect(page.locator("#experiments tbody tr[data-id='1'] .status")).to_have_text("keep")
-        expect(page.locator("#chart svg circle.keep")).to_have_count(1)
-        expect(page.locator("#chart svg circle.running")).to_have_count(0)
-        expect(page.locator("#detail-status")).to_have_text("keep")
-        expect(page.locator("#detail-diff span.add")).to_have_text(["+X = 4"])
-    assert errors == []
