@@ -126,26 +126,26 @@ class Tree:
 
 def _peak_rss(p: psutil.Process) -> int:
     """A process's peak resident set in bytes since its exec (VmHWM), else its current one."""
-    try:
-        with open(f"/proc/{p.pid}/status", "rb") as fh:
-            for line in fh:
-                if line.startswith(b"VmHWM:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    return _resident_set(p)
+    found = _proc_bytes(p.pid, "status", b"VmHWM:")
+    return _resident_set(p) if found is None else found
 
 
 def _proportional_set(p: psutil.Process) -> int:
     """A process's current proportional set size in bytes (Pss), else its resident set."""
+    found = _proc_bytes(p.pid, "smaps_rollup", b"Pss:")
+    return _resident_set(p) if found is None else found
+
+
+def _proc_bytes(pid: int, file: str, key: bytes) -> int | None:
+    """The ``<key> <n> kB`` line of ``/proc/<pid>/<file>``, in bytes; None when it cannot be read."""
     try:
-        with open(f"/proc/{p.pid}/smaps_rollup", "rb") as fh:
+        with open(f"/proc/{pid}/{file}", "rb") as fh:
             for line in fh:
-                if line.startswith(b"Pss:"):
+                if line.startswith(key):
                     return int(line.split()[1]) * 1024
     except (OSError, ValueError, IndexError):
         pass
-    return _resident_set(p)
+    return None
 
 
 def _resident_set(p: psutil.Process) -> int:
