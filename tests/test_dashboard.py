@@ -13,7 +13,7 @@ import pytest
 
 from conftest import AGENT, Repo
 from dashboard_support import STATUSES, build_lm_run, finite, get, in_progress, request, running
-from overnight import views, workspace
+from overnight import git, views
 from overnight.dashboard import DashboardServer, serve
 from overnight.dashboard.server import experiment_detail, run_summary
 from overnight.errors import ConfigError, GitError, RunStateError
@@ -132,7 +132,7 @@ def test_requests_do_not_look_for_the_repository_again(server: DashboardServer, 
         raise AssertionError("located again")
 
     monkeypatch.setattr(views, "locate", no_git)
-    monkeypatch.setattr(workspace, "repo_root", no_git)
+    monkeypatch.setattr(git, "repo_root", no_git)
     for path in ("/api/state", "/api/run", "/api/experiments", "/api/experiments/1"):
         assert request(server, path)[0] == 200, path
 

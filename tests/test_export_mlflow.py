@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from conftest import AGENT, Repo
-from overnight import views, workspace
+from overnight import git, views
 from overnight.errors import ConfigError
 from overnight.export_mlflow import export
 from overnight.ledger import Ledger
@@ -113,7 +113,7 @@ def test_export(finished: Repo, cli, tmp_path: Path) -> None:
     assert "overnight/holdout" not in metrics
 
     uri, run_id = result.tracking_uri, keep.info.run_id
-    assert artifact_text(uri, run_id, "diff.patch") == workspace.diff_text(finished.path, exp.parent, exp.commit)
+    assert artifact_text(uri, run_id, "diff.patch") == git.diff_text(finished.path, exp.parent, exp.commit)
     assert "-X = 10\n+X = 5" in artifact_text(uri, run_id, "diff.patch")
     assert artifact_text(uri, run_id, "run.log") == view.paths.log(1).read_text()
     assert "score: 5" in artifact_text(uri, run_id, "run.log")

@@ -10,7 +10,7 @@ from pathlib import Path
 import psutil
 
 from conftest import AGENT, Repo, Result, ledger_rows, task_config
-from overnight.workspace import experiment_ref
+from overnight.git import experiment_ref
 
 GATE = f"{sys.executable} -c \"import sys; sys.exit(1 if 'X = -' in open('train.py').read() else 0)\""
 

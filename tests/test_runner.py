@@ -11,9 +11,8 @@ from types import SimpleNamespace
 
 import psutil
 
-from overnight.processes import _proportional_set
+from overnight.process import _proportional_set, kill_token_holders, run_command
 from overnight.records import RunResult
-from overnight.runner import kill_token_holders, run_command
 
 PY = sys.executable
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from conftest import AGENT, Repo
-from overnight import views, workspace
+from overnight import git, views
 from overnight.records import Experiment, Status, Usage
 from overnight.run import paths_for
 
@@ -102,8 +102,8 @@ def test_show_without_the_commit_falls_back_to_the_saved_diff(finished: Repo) ->
 def test_the_diff_of_two_commits_is_asked_of_git_once(finished: Repo, monkeypatch: pytest.MonkeyPatch) -> None:
     view = views.load_view(finished.path, "v")
     calls: list[tuple[str, ...]] = []
-    real = workspace.git
-    monkeypatch.setattr(workspace, "git", lambda *args, **kw: calls.append(args) or real(*args, **kw))
+    real = git.git
+    monkeypatch.setattr(git, "git", lambda *args, **kw: calls.append(args) or real(*args, **kw))
     first = views.experiment_diff(view, view.get(1))
     again = views.experiment_diff(views.load_view(finished.path, "v"), view.get(1))
     assert first == again and first.source == "commit" and "+X = 5" in first.text

@@ -24,9 +24,9 @@ from overnight.errors import (
 from overnight.executors import EXECUTORS, Executor, LocalExecutor, make_executor
 from overnight.ledger import Ledger
 from overnight.measure import Job, Measurement
+from overnight.process import run_command
 from overnight.records import Experiment, Goal, Proposal, RunResult, Status, Usage
 from overnight.run import Run
-from overnight.runner import run_command
 from overnight.scheduler import Limits, Scheduler, Summary
 from overnight.task import Task
 

@@ -36,8 +36,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from overnight import git
 from overnight import mlflow_fields as fields
-from overnight import workspace
 from overnight.errors import ConfigError, OvernightError
 from overnight.records import Experiment, Status
 from overnight.views import RunView, experiment_diff
@@ -208,7 +208,7 @@ class _Exporter:
         description = (
             f"overnight run `{view.tag}` of the task `{meta.get('task') or '.'}` in {view.root}: "
             f"{view.metric} ({view.goal.value}), started {meta.get('created_at', '')} "
-            f"from commit {meta.get('start_commit', '')[:10]} on the branch {workspace.BRANCH_PREFIX}{view.tag}."
+            f"from commit {meta.get('start_commit', '')[:10]} on the branch {git.BRANCH_PREFIX}{view.tag}."
         )
         return {
             fields.RUN_ID_TAG: self.run_id,

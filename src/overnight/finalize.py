@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from overnight import workspace
+from overnight import git
 from overnight.errors import GitError, RunStateError
 from overnight.records import Experiment, Status
 from overnight.views import RunView
@@ -50,11 +50,11 @@ def _commit_tree(view: RunView, commit: str, parent: str, message: str) -> str:
     """A commit of ``commit``'s tree on ``parent``, by the user when git knows who that is, else by overnight."""
     args = ("commit-tree", f"{commit}^{{tree}}", "-p", parent, "-F", "-")
     try:
-        return workspace.git(*args, cwd=view.root, input=message).strip()
+        return git.git(*args, cwd=view.root, input=message).strip()
     except GitError:  # no user identity configured
         pass
     try:
-        return workspace.git(*args, cwd=view.root, input=message, env=_OVERNIGHT).strip()
+        return git.git(*args, cwd=view.root, input=message, env=_OVERNIGHT).strip()
     except GitError as err:
         raise RunStateError(f"could not write the final commits: {err}") from None
 
@@ -65,17 +65,17 @@ def finalize(view: RunView, *, squash: bool = False, force: bool = False) -> Fin
     keeps = [e for e in view.experiments if e.status is Status.KEEP]
     if not keeps:
         raise RunStateError(f"run {view.tag} kept nothing yet: there is nothing to finalize")
-    tip = workspace.resolve(root, f"refs/heads/{workspace.BRANCH_PREFIX}{view.tag}")
+    tip = git.resolve(root, f"refs/heads/{git.BRANCH_PREFIX}{view.tag}")
     if tip is None:
-        raise RunStateError(f"branch {workspace.BRANCH_PREFIX}{view.tag} is gone; the run's keeps are in its ledger")
-    chain = workspace.git("rev-list", "--reverse", "--first-parent", f"{start}..{tip}", cwd=root).split()
+        raise RunStateError(f"branch {git.BRANCH_PREFIX}{view.tag} is gone; the run's keeps are in its ledger")
+    chain = git.git("rev-list", "--reverse", "--first-parent", f"{start}..{tip}", cwd=root).split()
     by_commit = {e.commit: e for e in keeps}
     if [c for c in chain if c not in by_commit] or len(chain) != len(keeps):
         raise RunStateError(
-            f"branch {workspace.BRANCH_PREFIX}{view.tag} does not match the ledger's keeps; see `overnight status`"
+            f"branch {git.BRANCH_PREFIX}{view.tag} does not match the ledger's keeps; see `overnight status`"
         )
-    branch = f"{workspace.BRANCH_PREFIX}{view.tag}-final"
-    old = workspace.resolve(root, f"refs/heads/{branch}")
+    branch = f"{git.BRANCH_PREFIX}{view.tag}-final"
+    old = git.resolve(root, f"refs/heads/{branch}")
     if old and not force:
         raise RunStateError(f"branch {branch} exists; pass --force to write it again")
     ordered = [by_commit[c] for c in chain]
@@ -96,5 +96,5 @@ def finalize(view: RunView, *, squash: bool = False, force: bool = False) -> Fin
         for e in ordered:
             parent = _commit_tree(view, e.commit, parent, _message(view, e))
             commits.append(parent)
-    workspace.update_ref(root, f"refs/heads/{branch}", commits[-1], old)
+    git.update_ref(root, f"refs/heads/{branch}", commits[-1], old)
     return Finalized(branch, commits, [e.id for e in ordered])

@@ -21,10 +21,11 @@ import threading
 from collections.abc import Callable
 from dataclasses import replace
 
-from overnight import faults, judge, secrets, workspace
+from overnight import faults, git, judge, secrets
 from overnight.agents import Agent, Context
 from overnight.errors import AgentError, AgentUnavailable, GitError, OvernightError, RunStateError
 from overnight.executors import Executor
+from overnight.git import task_relative
 from overnight.judge import Action
 from overnight.measure import Measurement
 from overnight.measuring import Failed, Measurer
@@ -32,7 +33,6 @@ from overnight.records import MEASURED, Experiment, Status, Usage
 from overnight.run import Run, now_iso
 from overnight.slots import Slots
 from overnight.standing import Standing
-from overnight.workspace import task_relative
 from overnight.worktree import Change, Committed, Worktree
 
 log = logging.getLogger(__name__)
@@ -180,7 +180,7 @@ class Worker:
         self, exp: Experiment, onto: Experiment, standing: Standing, round_no: int
     ) -> tuple[Experiment, Measurement]:
         """Put ``exp``'s change on top of ``onto`` and measure it once there."""
-        ref = workspace.experiment_ref(self.run.tag, exp.id) + f".r{round_no}"
+        ref = git.experiment_ref(self.run.tag, exp.id) + f".r{round_no}"
         message = f"exp {exp.id}: {exp.hypothesis} (rebased onto exp {onto.id})\n"
         committed = self.worktree.cherry_pick(exp.commit, onto.commit, message, ref)
         if isinstance(committed, str):
@@ -305,7 +305,7 @@ class Worker:
 
     def _commit(self, exp: Experiment, change: Change) -> Committed:
         message = f"exp {exp.id}: {exp.hypothesis}\n"
-        return self.worktree.commit(change, message, workspace.experiment_ref(self.run.tag, exp.id))
+        return self.worktree.commit(change, message, git.experiment_ref(self.run.tag, exp.id))
 
     def _committed(self, exp: Experiment, committing: Committed) -> Experiment:
         try:
@@ -316,7 +316,7 @@ class Worker:
 
     def _advance(self, exp: Experiment) -> Experiment:
         try:
-            workspace.update_ref(self.run.task.root, self.run.branch_ref, exp.commit, exp.parent)
+            git.update_ref(self.run.task.root, self.run.branch_ref, exp.commit, exp.parent)
         except OvernightError as err:
             exp = replace(exp, status=Status.DISCARD, reason=f"the run branch moved outside overnight: {err}")
             self.run.ledger.record(exp)

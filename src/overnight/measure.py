@@ -14,8 +14,8 @@ from pathlib import Path
 
 from overnight import globs, integrity, metrics
 from overnight.config import Config
+from overnight.process import run_command
 from overnight.records import RunResult, Status
-from overnight.runner import run_command
 from overnight.sandbox import Sandbox
 
 
@@ -29,7 +29,7 @@ class Job:
     log_path: Path
     env: dict[str, str]  # the full environment for the commands
     setup: bool  # run [task] setup first (the worktree's first measurement)
-    token: str = ""  # marks the commands' processes (see runner.kill_token_holders)
+    token: str = ""  # marks the commands' processes (see process.kill_token_holders)
     gate: bool = True  # run [task] gate first (not again when the same commit is measured again)
     seed: int = 0  # OVERNIGHT_SEED: the n-th measurement of a commit uses seed n
     commit: str = ""  # the commit in task_dir's worktree, for executors that ship it elsewhere

@@ -20,13 +20,13 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO, Any
 
-from overnight import workspace
+from overnight import git
 from overnight.errors import RunStateError
+from overnight.git import BRANCH_PREFIX, STATE_DIR
 from overnight.ledger import Ledger
+from overnight.process import kill_token_holders
 from overnight.records import ON_BRANCH, Status
-from overnight.runner import kill_token_holders
 from overnight.task import Task
-from overnight.workspace import BRANCH_PREFIX, STATE_DIR
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +104,7 @@ def latest_tag(root: Path, rel: str) -> str:
 def new_tag(task: Task) -> str:
     base = time.strftime("%Y%m%d-%H%M%S")
     tag, n = base, 1
-    while (task.root / STATE_DIR / tag).exists() or workspace.resolve(task.root, BRANCH_PREFIX + tag):
+    while (task.root / STATE_DIR / tag).exists() or git.resolve(task.root, BRANCH_PREFIX + tag):
         n += 1
         tag = f"{base}-{n}"
     return tag
@@ -187,7 +187,7 @@ class Run:
     def start(cls, task: Task, tag: str | None = None, *, force: bool = False) -> Run:
         """Create the run ``tag`` (a new tag when None) or resume it when it exists."""
         tag = check_tag(tag) if tag else new_tag(task)
-        workspace.check_branch_name(task.root, BRANCH_PREFIX + tag)
+        git.check_branch_name(task.root, BRANCH_PREFIX + tag)
         paths = paths_for(task.root, tag)
         if paths.ledger.exists() and not _created(paths):
             # A controller died while creating this run: nothing was recorded and no branch made yet.
@@ -201,12 +201,12 @@ class Run:
     def _create(cls, task: Task, tag: str, paths: RunPaths) -> Run:
         root = task.root
         branch_ref = "refs/heads/" + BRANCH_PREFIX + tag
-        if workspace.resolve(root, branch_ref):
+        if git.resolve(root, branch_ref):
             raise RunStateError(
                 f"branch {BRANCH_PREFIX}{tag} exists but has no run state in {paths.dir}; choose another --tag"
             )
-        start_commit = workspace.head_commit(root)
-        workspace.exclude_state_dir(root)
+        start_commit = git.head_commit(root)
+        git.exclude_state_dir(root)
         created_dir = not paths.dir.exists()
         paths.dir.mkdir(parents=True, exist_ok=True)
         lock = RunLock(paths.lock)
@@ -222,7 +222,7 @@ class Run:
                 fingerprint=task.config.fingerprint(),
                 config=json.dumps(task.config.to_dict()),
             )
-            workspace.update_ref(root, branch_ref, start_commit, None)
+            git.update_ref(root, branch_ref, start_commit, None)
         except BaseException:
             lock.release()
             if created_dir:
@@ -283,7 +283,7 @@ class Run:
             log.warning("killed %d process(es) left running by the previous controller", killed)
         for exp in self.ledger.experiments(Status.RUNNING):
             # The commit is written while the experiment runs; its ref tells whether it got that far.
-            commit = exp.commit or workspace.resolve(self.task.root, workspace.experiment_ref(self.tag, exp.id)) or ""
+            commit = exp.commit or git.resolve(self.task.root, git.experiment_ref(self.tag, exp.id)) or ""
             reason = "the controller stopped during this experiment"
             self.ledger.record(
                 replace(exp, status=Status.INTERRUPTED, reason=reason, commit=commit, ended_at=now_iso())
@@ -293,16 +293,16 @@ class Run:
     def _mend_branch(self) -> None:
         keeps = [e for e in self.ledger.experiments() if e.status in ON_BRANCH]
         expected = keeps[-1].commit if keeps else self.start_commit
-        tip = workspace.resolve(self.task.root, self.branch_ref)
+        tip = git.resolve(self.task.root, self.branch_ref)
         if tip == expected:
             return
         if tip is None:
             log.warning("branch %s was deleted; recreating it at %s", self.branch, expected[:10])
-            workspace.update_ref(self.task.root, self.branch_ref, expected, None)
+            git.update_ref(self.task.root, self.branch_ref, expected, None)
             return
         if keeps and tip == keeps[-1].parent:
             # The controller died between recording a keep and moving the branch: finish the move.
-            workspace.update_ref(self.task.root, self.branch_ref, expected, tip)
+            git.update_ref(self.task.root, self.branch_ref, expected, tip)
             return
         raise RunStateError(
             f"branch {self.branch} points at {tip[:10]}, which overnight did not put there (expected {expected[:10]}); "

@@ -26,7 +26,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from overnight import host, workspace
+from overnight import git, host
 from overnight.agents import Agent
 from overnight.errors import TaskBrokenError
 from overnight.executors import Executor
@@ -167,7 +167,7 @@ class Scheduler:
             for worker in self.workers:
                 worker.report = report
         had_baseline = standing.baseline is not None
-        tip = workspace.resolve(self.run.task.root, self.run.branch_ref) or self.run.start_commit
+        tip = git.resolve(self.run.task.root, self.run.branch_ref) or self.run.start_commit
         for worker in self.workers:
             worker.open(tip)
         try:
@@ -199,7 +199,7 @@ class Scheduler:
         so far, or None when it stopped before a baseline existed.
         """
         standing = self.standing
-        tip = workspace.resolve(self.run.task.root, self.run.branch_ref) or self.run.start_commit
+        tip = git.resolve(self.run.task.root, self.run.branch_ref) or self.run.start_commit
         self.worker.open(tip)
         try:
             if standing.baseline is None:
@@ -240,9 +240,7 @@ class Scheduler:
         if log_path.exists():
             lines = log_path.read_text(encoding="utf-8", errors="replace").splitlines()[-15:]
             tail = "\n    " + "\n    ".join(lines)
-        untracked = [
-            p for p in workspace.untracked_files(self.run.task.root) if workspace.task_relative(p, self.run.task.rel)
-        ]
+        untracked = [p for p in git.untracked_files(self.run.task.root) if git.task_relative(p, self.run.task.rel)]
         hint = ""
         if untracked:
             hint = "\nnote: experiments run on committed files only; these task files are not committed: " + ", ".join(

@@ -8,11 +8,11 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from overnight import sandbox, workspace
+from overnight import git, sandbox
 from overnight.config import CONFIG_FILE, Config, load_config, load_program
 from overnight.errors import ConfigError
+from overnight.git import task_relative
 from overnight.globs import Rules, matches
-from overnight.workspace import task_relative
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +52,7 @@ class Task:
             raise ConfigError(f"{directory}: no such folder; give the folder that holds {CONFIG_FILE}")
         config = load_config(directory / CONFIG_FILE)
         program = load_program(directory)
-        root = workspace.repo_root(directory)
+        root = git.repo_root(directory)
         rel = directory.relative_to(root).as_posix()
         return cls(directory, root, rel, config, program)
 
@@ -70,16 +70,16 @@ class Task:
 
     def files_at(self, commit: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
         """(editable, protected) tracked files of the task folder at ``commit``, relative to the task folder."""
-        out = workspace.git("ls-tree", "-r", "-z", "--name-only", commit, cwd=self.root)
+        out = git.git("ls-tree", "-r", "-z", "--name-only", commit, cwd=self.root)
         inside = [t for t in (task_relative(p, self.rel) for p in out.split("\0") if p) if t is not None]
         editable = tuple(t for t in inside if self.rules.allows(t))
         return editable, tuple(t for t in inside if not self.rules.allows(t))
 
     def check_files(self) -> None:
         """Every editable glob must name a committed file; warn about protected globs matching nothing."""
-        tracked = workspace.tracked_files(self.root)
+        tracked = git.tracked_files(self.root)
         in_task = [t for t in (task_relative(p, self.rel) for p in tracked) if t is not None]
-        untracked = [t for t in (task_relative(p, self.rel) for p in workspace.untracked_files(self.root)) if t]
+        untracked = [t for t in (task_relative(p, self.rel) for p in git.untracked_files(self.root)) if t]
         where = self.dir / CONFIG_FILE
         for pattern in self.config.task.editable:
             if any(matches(t, [pattern]) for t in in_task):
@@ -103,7 +103,7 @@ class Task:
         self.check_commands()
         if self.config.task.sandbox:
             sandbox.require()
-        workspace.ensure_clean(self.root, workspace.modified_files(self.root))
+        git.ensure_clean(self.root, git.modified_files(self.root))
 
     def check_commands(self) -> None:
         """Fail early, with a clear message, when a configured command's program does not exist."""

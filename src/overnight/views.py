@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypedDict
 
-from overnight import workspace
+from overnight import git
 from overnight.errors import ConfigError, GitError, RunStateError
 from overnight.ledger import Ledger
 from overnight.records import MEASURED, ON_BRANCH, Experiment, Goal, Measured, Status, Usage
@@ -117,7 +117,7 @@ def locate(directory: Path) -> tuple[Path, str]:
     directory = directory.resolve()
     if not directory.is_dir():
         raise ConfigError(f"{directory}: no such folder")
-    root = workspace.repo_root(directory)
+    root = git.repo_root(directory)
     return root, directory.relative_to(root).as_posix()
 
 
@@ -132,7 +132,7 @@ def view_of(root: Path, rel: str, tag: str | None) -> RunView:
     tag = check_tag(tag) if tag else latest_tag(root, rel)
     paths = paths_for(root, tag)
     if not paths.ledger.exists():
-        raise RunStateError(f"no run with tag {tag!r} in {root}; see the tags under {root / workspace.STATE_DIR}")
+        raise RunStateError(f"no run with tag {tag!r} in {root}; see the tags under {root / git.STATE_DIR}")
     with Ledger(paths.ledger) as ledger:
         meta = {k: ledger.get_meta(k) or "" for k in META_KEYS}
         experiments = ledger.experiments()
@@ -221,7 +221,7 @@ class ExperimentDiff:
 @functools.lru_cache(maxsize=128)
 def commit_diff(root: Path, parent: str, commit: str) -> str:
     """``git diff parent commit``, kept: two commit ids always have the same diff (a dashboard asks again and again)."""
-    return workspace.diff_text(root, parent, commit)
+    return git.diff_text(root, parent, commit)
 
 
 def experiment_diff(view: RunView, exp: Experiment) -> ExperimentDiff:
@@ -251,7 +251,7 @@ def status_text(view: RunView) -> str:
     state = "running" if view.running else "not running"
     lines = [
         f"run {view.tag}  ({state})",
-        f"task:        {view.meta['task']}   branch: {workspace.BRANCH_PREFIX}{view.tag}",
+        f"task:        {view.meta['task']}   branch: {git.BRANCH_PREFIX}{view.tag}",
         f"metric:      {view.metric} ({view.goal.value})",
         f"experiments: {after} after the baseline; " + counts_text(counts),
     ]

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from overnight.errors import GitError
-from overnight.workspace import GitStream, Pending, git, git_ok
+from overnight.git import GitStream, Pending, git, git_ok
 
 log = logging.getLogger(__name__)
 

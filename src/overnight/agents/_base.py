@@ -51,7 +51,7 @@ class Context:
     log_path: Path  # where the agent may write what it did (outside the worktree)
     brief_path: Path  # a JSON copy of this context, outside the worktree
     stop: threading.Event = field(default_factory=threading.Event)
-    token: str = ""  # give it to runner.run_command so a resumed run can kill what a dead one left
+    token: str = ""  # give it to process.run_command so a resumed run can kill what a dead one left
     running: tuple[Experiment, ...] = ()  # what other workers are trying right now (their hypotheses)
     sandbox: Sandbox | None = None  # run agent commands in it (``[task] sandbox``)
 

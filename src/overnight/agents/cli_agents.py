@@ -28,8 +28,8 @@ from overnight.agents._base import Agent, Context, FailureStreak
 from overnight.agents.hypothesis import hypothesis_in, last_line
 from overnight.config import AgentSection
 from overnight.errors import AgentError, AgentUnavailable
+from overnight.process import run_command
 from overnight.records import Proposal, Usage
-from overnight.runner import run_command
 
 
 @dataclass(frozen=True)

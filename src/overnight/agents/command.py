@@ -17,8 +17,8 @@ from overnight import secrets
 from overnight.agents._base import Agent, Context
 from overnight.agents.hypothesis import hypothesis_in, last_line
 from overnight.errors import AgentError, ConfigError
+from overnight.process import run_command
 from overnight.records import Proposal
-from overnight.runner import run_command
 
 
 class CommandAgent(Agent):

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from overnight import __version__, views, workspace
+from overnight import __version__, git, views
 from overnight.errors import OvernightError, RunStateError
 from overnight.records import Experiment, Status
 from overnight.run import check_tag
@@ -85,7 +85,7 @@ def run_summary(view: views.RunView) -> dict[str, Any]:
         {
             "tag": view.tag,
             "task": view.meta.get("task", ""),
-            "branch": workspace.BRANCH_PREFIX + view.tag,
+            "branch": git.BRANCH_PREFIX + view.tag,
             "created_at": view.meta.get("created_at", ""),
             "start_commit": view.meta.get("start_commit", ""),
             "metric": view.metric,

@@ -28,10 +28,10 @@ from typing import Any
 from overnight import sandbox
 from overnight.errors import ConfigError
 from overnight.executors._base import Executor
+from overnight.git import git_bytes
 from overnight.measure import Job, Measurement, measure
 from overnight.records import Status
 from overnight.task import Task
-from overnight.workspace import git_bytes
 
 log = logging.getLogger(__name__)
 
