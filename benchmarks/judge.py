@@ -88,7 +88,7 @@ def labloop(kinds: list[str], measure: Callable[[float], float], tally: Tally, m
 
 
 def overnight(kinds: list[str], measure: Callable[[float], float], tally: Tally) -> float:
-    """The judge as overnight.measuring drives it, new-best re-measurements included."""
+    """The judge as overnight.measure drives it, new-best re-measurements included."""
     rule = JudgeSection()
     done: list[list[float]] = []  # every finished experiment's measurements, for the pooled noise
     best_true, best = 0.0, [measure(0.0)]

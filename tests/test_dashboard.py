@@ -17,7 +17,7 @@ from overnight import git, views
 from overnight.dashboard import DashboardServer, serve
 from overnight.dashboard.server import experiment_detail, run_summary
 from overnight.errors import ConfigError, GitError, RunStateError
-from overnight.run import RunPaths
+from overnight.rundir import RunPaths
 from overnight.views import tail
 
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
+import shutil
 import sqlite3
 from pathlib import Path
 
 import pytest
 
+from conftest import Repo, ledger_rows
 from overnight.errors import RunStateError
 from overnight.ledger import SCHEMA_VERSION, Ledger
 from overnight.records import Experiment, Status
@@ -94,3 +97,44 @@ def test_a_version_1_ledger_is_upgraded_in_place(tmp_path: Path) -> None:
         assert exp.metric == 1.5 and exp.tokens_in is None and exp.change_key == ""
         ledger.record(Experiment(id=1, status=Status.REJECTED, tokens_in=10, tokens_out=5, cost_usd=0.5))
         assert ledger.spent() == (15, 0.5)
+
+
+OLD = Path(__file__).parent / "data" / "ledger-0.1.0"  # written by overnight 0.1.0: see its tables.json
+
+
+def test_a_ledger_written_by_0_1_0_opens_without_loss(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.db"
+    shutil.copy(OLD / "ledger.db", path)
+    tables = json.loads((OLD / "tables.json").read_text())
+    with Ledger(path) as ledger:
+        assert {row["key"]: ledger.get_meta(row["key"]) for row in tables["meta"]} == {
+            row["key"]: row["value"] for row in tables["meta"]
+        }
+        experiments = ledger.experiments()
+        assert len(experiments) == len(tables["experiments"]) == 8
+        for exp, row in zip(experiments, tables["experiments"], strict=True):
+            as_stored = {**exp.to_json(), "commit_hash": exp.commit, "change_key": exp.change_key}
+            del as_stored["commit"]
+            for name in ("metrics", "host", "info"):
+                as_stored[name] = json.dumps(as_stored[name])
+            assert as_stored == row
+        measurements = ledger.measurements()
+        assert len(measurements) == len(tables["measurements"]) == 11
+        for m, row in zip(measurements, tables["measurements"], strict=True):
+            load = m.load or (None, None)
+            assert (m.experiment, m.round, m.seed, m.value, m.kind, m.metrics, m.duration_s, m.peak_memory_mb, m.at,
+                    *load) == (row["experiment"], row["round"], row["seed"], row["value"], row["kind"],
+                               json.loads(row["metrics"]), row["duration_s"], row["peak_memory_mb"], row["at"],
+                               row["load_start"], row["load_end"])  # fmt: skip
+    # and once written by this version, a row reads back the same
+    with Ledger(path) as ledger:
+        kept = ledger.get(6)
+        assert kept is not None and kept.status is Status.KEEP
+        ledger.record(kept)
+        assert ledger.get(6) == kept
+
+
+def test_log_json_of_a_0_1_0_run_is_unchanged(repo: Repo, tmp_path: Path) -> None:
+    (repo.path / ".overnight" / "v010").mkdir(parents=True)
+    shutil.copy(OLD / "ledger.db", repo.path / ".overnight" / "v010" / "ledger.db")
+    assert ledger_rows(repo.path, "v010") == json.loads((OLD / "log.json").read_text())

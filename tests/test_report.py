@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from rich.console import Console
 
 from conftest import AGENT, Repo, git
+from overnight.git import Branch
+from overnight.ledger import Ledger
 from overnight.live import LiveView, line
 from overnight.records import Experiment, Goal, Status
 from overnight.report import markdown
-from overnight.run import paths_for
-from overnight.standing import Standing
+from overnight.rundir import paths_for
+from overnight.state import Event, RunState
 from overnight.views import RunView
 
 
@@ -120,34 +123,55 @@ def test_finalize_needs_a_keep(task: Repo, plan, cli) -> None:
     assert result.code == 5 and "kept nothing yet" in result.err
 
 
-def test_the_live_view_shows_workers_best_and_outcomes() -> None:
+def _state(repo: Repo) -> tuple[RunState, list[str]]:
+    """A real run state on a real ledger and run branch, and two commits (the second on the first)."""
+    commits = []
+    for n in range(2):
+        repo.write("train.py", f"X = {n}\n")
+        commits.append(repo.commit(f"commit {n}"))
+    branch = Branch(repo.path, "overnight/t")
+    branch.move(commits[0], None)
+    return RunState(Ledger(repo.path / "ledger.db", create=True), branch), commits
+
+
+def _finish(state: RunState, parent: str, commit: str, status: Status, metric: float, hypothesis: str) -> None:
+    """One experiment through the state's events, as a worker makes them."""
+    exp = state.begin(lambda i: Experiment(id=i, status=Status.RUNNING, parent=parent, worker=0))
+    exp = state.propose(replace(exp, hypothesis=hypothesis, commit=commit))
+    ended = replace(exp, status=status, metric=metric, runs=1)
+    state.keep(ended) if status is Status.KEEP else state.finish(ended)
+
+
+def test_the_live_view_shows_workers_best_and_outcomes(repo: Repo) -> None:
     console = Console(record=True, width=140, force_terminal=True)
-    standing = Standing()
-    view = LiveView(console, "val_bpb", Goal.MIN, budget_s=10, standing=standing)
+    state, (c0, c1) = _state(repo)
+    view = LiveView(console, "val_bpb", Goal.MIN, budget_s=10, standing=state)
+    # as the controller does: the view hears of experiments once proposed and once ended
+    state.watch(lambda event, exp: view.report(exp) if event in (Event.PROPOSE, Event.FINISH, Event.KEEP) else None)
 
-    def finish(exp: Experiment) -> None:  # as the loop does: the standing learns it, then the view is told
-        standing.add(exp)
-        view.report(exp)
-
-    finish(Experiment(id=0, status=Status.BASELINE, metric=3.0, hypothesis="baseline", runs=1))
-    view.report(Experiment(id=1, status=Status.RUNNING, hypothesis="raise the learning rate", worker=0))
-    view.report(Experiment(id=2, status=Status.RUNNING, hypothesis="wider hidden layer", worker=1))
-    finish(Experiment(id=1, status=Status.KEEP, metric=2.9, hypothesis="raise the learning rate", worker=0, runs=3))
+    _finish(state, c0, c0, Status.BASELINE, 3.0, "baseline")
+    one = state.propose(replace(state.begin(lambda i: Experiment(id=i, status=Status.RUNNING, parent=c0)),
+                                hypothesis="raise the learning rate"))  # fmt: skip
+    two = state.begin(lambda i: Experiment(id=i, status=Status.RUNNING, parent=c0, worker=1))
+    state.propose(replace(two, hypothesis="wider hidden layer"))
+    state.keep(replace(one, status=Status.KEEP, commit=c1, metric=2.9, runs=3))
     time.sleep(0.05)
     console.print(view.render())
     text = console.export_text()
     assert "val_bpb (min) baseline 3  best 2.9 (-0.1, #1)" in text and "kept 1 of 1" in text
     assert "#2" in text and "wider hidden layer" in text
     assert "#1    keep" in text  # the finished experiment's line, above the panel and among the outcomes
+    assert repo.git("rev-parse", "overnight/t").strip() == c1
 
 
-def test_the_live_view_of_a_resumed_run_starts_from_what_was_recorded() -> None:
-    standing = Standing()
-    standing.add(Experiment(id=0, status=Status.BASELINE, metric=3.0, hypothesis="baseline", runs=1))
-    standing.add(Experiment(id=1, status=Status.DISCARD, metric=3.1, hypothesis="a", runs=1))
-    standing.add(Experiment(id=2, status=Status.KEEP, metric=2.5, hypothesis="b", runs=2))
+def test_the_live_view_of_a_resumed_run_starts_from_what_was_recorded(repo: Repo) -> None:
+    state, (c0, c1) = _state(repo)
+    _finish(state, c0, c0, Status.BASELINE, 3.0, "baseline")
+    _finish(state, c0, c0, Status.DISCARD, 3.1, "a")
+    _finish(state, c0, c1, Status.KEEP, 2.5, "b")
+    resumed = RunState(Ledger(repo.path / "ledger.db"), Branch(repo.path, "overnight/t"))
     console = Console(record=True, width=140, force_terminal=True)
-    console.print(LiveView(console, "loss", Goal.MIN, budget_s=10, standing=standing).render())
+    console.print(LiveView(console, "loss", Goal.MIN, budget_s=10, standing=resumed).render())
     text = console.export_text()
     assert "loss (min) baseline 3  best 2.5 (-0.5, #2)" in text and "kept 1 of 2" in text
 

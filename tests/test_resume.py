@@ -15,7 +15,7 @@ import pytest
 from conftest import AGENT, Repo, ledger_rows, overnight_process, task_config
 from overnight.errors import RunStateError
 from overnight.ledger import Ledger
-from overnight.run import RunLock
+from overnight.rundir import RunLock
 
 
 def _wait_for(path: Path, seconds: float = 30) -> None:

@@ -3,32 +3,80 @@
 An agent proposes a change to the editable files of a task; the harness commits it,
 runs the experiment under a time budget, reads the metric, keeps the change on the
 run branch if it beats the best, and records everything in the ledger.
+
+Importing the package loads nothing but this file: each public name is imported from
+its module the first time it is used, so a tool that only reads runs (``overnight
+log``, the dashboard) never loads the loop, the agents or the process code.
 """
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
+import importlib
+from typing import TYPE_CHECKING, Any
 
-from overnight.agents import AGENTS, Agent, CommandAgent, Context, make_agent
-from overnight.config import Config, load_config, parse_config
-from overnight.errors import (
-    AgentError,
-    AgentUnavailable,
-    ConfigError,
-    DirtyTreeError,
-    GitError,
-    OvernightError,
-    RunStateError,
-    TaskBrokenError,
-)
-from overnight.executors import EXECUTORS, Executor, LocalExecutor, make_executor
-from overnight.ledger import Ledger
-from overnight.measure import Job, Measurement
-from overnight.process import run_command
-from overnight.records import Experiment, Goal, Proposal, RunResult, Status, Usage
-from overnight.run import Run
-from overnight.scheduler import Limits, Scheduler, Summary
-from overnight.task import Task
+from overnight._version import __version__
+
+if TYPE_CHECKING:
+    from overnight.agents import AGENTS, Agent, CommandAgent, Context, make_agent
+    from overnight.config import Config, load_config, parse_config
+    from overnight.controller import Controller, Limits, Summary
+    from overnight.errors import (
+        AgentError,
+        AgentUnavailable,
+        ConfigError,
+        DirtyTreeError,
+        GitError,
+        OvernightError,
+        RunStateError,
+        TaskBrokenError,
+    )
+    from overnight.executors import EXECUTORS, Executor, Job, LocalExecutor, Measurement, make_executor
+    from overnight.ledger import Ledger
+    from overnight.process import run_command
+    from overnight.records import Experiment, Goal, Proposal, RunResult, Status, Usage
+    from overnight.run import Run
+    from overnight.state import RunState
+    from overnight.task import Task
+
+# public name → the module that defines it
+_HOMES = {
+    "AGENTS": "agents",
+    "Agent": "agents",
+    "CommandAgent": "agents",
+    "Context": "agents",
+    "make_agent": "agents",
+    "Config": "config",
+    "load_config": "config",
+    "parse_config": "config",
+    "Controller": "controller",
+    "Limits": "controller",
+    "Summary": "controller",
+    "AgentError": "errors",
+    "AgentUnavailable": "errors",
+    "ConfigError": "errors",
+    "DirtyTreeError": "errors",
+    "GitError": "errors",
+    "OvernightError": "errors",
+    "RunStateError": "errors",
+    "TaskBrokenError": "errors",
+    "EXECUTORS": "executors",
+    "Executor": "executors",
+    "Job": "executors",
+    "LocalExecutor": "executors",
+    "Measurement": "executors",
+    "make_executor": "executors",
+    "Ledger": "ledger",
+    "run_command": "process",
+    "Experiment": "records",
+    "Goal": "records",
+    "Proposal": "records",
+    "RunResult": "records",
+    "Status": "records",
+    "Usage": "records",
+    "Run": "run",
+    "RunState": "state",
+    "Task": "task",
+}
 
 __all__ = [
     "AGENTS",
@@ -40,6 +88,7 @@ __all__ = [
     "Config",
     "ConfigError",
     "Context",
+    "Controller",
     "DirtyTreeError",
     "Executor",
     "Experiment",
@@ -54,8 +103,8 @@ __all__ = [
     "Proposal",
     "Run",
     "RunResult",
+    "RunState",
     "RunStateError",
-    "Scheduler",
     "Status",
     "Summary",
     "Task",
@@ -68,3 +117,16 @@ __all__ = [
     "parse_config",
     "run_command",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module 'overnight' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"overnight.{home}"), name)
+    globals()[name] = value  # the next access is a plain attribute
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_HOMES})

@@ -8,7 +8,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from overnight import __version__, dashboard, demo
+from overnight import dashboard, demo
+from overnight._version import __version__
 
 
 def parser() -> argparse.ArgumentParser:

@@ -3,6 +3,10 @@
 Each subcommand parses its flags, calls the package, and prints. Errors derived
 from OvernightError print one message and exit with the code the error carries
 (see overnight.errors); Ctrl-C exits with 130.
+
+The commands that run experiments import the write side (the controller, the loop,
+agents, executors) when they run: looking at a run (status, log, show, the
+dashboard) loads none of it.
 """
 
 from __future__ import annotations
@@ -19,22 +23,18 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from rich.console import Console
-
-from overnight import arguments, dashboard, demo, finalize, live, report, views
-from overnight.agents import make_agent
+from overnight import arguments, views
 from overnight.config import CONFIG_FILE, parse_duration
 from overnight.errors import ConfigError, OvernightError
-from overnight.executors import make_executor
-from overnight.init import write_task
 from overnight.records import Experiment
-from overnight.run import Run
-from overnight.scheduler import Limits, Scheduler, Summary
-from overnight.slots import Slots
-from overnight.standing import Standing
-from overnight.task import Task, check_command
+
+if TYPE_CHECKING:
+    from overnight.controller import Limits, Summary
+    from overnight.slots import Slots
+    from overnight.state import RunState
+    from overnight.task import Task
 
 log = logging.getLogger("overnight")
 
@@ -69,6 +69,8 @@ def _ask(question: str, default: str = "") -> str:
 
 
 def cmd_init(args: argparse.Namespace) -> int:
+    from overnight.init import write_task
+
     interactive = sys.stdin.isatty()
     editable = [g.strip() for item in (args.editable or []) for g in item.split(",") if g.strip()]
     run, metric, goal = args.run, args.metric, args.goal
@@ -138,6 +140,9 @@ def _print_summary(summary: Summary, task: Task) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from overnight.controller import Limits
+    from overnight.task import Task
+
     limits = Limits(
         max_experiments=args.max_experiments,
         max_time_s=parse_duration(args.max_time) if args.max_time else None,
@@ -159,13 +164,15 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 @contextmanager
-def _view(task: Task, standing: Standing) -> Iterator[Callable[[Experiment], None]]:
+def _view(task: Task, state: RunState) -> Iterator[Callable[[Experiment], None]]:
     """The live view on a terminal (unless OVERNIGHT_PLAIN is set), plain lines otherwise."""
+    from overnight import live
+
     if sys.stdout.isatty() and not os.environ.get("OVERNIGHT_PLAIN"):
+        from rich.console import Console
+
         config = task.config
-        with live.LiveView(
-            Console(), config.metric.name, config.metric.goal_enum, config.task.budget_s, standing
-        ) as view:
+        with live.LiveView(Console(), config.metric.name, config.metric.goal_enum, config.task.budget_s, state) as view:
             yield view.report
     else:
         yield live.plain(announce=task.config.task.budget_s >= 5)  # slow experiments: say what runs
@@ -182,6 +189,8 @@ class Parallel:
     ray_address: str | None = None
 
     def make_slots(self, task: Task) -> Slots:
+        from overnight.slots import Slots
+
         if self.workers < 1 or (self.slots is not None and self.slots < 1):
             raise ConfigError("--workers and --slots must be 1 or more")
         gpus = [g.strip() for g in self.gpus.split(",") if g.strip()] if self.gpus else []
@@ -199,6 +208,12 @@ def _run(
     parallel: Parallel = Parallel(),
 ) -> int:
     """Check everything, start or resume the run, print as it goes; the exit code."""
+    from overnight.agents import make_agent
+    from overnight.controller import Controller
+    from overnight.executors import make_executor
+    from overnight.run import Run
+    from overnight.task import check_command
+
     settings = dataclasses.replace(task.config.agent, **{k: v for k, v in overrides.items() if v is not None})
     settings = settings.check(f"{task.dir / CONFIG_FILE} (with command-line overrides)")
     slots = parallel.make_slots(task)
@@ -229,13 +244,13 @@ def _run(
         what = "resuming" if run.resumed else "starting"
         many = f", {parallel.workers} workers, {slots.count} slots" if parallel.workers > 1 or slots.count > 1 else ""
         print(
-            f"{what} run {run.tag} on branch {run.branch}: {task.config.metric.name} ({task.config.metric.goal}), "
+            f"{what} run {run.tag} on branch {run.branch.name}: {task.config.metric.name} ({task.config.metric.goal}), "
             f"agent {agents[0].name}{many}",
             flush=True,
         )
-        scheduler = Scheduler(run, agents, executor, limits, stop=stop, slots=slots)
-        with _stop_on_signals(stop), _view(task, scheduler.standing) as report:
-            summary = scheduler.run_loop(report)
+        controller = Controller(run, agents, executor, limits, stop=stop, slots=slots)
+        with _stop_on_signals(stop), _view(task, run.state) as report:
+            summary = controller.run_workers(report)
     finally:
         run.close()
     _print_summary(summary, task)
@@ -243,6 +258,11 @@ def _run(
 
 
 def cmd_noise(args: argparse.Namespace) -> int:
+    from overnight.controller import Controller
+    from overnight.executors import make_executor
+    from overnight.run import Run
+    from overnight.task import Task
+
     if args.runs < 2:
         raise ConfigError("--runs must be 2 or more: a spread needs at least two measurements")
     task = Task.load(args.dir)
@@ -251,14 +271,14 @@ def cmd_noise(args: argparse.Namespace) -> int:
     stop = threading.Event()
     try:
         print(f"measuring the best of run {run.tag} {args.runs} times (seeds in order)", flush=True)
-        scheduler = Scheduler(run, None, make_executor("local", task), stop=stop)
+        controller = Controller(run, None, make_executor("local", task), stop=stop)
         with _stop_on_signals(stop):
-            measured = scheduler.noise(args.runs)
+            measured = controller.noise(args.runs)
         if measured is None:
             print("stopped before the baseline was measured; nothing to report")
             return 130
         best, values = measured
-        everything = scheduler.standing.values(best.id)
+        everything = run.state.values(best.id)
     finally:
         run.close()
     metric = task.config.metric.name
@@ -278,6 +298,10 @@ def cmd_noise(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    from overnight import demo
+    from overnight.controller import Limits
+    from overnight.task import Task
+
     budget = args.budget if args.budget is not None else (20.0 if args.example == "tinylm" else None)
     target = demo.prepare(args.example, args.dir, budget)
     print(f"copied the {args.example} example into {target} (a new git repository); running it:", flush=True)
@@ -303,12 +327,16 @@ def cmd_log(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    from overnight import report
+
     image, text = report.write(views.load_view(args.dir, args.tag), args.out)
     print(f"wrote {image}\nwrote {text}")
     return 0
 
 
 def cmd_finalize(args: argparse.Namespace) -> int:
+    from overnight import finalize
+
     done = finalize.finalize(views.load_view(args.dir, args.tag), squash=args.squash, force=args.force)
     what = "one commit" if len(done.commits) == 1 else f"{len(done.commits)} commits"
     kept = ", ".join(f"#{k}" for k in done.keeps)
@@ -331,6 +359,8 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_dashboard(args: argparse.Namespace) -> int:
+    from overnight import dashboard
+
     try:
         server = dashboard.serve(args.dir, args.tag, args.host, args.port)
     except OSError as err:  # the port is taken, or the address is not this machine's

@@ -15,6 +15,7 @@ import contextlib
 import logging
 import os
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from overnight.errors import DirtyTreeError, GitError
@@ -218,6 +219,26 @@ def check_branch_name(root: Path, branch: str) -> None:
 def update_ref(root: Path, ref: str, new: str, old: str | None) -> None:
     """Compare-and-swap ``ref`` from ``old`` to ``new``; ``old=None`` means it must not exist yet."""
     git("update-ref", ref, new, old if old is not None else "", cwd=root)
+
+
+@dataclass(frozen=True)
+class Branch:
+    """A branch that is only ever moved by compare-and-swap (the run branch)."""
+
+    root: Path
+    name: str  # e.g. overnight/<tag>
+
+    @property
+    def ref(self) -> str:
+        return "refs/heads/" + self.name
+
+    def tip(self) -> str | None:
+        """The commit the branch points at; None when it does not exist."""
+        return resolve(self.root, self.ref)
+
+    def move(self, new: str, old: str | None) -> None:
+        """Move the branch from ``old`` to ``new`` (``old=None``: create it); GitError if it is not at ``old``."""
+        update_ref(self.root, self.ref, new, old)
 
 
 def experiment_ref(tag: str, experiment_id: int) -> str:

@@ -18,6 +18,7 @@ import sqlite3
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -103,12 +104,13 @@ MIGRATIONS: list[str] = [
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
-_COLUMNS = (
-    "id, status, parent, commit_hash, agent, hypothesis, reason, metric, metrics, files_changed, insertions, "
-    "deletions, duration_s, peak_memory_mb, exit_code, started_at, ended_at, worker, host, info, "
-    "tokens_in, tokens_out, cost_usd, change_key, runs, improvement, ci_low, ci_high, holdout"
-)
-_SLOTS = ", ".join("?" for _ in _COLUMNS.split(","))  # one placeholder per column
+# Experiment field → ledger column, derived from the one field list (records.Experiment).
+_FIELDS = {f.name: f.metadata.get("column", f.name) for f in fields(Experiment)}
+_JSON = {f.name for f in fields(Experiment) if f.default_factory is dict}  # stored as JSON text
+_COLUMNS = ", ".join(_FIELDS.values())
+_SLOTS = ", ".join(f":{name}" for name in _FIELDS)
+_MEASURED = ("experiment", "round", "seed", "value", "kind", "metrics", "duration_s", "peak_memory_mb", "at")
+_MEASURED_COLUMNS = ", ".join((*_MEASURED, "load_start", "load_end"))
 
 
 class Ledger:
@@ -125,6 +127,7 @@ class Ledger:
         self.path = path
         self._lock = threading.RLock()
         self._db = sqlite3.connect(path, isolation_level=None, timeout=30, check_same_thread=False)
+        self._db.row_factory = sqlite3.Row  # rows are read by column name, never by position
         try:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")  # durable across process crashes; WAL keeps it consistent
@@ -202,7 +205,7 @@ class Ledger:
     def record(self, exp: Experiment) -> None:
         """Insert or replace the row of ``exp.id``."""
         with self.transaction() as db:
-            db.execute(f"INSERT OR REPLACE INTO experiments ({_COLUMNS}) VALUES ({_SLOTS})", _row(exp))
+            self.write_experiment(db, exp)
 
     def get(self, experiment_id: int) -> Experiment | None:
         rows = self._all(f"SELECT {_COLUMNS} FROM experiments WHERE id = ?", (experiment_id,))
@@ -210,50 +213,30 @@ class Ledger:
 
     def add_measurement(self, m: Measured) -> None:
         with self.transaction() as db:
-            db.execute(
-                "INSERT OR REPLACE INTO measurements (experiment, round, seed, value, kind, metrics, duration_s, "
-                "peak_memory_mb, at, load_start, load_end) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    m.experiment,
-                    m.round,
-                    m.seed,
-                    m.value,
-                    m.kind,
-                    json.dumps(m.metrics),
-                    m.duration_s,
-                    m.peak_memory_mb,
-                    m.at,
-                    m.load[0] if m.load else None,
-                    m.load[1] if m.load else None,
-                ),
-            )
+            self.write_measurement(db, m)
+
+    @staticmethod
+    def write_measurement(db: sqlite3.Connection, m: Measured) -> None:
+        """Insert or replace measurement ``m`` inside a transaction already open on ``db``."""
+        row: dict[str, Any] = {name: getattr(m, name) for name in _MEASURED}
+        row["metrics"] = json.dumps(m.metrics)
+        row["load_start"], row["load_end"] = m.load if m.load else (None, None)
+        slots = ", ".join(f":{name}" for name in row)
+        db.execute(f"INSERT OR REPLACE INTO measurements ({', '.join(row)}) VALUES ({slots})", row)
+
+    @staticmethod
+    def write_experiment(db: sqlite3.Connection, exp: Experiment) -> None:
+        """Insert or replace the row of ``exp.id`` inside a transaction already open on ``db``."""
+        db.execute(f"INSERT OR REPLACE INTO experiments ({_COLUMNS}) VALUES ({_SLOTS})", _row(exp))
 
     def measurements(self, experiment_id: int | None = None) -> list[Measured]:
-        """Measurements, in (experiment, seed) order; of one experiment when given."""
-        sql = (
-            "SELECT experiment, round, seed, value, kind, metrics, duration_s, peak_memory_mb, at, load_start, load_end "
-            "FROM measurements"
-        )
+        """Measurements, in (experiment, round, seed) order; of one experiment when given."""
+        sql = f"SELECT {_MEASURED_COLUMNS} FROM measurements"
         args: tuple[int, ...] = ()
         if experiment_id is not None:
             sql += " WHERE experiment = ?"
             args = (experiment_id,)
-        rows = self._all(sql + " ORDER BY experiment, round, seed", args)
-        return [
-            Measured(
-                r[0],
-                r[2],
-                r[3],
-                r[4],
-                json.loads(r[5]),
-                r[6],
-                r[7],
-                r[8],
-                r[1],
-                (r[9], r[10]) if r[9] is not None else None,
-            )
-            for r in rows
-        ]
+        return [_measured(r) for r in self._all(sql + " ORDER BY experiment, round, seed", args)]
 
     def spent(self) -> tuple[int, float]:
         """Tokens (in + out) and USD the run's agents have spent so far."""
@@ -271,69 +254,25 @@ class Ledger:
         return [_experiment(r) for r in rows]
 
 
-def _row(e: Experiment) -> tuple[Any, ...]:
-    return (
-        e.id,
-        e.status.value,
-        e.parent,
-        e.commit,
-        e.agent,
-        e.hypothesis,
-        e.reason,
-        e.metric,
-        json.dumps(e.metrics),
-        e.files_changed,
-        e.insertions,
-        e.deletions,
-        e.duration_s,
-        e.peak_memory_mb,
-        e.exit_code,
-        e.started_at,
-        e.ended_at,
-        e.worker,
-        json.dumps(e.host),
-        json.dumps(e.info),
-        e.tokens_in,
-        e.tokens_out,
-        e.cost_usd,
-        e.change_key,
-        e.runs,
-        e.improvement,
-        e.ci_low,
-        e.ci_high,
-        e.holdout,
-    )
+def _row(exp: Experiment) -> dict[str, Any]:
+    """The experiment as named parameters for its row."""
+    row: dict[str, Any] = {name: getattr(exp, name) for name in _FIELDS}
+    row["status"] = exp.status.value
+    for name in _JSON:
+        row[name] = json.dumps(row[name])
+    return row
 
 
-def _experiment(r: tuple[Any, ...]) -> Experiment:
-    return Experiment(
-        id=r[0],
-        status=Status(r[1]),
-        parent=r[2],
-        commit=r[3],
-        agent=r[4],
-        hypothesis=r[5],
-        reason=r[6],
-        metric=r[7],
-        metrics=json.loads(r[8]),
-        files_changed=r[9],
-        insertions=r[10],
-        deletions=r[11],
-        duration_s=r[12],
-        peak_memory_mb=r[13],
-        exit_code=r[14],
-        started_at=r[15],
-        ended_at=r[16],
-        worker=r[17],
-        host=json.loads(r[18]),
-        info=json.loads(r[19]),
-        tokens_in=r[20],
-        tokens_out=r[21],
-        cost_usd=r[22],
-        change_key=r[23],
-        runs=r[24],
-        improvement=r[25],
-        ci_low=r[26],
-        ci_high=r[27],
-        holdout=r[28],
-    )
+def _experiment(row: sqlite3.Row) -> Experiment:
+    values: dict[str, Any] = {name: row[column] for name, column in _FIELDS.items()}
+    values["status"] = Status(values["status"])
+    for name in _JSON:
+        values[name] = json.loads(values[name])
+    return Experiment(**values)
+
+
+def _measured(row: sqlite3.Row) -> Measured:
+    values: dict[str, Any] = {name: row[name] for name in _MEASURED}
+    values["metrics"] = json.loads(values["metrics"])
+    load = (row["load_start"], row["load_end"]) if row["load_start"] is not None else None
+    return Measured(**values, load=load)

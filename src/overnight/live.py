@@ -13,6 +13,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from typing import Protocol
 
 from rich.console import Console, Group, RenderableType
 from rich.live import Live
@@ -21,7 +22,6 @@ from rich.table import Table
 from rich.text import Text
 
 from overnight.records import MEASURED, Experiment, Goal, Status
-from overnight.standing import Standing
 
 _STYLE = {Status.KEEP: "bold green", Status.BASELINE: "cyan", Status.DISCARD: "dim"}
 
@@ -48,15 +48,23 @@ def plain(announce: bool) -> Callable[[Experiment], None]:
     return report
 
 
+class Snapshots(Protocol):
+    """What the view reads of a run (a :class:`~overnight.state.RunState` is one)."""
+
+    def snapshot(
+        self,
+    ) -> tuple[Experiment | None, Experiment | None, tuple[Experiment, ...], tuple[Experiment, ...]]: ...
+
+
 class LiveView:
     """A rich Live panel fed by the run's report callback (called from worker threads).
 
-    Baseline, best and counts come from the run's ``standing`` (so a resumed run shows
+    Baseline, best and counts come from the run's state, ``standing`` (so a resumed run shows
     them from the start, and re-estimated bests as they change); the view itself only
     follows which experiment each worker is on and the last outcomes.
     """
 
-    def __init__(self, console: Console, metric: str, goal: Goal, budget_s: float, standing: Standing) -> None:
+    def __init__(self, console: Console, metric: str, goal: Goal, budget_s: float, standing: Snapshots) -> None:
         self.metric, self.goal, self.budget_s = metric, goal, budget_s
         self.standing = standing
         self.workers: dict[int, tuple[Experiment, float]] = {}

@@ -1,165 +1,219 @@
-"""Measure one commit: setup (first time) → gate → run → evaluator → metric.
+"""Measuring an experiment until the judge decides.
 
-This is the procedure every executor performs, wherever it runs. It returns a
-:class:`Measurement`: either a metric value, or the status and reason that say
-why there is none. Judging is not its business.
+A worker's :class:`Measurer` measures a candidate once (step 6 of the loop); while
+:func:`overnight.judge.decide` is unsure, it measures it again, and the best too when
+the best has fewer measurements, in the worker's worktree (checked out at each commit
+in turn) (step 7). The n-th measurement of a commit runs with ``OVERNIGHT_SEED=n``, so
+candidate and best see the same seeds in the same order and seeded noise cancels.
+Every measurement is recorded through the run's state; an experiment's estimate is the
+mean of its measurements, so the best is re-estimated each time it is measured again.
+
+A measurement that fails ends its experiment: :class:`~overnight.records.Ended` says
+with which status and why.
 """
 
 from __future__ import annotations
 
-import dataclasses
+import logging
+import os
 import threading
-from dataclasses import dataclass, field
-from pathlib import Path
+from collections.abc import Callable
+from dataclasses import replace
 
-from overnight import globs, integrity, metrics
-from overnight.config import Config
-from overnight.process import run_command
-from overnight.records import RunResult, Status
-from overnight.sandbox import Sandbox
+from overnight import judge, sandbox, secrets
+from overnight.executors import Executor, Job, Measurement
+from overnight.executors.perform import holdout
+from overnight.judge import Action, Decision
+from overnight.records import Ended, Experiment, Measured, Status, now_iso
+from overnight.run import Run
+from overnight.slots import Slots
+from overnight.worktree import Worktree
 
-
-@dataclass(frozen=True)
-class Job:
-    """One measurement to make. Picklable, so it can travel to another process or node."""
-
-    experiment_id: int
-    task_dir: Path  # the task folder inside a worktree at the commit to measure
-    config: Config
-    log_path: Path
-    env: dict[str, str]  # the full environment for the commands
-    setup: bool  # run [task] setup first (the worktree's first measurement)
-    token: str = ""  # marks the commands' processes (see process.kill_token_holders)
-    gate: bool = True  # run [task] gate first (not again when the same commit is measured again)
-    seed: int = 0  # OVERNIGHT_SEED: the n-th measurement of a commit uses seed n
-    commit: str = ""  # the commit in task_dir's worktree, for executors that ship it elsewhere
-    root: Path | None = None  # the repository holding ``commit``
-    task_rel: str = "."  # the task folder within the repository
-    protected: tuple[str, ...] = ()  # files (relative to task_dir) the run must leave as they were
-    protected_globs: tuple[str, ...] = ()  # [task] protected: untracked files too, found after setup
-    sandbox: Sandbox | None = None  # run the commands in it
-    # Digests of protected files no commit holds (data made by setup), as setup left them: a
-    # difference before the run means the agent or an earlier run changed them.
-    expected: dict[str, str] = field(default_factory=dict)
+log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class Measurement:
-    """The outcome of a Job. ``status`` is None when the metric was read."""
+class Measurer:
+    """Runs one worker's measurements, in its worktree, and records them in the run's state."""
 
-    status: Status | None
-    reason: str = ""
-    value: float | None = None
-    metrics: dict[str, float] = field(default_factory=dict)
-    result: RunResult | None = None  # the run command's own result, when it ran
-    setup_done: bool = False
-    flags: tuple[str, ...] = ()  # things a person reviewing the experiment should know
-    untracked: dict[str, str] = field(default_factory=dict)  # digests of the untracked protected files, before the run
-    harness_changed: bool = False  # rejected because protected files changed (see ``reason``)
+    def __init__(
+        self, run: Run, executor: Executor, worktree: Worktree, stop: threading.Event, slots: Slots | None = None
+    ) -> None:
+        self.run = run
+        self.state = run.state
+        self.executor = executor
+        self.worktree = worktree
+        self.stop = stop
+        self.slots = slots or Slots()
+        self.needs_setup = True
+        self._measured: int | None = None  # the experiment measured last in the worktree
+        self._expected: dict[str, str] = {}  # untracked protected files, as the first setup here left them
+        task = run.task.config.task
+        self.sandbox = sandbox.for_task(worktree.path, run.task.root, task.network) if task.sandbox == "bwrap" else None
+
+    # -- the loop's steps 6 and 7 --------------------------------------------------------------------
+
+    def first(self, exp: Experiment, written: Callable[[], str]) -> Measurement:
+        """Measure a new candidate once; ``written`` waits for its commit, still being written meanwhile."""
+        return self.once(exp, "candidate", written=written)
+
+    def judge(self, exp: Experiment, best: Experiment) -> Decision:
+        """Measure ``exp`` (measured once) and ``best`` as the judge asks, until it keeps or discards.
+
+        A keep is measured :data:`~overnight.judge.NEW_BEST_RUNS` more times (the runs that got it
+        kept were the lucky ones), and its held-out metric and estimated gain are recorded.
+        Raises Ended when a measurement of the candidate fails or the run is stopped.
+        """
+        config = self.run.task.config
+        while True:
+            decision = judge.decide(
+                self.state.values(exp.id),
+                self.state.values(best.id),
+                self.state.noise(exclude=(exp.id, best.id)),
+                config.metric.goal_enum,
+                config.judge,
+            )
+            if decision.action in (Action.KEEP, Action.DISCARD):
+                break
+            if self.stop.is_set():
+                raise Ended(Status.INTERRUPTED, "stopped while measuring again")
+            if decision.action is Action.MEASURE_BEST:
+                self.worktree.checkout(best.commit)
+                again = self.once(best, "best", log_id=exp.id)
+                self.worktree.checkout(exp.commit)
+                if again.status is not None:
+                    reason = f"the best (experiment {best.id}) failed when measured again: {again.reason}"
+                    return Decision(Action.DISCARD, reason, decision.improvement)
+                best = self.state.estimate(best.id)
+            else:
+                number = len(self.state.values(exp.id)) + 1
+                last = self.once(exp, "candidate")
+                if last.status is not None:
+                    raise Ended(last.status, f"measurement {number} failed: {last.reason}")
+        if decision.action is Action.KEEP:
+            self._debias(exp)
+            self.state.update(
+                replace(
+                    self.state.get(exp.id),
+                    holdout=self.holdout(exp),
+                    improvement=decision.improvement,
+                    ci_low=decision.ci_low,
+                    ci_high=decision.ci_high,
+                )
+            )
+        return decision
+
+    def _debias(self, exp: Experiment) -> None:
+        """Measure a new keep ``NEW_BEST_RUNS`` more times, unless the noise is exactly zero."""
+        noise = self.state.noise()
+        if noise.df and noise.ss == 0:
+            return  # a deterministic metric gains nothing from repeats
+        for _ in range(judge.NEW_BEST_RUNS):
+            if self.stop.is_set() or self.once(exp, "best").status is not None:
+                return
+
+    # -- one measurement ---------------------------------------------------------------------------
+
+    def once(
+        self,
+        exp: Experiment,
+        kind: str,
+        *,
+        log_id: int | None = None,
+        written: Callable[[], str] | None = None,
+    ) -> Measurement:
+        """Measure ``exp``'s commit (checked out in the worktree) once more, in a slot; record it.
+
+        Seeds count from 0 in each round of ``exp`` (a rebase starts a new round). ``log_id``
+        names the experiment whose log gets the output (a best measured for a candidate).
+        """
+        if self._measured == exp.id and exp.commit:
+            # Measured just before: start again from its commit, not from what that run left
+            # behind (outputs, edited files), so repeated measurements stay independent.
+            self.worktree.checkout(exp.commit)
+        seed = self.state.next_seed(exp.id, exp.round)
+        job = self._job(exp, exp.id if log_id is None else log_id, seed, gate=seed == 0, written=written)
+        with self.slots.hold() as slot_env:
+            load_start = os.getloadavg()[0]
+            try:
+                measurement = self.executor.measure(replace(job, env={**job.env, **slot_env}), self.stop)
+            finally:
+                self.worktree.ran()
+                self._measured = exp.id
+            load = (load_start, os.getloadavg()[0])
+        if measurement.setup_done:
+            self.needs_setup = False
+            if job.setup and not self._expected:  # setup just made them: every later run must find them so
+                self._expected = measurement.untracked
+        if measurement.harness_changed:
+            self.needs_setup = True  # setup may make them again; if it does not, every run is refused
+        result = measurement.result
+        measured = Measured(
+            experiment=exp.id,
+            seed=seed,
+            value=measurement.value if measurement.status is None else None,
+            kind=kind,
+            metrics=measurement.metrics,
+            duration_s=round(result.duration_s, 3) if result else None,
+            peak_memory_mb=result.peak_memory_mb if result else None,
+            at=now_iso(),
+            round=exp.round,
+            load=load,
+        )
+        self.state.measure(measured, lambda e: _facts(e, measurement))
+        return measurement
+
+    def holdout(self, exp: Experiment) -> float | None:
+        """The held-out metric of the commit in the worktree, when ``[metric] holdout`` is set."""
+        if not self.run.task.config.metric.holdout:
+            return None
+        value, reason = holdout(self._job(exp, exp.id, 0, gate=False), self.stop)
+        if value is None:
+            log.warning("experiment %d: no held-out metric: holdout: %s", exp.id, reason)
+        return value
+
+    def _protected(self, parent: str) -> tuple[str, ...]:
+        """What a run must not change, as far as commits tell: the parent's protected files (a change
+        may add only editable ones) and the worktree's link to git. The untracked files ``[task]
+        protected`` names (data made by setup) are found by :func:`~overnight.executors.perform.perform`."""
+        task = self.run.task
+        link = os.path.relpath(self.worktree.path / ".git", task.in_worktree(self.worktree.path))
+        return tuple(sorted({*task.files_at(parent)[1], link}))
+
+    def _job(
+        self, exp: Experiment, log_id: int, seed: int, gate: bool, written: Callable[[], str] | None = None
+    ) -> Job:
+        task = self.run.task
+        return Job(
+            experiment_id=exp.id,
+            task_dir=task.in_worktree(self.worktree.path),
+            config=task.config,
+            log_path=self.run.paths.log(log_id),
+            env=secrets.environment(keep=task.config.task.pass_env),
+            setup=self.needs_setup,
+            tag=self.run.tag,
+            token=f"{self.run.id}:{log_id}",
+            gate=gate,
+            seed=seed,
+            commit=exp.commit,
+            root=task.root,
+            task_rel=task.rel,
+            protected=self._protected(exp.parent or exp.commit),
+            protected_globs=task.config.task.protected,
+            sandbox=self.sandbox,
+            expected=self._expected,
+            written=written,
+        )
 
 
-def _failed(result: RunResult, what: str, timeout_s: float) -> tuple[Status, str] | None:
-    """The status for a command that did not succeed, or None when it did."""
-    if result.interrupted:
-        return Status.INTERRUPTED, f"interrupted during the {what}"
-    if result.timed_out:
-        return Status.TIMEOUT, f"the {what} ran past timeout_s = {timeout_s:g}s and was killed"
-    if result.over_memory:
-        return Status.CRASH, f"the {what} held more than memory_mb and was killed (peak {result.peak_memory_mb:g} MB)"
-    if result.exit_code != 0:
-        last = next((ln.strip() for ln in reversed(result.output.splitlines()) if ln.strip()), "")
-        hint = " (command not found)" if result.exit_code == 127 else ""
-        return Status.CRASH, f"the {what} exited with code {result.exit_code}{hint}: {last[:200]}"
-    return None
-
-
-def _run(job: Job, command: str, label: str, seed: int, stop: threading.Event | None) -> RunResult:
-    """One of the task's commands for ``job``, under its limits, sandbox and log."""
-    task = job.config.task
-    return run_command(
-        command,
-        cwd=job.task_dir,
-        log_path=job.log_path,
-        timeout_s=task.timeout_s,
-        env={**job.env, "OVERNIGHT_SEED": str(seed)},
-        stop=stop,
-        label=f"{label} (experiment {job.experiment_id}, seed {seed})",
-        token=f"{job.token}:{label}:{seed}" if job.token else "",
-        memory_mb=task.memory_mb,
-        max_log_mb=task.max_log_mb,
-        sandbox=job.sandbox,
+def _facts(exp: Experiment, measurement: Measurement) -> Experiment:
+    """``exp`` with what its last run reported: metrics, time, memory, exit code, flags for a reviewer."""
+    result = measurement.result
+    info = {**exp.info, "flags": list(measurement.flags)} if measurement.flags else exp.info
+    return replace(
+        exp,
+        metrics=measurement.metrics,
+        duration_s=round(result.duration_s, 3) if result else None,
+        peak_memory_mb=result.peak_memory_mb if result else None,
+        exit_code=result.exit_code if result else None,
+        info=info,
     )
-
-
-def measure(job: Job, stop: threading.Event | None = None) -> Measurement:
-    """Run the job's commands in order; stop at the first that fails."""
-    task = job.config.task
-    timeout = task.timeout_s
-
-    def run(command: str, label: str) -> RunResult:
-        return _run(job, command, label, job.seed, stop)
-
-    if job.setup and task.setup:
-        failure = _failed(run(task.setup, "setup"), "setup", timeout)
-        if failure:
-            return Measurement(failure[0], failure[1])
-    setup_done = True
-
-    if task.gate and job.gate:
-        failure = _failed(run(task.gate, "gate"), "gate", timeout)
-        if failure:
-            status = failure[0] if failure[0] is Status.INTERRUPTED else Status.GATE_FAILED
-            return Measurement(status, failure[1], setup_done=setup_done)
-
-    named = sorted(globs.files_under(job.task_dir, job.protected_globs) - set(job.protected))
-    watched = (*job.protected, *named)
-    before = integrity.fingerprint(job.task_dir, watched)
-    untracked = {path: before[path] for path in named}
-    drifted = integrity.changed(job.expected, before)
-    if drifted:
-        reason = (
-            f"harness changed before the run: protected files ({_shown(drifted)}) are not as setup made them "
-            "(changed by the agent or by an earlier run); setup runs again before the next measurement"
-        )
-        return Measurement(Status.REJECTED, reason, setup_done=setup_done, untracked=untracked, harness_changed=True)
-    result = run(task.run, "run")
-    failure = _failed(result, "run", timeout)
-    evaluated = None
-    if failure is None and job.config.metric.command:
-        evaluated = run(job.config.metric.command, "evaluator")
-        failure = _failed(evaluated, "evaluator", timeout)
-        if failure and failure[0] is not Status.INTERRUPTED:
-            failure = (Status.NO_METRIC, failure[1])
-
-    # Checked after failed runs too: a run that changed the harness and then crashed is no mere crash.
-    touched = integrity.changed(before, integrity.fingerprint(job.task_dir, watched))
-    if touched and not (failure and failure[0] is Status.INTERRUPTED):
-        reason = f"harness changed: the run changed protected files ({_shown(touched)}); its metric is discarded"
-        return Measurement(
-            Status.REJECTED, reason, result=result, setup_done=setup_done, untracked=untracked, harness_changed=True
-        )
-    if failure:
-        return Measurement(failure[0], failure[1], result=result, setup_done=setup_done, untracked=untracked)
-    evaluator_output = evaluated.output if evaluated else None
-    reading = metrics.read(job.config.metric, result.output, job.task_dir, evaluator_output)
-    if reading.value is None:
-        return Measurement(
-            Status.NO_METRIC, reading.reason, None, reading.metrics, result, setup_done, reading.flags, untracked
-        )
-    return Measurement(None, "", reading.value, reading.metrics, result, setup_done, reading.flags, untracked)
-
-
-def _shown(paths: list[str]) -> str:
-    return ", ".join(paths[:5]) + (" ..." if len(paths) > 5 else "")
-
-
-def holdout(job: Job, stop: threading.Event | None = None) -> tuple[float | None, str]:
-    """The held-out metric of the job's commit: ``[metric] holdout``'s output, read like the metric."""
-    result = _run(job, job.config.metric.holdout, "holdout", 0, stop)
-    failure = _failed(result, "holdout", job.config.task.timeout_s)
-    if failure:
-        return None, failure[1]
-    # The holdout prints the metric itself (summary line or pattern), whatever the run's source is.
-    metric = dataclasses.replace(job.config.metric, file="", command="")
-    reading = metrics.read(metric, result.output, job.task_dir)
-    return reading.value, reading.reason

@@ -7,7 +7,9 @@ other processes, stored in the ledger and compared in tests.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 
@@ -33,6 +35,11 @@ class Status(enum.StrEnum):
 MEASURED = (Status.BASELINE, Status.KEEP, Status.DISCARD)
 # Statuses that mark a point of the run branch: the baseline and every keep.
 ON_BRANCH = (Status.BASELINE, Status.KEEP)
+
+
+def now_iso() -> str:
+    """The time now, as every record holds it: ISO 8601, UTC, to the second."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
 class Goal(enum.StrEnum):
@@ -92,17 +99,23 @@ class RunResult:
 
 @dataclass(frozen=True)
 class Experiment:
-    """One row of the ledger: a proposed change and what became of it."""
+    """One row of the ledger: a proposed change and what became of it.
+
+    This field list is the one description of an experiment: the ledger's columns, the
+    `log --format json` keys (every field whose metadata does not say ``json: False``,
+    in this order) and the MLflow export are derived from it. A field whose column has
+    another name says so in its metadata (``column``).
+    """
 
     id: int
     status: Status
-    parent: str = ""  # commit the change was proposed on (the best at that time)
-    commit: str = ""  # the experiment's commit; empty when nothing was committed
-    agent: str = ""
+    metric: float | None = None  # the estimate: the mean of its measurements (``runs`` of them)
+    metrics: dict[str, float] = field(default_factory=dict)  # every number the last run printed
     hypothesis: str = ""
+    commit: str = field(default="", metadata={"column": "commit_hash"})  # empty when nothing was committed
+    parent: str = ""  # commit the change was proposed on (the best at that time)
+    agent: str = ""
     reason: str = ""  # why it ended this way, for anything but a plain keep/discard
-    metric: float | None = None
-    metrics: dict[str, float] = field(default_factory=dict)  # every number the run printed
     files_changed: int = 0
     insertions: int = 0
     deletions: int = 0
@@ -117,45 +130,55 @@ class Experiment:
     tokens_in: int | None = None  # what the agent spent on this proposal, when it says
     tokens_out: int | None = None
     cost_usd: float | None = None
-    change_key: str = ""  # a digest of the change: equal keys on one parent are the same diff
     runs: int = 0  # measurements behind ``metric`` (their mean)
     improvement: float | None = None  # for keeps: the estimated gain over the parent, in the goal's direction
     ci_low: float | None = None  # its confidence interval, when the noise was known
     ci_high: float | None = None
     holdout: float | None = None  # the held-out metric (baseline and keeps only); never shown to agents
+    # a digest of the change: equal keys on one parent are the same diff (the harness's, not the user's)
+    change_key: str = field(default="", metadata={"json": False})
+
+    @property
+    def round(self) -> int:
+        """How many times the change was rebased onto a newer best: its measurements of that round count."""
+        return len(self.info.get("rebased", ()))
 
     def to_json(self) -> dict[str, Any]:
         """The experiment as a JSON-ready dict (the `log --format json` row)."""
         return {
-            "id": self.id,
-            "status": self.status.value,
-            "metric": self.metric,
-            "metrics": self.metrics,
-            "hypothesis": self.hypothesis,
-            "commit": self.commit,
-            "parent": self.parent,
-            "agent": self.agent,
-            "reason": self.reason,
-            "files_changed": self.files_changed,
-            "insertions": self.insertions,
-            "deletions": self.deletions,
-            "duration_s": self.duration_s,
-            "peak_memory_mb": self.peak_memory_mb,
-            "exit_code": self.exit_code,
-            "started_at": self.started_at,
-            "ended_at": self.ended_at,
-            "worker": self.worker,
-            "host": self.host,
-            "info": self.info,
-            "tokens_in": self.tokens_in,
-            "tokens_out": self.tokens_out,
-            "cost_usd": self.cost_usd,
-            "runs": self.runs,
-            "improvement": self.improvement,
-            "ci_low": self.ci_low,
-            "ci_high": self.ci_high,
-            "holdout": self.holdout,
+            f.name: getattr(self, f.name).value if f.name == "status" else getattr(self, f.name)
+            for f in fields(self)
+            if f.metadata.get("json", True)
         }
+
+
+class Ended(Exception):
+    """An experiment ended early, before it was judged or kept: with ``status``, for ``reason``.
+
+    Raised by the loop's steps and the measurer, caught by the worker, which records it.
+    """
+
+    def __init__(self, status: Status, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+def chain(experiments: Iterable[Experiment]) -> list[Experiment]:
+    """The points of the run branch in its order: the baseline, then each keep made on the one before.
+
+    Keeps are linked by their parents, not ordered by id: with several workers, a change
+    proposed early can be kept (rebased) after one proposed later.
+    """
+    points = [e for e in experiments if e.status in ON_BRANCH]
+    found = next((e for e in points if e.status is Status.BASELINE), None)
+    if found is None:
+        return []
+    on = {e.parent: e for e in points if e.status is Status.KEEP}
+    ordered = [found]
+    while ordered[-1].commit in on:
+        ordered.append(on.pop(ordered[-1].commit))
+    return ordered
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import shlex
 import subprocess
@@ -70,10 +71,7 @@ class Task:
 
     def files_at(self, commit: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
         """(editable, protected) tracked files of the task folder at ``commit``, relative to the task folder."""
-        out = git.git("ls-tree", "-r", "-z", "--name-only", commit, cwd=self.root)
-        inside = [t for t in (task_relative(p, self.rel) for p in out.split("\0") if p) if t is not None]
-        editable = tuple(t for t in inside if self.rules.allows(t))
-        return editable, tuple(t for t in inside if not self.rules.allows(t))
+        return _files_at(self.root, self.rel, self.config.task.editable, self.config.task.protected, commit)
 
     def check_files(self) -> None:
         """Every editable glob must name a committed file; warn about protected globs matching nothing."""
@@ -136,3 +134,14 @@ def check_command(command: str, cwd: Path, label: str) -> None:
         raise ConfigError(
             f"{label}: {first!r} is not a command here (not on PATH, not a file in {cwd}); fix the command"
         )
+
+
+@functools.lru_cache(maxsize=256)
+def _files_at(
+    root: Path, rel: str, editable: tuple[str, ...], protected: tuple[str, ...], commit: str
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """Task.files_at, kept: a commit's files never change."""
+    out = git.git("ls-tree", "-r", "-z", "--name-only", commit, cwd=root)
+    rules = Rules(editable, protected)
+    inside = [t for t in (task_relative(p, rel) for p in out.split("\0") if p) if t is not None]
+    return tuple(t for t in inside if rules.allows(t)), tuple(t for t in inside if not rules.allows(t))

@@ -18,7 +18,7 @@ from overnight import git
 from overnight.errors import ConfigError, GitError, RunStateError
 from overnight.ledger import Ledger
 from overnight.records import MEASURED, ON_BRANCH, Experiment, Goal, Measured, Status, Usage
-from overnight.run import RunLock, RunPaths, check_tag, latest_tag, paths_for
+from overnight.rundir import RunLock, RunPaths, check_tag, latest_tag, paths_for
 
 TAIL_LINES = 200  # lines of a log that tail() keeps by default
 TAIL_BYTES = 1 << 20  # tail() reads at most this much of the end of a log to find them

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import importlib
 from collections.abc import Callable
 
 from overnight.agents._base import Agent, Context
@@ -34,9 +35,9 @@ def _tune(settings: AgentSection) -> Agent:
 
 def _cli(binary: str) -> Callable[[AgentSection], Agent]:
     def make(settings: AgentSection) -> Agent:
-        from overnight.agents.cli_agents import CLIS
-
-        return CLIS[binary](settings)
+        module = importlib.import_module(f"overnight.agents.{binary}")
+        cli: type[Agent] = module.AGENT
+        return cli(settings)  # type: ignore[call-arg]
 
     return make
 

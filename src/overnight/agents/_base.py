@@ -27,11 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from overnight.config import Config
-from overnight.errors import AgentUnavailable
-from overnight.records import Experiment, Goal, Proposal, Usage
+from overnight.records import Experiment, Goal, Proposal
 from overnight.sandbox import Sandbox
-
-DOWN_AFTER = 3  # proposals in a row that fail before the run stops
 
 
 @dataclass(frozen=True)
@@ -112,26 +109,3 @@ class Agent(ABC):
 
     def close(self) -> None:  # noqa: B027 - optional hook, empty by default
         """Release what the agent holds (connections, processes) when the run ends."""
-
-
-@dataclass
-class FailureStreak:
-    """Counts an agent's proposals that failed in a row: a service that stays down stops the run.
-
-    One failure is one rejected experiment; :data:`DOWN_AFTER` in a row mean the agent cannot
-    work (no network, an exhausted quota), so going on would only fill the ledger with rejections.
-    """
-
-    agent: str  # the agent's name, for the message
-    hint: str = ""  # where to look, added to the message
-    count: int = 0
-
-    def failed(self, message: str, usage: Usage | None = None) -> None:
-        """Count one failure; raise AgentUnavailable (with ``usage``) when it makes DOWN_AFTER in a row."""
-        self.count += 1
-        if self.count >= DOWN_AFTER:
-            hint = f"; {self.hint}" if self.hint else ""
-            raise AgentUnavailable(f"{self.agent} failed {DOWN_AFTER} proposals in a row; last: {message}{hint}", usage)
-
-    def succeeded(self) -> None:
-        self.count = 0

@@ -11,8 +11,9 @@ from __future__ import annotations
 import time
 
 from overnight.agents import edits, prices, prompt
-from overnight.agents._base import Agent, Context, FailureStreak
+from overnight.agents._base import Agent, Context
 from overnight.agents.chat import Chat
+from overnight.agents.failures import FailureStreak
 from overnight.agents.hypothesis import stated
 from overnight.config import AgentSection
 from overnight.errors import AgentError

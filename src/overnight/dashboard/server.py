@@ -34,10 +34,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from overnight import __version__, git, views
+from overnight import git, views
+from overnight._version import __version__
 from overnight.errors import OvernightError, RunStateError
 from overnight.records import Experiment, Status
-from overnight.run import check_tag
+from overnight.rundir import check_tag
 
 log = logging.getLogger(__name__)
 

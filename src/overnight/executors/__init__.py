@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from overnight.errors import ConfigError
-from overnight.executors._base import Executor
+from overnight.executors._base import Executor, Job, Measurement
 from overnight.executors.local import LocalExecutor
 from overnight.task import Task
 
@@ -32,4 +32,4 @@ def make_executor(name: str, task: Task, address: str | None = None) -> Executor
     return factory(task, address)
 
 
-__all__ = ["EXECUTORS", "Executor", "LocalExecutor", "make_executor"]
+__all__ = ["EXECUTORS", "Executor", "Job", "LocalExecutor", "Measurement", "make_executor"]

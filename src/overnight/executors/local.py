@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import threading
 
-from overnight.executors._base import Executor
-from overnight.measure import Job, Measurement, measure
+from overnight.executors._base import Executor, Job, Measurement
+from overnight.executors.perform import perform
 
 
 class LocalExecutor(Executor):
     name = "local"
 
     def measure(self, job: Job, stop: threading.Event | None = None) -> Measurement:
-        return measure(job, stop)
+        return perform(job, stop)

@@ -27,9 +27,9 @@ from typing import Any
 
 from overnight import sandbox
 from overnight.errors import ConfigError
-from overnight.executors._base import Executor
+from overnight.executors._base import Executor, Job, Measurement
+from overnight.executors.perform import perform
 from overnight.git import git_bytes
-from overnight.measure import Job, Measurement, measure
 from overnight.records import Status
 from overnight.task import Task
 
@@ -47,12 +47,12 @@ def measure_remotely(archive: bytes, job: Job) -> tuple[Measurement, str]:
             tar.extractall(folder, filter="data")
         task_dir = folder / job.task_rel
         log_path = folder / "measurement.log"
-        # job.env holds only OVERNIGHT_* variables: RayExecutor.measure filtered it before sending.
-        env = {**os.environ, **job.env, "OVERNIGHT_RAY_WORKER_PID": str(os.getpid())}
+        # The node's own environment: RayExecutor.measure sent none of the controller's.
+        env = {**os.environ, "OVERNIGHT_RAY_WORKER_PID": str(os.getpid())}
         # The sandbox named the controller's worktree: here the unpacked commit is the one to open.
         box = sandbox.for_task(folder, folder, job.sandbox.network) if job.sandbox else None
         here = replace(job, task_dir=task_dir, log_path=log_path, env=env, setup=True, sandbox=box)
-        measurement = measure(here)
+        measurement = perform(here)
         text = log_path.read_text(encoding="utf-8", errors="replace") if log_path.exists() else ""
         return replace(measurement, setup_done=False), text
     finally:
@@ -61,7 +61,6 @@ def measure_remotely(archive: bytes, job: Job) -> tuple[Measurement, str]:
 
 class RayExecutor(Executor):
     name = "ray"
-    ships_commits = True
 
     def __init__(self, task: Task, address: str | None = None) -> None:
         try:
@@ -107,11 +106,13 @@ class RayExecutor(Executor):
             return self._archives[job.commit]
 
     def measure(self, job: Job, stop: threading.Event | None = None) -> Measurement:
+        job = job.resolved()  # the commit travels as an archive: it must be written first
         if not job.commit:
             raise ConfigError("the ray executor needs the experiment's commit")
         archive = self._archive(job)
-        # Only overnight's own variables travel: the node has its own environment (and no business with secrets here).
-        job = replace(job, env={k: v for k, v in job.env.items() if k.startswith("OVERNIGHT_")})
+        # None of the controller's environment travels: the node has its own (and no business with secrets here);
+        # overnight's own variables are made on the node from the job's fields.
+        job = replace(job, env={})
         for attempt in range(RETRIES + 1):
             ref = self._task.remote(archive, job)
             while True:

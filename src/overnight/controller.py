@@ -1,9 +1,9 @@
 """The controller of a run: the baseline first, then N workers until a stop condition.
 
 Workers are threads of the controller, each with its own worktree and its own
-agent, all proposing on the one shared best (:class:`~overnight.standing.Standing`).
-The controller stays the single writer of the ledger (one connection, a lock) and of
-the run branch (keeps go one at a time, see overnight.loop). Experiments run in
+agent, all proposing on the one shared best. The run's state
+(:class:`~overnight.state.RunState`) is the single writer of the ledger and of the run
+branch (a keep is a compare-and-swap on the best, see overnight.state). Experiments run in
 :class:`~overnight.slots.Slots`; agents think outside them, so with more workers
 than slots proposals are ready the moment a slot frees.
 
@@ -23,20 +23,26 @@ import logging
 import threading
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from overnight import git, host
 from overnight.agents import Agent
 from overnight.errors import TaskBrokenError
 from overnight.executors import Executor
-from overnight.loop import Report, Worker
+from overnight.loop import Worker
 from overnight.records import MEASURED, Experiment, Status
 from overnight.run import Run
 from overnight.slots import Slots
-from overnight.standing import Standing
+from overnight.state import Event
+
+Report = Callable[[Experiment], None]
 
 log = logging.getLogger(__name__)
+
+
+# The events the live view and the plain output are told of: started (its hypothesis known) and ended.
+_REPORTED = (Event.PROPOSE, Event.FINISH, Event.KEEP)
 
 
 @dataclass(frozen=True)
@@ -61,7 +67,7 @@ class Summary:
     stopped: str = ""  # why this invocation ended
 
 
-class Scheduler:
+class Controller:
     """Runs a run's workers. ``agents`` holds one agent per worker (or None to only measure)."""
 
     def __init__(
@@ -75,24 +81,14 @@ class Scheduler:
         slots: Slots | None = None,
     ) -> None:
         self.run = run
-        self.standing = Standing.load(run.ledger)  # shared by the workers (and the live view)
+        self.state = run.state  # shared by the workers (and the live view)
         self.agents: list[Agent] = [] if agents is None else [agents] if isinstance(agents, Agent) else list(agents)
         self.executor = executor
         self.limits = limits
         self.stop = stop or threading.Event()
         self.slots = slots or Slots.for_task(run.task.config.task.exclusive, len(self.agents))
-        keeping = threading.Lock()
         self.workers = [
-            Worker(
-                run,
-                agent,
-                executor,
-                index=index,
-                stop=self.stop,
-                host=host.describe(),
-                slots=self.slots,
-                keeping=keeping,
-            )
+            Worker(run, agent, executor, index=index, stop=self.stop, host=host.describe(), slots=self.slots)
             for index, agent in enumerate(self.agents or [None])
         ]
         self.worker = self.workers[0]  # measures the baseline and noise runs
@@ -101,11 +97,11 @@ class Scheduler:
         self._stopped = ""
         self._errors: list[BaseException] = []
 
-    def _stop_reason(self, started: float, standing: Standing) -> str:
+    def _stop_reason(self, started: float) -> str:
         if self.stop.is_set():
             return "stopped by the user"
         streak = self.limits.give_up_after
-        history = standing.snapshot()[2]
+        history = self.state.history()
         recent = history[-streak:] if streak else ()
         if streak and len(recent) == streak and not any(e.status in MEASURED for e in recent):
             last = recent[-1]
@@ -118,62 +114,62 @@ class Scheduler:
         if self.limits.max_time_s is not None and time.monotonic() - started >= self.limits.max_time_s:
             return f"reached --max-time ({self.limits.max_time_s:g}s)"
         if self.limits.max_cost_usd is not None or self.limits.max_tokens is not None:
-            tokens, cost = self.run.ledger.spent()
+            spent = self.state.spent()
+            tokens, cost = spent.tokens_in + spent.tokens_out, spent.cost_usd or 0.0
             if self.limits.max_cost_usd is not None and cost >= self.limits.max_cost_usd:
                 return f"reached --max-cost-usd {self.limits.max_cost_usd:g} (spent ${cost:.4f})"
             if self.limits.max_tokens is not None and tokens >= self.limits.max_tokens:
                 return f"reached --max-tokens {self.limits.max_tokens} (spent {tokens} tokens)"
         return ""
 
-    def _may_start(self, started: float, standing: Standing) -> bool:
+    def _may_start(self, started: float) -> bool:
         """Reserve the next experiment, unless a stop condition holds (checked by one worker at a time)."""
         with self._lock:
             if not self._stopped:
-                self._stopped = self._stop_reason(started, standing)
+                self._stopped = self._stop_reason(started)
             if self._stopped:
                 return False
             self._started += 1
             return True
 
-    def _work(self, worker: Worker, started: float, standing: Standing) -> None:
+    def _work(self, worker: Worker, started: float) -> None:
         try:
-            while self._may_start(started, standing):
-                worker.step(standing)
+            while self._may_start(started):
+                worker.step()
         except BaseException as exc:  # one worker's failure stops them all; the first error is reported
             with self._lock:
                 self._errors.append(exc)
                 self._stopped = self._stopped or f"stopped: {exc}"
             self.stop.set()
 
-    def _baseline(self, standing: Standing, tip: str, runs: int | None = None) -> str:
+    def _baseline(self, tip: str, runs: int | None = None) -> str:
         """Measure the baseline when the run has none; returns a stop reason, or ""."""
-        if standing.baseline is not None:
+        if self.state.baseline is not None:
             return ""
-        baseline = self.worker.baseline(tip, standing, runs)
+        baseline = self.worker.baseline(tip, runs)
         if baseline.status is Status.INTERRUPTED:
             return "stopped by the user"
         if baseline.status is not Status.BASELINE:
             raise TaskBrokenError(self._broken_message(baseline))
         return ""
 
-    def run_loop(self, report: Report | None = None) -> Summary:
+    def run_workers(self, report: Report | None = None) -> Summary:
         """Run until a stop condition; worktrees are removed and agents closed at the end.
 
-        ``report`` is called with every experiment as it starts and as it ends (from worker threads).
+        ``report`` is called with every experiment as it starts (its hypothesis known) and as it
+        ends, from the worker threads.
         """
         started = time.monotonic()
-        standing = self.standing
         if report is not None:
-            for worker in self.workers:
-                worker.report = report
-        had_baseline = standing.baseline is not None
-        tip = git.resolve(self.run.task.root, self.run.branch_ref) or self.run.start_commit
+            self.state.watch(lambda event, exp: report(exp) if event in _REPORTED else None)
+        had_baseline = self.state.baseline is not None
+        tip = self.run.branch.tip() or self.run.start_commit
         for worker in self.workers:
             worker.open(tip)
         try:
-            self._stopped = self._baseline(standing, tip)
+            self._stopped = self._baseline(tip)
             threads = [
-                threading.Thread(target=self._work, args=(w, started, standing), name=f"worker-{w.index}", daemon=True)
+                threading.Thread(target=self._work, args=(w, started), name=f"worker-{w.index}", daemon=True)
                 for w in self.workers
             ]
             for thread in threads:
@@ -185,11 +181,11 @@ class Scheduler:
             self._close()
         if self._errors:
             raise self._errors[0]
-        counts = Counter(e.status.value for e in self.run.ledger.experiments())
-        baseline, best, _, _ = standing.snapshot()
+        counts = Counter(e.status.value for e in self.state.experiments())
+        baseline, best = self.state.baseline, self.state.best
         ran = self._started + (not had_baseline)
         stopped = "stopped by the user" if self.stop.is_set() and not self._errors else self._stopped
-        return Summary(self.run.tag, self.run.branch, baseline, best, ran, dict(counts), stopped)
+        return Summary(self.run.tag, self.run.branch.name, baseline, best, ran, dict(counts), stopped)
 
     def noise(self, runs: int) -> tuple[Experiment, list[float]] | None:
         """Measure the unchanged best ``runs`` more times (the baseline of a new run: ``runs`` times).
@@ -198,30 +194,29 @@ class Scheduler:
         the ledger, where they inform the judge. Stopped (Ctrl-C) it returns what was measured
         so far, or None when it stopped before a baseline existed.
         """
-        standing = self.standing
-        tip = git.resolve(self.run.task.root, self.run.branch_ref) or self.run.start_commit
+        tip = self.run.branch.tip() or self.run.start_commit
         self.worker.open(tip)
         try:
-            if standing.baseline is None:
-                if self._baseline(standing, tip, runs):
+            if self.state.baseline is None:
+                if self._baseline(tip, runs):
                     return None  # stopped by the user before the baseline was measured
-                best = standing.snapshot()[1]
+                best = self.state.best
                 assert best is not None
-                return best, standing.values(best.id)
-            best = standing.snapshot()[1]
+                return best, self.state.values(best.id)
+            best = self.state.best
             assert best is not None
-            before = len(standing.values(best.id))
+            before = len(self.state.values(best.id))
             self.worker.worktree.checkout(best.commit)
             for _ in range(runs):
-                measured = self.worker.measurer.measure(best, standing, "noise", round_no=standing.round_of(best.id))
+                measured = self.worker.measurer.once(best, "noise")
                 if measured.status is Status.INTERRUPTED or self.stop.is_set():
                     break  # what was measured before the stop still counts
                 if measured.status is not None:
                     raise TaskBrokenError(
                         f"the best (experiment {best.id}) failed when measured again: {measured.reason}"
                     )
-            best = self.worker.measurer.reestimate(best, standing)
-            return best, standing.values(best.id)[before:]
+            best = self.state.estimate(best.id)
+            return best, self.state.values(best.id)[before:]
         finally:
             self._close()
 

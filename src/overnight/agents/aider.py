@@ -1,0 +1,48 @@
+"""aider as an agent: `aider --message-file ...`, plain text."""
+
+from __future__ import annotations
+
+import re
+
+from overnight.agents import prices
+from overnight.agents._base import Context
+from overnight.agents.coding_cli import CodingCLI, Outcome
+from overnight.agents.hypothesis import last_line
+
+_AIDER_TOKENS = re.compile(
+    r"Tokens: ([\d.]+k?) sent(?:, [\d.]+k? cache write)?(?:, [\d.]+k? cache hit)?, ([\d.]+k?) received\."
+    r"(?:\s*Cost: \$([\d.]+) message, \$([\d.]+) session\.)?"
+)
+
+
+def _aider_count(text: str) -> int:
+    return round(float(text[:-1]) * 1000) if text.endswith("k") else int(float(text))
+
+
+class Aider(CodingCLI):
+    """`aider --message-file ... --yes-always --no-auto-commits`: plain text; tokens from its usage lines."""
+
+    binary = "aider"
+    install_hint = "install aider (pip install aider-install && aider-install) and set your provider's API key"
+    state = (".aider",)
+
+    def argv(self, context: Context, prompt_file: str) -> list[str]:
+        return [
+            self.binary, "--message-file", prompt_file, "--yes-always", "--no-auto-commits", "--no-dirty-commits",
+            "--no-pretty", "--no-stream", "--no-fancy-input", "--no-check-update", "--no-show-release-notes",
+            "--analytics-disable", "--no-gitignore", "--no-detect-urls", "--no-suggest-shell-commands",
+            *self._model(), *context.editable,
+        ]  # fmt: skip
+
+    def read(self, stdout: str, stderr: str) -> Outcome:
+        found = _AIDER_TOKENS.findall(stdout)
+        if not found:
+            # aider exits 0 even when every model call failed: no usage line means no answer.
+            return Outcome(stdout, None, last_line(stderr) or last_line(stdout) or "aider made no model call")
+        tokens_in = sum(_aider_count(sent) for sent, _, _, _ in found)
+        tokens_out = sum(_aider_count(received) for _, received, _, _ in found)
+        session = found[-1][3]
+        return Outcome(stdout, prices.priced(self.settings, tokens_in, tokens_out, float(session) if session else None))
+
+
+AGENT = Aider

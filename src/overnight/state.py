@@ -1,0 +1,340 @@
+"""A run's state, with one owner: the ledger on disk and what the workers read in memory.
+
+:class:`RunState` sits in front of the run's :class:`~overnight.ledger.Ledger` as a
+write-through cache (the shape of optuna's cached storage): every event of a run is
+one call, which writes the ledger in one transaction and then memory, under one lock.
+Nothing else writes experiments or measurements, so the two cannot disagree; readers
+get immutable values (experiments are frozen, collections are copied).
+
+The events, in the order an experiment meets them::
+
+    begin     an id is taken and the experiment recorded as running
+    propose   its hypothesis (and agent, usage) is known: other workers see it in flight
+    update    anything else known while it runs (its commit, a held-out score)
+    measure   one measurement; an experiment in flight also takes the run's facts (metrics, time)
+    rebase    moved onto a newer best, to be measured there anew (a new round)
+    estimate  a finished experiment (the best) measured again: its estimate is the mean of all
+    finish    it ended with any status but keep
+    keep      it ended kept: recorded, then the run branch moves to it (compare-and-swap)
+
+The run's state is handed to the controller, its workers and their measurers once, at
+construction. Thread-safety: every method may be called from any worker thread.
+"""
+
+from __future__ import annotations
+
+import enum
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import replace
+
+from overnight import faults
+from overnight.errors import OvernightError, RunStateError
+from overnight.git import Branch
+from overnight.judge import Noise, mean
+from overnight.ledger import Ledger
+from overnight.records import MEASURED, ON_BRANCH, Experiment, Measured, Status, Usage, chain
+
+
+class Event(enum.StrEnum):
+    """What a :class:`RunState` call recorded (see the module docstring)."""
+
+    BEGIN = "begin"
+    PROPOSE = "propose"
+    UPDATE = "update"
+    MEASURE = "measure"
+    REBASE = "rebase"
+    ESTIMATE = "estimate"
+    FINISH = "finish"
+    KEEP = "keep"
+
+
+Watcher = Callable[[Event, Experiment], None]
+
+
+class BestMoved(Exception):
+    """A keep was refused: another worker kept a change since this one was proposed.
+
+    ``best`` is the newer best; the change must be rebased onto it and measured there.
+    """
+
+    def __init__(self, best: Experiment) -> None:
+        super().__init__(f"the best moved to experiment {best.id}")
+        self.best = best
+
+
+class RunState:
+    """The one owner of a run's state; see the module docstring."""
+
+    def __init__(self, ledger: Ledger, branch: Branch) -> None:
+        self._ledger = ledger
+        self._branch = branch
+        self._lock = threading.RLock()
+        self._watchers: list[Watcher] = []
+        self._experiments: dict[int, Experiment] = {}  # every experiment of the run, the latest version
+        self._finished: list[int] = []  # finished experiments, in the order they finished
+        self._baseline: int | None = None
+        self._best: int | None = None
+        self._samples: dict[tuple[int, int], list[float]] = {}  # (experiment, round) → measured values
+        self._seeds: dict[tuple[int, int], int] = {}  # (experiment, round) → the next free seed
+        self._tried: dict[tuple[str, str], int] = {}  # (parent, change key) → the last finished experiment with it
+        self._load()
+
+    def _load(self) -> None:
+        for m in self._ledger.measurements():
+            key = (m.experiment, m.round)
+            if m.value is not None:
+                self._samples.setdefault(key, []).append(m.value)
+            # failed measurements used their seeds too: a resumed run must not measure on them again
+            self._seeds[key] = max(self._seeds.get(key, 0), m.seed + 1)
+        for exp in self._ledger.experiments():
+            if exp.status in MEASURED and exp.metric is not None and not self._values(exp.id, exp.round):
+                self._samples[(exp.id, exp.round)] = [exp.metric]  # recorded before measurements were kept one by one
+            self._experiments[exp.id] = exp
+            if exp.status is not Status.RUNNING:
+                self._finished.append(exp.id)
+                self._note_tried(exp)
+        points = chain(self._experiments.values())
+        if points:
+            self._baseline, self._best = points[0].id, points[-1].id
+
+    def watch(self, watcher: Watcher) -> None:
+        """Call ``watcher(event, experiment)`` after every event.
+
+        Watchers are called in the order of the events, under the state's lock, from the
+        thread that caused the event: memory and ledger agree while they look, and nothing
+        changes meanwhile. A watcher should be quick, and may read the state.
+        """
+        self._watchers.append(watcher)
+
+    # -- reading -----------------------------------------------------------------------------------
+
+    @property
+    def baseline(self) -> Experiment | None:
+        with self._lock:
+            return None if self._baseline is None else self._experiments[self._baseline]
+
+    @property
+    def best(self) -> Experiment | None:
+        """The current best: the last keep, else the baseline (the tip of the run branch)."""
+        with self._lock:
+            return None if self._best is None else self._experiments[self._best]
+
+    def get(self, experiment_id: int) -> Experiment:
+        """The latest version of an experiment."""
+        with self._lock:
+            return self._experiments[experiment_id]
+
+    def history(self) -> tuple[Experiment, ...]:
+        """Finished experiments, in the order they finished."""
+        with self._lock:
+            return tuple(self._experiments[i] for i in self._finished)
+
+    def running(self) -> tuple[Experiment, ...]:
+        """Experiments in flight whose hypothesis is known (what other workers are trying)."""
+        with self._lock:
+            return tuple(e for e in self._experiments.values() if e.status is Status.RUNNING and e.hypothesis)
+
+    def experiments(self) -> tuple[Experiment, ...]:
+        """Every experiment, in id order (as the ledger lists them)."""
+        with self._lock:
+            return tuple(self._experiments[i] for i in sorted(self._experiments))
+
+    def snapshot(self) -> tuple[Experiment | None, Experiment | None, tuple[Experiment, ...], tuple[Experiment, ...]]:
+        """(baseline, best, finished history, experiments in flight), consistent with each other."""
+        with self._lock:
+            return self.baseline, self.best, self.history(), self.running()
+
+    def values(self, experiment_id: int, round: int | None = None) -> list[float]:
+        """The measured values of an experiment's latest round (or of ``round``)."""
+        with self._lock:
+            return self._values(experiment_id, self._experiments[experiment_id].round if round is None else round)
+
+    def _values(self, experiment_id: int, round: int) -> list[float]:
+        return list(self._samples.get((experiment_id, round), []))
+
+    def samples(self) -> dict[tuple[int, int], list[float]]:
+        """Every measured value, by (experiment, round)."""
+        with self._lock:
+            return {key: list(values) for key, values in self._samples.items()}
+
+    def noise(self, exclude: Iterable[int] = ()) -> Noise:
+        """The noise pooled over every experiment measured more than once (but ``exclude``)."""
+        skip = set(exclude)
+        with self._lock:
+            return Noise.pooled([v for (e, _), v in self._samples.items() if e not in skip])
+
+    def tried(self, parent: str, change_key: str) -> Experiment | None:
+        """The last finished experiment that made the change ``change_key`` on ``parent``, if any."""
+        with self._lock:
+            found = self._tried.get((parent, change_key))
+            return None if found is None else self._experiments[found]
+
+    def spent(self) -> Usage:
+        """What the run's agents have spent so far, every invocation together."""
+        with self._lock:
+            return sum(
+                (Usage(e.tokens_in or 0, e.tokens_out or 0, e.cost_usd) for e in self._experiments.values()), Usage()
+            )
+
+    def next_seed(self, experiment_id: int, round: int) -> int:
+        """Reserve the next seed of an experiment's round (two workers never measure on the same seed)."""
+        with self._lock:
+            key = (experiment_id, round)
+            seed = max(self._seeds.get(key, 0), len(self._samples.get(key, [])))
+            self._seeds[key] = seed + 1
+            return seed
+
+    # -- events ------------------------------------------------------------------------------------
+
+    def begin(self, make: Callable[[int], Experiment]) -> Experiment:
+        """Record ``make(id)`` as running under the next free id (ids never repeat or skip)."""
+        with self._lock:
+            exp = self._ledger.begin(make)
+            self._experiments[exp.id] = exp
+            self._tell(Event.BEGIN, exp)
+        return exp
+
+    def propose(self, exp: Experiment) -> Experiment:
+        """The running ``exp`` has its hypothesis: recorded, and visible to the other workers."""
+        return self._revise(Event.PROPOSE, exp)
+
+    def update(self, exp: Experiment) -> Experiment:
+        """Record what became known of the running ``exp``."""
+        return self._revise(Event.UPDATE, exp)
+
+    def rebase(self, exp: Experiment) -> Experiment:
+        """The running ``exp`` was moved onto a newer best (its commit, parent and ``info["rebased"]``)."""
+        return self._revise(Event.REBASE, exp)
+
+    def _revise(self, event: Event, exp: Experiment) -> Experiment:
+        if exp.status is not Status.RUNNING:
+            raise ValueError(f"experiment {exp.id} is {exp.status.value}: only a running one can be revised")
+        with self._lock:
+            self._check_running(exp.id)
+            with self._ledger.transaction() as db:
+                Ledger.write_experiment(db, exp)
+            self._experiments[exp.id] = exp
+            self._tell(event, exp)
+        return exp
+
+    def measure(self, measured: Measured, facts: Callable[[Experiment], Experiment] | None = None) -> Experiment:
+        """Record one measurement of ``measured.experiment``; returns the experiment as it now stands.
+
+        An experiment in flight takes its estimate (the mean of its round's values, and how
+        many) and, through ``facts``, what the run reported (metrics, time, memory);
+        a finished one (the best, measured again) is left to :meth:`estimate`.
+        """
+        with self._lock:
+            exp = self._experiments[measured.experiment]
+            key = (measured.experiment, measured.round)
+            values = self._samples.get(key, []) + ([measured.value] if measured.value is not None else [])
+            running = exp.status is Status.RUNNING
+            if running:
+                if measured.value is not None:
+                    exp = replace(exp, metric=mean(values), runs=len(values))
+                exp = facts(exp) if facts else exp
+            with self._ledger.transaction() as db:
+                Ledger.write_measurement(db, measured)
+                if running:
+                    Ledger.write_experiment(db, exp)
+            if values:
+                self._samples[key] = values
+            self._seeds[key] = max(self._seeds.get(key, 0), measured.seed + 1)
+            self._experiments[exp.id] = exp
+            self._tell(Event.MEASURE, exp)
+        return exp
+
+    def estimate(self, experiment_id: int) -> Experiment:
+        """Record a finished experiment's estimate as the mean of all its latest round's measurements."""
+        with self._lock:
+            exp = self._experiments[experiment_id]
+            values = self._values(exp.id, exp.round)
+            if not values:
+                return exp
+            exp = replace(exp, metric=mean(values), runs=len(values))
+            with self._ledger.transaction() as db:
+                Ledger.write_experiment(db, exp)
+            self._experiments[exp.id] = exp
+            self._tell(Event.ESTIMATE, exp)
+        return exp
+
+    def finish(self, exp: Experiment) -> Experiment:
+        """``exp`` ended with its (final) status, any but keep: recorded, and it joins the history.
+
+        A baseline becomes the baseline and the best.
+        """
+        if exp.status in (Status.RUNNING, Status.KEEP):
+            raise ValueError(f"finish() takes a final status other than keep, not {exp.status.value}")
+        with self._lock:
+            self._end(exp)
+            self._tell(Event.FINISH, exp)
+        return exp
+
+    def keep(self, exp: Experiment) -> Experiment:
+        """``exp`` ended kept: record it, then move the run branch to its commit.
+
+        Raises :class:`BestMoved` (recording nothing) when ``exp`` was not proposed on the
+        current best. The keep is recorded before the branch moves, so a controller killed
+        in between is mended on resume (see overnight.run). When the branch was moved by
+        something else, the keep is recorded as a discard instead and RunStateError is raised.
+        """
+        if exp.status is not Status.KEEP:
+            raise ValueError(f"keep() takes a kept experiment, not {exp.status.value}")
+        with self._lock:
+            best = self.best
+            assert best is not None, "the baseline comes first"
+            if best.commit != exp.parent:
+                raise BestMoved(best)
+            self._end(exp)
+            faults.point("kept")
+            try:
+                self._branch.move(exp.commit, exp.parent)
+            except OvernightError as err:
+                reason = f"the run branch moved outside overnight: {err}"
+                self._rewrite(replace(exp, status=Status.DISCARD, reason=reason))
+                raise RunStateError(
+                    f"branch {self._branch.name} was moved by something other than this run; "
+                    "the run stopped to avoid overwriting it"
+                ) from err
+            self._tell(Event.KEEP, exp)
+        return exp
+
+    def _end(self, exp: Experiment) -> None:
+        """Write a finished experiment through, and place it (baseline, best). Under the lock."""
+        self._check_running(exp.id)
+        with self._ledger.transaction() as db:
+            Ledger.write_experiment(db, exp)
+        self._experiments[exp.id] = exp
+        self._finished.append(exp.id)
+        self._note_tried(exp)
+        self._place(exp)
+
+    def _rewrite(self, exp: Experiment) -> None:
+        """Replace a finished experiment's record (a keep undone); the best goes back to the last keep."""
+        with self._ledger.transaction() as db:
+            Ledger.write_experiment(db, exp)
+        self._experiments[exp.id] = exp
+        on_branch = [i for i in self._finished if self._experiments[i].status in ON_BRANCH]
+        self._best = on_branch[-1] if on_branch else None
+        self._tell(Event.FINISH, exp)
+
+    def _note_tried(self, exp: Experiment) -> None:
+        if exp.change_key:
+            self._tried[(exp.parent, exp.change_key)] = exp.id
+
+    def _place(self, exp: Experiment) -> None:
+        if exp.status is Status.BASELINE:
+            self._baseline = self._best = exp.id
+        elif exp.status is Status.KEEP:
+            self._best = exp.id
+
+    def _check_running(self, experiment_id: int) -> None:
+        known = self._experiments.get(experiment_id)
+        if known is None or known.status is not Status.RUNNING:
+            state = "unknown" if known is None else known.status.value
+            raise ValueError(f"experiment {experiment_id} is {state}, not running")
+
+    def _tell(self, event: Event, exp: Experiment) -> None:
+        for watcher in self._watchers:
+            watcher(event, exp)
