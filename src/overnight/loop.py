@@ -274,7 +274,7 @@ class Worker:
             baseline=baseline.metric if baseline else None,
             best=best.metric if best else None,
             best_commit=exp.parent,
-            history=tuple(replace(e, holdout=None) for e in history),  # held-out scores stay hidden
+            history=tuple(e if e.holdout is None else replace(e, holdout=None) for e in history),  # kept hidden
             running=running,
             log_path=self.run.paths.log(exp.id, "agent"),
             brief_path=self.run.paths.brief(exp.id),

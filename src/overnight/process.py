@@ -343,9 +343,8 @@ def _token_holders(token: str, exact: bool = True) -> list[psutil.Process]:
             if not name.isdigit() or int(name) == me:
                 continue
             try:
-                with open(f"/proc/{name}/environ", "rb") as fh:
-                    if needle in fh.read():
-                        holders.append(psutil.Process(int(name)))
+                if needle in _read_all(f"/proc/{name}/environ"):
+                    holders.append(psutil.Process(int(name)))
             except (OSError, psutil.Error):
                 continue
         return holders
@@ -357,6 +356,18 @@ def _token_holders(token: str, exact: bool = True) -> list[psutil.Process]:
         except psutil.Error:
             continue
     return holders
+
+
+def _read_all(path: str) -> bytes:
+    """A small file's bytes, with two system calls fewer than open() (this runs for every process, twice a run)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        parts = [os.read(fd, 1 << 16)]
+        while len(parts[-1]) == 1 << 16:
+            parts.append(os.read(fd, 1 << 16))
+        return b"".join(parts)
+    finally:
+        os.close(fd)
 
 
 def kill_token_holders(prefix: str) -> int:

@@ -17,8 +17,10 @@ URL, a model name) are not secret and are left as they are.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
+import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
@@ -50,7 +52,9 @@ def is_llm_setting(name: str) -> bool:
     return name.upper().startswith(LLM_PREFIXES)
 
 
+@functools.lru_cache(maxsize=4096)
 def _withheld(name: str) -> bool:
+    """Whether child commands do not get the variable ``name`` (kept: names are few, asked often)."""
     return is_secret(name) or is_llm_setting(name)
 
 
@@ -122,18 +126,45 @@ class Redactor:
         return longest
 
 
-_current: tuple[tuple[tuple[str, str], ...], Secrets] | None = None
+# What the last look at this process's environment found: its state, its secrets, and the
+# environments made from it for child commands. Commands start several times per experiment
+# and os.environ decodes every name and value on each pass, so both are kept until it changes.
+_seen: tuple[object, ...] = ()
+_secrets: Secrets | None = None
+_children: dict[tuple[frozenset[str], tuple[str, ...]], dict[str, str]] = {}
+_lock = threading.Lock()
+
+
+def _state() -> tuple[object, ...]:
+    """A cheap exact picture of os.environ: its raw (undecoded) items, when CPython exposes them."""
+    raw = getattr(os.environ, "_data", None)
+    return tuple(raw.items()) if isinstance(raw, dict) else tuple(os.environ.items())
+
+
+def _refresh() -> Secrets:
+    global _seen, _secrets
+    state = _state()
+    with _lock:
+        if _secrets is None or state != _seen:
+            _seen, _secrets = state, Secrets.of(os.environ)
+            _children.clear()
+        return _secrets
 
 
 def current() -> Secrets:
     """The credentials of this process's environment (recomputed only when it changes)."""
-    global _current
-    key = tuple(sorted((k, v) for k, v in os.environ.items() if _withheld(k)))
-    if _current is None or _current[0] != key:
-        _current = (key, Secrets.of(os.environ))
-    return _current[1]
+    return _refresh()
 
 
 def environment(keep: Iterable[str] = (), prefixes: tuple[str, ...] = ()) -> dict[str, str]:
-    """This process's environment for a child command, credentials removed (see the module docstring)."""
-    return current().scrub(os.environ, keep, prefixes)
+    """This process's environment for a child command, credentials removed (see the module docstring).
+
+    A new dict each call: the caller may add to it.
+    """
+    found = _refresh()
+    key = (frozenset(keep), prefixes)
+    with _lock:
+        env = _children.get(key)
+        if env is None:
+            env = _children[key] = found.scrub(os.environ, keep, prefixes)
+        return dict(env)

@@ -90,8 +90,9 @@ class Committed:
         # The experiment is running meanwhile and may damage the worktree's `.git` file: name
         # the repository explicitly, never through that file.
         env = wt.git_env()
+        # The line counts compare the index (what is committed) with the parent: counted alongside write-tree.
+        stats = Pending("diff-index", "--cached", "--numstat", "--no-renames", "-z", parent, cwd=wt.path, env=env)
         tree = git("write-tree", cwd=wt.path, env=env).strip()
-        stats = Pending("diff-tree", "-r", "--numstat", "--no-renames", "-z", parent, tree, cwd=wt.path, env=env)
         # A commit object is a short text: write it with the long-lived hash-object, no new process.
         stamp = f"overnight <overnight@localhost> {int(time.time())} +0000"
         text = f"tree {tree}\nparent {parent}\nauthor {stamp}\ncommitter {stamp}\n\n{self._message}"
