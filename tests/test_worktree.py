@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -90,3 +92,54 @@ def test_ignored_files_survive_a_reset(wt) -> None:
     worktree.release(ignored_base)
     worktree.checkout(ignored_base)
     assert (worktree.path / "cache" / "data.bin").exists()
+
+
+def test_edits_of_tracked_files_are_committed_by_hand_as_git_would(wt, tmp_path: Path) -> None:
+    repo, worktree, base = wt
+    (worktree.path / "a.txt").write_text("one\nmore\n")
+    (worktree.path / "sub" / "b.txt").write_text("two, changed\n")
+    (worktree.path / "sub" / "b.txt").chmod(0o755)
+    change = worktree.stage(base)
+    assert change.blobs is not None, "edits of tracked files are named without git"
+    assert change.paths == ("a.txt", "sub/b.txt")
+    done = worktree.commit(change, "exp 4: by hand\n", "refs/overnight/t/4").wait()
+    # The tree git itself makes of the same files, in an index of its own.
+    env = {"GIT_INDEX_FILE": str(tmp_path / "index")}
+    subprocess.run(["git", "read-tree", base], cwd=worktree.path, env={**os.environ, **env}, check=True)
+    subprocess.run(["git", "add", "-A"], cwd=worktree.path, env={**os.environ, **env}, check=True)
+    made = subprocess.run(["git", "write-tree"], cwd=worktree.path, env={**os.environ, **env}, check=True,
+                          capture_output=True, text=True).stdout.strip()  # fmt: skip
+    assert git(repo.path, "rev-parse", f"{done.commit}^{{tree}}").strip() == made
+    assert git(repo.path, "rev-parse", f"{done.commit}^").strip() == base
+    assert git(repo.path, "ls-tree", done.commit, "sub/b.txt").startswith("100755 blob")
+    assert (done.insertions, done.deletions) == (2, 1)
+    git(repo.path, "fsck", "--strict", "--no-dangling")
+
+
+def test_a_discard_is_put_back_without_git_and_leaves_git_clean(wt) -> None:
+    _, worktree, base = wt
+    (worktree.path / "a.txt").write_text("changed\n")
+    change = worktree.stage(base)
+    assert change.blobs is not None
+    worktree.commit(change, "exp 5\n", "refs/overnight/t/5").wait()
+    (worktree.path / "sub" / "b.txt").write_text("the run rewrote a tracked file\n")
+    worktree.ran()
+    worktree.release(base)
+    worktree.checkout(base)
+    assert (worktree.path / "a.txt").read_text() == "one\n"
+    assert (worktree.path / "sub" / "b.txt").read_text() == "two\n"
+    assert git(worktree.path, "status", "--porcelain") == ""
+    assert git(worktree.path, "rev-parse", "HEAD").strip() == base
+    assert worktree.stage(base).empty
+
+
+def test_a_keep_moves_the_worktree_to_the_new_commit(wt) -> None:
+    _, worktree, base = wt
+    (worktree.path / "a.txt").write_text("kept\n")
+    done = worktree.commit(worktree.stage(base), "exp 6\n", "refs/overnight/t/6").wait()
+    worktree.release(done.commit)
+    worktree.checkout(done.commit)
+    assert git(worktree.path, "rev-parse", "HEAD").strip() == done.commit
+    assert git(worktree.path, "status", "--porcelain") == ""
+    (worktree.path / "a.txt").write_text("kept, then changed again\n")
+    assert worktree.stage(done.commit).paths == ("a.txt",)

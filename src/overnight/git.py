@@ -133,6 +133,59 @@ class GitStream:
         self._error = err.strip() or f"exit code {proc.returncode}"
 
 
+class BlobReader:
+    """A long-lived ``git cat-file --batch``: object contents by id, without a process each.
+
+    One thread at a time may use it. A failure (git died, an unknown object) raises GitError;
+    the next request starts a fresh process.
+    """
+
+    def __init__(self, cwd: Path) -> None:
+        self._cwd = cwd
+        self.env: dict[str, str] | None = None  # extra environment for the processes started from now on
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    def read(self, oid: str) -> bytes:
+        if self._proc is None or self._proc.poll() is not None:
+            self._proc = subprocess.Popen(
+                ["git", "cat-file", "--batch"],
+                cwd=self._cwd,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+                env={**os.environ, **self.env} if self.env else None,
+                start_new_session=True,
+            )
+        proc = self._proc
+        assert proc.stdin is not None and proc.stdout is not None
+        try:
+            proc.stdin.write(oid.encode() + b"\n")
+            proc.stdin.flush()
+            header = proc.stdout.readline().split()
+            if len(header) != 3:
+                raise GitError(f"git cat-file has no object {oid} in {self._cwd}")
+            size = int(header[2])
+            data = proc.stdout.read(size + 1)[:size]
+        except (BrokenPipeError, ValueError) as err:
+            self.close()
+            raise GitError(f"git cat-file failed in {self._cwd}: {err}") from None
+        if len(data) != size:
+            self.close()
+            raise GitError(f"git cat-file stopped while reading {oid} in {self._cwd}")
+        return data
+
+    def close(self) -> None:
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return
+        with contextlib.suppress(BrokenPipeError):
+            assert proc.stdin is not None
+            proc.stdin.close()
+        proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+
 def repo_root(path: Path) -> Path:
     """The top of the git repository holding ``path``."""
     if not path.is_dir():

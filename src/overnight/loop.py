@@ -41,6 +41,7 @@ from dataclasses import replace
 
 from overnight import faults, git, secrets
 from overnight.agents import Agent, Context
+from overnight.commits import Committed
 from overnight.errors import AgentError, AgentUnavailable, GitError, OvernightError
 from overnight.executors import Executor
 from overnight.judge import Action, Decision
@@ -49,7 +50,7 @@ from overnight.records import MEASURED, Ended, Experiment, Status, Usage, now_is
 from overnight.run import Run
 from overnight.slots import Slots
 from overnight.state import BestMoved
-from overnight.worktree import Change, Committed, Worktree
+from overnight.worktree import Change, Worktree
 
 log = logging.getLogger(__name__)
 

@@ -3,16 +3,21 @@
 Git processes are the harness's main cost per experiment, so this module keeps
 them off the path from one experiment to the next where it can:
 
-* **what changed.** When the agent left git alone (the worktree's index file and
-  HEAD are as :meth:`Worktree.checkout` left them), ``git add -A --verbose`` stages
+* **what changed.** When the agent only edited files the best tracks and left git
+  alone (the worktree's index file and HEAD are as :meth:`Worktree.checkout` left
+  them), the harness's own picture of the files names the change without git
+  (overnight.picture), keeping the files' bytes as read then. When names were added or removed, ``git add -A --verbose`` stages
   the change and names the changed files in one process. When the agent staged,
   committed or switched branches itself, the change is taken as the whole worktree
   against the parent (``git diff --cached``), whatever the agent did.
-* **committing** (``write-tree``, ``commit-tree`` on the parent we chose, the
-  experiment's ref, the line counts) runs on a thread while the experiment runs:
-  the files it measures are already what will be committed.
-* **resetting** for the next experiment (``git clean`` when new files appeared,
-  ``git checkout``) runs on a thread while the controller does its bookkeeping.
+* **committing** (the commit on the parent we chose, the experiment's ref, the line
+  counts) runs on a thread while the experiment runs (overnight.commits): the files
+  it measures are already what will be committed.
+* **resetting** for the next experiment runs on a thread while the controller does
+  its bookkeeping: when the worktree's index and HEAD never left the commit and no
+  name was added or removed, the files that differ are written back from git's objects
+  through a long-lived ``cat-file``; otherwise ``git clean`` (when new files appeared)
+  and ``git checkout``.
 
 A worktree's HEAD is always detached, so nothing done in it moves a branch.
 """
@@ -25,14 +30,14 @@ import logging
 import os
 import re
 import shutil
-import threading
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from overnight import picture
+from overnight.commits import Background, Committed
 from overnight.errors import GitError
-from overnight.git import GitStream, Pending, git, git_ok
+from overnight.git import BlobReader, GitStream, git, git_ok
+from overnight.picture import Blob, Picture, Tree
 
 log = logging.getLogger(__name__)
 
@@ -43,73 +48,13 @@ class Change:
 
     parent: str
     paths: tuple[str, ...] = ()  # repo-relative
+    # Named from the picture (edits of tracked files only): the files as read then, which the
+    # commit holds. None: staged in the worktree's index by git.
+    blobs: dict[str, Blob] | None = None
 
     @property
     def empty(self) -> bool:
         return not self.paths
-
-
-class _Background:
-    """A function run on a thread; :meth:`join` waits and re-raises what it raised."""
-
-    def __init__(self, target: Callable[[], None]) -> None:
-        self._target = target
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        try:
-            self._target()
-        except BaseException as exc:  # handed to the joining thread
-            self._error = exc
-
-    def join(self) -> None:
-        self._thread.join()
-        if self._error is not None:
-            error, self._error = self._error, None
-            raise error
-
-
-class Committed:
-    """An experiment's commit, written in the background while the experiment runs.
-
-    Nothing the run needs waits for it: the worktree's files are already what will
-    be committed. :meth:`wait` gives the commit, with its ref created and its lines counted.
-    """
-
-    def __init__(self, worktree: Worktree, change: Change, message: str, ref: str) -> None:
-        self.commit = ""
-        self.insertions = 0
-        self.deletions = 0
-        self._tree, self._change, self._message, self._ref = worktree, change, message, ref
-        self._work = _Background(self._write)
-
-    def _write(self) -> None:
-        wt, parent = self._tree, self._change.parent
-        # The experiment is running meanwhile and may damage the worktree's `.git` file: name
-        # the repository explicitly, never through that file.
-        env = wt.git_env()
-        # The line counts compare the index (what is committed) with the parent: counted alongside write-tree.
-        stats = Pending("diff-index", "--cached", "--numstat", "--no-renames", "-z", parent, cwd=wt.path, env=env)
-        tree = git("write-tree", cwd=wt.path, env=env).strip()
-        # A commit object is a short text: write it with the long-lived hash-object, no new process.
-        stamp = f"overnight <overnight@localhost> {int(time.time())} +0000"
-        text = f"tree {tree}\nparent {parent}\nauthor {stamp}\ncommitter {stamp}\n\n{self._message}"
-        scratch = wt.gitdir() / "overnight-commit"
-        scratch.write_text(text, encoding="utf-8")
-        commit = wt.objects.ask(f"{scratch}\n", 1)[0]
-        wt.refs.ask(f"start\ncreate {self._ref} {commit}\noption no-deref\nupdate HEAD {commit}\ncommit\n", 2)
-        for entry in stats.wait().split("\0"):
-            fields = entry.split("\t")
-            if len(fields) >= 2:
-                self.insertions += int(fields[0]) if fields[0].isdigit() else 0
-                self.deletions += int(fields[1]) if fields[1].isdigit() else 0
-        self.commit = commit
-
-    def wait(self) -> Committed:
-        self._work.join()
-        return self
 
 
 class Worktree:
@@ -120,18 +65,27 @@ class Worktree:
         self.path = path
         self._exact: str | None = None  # the commit the worktree is known to match exactly
         self._mark: tuple[tuple[int, int, int], str] | None = None  # index stat and HEAD after checkout
-        self._reset: _Background | None = None
+        self._reset: Background | None = None
         self._committing: Committed | None = None
         self._link: str | None = None  # the `.git` file's text, to restore if a run changes it
         # Long-lived git processes that write commits and refs without a new process each time.
         self.objects = GitStream("hash-object", "-w", "-t", "commit", "--stdin-paths", cwd=path)
         self.refs = GitStream("update-ref", "--stdin", cwd=path)
-        self._names: frozenset[str] | None = None  # every path in the worktree when it was last known clean
+        self.blobs = BlobReader(path)
+        # The files as they were when the worktree was last exactly at a commit whose index and
+        # HEAD it still has (None: unknown, or git's index was changed since: ask git).
+        self._picture: Picture | None = None
+        self._trees: dict[str, Tree] = {}  # commit → its tree, for the latest few commits
+        self._plain = False  # the repository stores files as they are (set at create)
+        self._objects: Path | None = None  # the repository's object store
 
     # -- life cycle -------------------------------------------------------------------------
 
     def create(self, commit: str) -> None:
         """Make the worktree at ``commit``; a stale one at the same path is reused."""
+        self._plain = picture.plain_repository(self.root)
+        objects = Path(git("rev-parse", "--git-path", "objects", cwd=self.root).strip())
+        self._objects = objects if objects.is_absolute() else self.root / objects
         if self.path.exists():
             if not (self.path / ".git").is_file():
                 raise GitError(f"{self.path} exists and is not an overnight worktree; move it away and resume")
@@ -141,6 +95,7 @@ class Worktree:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             git("worktree", "add", "--detach", "-q", str(self.path), commit, cwd=self.root)
             self._exact = commit
+            self._picture = picture.take(self.path, commit) if self._plain else None
         self.checkout(commit)
 
     def remove(self) -> None:
@@ -150,6 +105,7 @@ class Worktree:
         finally:
             self.objects.close()
             self.refs.close()
+            self.blobs.close()
             if self.path.exists():
                 git("worktree", "remove", "--force", str(self.path), cwd=self.root, check=False)
             git("worktree", "prune", cwd=self.root, check=False)
@@ -161,7 +117,7 @@ class Worktree:
         link = self.path / ".git"
         if self._link is None:
             self._link = link.read_text(encoding="utf-8") if link.is_file() else None
-            self.objects.env = self.refs.env = self.git_env()
+            self.objects.env = self.refs.env = self.blobs.env = self.git_env()
             return
         try:
             intact = link.is_file() and not link.is_symlink() and link.read_text(encoding="utf-8") == self._link
@@ -175,6 +131,7 @@ class Worktree:
                 link.unlink(missing_ok=True)
             link.write_text(self._link, encoding="utf-8")
             self._exact = None
+            self._picture = None
 
     def ran(self) -> None:
         """A command ran here and may have left files or changes: the next checkout resets, even to the same commit."""
@@ -185,9 +142,8 @@ class Worktree:
         self._join()
         self._repair()
         if self._exact != commit:
-            self._reset_to(commit, clean=True)
+            self._ready(commit)
         self._mark = (self._index_stat(), self._head())
-        self._names = self._walk()
 
     def release(self, next_commit: str, touched: bool = True) -> None:
         """An experiment is done with the worktree; get it ready for ``next_commit`` in the background.
@@ -200,19 +156,63 @@ class Worktree:
             self._exact = None
         if self._exact == next_commit:
             return
-        # `git clean` is needed only when new untracked files appeared since the last
-        # staging; comparing the names in the worktree is much cheaper than asking git.
-        clean = self._names is None or self._walk() != self._names
-        self._reset = _Background(lambda: self._reset_to(next_commit, clean))
+        self._reset = Background(lambda: self._ready(next_commit))
+
+    def _ready(self, commit: str) -> None:
+        """Put the worktree exactly at ``commit``: without git when the picture allows, else with it.
+
+        Without git when the worktree's index and HEAD never left ``commit`` since its picture
+        was taken and no name was added or removed: then the files that differ are tracked
+        ones (written back from git's objects) or ignored ones (left, as git leaves them).
+        """
+        self._repair()
+        before = self._picture
+        now = picture.take(self.path, commit) if before is not None else None
+        same_names = before is not None and now is not None and before.same_names(now)
+        if before is not None and now is not None and same_names and self._may_tidy(before, commit):
+            tree = self._tree(commit)
+            dirty = [p for p, st in now.files.items() if st != before.files[p] and p in tree.entries]
+            picture.restore(self.path, dirty, tree, self.blobs)
+            self._picture = picture.take(self.path, commit)
+            self._exact = commit
+            return
+        self._reset_to(commit, clean=not same_names)
+
+    def _may_tidy(self, before: Picture, commit: str) -> bool:
+        return (
+            self._plain
+            and before.commit == commit
+            and self._mark == (self._index_stat(), commit)
+            and self._tree(commit).plain
+        )
 
     def _reset_to(self, commit: str, clean: bool) -> None:
-        self._repair()
         self._exact = None
         # Untracked files first (with the old index), then the checkout undoes staged and committed files.
+        # `git clean` is needed only when names appeared since the picture; comparing names is cheaper than git.
         if clean:
             git("clean", "-q", "-f", "-d", cwd=self.path)
         git("checkout", "-q", "-f", "--detach", commit, cwd=self.path)
         self._exact = commit
+        self._picture = picture.take(self.path, commit) if self._plain else None
+        if self._picture is not None:
+            self._tree(commit)  # read now, in the background, for the next experiment's change
+
+    def objects_dir(self) -> Path:
+        """Where the repository keeps its objects (for commits written by hand)."""
+        assert self._objects is not None, "create() first"
+        return self._objects
+
+    def tree_of(self, commit: str) -> Tree:
+        """A commit's tree as read by overnight.picture (kept for the latest few commits)."""
+        return self._tree(commit)
+
+    def _tree(self, commit: str) -> Tree:
+        if commit not in self._trees:
+            if len(self._trees) >= 4:
+                self._trees.pop(next(iter(self._trees)))
+            self._trees[commit] = Tree.of(self.root, commit)
+        return self._trees[commit]
 
     def _join(self) -> None:
         """Wait for background work on this worktree (a commit being written, a reset)."""
@@ -222,27 +222,6 @@ class Worktree:
         if self._reset is not None:
             reset, self._reset = self._reset, None
             reset.join()
-
-    def _walk(self, limit: int = 5000) -> frozenset[str] | None:
-        """Every path under the worktree (but .git); None for big trees, where git is faster to ask."""
-        names: set[str] = set()
-        stack = [""]
-        while stack:
-            rel = stack.pop()
-            try:
-                entries = list(os.scandir(self.path / rel if rel else self.path))
-            except OSError:
-                return None
-            for entry in entries:
-                name = f"{rel}/{entry.name}" if rel else entry.name
-                if name == ".git":
-                    continue
-                names.add(name)
-                if entry.is_dir(follow_symlinks=False):
-                    stack.append(name)
-            if len(names) > limit:
-                return None
-        return frozenset(names)
 
     # -- what the agent changed -----------------------------------------------------------
 
@@ -270,24 +249,34 @@ class Worktree:
             return ""
 
     def stage(self, parent: str) -> Change:
-        """Stage everything and name the files that differ from ``parent``."""
+        """Name the files that differ from ``parent``, and stage them (now, or when committed)."""
         self._repair()  # an agent that rewrote `.git` must not send our git commands elsewhere
         self._exact = None  # the agent may have changed anything
-        fast = self._mark == (self._index_stat(), parent)
-        paths: list[str] | None = None
+        untouched = self._mark == (self._index_stat(), parent)  # the agent left git's index and HEAD alone
+        before = self._picture
+        if untouched and before is not None and before.commit == parent:
+            now = picture.take(self.path, parent)
+            blobs = None if now is None else picture.changed(self.path, before, now, self._tree(parent))
+            if blobs is not None:
+                if not blobs:
+                    self._exact = parent
+                    self._picture = now  # the same content; the stats are the ones to compare with next
+                return Change(parent, tuple(blobs), blobs=blobs)
+        self._picture = None  # git's index is changed from here on
+        fast = untouched
+        paths_found: list[str] | None = None
         if fast:
             # With the index as checkout left it, `add --verbose` names exactly the changed files.
             out = git("-c", "core.quotePath=false", "add", "-A", "--verbose", cwd=self.path)
-            paths = _verbose_paths(out)
+            paths_found = _verbose_paths(out)
         else:
             git("add", "-A", cwd=self.path)
-        if paths is None:
+        if paths_found is None:
             out = git("diff", "--cached", "--name-only", "--no-renames", "-z", parent, cwd=self.path)
-            paths = [p for p in out.split("\0") if p]
-        if not paths and self._head() == parent:
+            paths_found = [p for p in out.split("\0") if p]
+        if not paths_found and self._head() == parent:
             self._exact = parent
-        self._names = self._walk()  # everything not ignored is staged now
-        return Change(parent, tuple(paths))
+        return Change(parent, tuple(paths_found))
 
     def change_key(self, change: Change) -> str:
         """A digest of the changed files' new state: on one parent, equal keys mean equal diffs."""
@@ -312,6 +301,7 @@ class Worktree:
         """
         self.checkout(onto)
         self._exact = None
+        self._picture = None  # cherry-pick works in git's index
         if not git_ok("cherry-pick", "--no-commit", commit, cwd=self.path):
             git_ok("cherry-pick", "--abort", cwd=self.path)
             return "its change conflicts with"
@@ -329,8 +319,11 @@ class Worktree:
         return total
 
     def diff(self, change: Change, limit: int = 1 << 20) -> str:
-        """The staged change as a patch (kept for changes that are rejected), cut at ``limit`` bytes."""
-        text = git("diff", "--cached", "--no-color", change.parent, cwd=self.path)
+        """The change as a patch (kept for changes that are rejected), cut at ``limit`` bytes."""
+        if change.blobs is None:
+            text = git("diff", "--cached", "--no-color", change.parent, cwd=self.path)
+        else:  # edits of tracked files only: the worktree against the parent's tree
+            text = git("diff", "--no-color", change.parent, "--", *change.paths, cwd=self.path)
         return (
             text if len(text) <= limit else text[:limit] + f"\n[... {len(text) - limit} more bytes of diff not kept]\n"
         )
