@@ -40,6 +40,19 @@ print(f"budget: {os.environ['OVERNIGHT_BUDGET_S']}")
 print(f"seed: {os.environ['OVERNIGHT_SEED']}")
 """
 
+# A gate that fails when X goes negative, and a plan whose first seven experiments end
+# keep, discard, crash, timeout (with timeout_s = 1.5), no_metric, gate_failed, rejected.
+GATE = f"{sys.executable} -c \"import sys; sys.exit(1 if 'X = -' in open('train.py').read() else 0)\""
+OUTCOMES_PLAN: dict[str, list[list[object]]] = {
+    "1": [["set", "train.py", "X", "5"], ["print", "Hypothesis: move X toward 3"]],
+    "2": [["set", "train.py", "X", "9"], ["print", "Hypothesis: X = 9"]],
+    "3": [["set", "train.py", "CRASH", "3"]],
+    "4": [["set", "train.py", "SLEEP", "30"]],
+    "5": [["set", "train.py", "VALUE", "float('nan')"]],
+    "6": [["set", "train.py", "X", "-1"]],
+    "7": [["write", "helper.py", "VALUE = 2\n"], ["set", "train.py", "X", "4"]],
+}
+
 CONFIG = """\
 [task]
 run = "{python} train.py"

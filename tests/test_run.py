@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import itertools
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import psutil
 
-from conftest import AGENT, Repo, Result, ledger_rows, task_config
+from conftest import AGENT, GATE, OUTCOMES_PLAN, Repo, Result, ledger_rows, task_config
 from overnight.git import experiment_ref
-
-GATE = f"{sys.executable} -c \"import sys; sys.exit(1 if 'X = -' in open('train.py').read() else 0)\""
 
 
 def test_every_status_in_one_run(
@@ -22,13 +19,7 @@ def test_every_status_in_one_run(
     task.commit("gate")
     plan(
         {
-            "1": [["set", "train.py", "X", "5"], ["print", "Hypothesis: move X toward 3"]],
-            "2": [["set", "train.py", "X", "9"], ["print", "Hypothesis: X = 9"]],
-            "3": [["set", "train.py", "CRASH", "3"]],
-            "4": [["set", "train.py", "SLEEP", "30"]],
-            "5": [["set", "train.py", "VALUE", "float('nan')"]],
-            "6": [["set", "train.py", "X", "-1"]],
-            "7": [["write", "helper.py", "VALUE = 2\n"], ["set", "train.py", "X", "4"]],
+            **OUTCOMES_PLAN,
             "8": [["write", "new_module.py", "print(1)\n"]],
             "9": [["print", "giving up"], ["exit", 2]],
             "10": [["print", "Hypothesis: think only"]],

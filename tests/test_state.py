@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import AGENT, FAKES, Repo, task_config
+from conftest import AGENT, FAKES, GATE, OUTCOMES_PLAN, Repo, task_config
 from overnight.agents import CommandAgent
 from overnight.controller import Controller, Limits
 from overnight.errors import RunStateError
@@ -27,8 +27,6 @@ from overnight.run import Run
 from overnight.state import Event, RunState
 from overnight.task import Task
 from test_parallel import TRAIN as PARALLEL_TRAIN
-
-GATE = f"{sys.executable} -c \"import sys; sys.exit(1 if 'X = -' in open('train.py').read() else 0)\""
 
 
 @dataclass
@@ -87,13 +85,7 @@ def test_memory_and_ledger_agree_through_every_outcome(task: Repo, plan: Callabl
     task.commit("gate")
     plan(
         {
-            "1": [["set", "train.py", "X", "5"], ["print", "Hypothesis: move X toward 3"]],
-            "2": [["set", "train.py", "X", "9"], ["print", "Hypothesis: X = 9"]],
-            "3": [["set", "train.py", "CRASH", "3"]],
-            "4": [["set", "train.py", "SLEEP", "30"]],
-            "5": [["set", "train.py", "VALUE", "float('nan')"]],
-            "6": [["set", "train.py", "X", "-1"]],
-            "7": [["write", "helper.py", "VALUE = 2\n"], ["set", "train.py", "X", "4"]],
+            **OUTCOMES_PLAN,
             "8": [["print", "giving up"], ["exit", 2]],
             "9": [["print", "Hypothesis: think only"]],
             "10": [["set", "train.py", "X", "9"], ["print", "Hypothesis: X = 9 again"]],

@@ -225,7 +225,7 @@ class Worker:
 
     def _judge(self, exp: Experiment, best: Experiment) -> Decision:
         """7. Measure the candidate (and the best) again until the judge keeps or discards it."""
-        return self.measurer.judge(exp, best)
+        return self.measurer.until_judged(exp, best)
 
     def _record(self, exp: Experiment, decision: Decision) -> Experiment:
         """8. Record the judged experiment; a keep moves the run branch to it.

@@ -56,7 +56,7 @@ class Measurer:
         """Measure a new candidate once; ``written`` waits for its commit, still being written meanwhile."""
         return self.once(exp, "candidate", written=written)
 
-    def judge(self, exp: Experiment, best: Experiment) -> Decision:
+    def until_judged(self, exp: Experiment, best: Experiment) -> Decision:
         """Measure ``exp`` (measured once) and ``best`` as the judge asks, until it keeps or discards.
 
         A keep is measured :data:`~overnight.judge.NEW_BEST_RUNS` more times (the runs that got it
