@@ -101,11 +101,15 @@ def test_agent_command_that_does_not_exist(task: Repo, cli) -> None:
 
 def test_unknown_agent_kind(task: Repo, cli) -> None:
     result = cli("run", task.path, "--agent", "gpt-9")
-    assert (
-        result.code == 2
-        and "unknown agent kind 'gpt-9'; valid kinds are: aider, anthropic, claude, codex, command, gemini, openai, opencode, tune"
-        in result.err
-    )
+    assert result.code == 2 and "invalid choice: 'gpt-9'" in result.err
+    for kind in ("aider", "anthropic", "claude", "codex", "command", "gemini", "openai", "opencode", "tune"):
+        assert kind in result.err
+    assert _no_run_state(task)
+    task.write("overnight.toml", task.path.joinpath("overnight.toml").read_text() + '\n[agent]\nkind = "gpt-9"\n')
+    task.commit("a kind that does not exist")
+    result = cli("run", task.path)
+    assert result.code == 2 and "[agent] kind: unknown agent kind 'gpt-9'; valid kinds are: tune, command" in result.err
+    assert _no_run_state(task)
 
 
 def test_command_agent_without_a_command(task: Repo, cli) -> None:
@@ -145,9 +149,18 @@ def test_baseline_without_the_metric_stops_the_run(task: Repo, cli) -> None:
     assert "no 'score: <number>' line in the output" in result.err
     assert "loss: 3" in result.err  # the log's tail is shown
     assert "data.csv" in result.err  # uncommitted task files are pointed out
+    assert "the run was removed again" in result.err and "--keep-failed" in result.err
     assert task.snapshot() == before
+    # nothing of the run is left: no branch, no refs, no state folder, no worktree
+    assert task.git("for-each-ref", "refs/heads/overnight", "refs/overnight") == ""
+    assert not (task.path / ".overnight" / "broken").exists()
+    assert task.git("worktree", "list").count("\n") == 1
+    # asked to, it keeps them for a look
+    kept = cli("run", task.path, "--tag", "broken", "--agent-command", "true", "--keep-failed")
+    assert kept.code == 3 and "removed again" not in kept.err
     status = cli("status", task.path, "--tag", "broken")
     assert "no_metric" in status.out
+    assert task.git("rev-parse", "overnight/broken").strip() == task.git("rev-parse", "HEAD").strip()
 
 
 def test_branch_exists_without_run_state(task: Repo, cli) -> None:
@@ -159,7 +172,7 @@ def test_branch_exists_without_run_state(task: Repo, cli) -> None:
 @pytest.mark.parametrize("tag", ["has space", "../up", "-dash", "x" * 65])
 def test_invalid_tag(task: Repo, cli, tag: str) -> None:
     result = cli("run", task.path, f"--tag={tag}", "--agent-command", "true")
-    assert result.code == 5 and "invalid tag" in result.err
+    assert result.code == 2 and "invalid tag" in result.err
 
 
 def test_invalid_max_time(task: Repo, cli) -> None:

@@ -16,7 +16,7 @@ from dashboard_support import STATUSES, build_lm_run, finite, get, in_progress, 
 from overnight import git, views
 from overnight.dashboard import DashboardServer, serve
 from overnight.dashboard.server import experiment_detail, run_summary
-from overnight.errors import ConfigError, GitError, RunStateError
+from overnight.errors import ConfigError, GitError
 from overnight.rundir import RunPaths
 from overnight.views import tail
 
@@ -235,5 +235,5 @@ def test_serve_checks_its_arguments(tmp_path: Path, task: Repo) -> None:
     outside.mkdir()
     with pytest.raises(GitError, match="not inside a git repository"):
         serve(outside, None, port=0)
-    with pytest.raises(RunStateError, match="invalid tag"):
+    with pytest.raises(ConfigError, match="invalid tag"):
         serve(task.path, "../x", port=0)

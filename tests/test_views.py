@@ -48,7 +48,7 @@ def test_status(finished: Repo, cli) -> None:
     assert "experiments: 3 after the baseline" in out
     assert "baseline:    50" in out
     assert "best:        5  (experiment 1, 2 runs; -45, -90.00% vs baseline)  closer to three" in out
-    assert "resume:      overnight run --tag v" in out
+    assert f"resume:      overnight run {finished.path} --tag v" in out
 
 
 def test_log_formats(finished: Repo, cli) -> None:
@@ -78,7 +78,7 @@ def test_show(finished: Repo, cli) -> None:
     assert "changed files that are not editable: helper.py" in rejected
     assert "+VALUE = 9" in rejected  # the rejected change is kept as a diff file
     missing = cli("show", "9", finished.path)
-    assert missing.code == 5 and "has no experiment 9" in missing.err
+    assert missing.code == 2 and "has no experiment 9" in missing.err
 
 
 def _gone(view: views.RunView, experiment_id: int) -> views.RunView:

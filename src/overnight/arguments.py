@@ -10,6 +10,7 @@ from pathlib import Path
 
 from overnight import dashboard, demo
 from overnight._version import __version__
+from overnight.config import AGENT_KINDS
 
 
 def parser() -> argparse.ArgumentParser:
@@ -18,39 +19,65 @@ def parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"overnight {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log what the harness does")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")  # none: the help is printed
 
     p = sub.add_parser("init", help="write overnight.toml and program.md for a task")
     p.add_argument("dir", nargs="?", default=".", type=Path, help="the task folder (default: .)")
     p.add_argument("--run", help="the experiment command, e.g. 'python train.py'")
     p.add_argument("--editable", action="append", help="a glob the agent may change (repeat, or comma-separate)")
     p.add_argument("--metric", help="the metric's name, as the run prints it ('name: value')")
-    p.add_argument("--goal", choices=["min", "max"], help="whether lower or higher is better")
+    p.add_argument("--goal", choices=["min", "max"], help="whether lower or higher is better (default: min)")
 
     p = sub.add_parser("run", help="run experiments until a stop condition")
     p.add_argument("dir", nargs="?", default=".", type=Path, help="the task folder (default: .)")
     p.add_argument("--tag", help="the run's name; an existing tag is resumed (default: a new tag from the time)")
-    p.add_argument("--agent", help="who proposes changes (default: [agent] kind)")
-    p.add_argument("--agent-command", help="for --agent command: the command that edits the files")
+    p.add_argument(
+        "--agent",
+        choices=AGENT_KINDS,
+        metavar="KIND",
+        help=f"who proposes changes: {', '.join(AGENT_KINDS)} (default: [agent] kind, else tune)",
+    )
+    p.add_argument("--agent-command", help="for --agent command: the command that edits the files (implies it)")
     p.add_argument("--agent-timeout", type=float, help="seconds one proposal may take (default: [agent] timeout_s)")
     p.add_argument("--model", help="the model for LLM and coding-CLI agents (default: [agent] model)")
     p.add_argument("--base-url", help="an OpenAI- or Anthropic-compatible server (default: [agent] base_url)")
-    p.add_argument("--agent-retries", type=int, help="times a reply whose edits do not apply is sent back")
-    p.add_argument("--max-cost-usd", type=float, help="stop when the agents have spent this much (USD)")
-    p.add_argument("--max-tokens", type=int, help="stop when the agents have used this many tokens")
+    p.add_argument(
+        "--agent-retries",
+        type=int,
+        help="times a reply whose edits do not apply is sent back (default: [agent] retries, else 2)",
+    )
+    p.add_argument(
+        "--max-cost-usd", type=float, help="stop when the agents have spent this much (USD; default: no limit)"
+    )
+    p.add_argument("--max-tokens", type=int, help="stop when the agents have used this many tokens (default: no limit)")
     p.add_argument(
         "--give-up-after",
         type=int,
         default=10,
-        help="stop after N experiments in a row without a measurement (0: never)",
+        help="stop after N experiments in a row without a measurement (0: never; default: 10)",
     )
-    p.add_argument("--max-experiments", type=int, help="stop after this many experiments (the baseline not counted)")
-    p.add_argument("--max-time", help="stop starting experiments after this long, e.g. 8h, 30m")
+    p.add_argument(
+        "--max-experiments",
+        type=int,
+        help="stop after this many experiments, the baseline not counted (default: no limit)",
+    )
+    p.add_argument("--max-time", help="stop starting experiments after this long, e.g. 8h, 30m (default: no limit)")
     p.add_argument("--force", action="store_true", help="resume a tag even though overnight.toml changed")
-    p.add_argument("--workers", type=int, default=1, help="agents proposing at once, each in its own worktree")
+    p.add_argument(
+        "--keep-failed",
+        action="store_true",
+        help="when the baseline fails, keep the new run's branch and state (default: they are removed again)",
+    )
+    p.add_argument(
+        "--workers", type=int, default=1, help="agents proposing at once, each in its own worktree (default: 1)"
+    )
     p.add_argument("--slots", type=int, help="experiments running at once (default: --workers; 1 if exclusive)")
-    p.add_argument("--gpus", help="GPU ids, one experiment per GPU, e.g. 0,1,2,3 (sets CUDA_VISIBLE_DEVICES)")
-    p.add_argument("--executor", default="local", help="where experiments run: local or ray")
+    p.add_argument(
+        "--gpus", help="GPU ids, one experiment per GPU, e.g. 0,1,2,3 (sets CUDA_VISIBLE_DEVICES; default: none)"
+    )
+    p.add_argument(
+        "--executor", default="local", choices=["local", "ray"], help="where experiments run (default: local)"
+    )
     p.add_argument("--ray-address", help="for --executor ray: auto, ray://host:10001, ... (default: a local Ray)")
 
     p = sub.add_parser("demo", help="copy an example task into a new git repository and run it")
@@ -60,8 +87,13 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--example", default="tinylm", choices=demo.EXAMPLES, help="which example (default: tinylm)")
     p.add_argument("--max-experiments", type=int, default=12, help="experiments after the baseline (default: 12)")
     p.add_argument("--budget", type=float, help="seconds per experiment (default: 20 for tinylm, else the example's)")
-    p.add_argument("--agent", help="who proposes changes (default: the example's; render needs an LLM or coding CLI)")
-    p.add_argument("--model", help="the model for LLM and coding-CLI agents")
+    p.add_argument(
+        "--agent",
+        choices=AGENT_KINDS,
+        metavar="KIND",
+        help=f"who proposes changes: {', '.join(AGENT_KINDS)} (default: the example's; render needs an LLM or coding CLI)",
+    )
+    p.add_argument("--model", help="the model for LLM and coding-CLI agents (default: the example's, if any)")
 
     p = sub.add_parser("noise", help="measure the unchanged best several times: the metric's run-to-run spread")
     p.add_argument("dir", nargs="?", default=".", type=Path, help="the task folder (default: .)")
@@ -73,7 +105,12 @@ def parser() -> argparse.ArgumentParser:
         p.add_argument("dir", nargs="?", default=".", type=Path, help="the task folder (default: .)")
         p.add_argument("--tag", help="the run (default: the most recent run of the task)")
         if name == "log":
-            p.add_argument("--format", choices=["table", "tsv", "json"], default="table")
+            p.add_argument(
+                "--format",
+                choices=["table", "tsv", "json"],
+                default="table",
+                help="table (default), tsv (autoresearch's results.tsv) or json (every field, one object per experiment)",
+            )
 
     p = sub.add_parser("report", help="write the progress plot and report.md of a run")
     p.add_argument("dir", nargs="?", default=".", type=Path, help="the task folder (default: .)")

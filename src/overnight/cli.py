@@ -16,6 +16,7 @@ import contextlib
 import dataclasses
 import logging
 import os
+import shlex
 import signal
 import statistics
 import sys
@@ -27,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from overnight import arguments, views
 from overnight.config import CONFIG_FILE, parse_duration
-from overnight.errors import ConfigError, OvernightError
+from overnight.errors import ConfigError, OvernightError, TaskBrokenError
 from overnight.records import Experiment
 
 if TYPE_CHECKING:
@@ -40,7 +41,11 @@ log = logging.getLogger("overnight")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = arguments.parser().parse_args(argv)
+    grammar = arguments.parser()
+    args = grammar.parse_args(argv)
+    if args.command is None:  # `overnight` alone: what it can do
+        grammar.print_help()
+        return 0
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,
         format="overnight: %(levelname)s: %(message)s",
@@ -54,9 +59,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("overnight: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `overnight log | head`: the reader has what it wanted
+        _quiet_stdout()
+        return 0
     except OSError as err:  # the machine's side: a full disk, a permission, a vanished folder
         print(f"overnight: error: {err}", file=sys.stderr)
         return 1
+
+
+def _quiet_stdout() -> None:
+    """After a broken pipe, point stdout at /dev/null, so Python's flush at exit does not complain."""
+    with contextlib.suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
 
 
 # -- init -------------------------------------------------------------------------------
@@ -135,8 +151,8 @@ def _print_summary(summary: Summary, task: Task) -> None:
     print(f"ledger:   {counts}")
     state = task.root / ".overnight" / summary.tag
     print(f"branch:   {summary.branch}   (git log {summary.branch})")
-    print(f"state:    {state}  (ledger.db, logs/)")
-    print(f"resume:   overnight run {task.dir} --tag {summary.tag}")
+    print(f"state:    {shlex.quote(str(state))}  (ledger.db, logs/)")
+    print(f"resume:   overnight run {shlex.quote(str(task.dir))} --tag {summary.tag}")
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -160,7 +176,15 @@ def cmd_run(args: argparse.Namespace) -> int:
         "retries": args.agent_retries,
     }
     parallel = Parallel(args.workers, args.slots, args.gpus, args.executor, args.ray_address)
-    return _run(Task.load(args.dir), args.tag, overrides, limits, force=args.force, parallel=parallel)
+    return _run(
+        Task.load(args.dir),
+        args.tag,
+        overrides,
+        limits,
+        force=args.force,
+        parallel=parallel,
+        keep_failed=args.keep_failed,
+    )
 
 
 @contextmanager
@@ -206,8 +230,13 @@ def _run(
     limits: Limits,
     force: bool = False,
     parallel: Parallel = Parallel(),
+    keep_failed: bool = False,
 ) -> int:
-    """Check everything, start or resume the run, print as it goes; the exit code."""
+    """Check everything, start or resume the run, print as it goes; the exit code.
+
+    A run this call created whose baseline fails is removed again (branch, refs, folder),
+    unless ``keep_failed``: bad input leaves the repository as it was.
+    """
     from overnight.agents import make_agent
     from overnight.controller import Controller
     from overnight.executors import make_executor
@@ -251,6 +280,15 @@ def _run(
         controller = Controller(run, agents, executor, limits, stop=stop, slots=slots)
         with _stop_on_signals(stop), _view(task, run.state) as report:
             summary = controller.run_workers(report)
+    except TaskBrokenError as err:
+        run.close()
+        if run.resumed or keep_failed:
+            raise
+        run.discard()
+        raise TaskBrokenError(
+            f"{err}\nthe run was removed again (its branch {run.branch.name} and {run.paths.dir}); "
+            "pass --keep-failed to keep them for a look"
+        ) from None
     finally:
         run.close()
     _print_summary(summary, task)
@@ -307,7 +345,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(f"copied the {args.example} example into {target} (a new git repository); running it:", flush=True)
     overrides = {"kind": args.agent, "model": args.model}
     code = _run(Task.load(target), "demo", overrides, Limits(max_experiments=args.max_experiments))
-    print(f"\nlook around: cd {target} && overnight log && overnight show 1 && git log --oneline overnight/demo")
+    print(f"\nlook around: cd {shlex.quote(str(target))} && overnight log && overnight show 1 && "
+          "git log --oneline overnight/demo")  # fmt: skip
     return code
 
 

@@ -171,6 +171,10 @@ class TuneSection:
         return self
 
 
+# The agent kinds, by name (agents.AGENTS builds each; the two lists are pinned equal by a test).
+AGENT_KINDS = ("tune", "command", "openai", "anthropic", "claude", "codex", "gemini", "opencode", "aider")
+
+
 @dataclass(frozen=True)
 class AgentSection:
     """[agent]: who proposes changes (the command line overrides these)."""
@@ -188,6 +192,9 @@ class AgentSection:
     tune: TuneSection = field(default_factory=TuneSection)
 
     def check(self, where: str) -> AgentSection:
+        if self.kind not in AGENT_KINDS:
+            raise ConfigError(f"{where} [agent] kind: unknown agent kind {self.kind!r}; valid kinds are: "
+                              f"{', '.join(AGENT_KINDS)}")  # fmt: skip
         _positive(where, "agent", "timeout_s", self.timeout_s)
         for key in ("retries", "max_output_tokens", "context_tokens"):
             if getattr(self, key) < (0 if key == "retries" else 1):

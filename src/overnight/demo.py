@@ -53,8 +53,11 @@ def prepare(name: str, target: Path, budget_s: float | None = None) -> Path:
         subprocess.run(["git", *args], cwd=target, check=True, capture_output=True)
 
     git("init", "-q")
-    git("config", "user.name", "overnight demo")
-    git("config", "user.email", "demo@localhost")
+    # The user's identity when git knows one (their finalize commits are theirs); a stand-in only when it does not.
+    for key, stand_in in (("user.name", "overnight demo"), ("user.email", "demo@localhost")):
+        known = subprocess.run(["git", "config", "--get", key], cwd=target, capture_output=True, text=True)
+        if known.returncode != 0 or not known.stdout.strip():
+            git("config", key, stand_in)
     git("add", "-A")
     git("commit", "-q", "-m", f"the {name} example task")
     return target

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from overnight import git
 from overnight.errors import GitError, RunStateError
 from overnight.records import Experiment, Status
-from overnight.views import RunView
+from overnight.views import RunView, plural
 
 _OVERNIGHT = {
     "GIT_AUTHOR_NAME": "overnight",
@@ -42,7 +42,7 @@ def _message(view: RunView, e: Experiment) -> str:
             gain += f" (confidence interval {e.ci_low:.4g} to {e.ci_high:.4g})"
     return (
         f"{e.hypothesis}\n\nKept by overnight run {view.tag}, experiment {e.id}: {measured}{gain}, "
-        f"over {e.runs} measurement(s).\n"
+        f"over {plural(e.runs, 'measurement')}.\n"
     )
 
 

@@ -192,6 +192,11 @@ def repo_root(path: Path) -> Path:
         raise GitError(f"{path}: not a folder")
     proc = subprocess.run(["git", "rev-parse", "--show-toplevel"], cwd=path, capture_output=True, text=True)
     if proc.returncode != 0:
+        bare = subprocess.run(["git", "rev-parse", "--is-bare-repository"], cwd=path, capture_output=True, text=True)
+        if bare.stdout.strip() == "true":
+            raise GitError(
+                f"{path} is a bare git repository (no working tree); run overnight in a clone with a checkout"
+            )
         raise GitError(f"{path} is not inside a git repository; run `git init` and commit your task first")
     return Path(proc.stdout.strip()).resolve()
 

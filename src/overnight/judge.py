@@ -119,7 +119,7 @@ def decide(
     se = sd * math.sqrt(1 / len(candidate) + 1 / len(best))
     critical = t_quantile(rule.confidence, noise.df)
     low, high = gain - critical * se, gain + critical * se
-    runs = f"{len(candidate)} runs vs {len(best)}"
+    runs = f"{len(candidate)} run{'s' if len(candidate) != 1 else ''} vs {len(best)}"
     if se == 0 or low > bar:
         return Decision(
             Action.KEEP, f"better than the best by {gain:.6g} ± {critical * se:.3g} ({runs})", gain, low, high

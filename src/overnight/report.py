@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from overnight.records import MEASURED, ON_BRANCH, Experiment, Status
-from overnight.views import RunView, change, counts_text, short, usage_text
+from overnight.views import RunView, change, counts_text, plural, short, usage_text
 
 LABEL_CHARS = 42  # a kept point's label on the plot
 
@@ -74,10 +74,6 @@ def _span_s(view: RunView) -> float | None:
     return max(parse) - min(parse)
 
 
-def _runs(n: int) -> str:
-    return f"{n} run" if n == 1 else f"{n} runs"
-
-
 def _number(value: float | None) -> str:
     return "–" if value is None else f"{value:.6g}"
 
@@ -91,8 +87,9 @@ def markdown(view: RunView, image: str = "progress.png") -> str:
     if base is not None and best is not None and moved is not None:
         diff, pct = moved
         lines.append(
-            f"- baseline {_number(base.metric)} ({_runs(base.runs)}) → best {_number(best.metric)} "
-            f"({_runs(best.runs)}, experiment {best.id}): {diff:+.6g}" + ("" if pct is None else f" ({pct:+.2f}%)")
+            f"- baseline {_number(base.metric)} ({plural(base.runs, 'run')}) → best {_number(best.metric)} "
+            f"({plural(best.runs, 'run')}, experiment {best.id}): {diff:+.6g}"
+            + ("" if pct is None else f" ({pct:+.2f}%)")
         )
     if base is not None and best is not None and base.holdout is not None:
         lines.append(f"- held-out metric: baseline {_number(base.holdout)} → best {_number(best.holdout)}")

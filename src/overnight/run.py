@@ -196,3 +196,19 @@ class Run:
     def close(self) -> None:
         self._ledger.close()
         self.lock.release()
+
+    def discard(self) -> None:
+        """Remove what this run made: its experiment refs, its branch, its folder (after :meth:`close`).
+
+        For a run created by this invocation whose baseline failed: nothing was kept, and
+        bad input must leave the repository as it was.
+        """
+        root = self.task.root
+        refs = git.git("for-each-ref", "--format=%(refname)", f"{git.REF_PREFIX}{self.tag}/", cwd=root).split()
+        for ref in refs:
+            git.git("update-ref", "-d", ref, cwd=root)
+        tip = self.branch.tip()
+        if tip is not None:
+            git.git("update-ref", "-d", self.branch.ref, tip, cwd=root)
+        shutil.rmtree(self.paths.dir, ignore_errors=True)
+        git.git("worktree", "prune", cwd=root, check=False)

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import IO
 
 from overnight import git
-from overnight.errors import RunStateError
+from overnight.errors import ConfigError, RunStateError
 from overnight.git import BRANCH_PREFIX, STATE_DIR
 from overnight.ledger import Ledger
 
@@ -63,7 +63,7 @@ def paths_for(root: Path, tag: str) -> RunPaths:
 
 def check_tag(tag: str) -> str:
     if not _TAG.match(tag):
-        raise RunStateError(
+        raise ConfigError(
             f"invalid tag {tag!r}: use up to 64 letters, digits, '.', '_' or '-', starting with a letter or digit"
         )
     return tag

@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import shlex
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,7 +58,7 @@ class RunView:
         for exp in self.experiments:
             if exp.id == experiment_id:
                 return exp
-        raise RunStateError(f"run {self.tag} has no experiment {experiment_id}; see `overnight log --tag {self.tag}`")
+        raise ConfigError(f"run {self.tag} has no experiment {experiment_id}; see `overnight log --tag {self.tag}`")
 
     @property
     def usage(self) -> Usage:
@@ -143,6 +144,11 @@ def view_of(root: Path, rel: str, tag: str | None) -> RunView:
 
 
 # -- pieces of text and data that every way of looking at a run shares ----------------------------
+
+
+def plural(count: int, word: str) -> str:
+    """``count`` with ``word``, in the plural unless it is one: "1 run", "3 runs"."""
+    return f"{count} {word}" if count == 1 else f"{count} {word}s"
 
 
 def short(text: str, limit: int, one_line: bool = False) -> str:
@@ -262,7 +268,7 @@ def status_text(view: RunView) -> str:
         lines.append(f"  held out:  {_num(base.holdout)}")
     if best is not None and base is not None and best is not base:
         lines.append(
-            f"best:        {_num(best.metric)}  (experiment {best.id}, {best.runs} runs; "
+            f"best:        {_num(best.metric)}  (experiment {best.id}, {plural(best.runs, 'run')}; "
             f"{delta(best.metric, base.metric)} vs baseline)  {best.hypothesis}"
         )
         if best.holdout is not None:
@@ -276,7 +282,8 @@ def status_text(view: RunView) -> str:
         last = view.experiments[-1]
         lines.append(f"last:        #{last.id} {last.status.value} {_num(last.metric)}  {last.hypothesis}")
     if not view.running:
-        lines.append(f"resume:      overnight run --tag {view.tag}")
+        folder = view.root / view.meta["task"] if view.meta.get("task") not in (None, "", ".") else view.root
+        lines.append(f"resume:      overnight run {shlex.quote(str(folder))} --tag {view.tag}")
     return "\n".join(lines)
 
 
@@ -329,7 +336,7 @@ def show_text(view: RunView, experiment_id: int, tail_lines: int = 30) -> str:
     before = f"  (best before: {_num(ref)}, {delta(e.metric, ref)})" if ref is not None and e.id else ""
     lines.append(f"{view.metric + ':':<12} {_num(e.metric)}{before}")
     if e.runs > 1:
-        lines.append(f"{'':<12} the mean of {e.runs} measurements (see below)")
+        lines.append(f"{'':<12} the mean of {plural(e.runs, 'measurement')} (see below)")
     if e.improvement is not None:
         interval = f" [{e.ci_low:.4g}, {e.ci_high:.4g}]" if e.ci_low is not None and e.ci_high is not None else ""
         lines.append(f"gain:        {e.improvement:.6g}{interval} over its parent, in the goal's direction")

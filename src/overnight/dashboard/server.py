@@ -36,7 +36,7 @@ from urllib.parse import urlsplit
 
 from overnight import git, views
 from overnight._version import __version__
-from overnight.errors import OvernightError, RunStateError
+from overnight.errors import ConfigError, OvernightError, RunStateError
 from overnight.records import Experiment, Status
 from overnight.rundir import check_tag
 
@@ -125,7 +125,7 @@ def run_state(view: views.RunView) -> dict[str, Any]:
 
 
 def experiment_detail(view: views.RunView, experiment_id: int) -> dict[str, Any]:
-    """What ``GET /api/experiments/<id>`` answers; RunStateError when the run has no such experiment."""
+    """What ``GET /api/experiments/<id>`` answers; ConfigError when the run has no such experiment."""
     exp = view.get(experiment_id)
     diff = views.experiment_diff(view, exp)
     cut = len(diff.text) > MAX_DIFF_CHARS
@@ -258,7 +258,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         try:
             payload = route(self.server.view())
-        except RunStateError as err:  # no run yet, or no such experiment
+        except (RunStateError, ConfigError) as err:  # no run yet, or no such experiment
             self._error(HTTPStatus.NOT_FOUND, str(err), head)
             return
         except OvernightError as err:
