@@ -3,6 +3,7 @@ against a real HTTP server on 127.0.0.1 that speaks their wire formats."""
 
 from __future__ import annotations
 
+import socket
 import sys
 import time
 from dataclasses import replace
@@ -229,7 +230,8 @@ def test_three_failed_calls_in_a_row_stop_the_run(task: Repo, cli, keys) -> None
     with FakeLLM([{"status": 400}]) as server:
         result = _run(cli, task, server, "--max-experiments", "5")
     assert result.code == 6
-    assert "openai failed 3 proposals in a row; last: openai call failed after retries: BadRequestError" in result.err
+    assert "openai failed 3 proposals in a row; last: openai call to " in result.err
+    assert f"{server.url}/v1" in result.err and "failed after retries: BadRequestError" in result.err
     assert len(server.requests) == 3
     assert [r["status"] for r in ledger_rows(task.path, "llm")] == ["baseline", "rejected", "rejected", "rejected"]
 
@@ -263,3 +265,14 @@ def test_retries_cut_short_by_the_time_limit_count_the_tries_made(tmp_path: Path
         agent.propose(context)
     assert chat.calls == 2
     assert "did not apply after 2 tries (no time was left for more)" in str(caught.value)
+
+
+def test_a_server_that_is_not_there_is_named(task: Repo, cli, keys) -> None:
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{probe.getsockname()[1]}/v1"
+    result = cli("run", task.path, "--tag", "gone", "--agent", "openai", "--base-url", url, "--model", "m",
+                 "--max-experiments", "1")  # fmt: skip
+    assert result.code == 0, result.err
+    row = ledger_rows(task.path, "gone")[1]
+    assert row["status"] == "rejected" and f"openai at {url} could not be reached" in row["reason"]

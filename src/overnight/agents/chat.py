@@ -59,7 +59,7 @@ class Chat(ABC):
 
     def _fail(self, err: Exception) -> Exception:
         """Map an SDK error to ours, with a message that says what to do."""
-        sdk, provider, where = self._sdk, self.provider, self._client.base_url
+        sdk, provider, where = self._sdk, self.provider, str(self._client.base_url).rstrip("/")
         status = getattr(err, "status_code", None)
         if isinstance(err, (sdk.AuthenticationError, sdk.PermissionDeniedError)):
             return AgentUnavailable(
@@ -69,7 +69,12 @@ class Chat(ABC):
             return AgentUnavailable(
                 f"{provider} at {where} has no model {self.model!r} ({status}); pass another --model"
             )
-        return AgentError(f"{provider} call failed after retries: {type(err).__name__}: {str(err)[:300]}")
+        if isinstance(err, sdk.APIConnectionError):  # no answer at all: say where it was asked
+            return AgentError(
+                f"{provider} at {where} could not be reached after retries: {type(err).__name__}: {str(err)[:200]}; "
+                "check the server is up and --base-url (or [agent] base_url)"
+            )
+        return AgentError(f"{provider} call to {where} failed after retries: {type(err).__name__}: {str(err)[:300]}")
 
     @abstractmethod
     def complete(self, system: str, messages: list[dict[str, str]], timeout_s: float) -> Reply:
