@@ -285,18 +285,18 @@ def test_a_success_resets_the_failure_count(task: Repo, cli, fake: Fake) -> None
 def test_a_hanging_cli_is_killed_at_the_timeout_with_its_whole_tree(task: Repo, cli, fake: Fake) -> None:
     fake.plan({"mode": "hang"})
     started = time.monotonic()
+    # 5 s: time for the fake (a Python program) to start and note its call, even on a busy machine
     result = cli(
-        "run", task.path, "--tag", "cli", "--agent", "claude", "--agent-timeout", "2", "--max-experiments", "1"
+        "run", task.path, "--tag", "cli", "--agent", "claude", "--agent-timeout", "5", "--max-experiments", "1"
     )
     elapsed = time.monotonic() - started
     assert result.code == 0, result.err
-    # 2 s, then SIGTERM; the child ignores it, so SIGKILL after the runner's 5 s grace
-    assert 2 <= elapsed < 15
+    assert elapsed >= 5  # the timeout, then SIGTERM; the child ignores it, so SIGKILL after the runner's grace
     row = _rows(cli, task)[1]
-    assert row["status"] == "rejected" and "ran past the agent timeout of 2s and was killed" in row["reason"]
+    assert row["status"] == "rejected" and "ran past the agent timeout of 5s and was killed" in row["reason"]
     [call] = fake.calls()
     assert call["child"] != call["pid"]
-    deadline = time.monotonic() + 3
+    deadline = time.monotonic() + 60
     while (_alive(call["pid"]) or _alive(call["child"])) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not _alive(call["pid"]), "the CLI outlived its timeout"

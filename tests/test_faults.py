@@ -11,6 +11,7 @@ import random
 import re
 import resource
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -63,21 +64,43 @@ def test_the_controller_killed_at_each_point_then_resumed(task: Repo, plan, poin
     assert rows[-1]["status"] == "keep"
 
 
+def _rows_on_disk(task: Repo, tag: str) -> int:
+    """Experiments that ran to their end so far, read from the ledger while its controller writes it."""
+    path = task.path / ".overnight" / tag / "ledger.db"
+    if not path.exists():
+        return 0
+    try:
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
+        try:
+            finished = "SELECT COUNT(*) FROM experiments WHERE status NOT IN ('running', 'interrupted')"
+            return int(db.execute(finished).fetchone()[0])
+        finally:
+            db.close()
+    except sqlite3.Error:  # created but not yet written
+        return 0
+
+
 def test_killed_at_random_moments_five_times(task: Repo, plan, tmp_path: Path) -> None:
     task.write("overnight.toml", task_config(timeout=30))
     task.commit("slower")
     plan(STEPS)
     before = task.snapshot()
     chance = random.Random(7)
-    for _ in range(5):
+    for attempt in range(5):
+        # Each start must finish one more experiment before it is killed (an event, not a time): then
+        # the kill comes at a random moment of the next one.
         proc = overnight_process("run", task.path, "--tag", "r", "--agent-command", AGENT, "--max-experiments", "50")
-        time.sleep(chance.uniform(0.3, 1.5))
+        deadline = time.monotonic() + 300
+        while _rows_on_disk(task, "r") <= attempt and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert proc.poll() is None, "the controller ended by itself"
+        time.sleep(chance.uniform(0.0, 0.3))
         proc.send_signal(signal.SIGKILL)
-        proc.communicate(timeout=30)
+        proc.communicate(timeout=60)
     code, output = run(task, "r", "--max-experiments", "1")
     assert code == 0, output
     rows = check_consistent(task, "r", before)
-    assert len(rows) >= 3
+    assert len(rows) >= 6  # five starts each finished one more experiment, and the last run one more
 
 
 def runner_task(task: Repo, train: str, **config: str) -> Repo:

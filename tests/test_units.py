@@ -26,6 +26,8 @@ def test_config_defaults() -> None:
     assert config.metric.goal == "min" and config.judge.min_delta == 0
     assert config.agent.kind == "tune"
     assert config.task.editable == ("train.py",)
+    short = parse_config({**MINIMAL, "task": {**MINIMAL["task"], "budget_s": 2}})
+    assert short.task.timeout_s == 62  # a short budget still leaves a minute for start-up on a busy machine
 
 
 def test_config_accepts_a_single_glob_string_and_integers_for_floats() -> None:

@@ -25,6 +25,12 @@ CONFIG_FILE = "overnight.toml"
 PROGRAM_FILE = "program.md"
 
 
+def default_timeout(budget_s: float) -> float:
+    """The hard kill when [task] timeout_s is not set: twice the budget, and never less than a minute over it,
+    for the interpreter, imports and data loading of a short experiment on a busy machine."""
+    return max(2 * budget_s, budget_s + 60)
+
+
 @dataclass(frozen=True)
 class TaskSection:
     """[task]: what may change and how an experiment runs."""
@@ -35,7 +41,7 @@ class TaskSection:
     setup: str = ""  # once per worktree, before its first experiment
     gate: str = ""  # correctness check before each experiment; non-zero → gate_failed
     budget_s: float = 300.0  # handed to the experiment as OVERNIGHT_BUDGET_S
-    timeout_s: float = 0.0  # hard kill; 0 means 2 × budget_s
+    timeout_s: float = 0.0  # hard kill; 0 means 2 × budget_s, at least budget_s + 60 (start-up on a busy machine)
     exclusive: bool = False  # one experiment at a time, whatever the workers (timing metrics)
     pass_env: tuple[str, ...] = ()  # credentials experiments and command agents may see (see overnight.secrets)
     sandbox: str = ""  # "bwrap": experiments and agent commands under bubblewrap (see overnight.sandbox)
@@ -73,7 +79,7 @@ class TaskSection:
         if self.timeout_s < 0:
             raise ConfigError(f"{where} [task] timeout_s: expected a positive number of seconds, got {self.timeout_s}")
         if self.timeout_s == 0:
-            return dataclasses.replace(self, timeout_s=2 * self.budget_s)
+            return dataclasses.replace(self, timeout_s=default_timeout(self.budget_s))
         return self
 
 

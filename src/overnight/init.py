@@ -6,7 +6,7 @@ import json
 import tomllib
 from pathlib import Path
 
-from overnight.config import CONFIG_FILE, PROGRAM_FILE, parse_config
+from overnight.config import CONFIG_FILE, PROGRAM_FILE, default_timeout, parse_config
 
 _CONFIG = """\
 # overnight task file: what may change, how an experiment runs, what is measured.
@@ -19,7 +19,7 @@ protected = []                 # extra globs; every tracked file that is not edi
 setup = ""                     # run once per worktree before its first experiment
 gate = ""                      # correctness check before each experiment; non-zero exit → gate_failed
 budget_s = {budget}            # the experiment's time budget, handed to it as OVERNIGHT_BUDGET_S
-# timeout_s = {timeout}        # hard kill (default: 2 × budget_s)
+# timeout_s = {timeout}        # hard kill (default: 2 × budget_s, at least budget_s + 60)
 
 [metric]
 name = {metric}
@@ -62,7 +62,7 @@ def render_config(run: str, editable: list[str], metric: str, goal: str, budget_
         run=json.dumps(run),
         editable=json.dumps(editable),
         budget=f"{budget_s:g}",
-        timeout=f"{2 * budget_s:g}",
+        timeout=f"{default_timeout(budget_s):g}",
         metric=json.dumps(metric),
         name=metric,
         goal=json.dumps(goal),
