@@ -18,13 +18,13 @@ from overnight.ledger import Ledger
 from overnight.rundir import RunLock
 
 
-def _wait_for(path: Path, seconds: float = 30) -> None:
+def _wait_for(path: Path, seconds: float = 120) -> None:
+    """Until ``path`` holds something (a mark's writer may have created it and not yet written it)."""
     deadline = time.monotonic() + seconds
-    while not path.exists():
+    while not (path.exists() and path.read_text().strip()):
         if time.monotonic() > deadline:
             raise AssertionError(f"{path} never appeared")
         time.sleep(0.05)
-    time.sleep(0.1)  # let the writer finish the file
 
 
 def _alive(pid: int) -> bool:

@@ -220,7 +220,9 @@ def test_a_sink_writes_nothing_after_finish_even_if_the_stream_goes_on(tmp_path:
         stream = open(read_end, "rb")  # noqa: SIM115 (the sink closes it; closing it here would wait on its read)
         sink = Sink(stream, file, cap=0, secrets=Secrets.of({"MY_TOKEN": "tok-abcdefgh"}))
         os.write(write_end, b"before tok-abc")  # an escaped process keeps the pipe open
-        time.sleep(0.2)
+        deadline = time.monotonic() + 60
+        while path.read_bytes() != b"before " and time.monotonic() < deadline:  # the sink read it ("tok-abc" held back)
+            time.sleep(0.01)
         sink.finish(timeout=0.1)
     os.write(write_end, b"after\n")  # the file is closed now: the copying thread must not write
     os.close(write_end)
