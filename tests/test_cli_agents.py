@@ -282,6 +282,7 @@ def test_a_success_resets_the_failure_count(task: Repo, cli, fake: Fake) -> None
     assert statuses == ["baseline", "rejected", "rejected", "keep", "rejected", "rejected"]
 
 
+@pytest.mark.slow
 def test_a_hanging_cli_is_killed_at_the_timeout_with_its_whole_tree(task: Repo, cli, fake: Fake) -> None:
     fake.plan({"mode": "hang"})
     started = time.monotonic()

@@ -14,6 +14,8 @@ from dashboard_support import STATUSES, build_lm_run, in_progress, open_page, ru
 from overnight import views
 from overnight.dashboard import DashboardServer
 
+pytestmark = pytest.mark.slow  # a heavy group: `pytest -m 'not slow'` leaves it out
+
 
 @pytest.fixture(scope="module")
 def lm_run(tmp_path_factory: pytest.TempPathFactory) -> Repo:

@@ -20,6 +20,8 @@ torch = pytest.importorskip("torch")
 from overnight.agents.tune import find_constants  # noqa: E402
 from overnight.config import load_config  # noqa: E402
 
+pytestmark = pytest.mark.slow  # a heavy group: `pytest -m 'not slow'` leaves it out
+
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "nanogpt"
 BUDGET_S = 12
 FIELDS = ("val_bpb", "training_seconds", "total_seconds", "peak_memory_mb", "num_steps", "num_params_M")

@@ -17,6 +17,8 @@ from conftest import Repo, ledger_rows
 from overnight.config import load_config
 from overnight.metrics import summary_values
 
+pytestmark = pytest.mark.slow  # a heavy group: `pytest -m 'not slow'` leaves it out
+
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "render"
 
 # Appended to the shipped render.py: the same parser, but each template is compiled once

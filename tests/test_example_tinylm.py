@@ -14,6 +14,8 @@ import pytest
 from conftest import ledger_rows
 from overnight.metrics import summary_values
 
+pytestmark = pytest.mark.slow  # a heavy group: `pytest -m 'not slow'` leaves it out
+
 TINYLM = Path(__file__).parent.parent / "examples" / "tinylm"
 
 

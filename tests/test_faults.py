@@ -21,6 +21,8 @@ import pytest
 
 from conftest import AGENT, TRAIN, Repo, git, ledger_rows, overnight_process, task_config
 
+pytestmark = pytest.mark.slow  # a heavy group: `pytest -m 'not slow'` leaves it out
+
 STEPS = {str(i): [["set", "train.py", "X", str(10 - i)]] for i in range(1, 40)}  # every step a little better
 
 

@@ -107,6 +107,7 @@ def test_edits_to_protected_files_are_refused_then_rejected(task: Repo, cli, key
     assert "VALUE = 1" in task.git("show", "overnight/llm:helper.py")
 
 
+@pytest.mark.slow
 def test_rate_limit_honours_retry_after_and_server_errors_are_retried(task: Repo, cli, keys) -> None:
     steps = [{"status": 429, "headers": {"Retry-After": "1"}}, {"status": 500}, {"status": 503}, {"text": GOOD}]
     with FakeLLM(steps) as server:
@@ -117,6 +118,7 @@ def test_rate_limit_honours_retry_after_and_server_errors_are_retried(task: Repo
     assert len(times) == 4 and times[1] - times[0] >= 0.9  # waited as Retry-After asked
 
 
+@pytest.mark.slow
 def test_a_reply_slower_than_the_timeout_is_abandoned_and_retried(task: Repo, cli, keys) -> None:
     with FakeLLM([{"text": GOOD, "delay": 4}, {"text": GOOD}]) as server:
         result = _run(cli, task, server, "--max-experiments", "1", "--agent-timeout", "2")
@@ -226,6 +228,7 @@ def test_the_fake_refuses_max_tokens_for_reasoning_models_like_openai(keys) -> N
     assert reply.choices[0].message.content == "hello"  # the refusal used up no scripted step
 
 
+@pytest.mark.slow
 def test_three_failed_calls_in_a_row_stop_the_run(task: Repo, cli, keys) -> None:
     with FakeLLM([{"status": 400}]) as server:
         result = _run(cli, task, server, "--max-experiments", "5")
@@ -267,6 +270,7 @@ def test_retries_cut_short_by_the_time_limit_count_the_tries_made(tmp_path: Path
     assert "did not apply after 2 tries (no time was left for more)" in str(caught.value)
 
 
+@pytest.mark.slow
 def test_a_server_that_is_not_there_is_named(task: Repo, cli, keys) -> None:
     with socket.socket() as probe:  # a port nothing listens on
         probe.bind(("127.0.0.1", 0))

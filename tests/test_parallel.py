@@ -10,6 +10,8 @@ import pytest
 
 from conftest import FAKES, Repo, ledger_rows, task_config
 
+pytestmark = pytest.mark.slow  # a heavy group: `pytest -m 'not slow'` leaves it out
+
 PARALLEL_AGENT = f"{sys.executable} {FAKES / 'parallel_agent.py'}"
 
 # score = (A-1)^2 + (B-2)^2 + (C-3)^2 after SLEEP seconds; each run notes when it ran and on which GPU.

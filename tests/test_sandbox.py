@@ -25,7 +25,7 @@ from conftest import Repo, agent_in, ledger_rows, overnight_process, task_config
 
 FAKES = Path(__file__).parent / "fakes"
 
-pytestmark = pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap is not installed")
+pytestmark = [pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap is not installed"), pytest.mark.slow]
 
 PROBE = """\
 import os, socket, sys

@@ -115,6 +115,7 @@ def test_memory_and_ledger_agree_through_every_outcome(task: Repo, plan: Callabl
         again.close()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", ["spread", "clash"])
 def test_memory_and_ledger_agree_with_two_workers_rebasing(
     repo: Repo, marks: Path, monkeypatch: pytest.MonkeyPatch, mode: str

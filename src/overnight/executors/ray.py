@@ -72,8 +72,8 @@ class RayExecutor(Executor):
         if not ray.is_initialized():
             if address:
                 ray.init(address=address, log_to_driver=False)
-            else:
-                ray.init(num_cpus=os.cpu_count() or 1, log_to_driver=False, include_dashboard=False)
+            else:  # a Ray of its own, even when a cluster already runs on this machine ("local" never joins one)
+                ray.init(address="local", num_cpus=os.cpu_count() or 1, log_to_driver=False, include_dashboard=False)
             self._started = True
         self.cpus = task.config.task.num_cpus
         self.gpus = task.config.task.num_gpus
