@@ -17,7 +17,7 @@ from overnight.live import LiveView, line
 from overnight.records import Experiment, Goal, Status
 from overnight.report import markdown
 from overnight.rundir import paths_for
-from overnight.state import Event, RunState
+from overnight.state import RunState
 from overnight.views import RunView
 
 
@@ -146,20 +146,24 @@ def test_the_live_view_shows_workers_best_and_outcomes(repo: Repo) -> None:
     console = Console(record=True, width=140, force_terminal=True)
     state, (c0, c1) = _state(repo)
     view = LiveView(console, "val_bpb", Goal.MIN, budget_s=10, standing=state)
-    # as the controller does: the view hears of experiments once proposed and once ended
-    state.watch(lambda event, exp: view.report(exp) if event in (Event.PROPOSE, Event.FINISH, Event.KEEP) else None)
+    state.watch(view.watch)  # as `overnight run` does: the view watches the run's state
 
     _finish(state, c0, c0, Status.BASELINE, 3.0, "baseline")
     one = state.propose(replace(state.begin(lambda i: Experiment(id=i, status=Status.RUNNING, parent=c0)),
                                 hypothesis="raise the learning rate"))  # fmt: skip
     two = state.begin(lambda i: Experiment(id=i, status=Status.RUNNING, parent=c0, worker=1))
     state.propose(replace(two, hypothesis="wider hidden layer"))
+    state.measuring(one.id)
     state.keep(replace(one, status=Status.KEEP, commit=c1, metric=2.9, runs=3))
-    time.sleep(0.05)
+    three = state.begin(lambda i: Experiment(id=i, status=Status.RUNNING, parent=c1))
+    state.propose(replace(three, hypothesis="smaller batches"))
+    state.measuring(three.id)
+    state.measuring(three.id)  # measured again: the bar shows this measurement, not the sum of both
     console.print(view.render())
     text = console.export_text()
     assert "val_bpb (min) baseline 3  best 2.9 (-0.1, #1)" in text and "kept 1 of 1" in text
-    assert "#2" in text and "wider hidden layer" in text
+    assert "#2" in text and "wider hidden layer" in text and "committing" in text
+    assert "#3" in text and "run 2 · 0/10s" in text
     assert "#1    keep" in text  # the finished experiment's line, above the panel and among the outcomes
     assert repo.git("rev-parse", "overnight/t").strip() == c1
 

@@ -21,7 +21,7 @@ import signal
 import statistics
 import sys
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from types import FrameType
 from typing import TYPE_CHECKING, Any
@@ -29,7 +29,6 @@ from typing import TYPE_CHECKING, Any
 from overnight import arguments, views
 from overnight.config import CONFIG_FILE, parse_duration
 from overnight.errors import ConfigError, OvernightError, TaskBrokenError
-from overnight.records import Experiment
 
 if TYPE_CHECKING:
     from overnight.controller import Limits, Summary
@@ -188,8 +187,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 @contextmanager
-def _view(task: Task, state: RunState) -> Iterator[Callable[[Experiment], None]]:
-    """The live view on a terminal (unless OVERNIGHT_PLAIN is set), plain lines otherwise."""
+def _view(task: Task, state: RunState) -> Iterator[None]:
+    """The live view on a terminal (unless OVERNIGHT_PLAIN is set), plain lines otherwise: it watches the run."""
     from overnight import live
 
     if sys.stdout.isatty() and not os.environ.get("OVERNIGHT_PLAIN"):
@@ -197,9 +196,11 @@ def _view(task: Task, state: RunState) -> Iterator[Callable[[Experiment], None]]
 
         config = task.config
         with live.LiveView(Console(), config.metric.name, config.metric.goal_enum, config.task.budget_s, state) as view:
-            yield view.report
+            state.watch(view.watch)
+            yield
     else:
-        yield live.plain(announce=task.config.task.budget_s >= 5)  # slow experiments: say what runs
+        state.watch(live.plain(announce=task.config.task.budget_s >= 5))  # slow experiments: say what runs
+        yield
 
 
 @dataclasses.dataclass(frozen=True)
@@ -278,8 +279,8 @@ def _run(
             flush=True,
         )
         controller = Controller(run, agents, executor, limits, stop=stop, slots=slots)
-        with _stop_on_signals(stop), _view(task, run.state) as report:
-            summary = controller.run_workers(report)
+        with _stop_on_signals(stop), _view(task, run.state):
+            summary = controller.run_workers()
     except TaskBrokenError as err:
         run.close()
         if run.resumed or keep_failed:

@@ -23,7 +23,7 @@ import logging
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from overnight import git, host
@@ -34,15 +34,8 @@ from overnight.loop import Worker
 from overnight.records import MEASURED, Experiment, Status
 from overnight.run import Run
 from overnight.slots import Slots
-from overnight.state import Event
-
-Report = Callable[[Experiment], None]
 
 log = logging.getLogger(__name__)
-
-
-# The events the live view and the plain output are told of: started (its hypothesis known) and ended.
-_REPORTED = (Event.PROPOSE, Event.FINISH, Event.KEEP)
 
 
 @dataclass(frozen=True)
@@ -153,15 +146,12 @@ class Controller:
             raise TaskBrokenError(self._broken_message(baseline))
         return ""
 
-    def run_workers(self, report: Report | None = None) -> Summary:
+    def run_workers(self) -> Summary:
         """Run until a stop condition; worktrees are removed and agents closed at the end.
 
-        ``report`` is called with every experiment as it starts (its hypothesis known) and as it
-        ends, from the worker threads.
+        What happens meanwhile is told to the run state's watchers (``run.state.watch``).
         """
         started = time.monotonic()
-        if report is not None:
-            self.state.watch(lambda event, exp: report(exp) if event in _REPORTED else None)
         had_baseline = self.state.baseline is not None
         tip = self.run.branch.tip() or self.run.start_commit
         for worker in self.workers:

@@ -7,7 +7,7 @@ catch a single type, print its message and exit with the code it carries::
     ├── ConfigError                 exit 2: overnight.toml, program.md or a flag is wrong
     ├── GitError                    exit 4: the repository is not in a state we can use
     │   └── DirtyTreeError          exit 4: editable or protected files have uncommitted changes
-    ├── RunStateError               exit 5: the run (tag) cannot be started or resumed as asked
+    ├── RunStateError               exit 5: what was asked does not fit the run's state (running, settings, branch)
     ├── TaskBrokenError             exit 3: the baseline did not produce the metric
     ├── AgentError                  (recorded as `rejected`; stops nothing)
     └── AgentUnavailable            exit 6: the agent cannot work at all (credentials, program, server)
@@ -41,7 +41,7 @@ class DirtyTreeError(GitError):
 
 
 class RunStateError(OvernightError):
-    """A run cannot be created or resumed (tag mismatch, lock held, ...)."""
+    """What was asked does not fit the run's state: it runs already, its settings or branch differ, it is not there."""
 
     exit_code = 5
 

@@ -13,6 +13,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Protocol
 
 from rich.console import Console, Group, RenderableType
@@ -22,6 +23,7 @@ from rich.table import Table
 from rich.text import Text
 
 from overnight.records import MEASURED, Experiment, Goal, Status
+from overnight.state import Event
 
 _STYLE = {Status.KEEP: "bold green", Status.BASELINE: "cyan", Status.DISCARD: "dim"}
 
@@ -35,17 +37,17 @@ def line(exp: Experiment) -> str:
     return text + (f"  [{exp.reason}]" if exp.status not in MEASURED and exp.reason else "")
 
 
-def plain(announce: bool) -> Callable[[Experiment], None]:
-    """Line-per-event output; with ``announce``, a line also when an experiment starts running."""
+def plain(announce: bool) -> Callable[[Event, Experiment], None]:
+    """A watcher of the run's state printing a line per finished experiment; with ``announce``,
+    a line also when one starts (its hypothesis known)."""
 
-    def report(exp: Experiment) -> None:
-        if exp.status is Status.RUNNING:
-            if announce:
-                print(f"#{exp.id:<4} {'running':<11} {'':>12} {'':>3} {'':>8}  {exp.hypothesis}", flush=True)
-            return
-        print(line(exp), flush=True)
+    def watch(event: Event, exp: Experiment) -> None:
+        if event is Event.PROPOSE and announce:
+            print(f"#{exp.id:<4} {'running':<11} {'':>12} {'':>3} {'':>8}  {exp.hypothesis}", flush=True)
+        elif event in (Event.FINISH, Event.KEEP):
+            print(line(exp), flush=True)
 
-    return report
+    return watch
 
 
 class Snapshots(Protocol):
@@ -56,18 +58,27 @@ class Snapshots(Protocol):
     ) -> tuple[Experiment | None, Experiment | None, tuple[Experiment, ...], tuple[Experiment, ...]]: ...
 
 
+@dataclass
+class _Now:
+    """What one worker is doing: its experiment, and the measurement under way (when it started, its number)."""
+
+    exp: Experiment
+    started: float
+    runs: int = 0
+
+
 class LiveView:
-    """A rich Live panel fed by the run's report callback (called from worker threads).
+    """A rich Live panel that watches the run's state (:meth:`watch`, called from worker threads).
 
     Baseline, best and counts come from the run's state, ``standing`` (so a resumed run shows
     them from the start, and re-estimated bests as they change); the view itself only
-    follows which experiment each worker is on and the last outcomes.
+    follows which experiment each worker is on, its measurement under way, and the last outcomes.
     """
 
     def __init__(self, console: Console, metric: str, goal: Goal, budget_s: float, standing: Snapshots) -> None:
         self.metric, self.goal, self.budget_s = metric, goal, budget_s
         self.standing = standing
-        self.workers: dict[int, tuple[Experiment, float]] = {}
+        self.workers: dict[int, _Now] = {}
         self.recent: deque[Experiment] = deque(maxlen=6)
         self._lock = threading.Lock()
         self._live = Live(console=console, get_renderable=self.render, refresh_per_second=4, transient=True)
@@ -79,10 +90,18 @@ class LiveView:
     def __exit__(self, *exc: object) -> None:
         self._live.stop()
 
-    def report(self, exp: Experiment) -> None:
+    def watch(self, event: Event, exp: Experiment) -> None:
+        """Follow the run: an experiment starts (proposed), each of its measurements starts, it ends."""
         with self._lock:
-            if exp.status is Status.RUNNING:
-                self.workers[exp.worker] = (exp, time.monotonic())
+            if event is Event.PROPOSE:
+                self.workers[exp.worker] = _Now(exp, time.monotonic())
+                return
+            if event is Event.RUN:
+                now = self.workers.get(exp.worker)
+                if now is not None and now.exp.id == exp.id:  # the bar shows the measurement under way
+                    now.started, now.runs = time.monotonic(), now.runs + 1
+                return
+            if event not in (Event.FINISH, Event.KEEP):
                 return
             self.workers.pop(exp.worker, None)
             self.recent.append(exp)
@@ -105,11 +124,12 @@ class LiveView:
         running = Table(box=None, show_header=True, header_style="bold", expand=True, pad_edge=False)
         for name, ratio in (("worker", 1), ("exp", 1), ("hypothesis", 6), ("budget", 3)):
             running.add_column(name, ratio=ratio, no_wrap=True, overflow="ellipsis")
-        now = time.monotonic()
-        for worker, (exp, started) in workers:
-            done = min(now - started, self.budget_s)
-            bar = ProgressBar(total=self.budget_s, completed=done, width=24)
-            running.add_row(str(worker), f"#{exp.id}", exp.hypothesis, Group(bar, Text(f"{now - started:.0f}s")))
+        clock = time.monotonic()
+        for worker, now in workers:
+            elapsed = clock - now.started
+            bar = ProgressBar(total=self.budget_s, completed=min(elapsed, self.budget_s), width=24)
+            what = f"run {now.runs} · {elapsed:.0f}/{self.budget_s:g}s" if now.runs else "committing"
+            running.add_row(str(worker), f"#{now.exp.id}", now.exp.hypothesis, Group(bar, Text(what)))
         if not workers:
             running.add_row("", "", Text("(agents are thinking)", style="dim"), "")
         last = Table(box=None, show_header=False, expand=True, pad_edge=False)

@@ -133,6 +133,7 @@ class Measurer:
         seed = self.state.next_seed(exp.id, exp.round)
         job = self._job(exp, exp.id if log_id is None else log_id, seed, gate=seed == 0, written=written)
         with self.slots.hold() as slot_env:
+            self.state.measuring(job.experiment_id if log_id is None else log_id)
             load_start = os.getloadavg()[0]
             try:
                 measurement = self.executor.measure(replace(job, env={**job.env, **slot_env}), self.stop)

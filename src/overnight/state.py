@@ -11,6 +11,7 @@ The events, in the order an experiment meets them::
     begin     an id is taken and the experiment recorded as running
     propose   its hypothesis (and agent, usage) is known: other workers see it in flight
     update    anything else known while it runs (its commit, a held-out score)
+    run       a measurement for it starts (of it, or of the best it is compared with); nothing is written
     measure   one measurement; an experiment in flight also takes the run's facts (metrics, time)
     rebase    moved onto a newer best, to be measured there anew (a new round)
     estimate  a finished experiment (the best) measured again: its estimate is the mean of all
@@ -42,6 +43,7 @@ class Event(enum.StrEnum):
     BEGIN = "begin"
     PROPOSE = "propose"
     UPDATE = "update"
+    RUN = "run"
     MEASURE = "measure"
     REBASE = "rebase"
     ESTIMATE = "estimate"
@@ -217,6 +219,13 @@ class RunState:
             self._experiments[exp.id] = exp
             self._tell(event, exp)
         return exp
+
+    def measuring(self, experiment_id: int) -> None:
+        """A measurement for the running experiment starts (a notice for watchers: nothing is written)."""
+        with self._lock:
+            exp = self._experiments[experiment_id]
+            if exp.status is Status.RUNNING:
+                self._tell(Event.RUN, exp)
 
     def measure(self, measured: Measured, facts: Callable[[Experiment], Experiment] | None = None) -> Experiment:
         """Record one measurement of ``measured.experiment``; returns the experiment as it now stands.
