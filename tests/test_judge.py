@@ -1,14 +1,27 @@
-"""The keep rule on fixed samples: screen, confirm, test, re-measure, give up."""
+"""The keep rule on fixed samples: screen, confirm, test at a corrected level, follow up, recheck, undo."""
 
 from __future__ import annotations
 
 import pytest
 
 from overnight.config import JudgeSection
-from overnight.judge import Action, Noise, decide, t_cdf, t_quantile
+from overnight.judge import (
+    Action,
+    Noise,
+    compare,
+    decide,
+    disturbed,
+    look_level,
+    outlier,
+    recheck,
+    suspicious,
+    t_cdf,
+    t_quantile,
+    undone,
+)
 from overnight.records import Goal
 
-RULE = JudgeSection()  # confirm, 95%, up to 5 runs
+RULE = JudgeSection()  # confirm, 95%, up to 9 runs
 QUIET = Noise.pooled([[1.0, 1.01, 0.99, 1.0]] * 10)  # sd ≈ 0.008 from 30 degrees of freedom
 
 
@@ -23,49 +36,66 @@ def test_pooled_noise() -> None:
     noise = Noise.pooled([[1.0, 3.0], [5.0], [2.0, 2.0, 5.0]])
     assert noise.df == 3 and noise.ss == pytest.approx(2.0 + 6.0)
     assert Noise().sd is None
+    assert (noise + Noise(1.0, 1)).df == 4
 
 
 def test_a_clear_loser_costs_one_run() -> None:
     assert decide([1.2], [1.0], Noise(), Goal.MIN, RULE).action is Action.DISCARD
-    decision = decide([1.0], [1.0], QUIET, Goal.MIN, RULE)
-    assert decision.action is Action.DISCARD and "not better" in decision.reason
+    decision = decide([1.0], [1.0, 1.0], QUIET, Goal.MIN, RULE)
+    assert decision.action is Action.DISCARD and "first run" in decision.reason and decision.z == pytest.approx(0)
 
 
-def test_without_known_noise_a_promising_candidate_is_confirmed() -> None:
+def test_one_run_never_keeps_a_change() -> None:
+    assert decide([0.5], [1.0, 1.0, 1.0], QUIET, Goal.MIN, RULE).action is Action.MEASURE_CANDIDATE
     assert decide([0.9], [1.0], Noise(), Goal.MIN, RULE).action is Action.MEASURE_CANDIDATE
-    greedy = JudgeSection(confirm=False)
+    greedy = JudgeSection(confirm=False)  # asked for: a single run may keep
     assert decide([0.9], [1.0], Noise(), Goal.MIN, greedy).action is Action.KEEP
 
 
 def test_the_best_is_measured_as_often_as_the_candidate() -> None:
     assert decide([0.9, 0.91], [1.0], Noise(), Goal.MIN, RULE).action is Action.MEASURE_BEST
+    assert decide([0.9], [1.0], QUIET, Goal.MIN, RULE).action is Action.MEASURE_BEST  # before its second look
+    assert decide([0.95, 0.96, 0.95], [1.0, 1.0], QUIET, Goal.MIN, RULE).action is Action.MEASURE_BEST
 
 
-def test_a_clear_winner_is_kept_with_an_interval() -> None:
-    decision = decide([0.95], [1.0, 1.0, 1.01, 0.99, 1.0], QUIET, Goal.MIN, RULE)
+def test_a_clear_winner_is_kept_on_two_runs_with_an_interval() -> None:
+    decision = decide([0.95, 0.95], [1.0, 1.0, 1.01, 0.99, 1.0], QUIET, Goal.MIN, RULE)
     assert decision.action is Action.KEEP
     assert decision.improvement == pytest.approx(0.05)
-    assert decision.ci_low is not None and 0 < decision.ci_low < 0.05 < decision.ci_high
+    assert decision.ci_low is not None and decision.ci_high is not None
+    assert 0 < decision.ci_low < 0.05 < decision.ci_high
+
+
+def test_each_look_is_tested_at_a_corrected_level() -> None:
+    assert look_level(RULE) == pytest.approx(0.05 / 8)  # Bonferroni over the 8 looks that can keep
+    assert look_level(JudgeSection(confirm=False, max_repeats=5)) == pytest.approx(0.01)
+    # z ≈ 2.0: would pass a one-look 5% test, not the corrected one
+    sd = QUIET.sd
+    assert sd is not None
+    gain = 2.0 * sd * (1 / 2 + 1 / 8) ** 0.5
+    candidate, best = [1.0 - gain, 1.0 - gain], [1.0] * 8
+    assert decide(candidate, best, QUIET, Goal.MIN, RULE).action is Action.MEASURE_CANDIDATE
 
 
 def test_an_uncertain_candidate_is_measured_again_then_given_up() -> None:
     noisy = Noise.pooled([[1.0, 1.2, 0.8]] * 5)  # sd 0.2
-    assert decide([0.9], [1.0], noisy, Goal.MIN, RULE).action is Action.MEASURE_CANDIDATE
-    five = [0.9, 0.95, 0.85, 0.9, 0.92]
-    decision = decide(five, [1.0] * 5, noisy, Goal.MIN, RULE)
-    assert decision.action is Action.DISCARD and "within 5 runs" in decision.reason
+    assert decide([0.9, 0.9], [1.0, 1.0], noisy, Goal.MIN, RULE).action is Action.MEASURE_CANDIDATE
+    nine = [0.9, 0.95, 0.85, 0.9, 0.92, 0.9, 0.93, 0.88, 0.9]
+    decision = decide(nine, [1.0] * 9, Noise.pooled([[1.0, 1.4, 0.6]] * 5), Goal.MIN, RULE)
+    assert decision.action is Action.DISCARD and "within 9 runs" in decision.reason
 
 
 def test_a_candidate_that_stops_looking_better_is_discarded() -> None:
-    assert decide([0.9, 1.1], [1.0, 1.0], QUIET, Goal.MIN, RULE).action is Action.DISCARD
+    decision = decide([0.998, 1.002], [1.0, 1.0], QUIET, Goal.MIN, RULE)  # first looked better, then not
+    assert decision.action is Action.DISCARD and "within the noise" in decision.reason
 
 
 def test_thresholds_and_directions() -> None:
-    assert decide([1.04], [1.0, 1.0], QUIET, Goal.MAX, RULE).action is Action.KEEP
-    assert decide([1.04], [1.0, 1.0], QUIET, Goal.MAX, JudgeSection(min_delta=0.05)).action is Action.DISCARD
+    assert decide([1.04, 1.04], [1.0, 1.0], QUIET, Goal.MAX, RULE).action is Action.KEEP
+    assert decide([1.04, 1.04], [1.0, 1.0], QUIET, Goal.MAX, JudgeSection(min_delta=0.05)).action is Action.DISCARD
     relative = JudgeSection(rel_delta=0.1)  # 10% of the best: 0.1
     assert decide([0.95], [1.0, 1.0], QUIET, Goal.MIN, relative).action is Action.DISCARD
-    assert decide([0.8], [1.0, 1.0], QUIET, Goal.MIN, relative).action is Action.KEEP
+    assert decide([0.8, 0.8], [1.0, 1.0], QUIET, Goal.MIN, relative).action is Action.KEEP
 
 
 def test_repeats_come_before_any_decision() -> None:
@@ -73,5 +103,40 @@ def test_repeats_come_before_any_decision() -> None:
 
 
 def test_a_deterministic_metric_needs_no_statistics() -> None:
-    decision = decide([0.9, 0.9], [1.0, 1.0], Noise.pooled([[1.0, 1.0]]), Goal.MIN, RULE)
-    assert decision.action is Action.KEEP
+    exact = Noise.pooled([[1.0, 1.0]])
+    assert decide([0.9], [1.0, 1.0], exact, Goal.MIN, RULE).action is Action.MEASURE_CANDIDATE  # still confirmed
+    decision = decide([0.9, 0.9], [1.0, 1.0], exact, Goal.MIN, RULE)
+    assert decision.action is Action.KEEP and decision.ci_low == decision.ci_high == pytest.approx(0.1)
+
+
+def test_one_estimate_of_a_gain() -> None:
+    gain = compare([0.9, 0.92], [1.0, 1.0, 0.98], QUIET, Goal.MIN, RULE)
+    assert gain.gain == pytest.approx(1.0 - 0.91 - 0.02 / 3)
+    assert gain.low is not None and gain.low < gain.gain < gain.high  # type: ignore[operator]
+    assert gain.text().startswith(f"gain {gain.gain:.6g} [") and "mean of 2 runs vs 3" in gain.text()
+    assert "noise unknown" in compare([0.9], [1.0], Noise(), Goal.MIN, RULE).text()
+
+
+def test_a_burst_is_told_from_a_bad_change() -> None:
+    quiet_best = [100.0, 101.0, 99.0, 100.0]
+    noise = Noise.pooled([[100.0, 102.0, 98.0]] * 5)  # sd 2 (2%)
+    assert suspicious(160.0, quiet_best, noise, Goal.MIN)  # 60% slower on one run: checked before a discard
+    assert not suspicious(104.0, quiet_best, noise, Goal.MIN)  # a plain worse run
+    assert disturbed(155.0, quiet_best, noise, Goal.MIN) and not disturbed(101.0, quiet_best, noise, Goal.MIN)
+    assert outlier(150.0, [100.0, 101.0, 99.0, 100.5], Goal.MIN)
+    assert not outlier(101.5, [100.0, 101.0, 99.0, 100.5], Goal.MIN)
+    assert not outlier(150.0, [100.0, 100.0], Goal.MIN)  # no spread to judge by
+
+
+def test_a_best_that_screens_everything_out_is_measured_again() -> None:
+    assert recheck([-1.5, -1.2, -0.9])  # three candidates in a row far below it: it looks lucky
+    assert not recheck([-1.5, 0.2, -0.9])
+    assert not recheck([-2.0, -2.0])
+    assert recheck([None, None])  # the noise unknown, and two screened out in a row
+
+
+def test_a_best_no_longer_better_than_the_one_it_replaced_is_undone() -> None:
+    parent = [1.0, 1.01, 0.99]
+    assert undone([1.0, 1.0, 1.01], parent, QUIET, Goal.MIN, RULE)
+    assert not undone([0.95, 0.95, 0.96], parent, QUIET, Goal.MIN, RULE)
+    assert not undone([1.0, 1.0], parent, QUIET, Goal.MIN, RULE)  # too few runs to say

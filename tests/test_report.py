@@ -41,12 +41,13 @@ def test_report_writes_a_plot_and_a_summary(three_keeps: Repo, cli) -> None:
     png = (folder / "progress.png").read_bytes()
     assert png.startswith(b"\x89PNG") and len(png) > 20_000
     text = (folder / "report.md").read_text()
-    # A deterministic metric: once measured twice alike, the noise is known to be zero and one run decides.
-    assert "baseline 50 (2 runs) → best 1 (1 run, experiment 5): -49 (-98.00%)" in text
+    # A deterministic metric: once measured twice alike, the noise is known to be zero and two runs decide
+    # (one never keeps); no follow-up, as repeats cannot change a deterministic value.
+    assert "baseline 50 (2 runs) → best 1 (2 runs, experiment 5): -49 (-98.00%)" in text
     assert "- experiments: 3 keep, 1 baseline, 1 discard, 1 crash" in text
     rows = [r for r in text.splitlines() if r.startswith("| ") and r[2].isdigit()]
     assert [r.split(" | ")[1] for r in rows] == ["X to 8", "X to 5", "X to 3"]
-    assert "| 1 | X to 8 | 26 | 24 [24, 24] | 2 |" in text and "| 3 | X to 5 | 5 | 21 [21, 21] | 1 |" in text
+    assert "| 1 | X to 8 | 26 | 24 [24, 24] | 2 |" in text and "| 3 | X to 5 | 5 | 21 [21, 21] | 2 |" in text
 
 
 def _view(tmp_path: Path, experiments: list[Experiment]) -> RunView:

@@ -130,7 +130,9 @@ class JudgeSection:
     repeats: int = 1  # measurements of a candidate before any decision
     confirm: bool = True  # a candidate that looks better is measured again before it is kept
     confidence: float = 0.95  # required confidence that the candidate beats the best by the threshold
-    max_repeats: int = 5  # most measurements of one candidate
+    max_repeats: int = (
+        9  # most measurements of one candidate (each look that can keep is tested at α / (max_repeats − 1))
+    )
     noise_runs: int = 0  # measure the baseline this many times at the start of a run
 
     def check(self, where: str) -> JudgeSection:

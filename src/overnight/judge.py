@@ -1,31 +1,43 @@
 """The keep rule, as pure functions of measurements.
 
-Experiments are noisy, so a candidate is kept only when, on all its measurements
-against all the measurements of the current best, it beats the best by more than
-the threshold (``min_delta``, or ``rel_delta`` × |best|) with the configured
-confidence. The test is a one-sided two-sample Student t-test whose variance is
-**pooled over every experiment of the run that was measured more than once**
-(noise runs of the baseline, re-measured bests, re-measured candidates). The noise
-of a task is mostly a property of the task, not of one change, so pooling lets a
-candidate measured twice be judged with a variance estimated from dozens of runs;
-Welch's test on two runs each would have one degree of freedom (t₀.₉₅ = 6.3) and
-almost no power.
+Experiments are noisy, so a candidate is kept only when, on its measurements against
+those of the current best, it beats the best by more than the threshold (``min_delta``,
+or ``rel_delta`` × |best|) with the configured confidence, after at least two runs of
+its own (with ``confirm``, the default: a single run never keeps a change).
 
-The procedure is sequential, screen-then-confirm. A candidate that does not look
-better than the threshold is discarded at once, so clear losers cost one run. One
-that looks better is measured again (and the best with it, so the best has at least
-as many measurements) until the test keeps it, until it stops looking promising, or
-until ``max_repeats``. "Promising" rises with each look: the estimated gain must stay
-above ``SCREEN + SCREEN_STEP × (runs − 1)`` standard errors, which stops no-ops that
-wander early instead of testing them again and again. Looking repeatedly at a test
-inflates its error rate; this rising screen is what holds it down, and
-``benchmarks/judge.py`` measures the result (false keeps, power, runs) by simulation.
-Where the noise is unknown (nothing measured twice yet), the threshold alone decides
-the screen, and ``confirm`` sends a promising candidate to a second measurement.
+The test is a one-sided two-sample Student t-test whose variance is **pooled over every
+experiment of the run that was measured more than once** (noise runs of the baseline,
+re-measured bests, re-measured candidates). The noise of a task is mostly a property of
+the task, not of one change, so pooling lets a candidate measured twice be judged with a
+variance estimated from dozens of runs; Welch's test on two runs each would have one
+degree of freedom (t₀.₉₅ = 6.3) and almost no power.
 
-A kept candidate's measurements are the lucky ones that got it kept (the winner's
-curse), so the new best is measured ``NEW_BEST_RUNS`` more times before it is used as
-the bar for later candidates (see overnight.measuring).
+The procedure is sequential, in looks (one look per run of the candidate):
+
+1. **Screen.** The first run is compared with the best: unless it looks better than the
+   threshold by ``SCREEN`` standard errors, the candidate is discarded at once, so clear
+   losers and most no-ops cost one run. (Where the noise is still unknown, it only has to
+   look better than the threshold.) A first run far worse than anything the noise
+   explains is not trusted to discard alone: see :func:`suspicious`.
+2. **Confirm.** Otherwise the candidate is measured again, and the best with it so that
+   the best has as many runs (candidate and best alternate in time, so drift and bursts
+   of a busy machine fall on both). After each run the test is made; it keeps the
+   candidate when it passes at level α / (``max_repeats`` − 1), α = 1 − ``confidence``:
+   the false-keep risk of the whole sequence of looks is bounded by α (Bonferroni over
+   the looks that can keep), not α per look. It discards when the gain falls under a
+   futility bound rising ``FUTILITY_STEP`` standard errors per look, or at ``max_repeats``.
+3. **Follow up.** A kept change is measured ``FOLLOW_UP_RUNS`` more time(s) before it
+   becomes the best: the runs that got it kept were the lucky ones (the winner's curse),
+   and the best's estimate is the mean of all its runs.
+
+Two rules keep a lucky best from stalling a run. The best is measured again when the
+candidates screened out against it keep landing far below it (:func:`recheck`: a lucky-low
+estimate discards every later win at the screen). And a best whose later measurements
+show it no better than the best it replaced is undone (:func:`undone`): the run branch
+moves back, so no view shows the best getting worse.
+
+``benchmarks/judge.py`` measures the result (false keeps, power, runs, the final true
+gain) by simulation, against the greedy rule and labloop's.
 """
 
 from __future__ import annotations
@@ -38,9 +50,14 @@ from dataclasses import dataclass
 from overnight.config import JudgeSection
 from overnight.records import Goal
 
-SCREEN = 0.25  # standard errors of gain a candidate must show to be measured again...
-SCREEN_STEP = 0.25  # ...and this much more at each further look
-NEW_BEST_RUNS = 2  # extra measurements of a new best (skipped when the noise is exactly zero)
+SCREEN = 0.3  # standard errors of gain the first run must show to be measured again
+FUTILITY = 0.3  # from the second look: discard when the gain is under this many standard errors...
+FUTILITY_STEP = 0.3  # ...and this much more at each further look
+FOLLOW_UP_RUNS = 1  # runs of a kept change before it becomes the best (skipped when the noise is exactly zero)
+RECHECK_OF = 3  # the best is measured again when the last RECHECK_OF screened-out candidates...
+RECHECK_Z = -1.0  # ...averaged below this many standard errors against it
+RECHECK_UNKNOWN = 2  # or after this many screened out in a row while the noise is unknown
+SUSPICIOUS = 4.0  # a first run this many standard deviations worse than the best is checked before discarding
 
 
 class Action(enum.Enum):
@@ -57,6 +74,7 @@ class Decision:
     improvement: float = 0.0  # estimated, in the goal's direction (positive = better)
     ci_low: float | None = None  # confidence interval of the improvement, when the noise is known
     ci_high: float | None = None
+    z: float | None = None  # standard errors of gain beyond the threshold, when the noise is known
 
 
 @dataclass(frozen=True)
@@ -76,9 +94,41 @@ class Noise:
                 df += len(values) - 1
         return cls(ss, df)
 
+    def __add__(self, other: Noise) -> Noise:
+        return Noise(self.ss + other.ss, self.df + other.df)
+
     @property
     def sd(self) -> float | None:
         return math.sqrt(self.ss / self.df) if self.df else None
+
+
+@dataclass(frozen=True)
+class Gain:
+    """One change's estimated gain over its reference (positive = better), with its interval at the configured confidence."""
+
+    gain: float
+    low: float | None  # None while the noise is unknown
+    high: float | None
+    runs: int  # the change's measurements behind the estimate
+    reference_runs: int  # and its reference's
+
+    def text(self) -> str:
+        runs = f"mean of {_runs(self.runs)} vs {self.reference_runs}"
+        if self.low is None or self.high is None:
+            return f"gain {self.gain:.6g} ({runs}; noise unknown)"
+        return f"gain {self.gain:.6g} [{self.low:.3g}, {self.high:.3g}] ({runs})"
+
+
+def compare(
+    candidate: Sequence[float], reference: Sequence[float], others: Noise, goal: Goal, rule: JudgeSection
+) -> Gain:
+    """The estimated gain of ``candidate`` over ``reference``: the one estimate every view shows."""
+    gain = goal.improvement(mean(candidate), mean(reference))
+    noise = others + Noise.pooled([candidate, reference])
+    if noise.sd is None:
+        return Gain(gain, None, None, len(candidate), len(reference))
+    half = t_quantile(rule.confidence, noise.df) * noise.sd * math.sqrt(1 / len(candidate) + 1 / len(reference))
+    return Gain(gain, gain - half, gain + half, len(candidate), len(reference))
 
 
 def mean(values: Sequence[float]) -> float:
@@ -89,51 +139,142 @@ def threshold(rule: JudgeSection, best: float) -> float:
     return rule.rel_delta * abs(best) if rule.rel_delta else rule.min_delta
 
 
+def look_level(rule: JudgeSection) -> float:
+    """The one-sided level of each look that can keep: α over those looks, so the whole sequence stays within α."""
+    looks = rule.max_repeats - (1 if rule.confirm else 0)
+    return (1 - rule.confidence) / max(1, looks)
+
+
 def decide(
     candidate: Sequence[float], best: Sequence[float], others: Noise, goal: Goal, rule: JudgeSection
 ) -> Decision:
-    """What to do next with a candidate, given every measurement so far.
+    """What to do next with a candidate, given every measurement so far (see the module docstring).
 
     ``others`` is the pooled noise of the run's other experiments; the candidate's and
     the best's own measurements are pooled in here.
     """
-    if len(candidate) < rule.repeats:
-        return Decision(Action.MEASURE_CANDIDATE, f"measurement {len(candidate) + 1} of {rule.repeats} before judging")
+    looks = len(candidate)
+    if looks < rule.repeats:
+        return Decision(Action.MEASURE_CANDIDATE, f"measurement {looks + 1} of {rule.repeats} before judging")
     gain = goal.improvement(mean(candidate), mean(best))
     bar = threshold(rule, mean(best))
-    if gain <= bar:
-        word = "worse than" if gain < 0 else "not better than" if gain == 0 else "not enough better than"
-        return Decision(Action.DISCARD, f"{word} the best by {abs(gain):.6g} (threshold {bar:.6g})", gain)
-    if len(best) < len(candidate):
-        return Decision(Action.MEASURE_BEST, "the best is measured as often as the candidate", gain)
-    own = Noise.pooled([candidate, best])
-    noise = Noise(others.ss + own.ss, others.df + own.df)
-    if noise.df == 0:
-        if not rule.confirm:
-            return Decision(
-                Action.KEEP, f"better than the best by {gain:.6g} (threshold {bar:.6g}; noise unknown)", gain
-            )
-        return Decision(Action.MEASURE_CANDIDATE, "looks better; confirming with another measurement", gain)
+    runs = f"{_runs(looks)} vs {len(best)}"
+    noise = others + Noise.pooled([candidate, best])
     sd = noise.sd
-    assert sd is not None
-    se = sd * math.sqrt(1 / len(candidate) + 1 / len(best))
-    critical = t_quantile(rule.confidence, noise.df)
-    low, high = gain - critical * se, gain + critical * se
-    runs = f"{len(candidate)} run{'s' if len(candidate) != 1 else ''} vs {len(best)}"
-    if se == 0 or low > bar:
-        return Decision(
-            Action.KEEP, f"better than the best by {gain:.6g} ± {critical * se:.3g} ({runs})", gain, low, high
-        )
-    if len(candidate) >= rule.max_repeats:
+    if sd is None:  # nothing measured twice yet: the threshold alone screens
+        if gain <= bar:
+            return Decision(Action.DISCARD, f"{_worse(gain)} the best by {abs(gain):.6g} (threshold {bar:.6g})", gain)
+        if looks == 1 and rule.confirm:
+            return Decision(Action.MEASURE_CANDIDATE, "looks better; confirming with another measurement", gain)
+        if len(best) < looks:
+            return Decision(Action.MEASURE_BEST, "the best is measured as often as the candidate", gain)
+        return Decision(Action.KEEP, f"better than the best by {gain:.6g} (threshold {bar:.6g}; noise unknown)", gain)
+    if looks > 1 and len(best) < looks:
+        return Decision(Action.MEASURE_BEST, "the best is measured as often as the candidate", gain)
+    se = sd * math.sqrt(1 / looks + 1 / len(best))
+    if se == 0:  # a deterministic metric: no statistics needed
+        if gain > bar and (looks > 1 or not rule.confirm):
+            return Decision(Action.KEEP, f"better than the best by {gain:.6g} ({runs}; no noise)", gain, gain, gain)
+        if gain > bar:
+            return Decision(Action.MEASURE_CANDIDATE, "looks better; confirming with another measurement", gain)
+        return Decision(Action.DISCARD, f"{_worse(gain)} the best by {abs(gain):.6g} (threshold {bar:.6g})", gain)
+    z = (gain - bar) / se
+    shown = t_quantile(rule.confidence, noise.df) * se  # the interval shown: at the configured confidence
+    low, high = gain - shown, gain + shown
+    if looks == 1 and rule.confirm:
+        if z < SCREEN:
+            word = _worse(gain)
+            return Decision(
+                Action.DISCARD, f"{word} the best by {abs(gain):.6g} (threshold {bar:.6g}; first run)", gain, z=z
+            )
+        if len(best) < 2:
+            return Decision(Action.MEASURE_BEST, "looks better; measuring the best again first", gain, z=z)
+        return Decision(Action.MEASURE_CANDIDATE, "looks better; confirming with another measurement", gain, z=z)
+    if z >= t_quantile(1 - look_level(rule), noise.df):
+        return Decision(Action.KEEP, f"better than the best by {gain:.6g} ± {shown:.3g} ({runs})", gain, low, high, z)
+    if looks >= rule.max_repeats:
         reason = (
             f"not shown better than the best within {rule.max_repeats} runs (gain {gain:.6g}, lower bound {low:.3g})"
         )
-        return Decision(Action.DISCARD, reason, gain, low, high)
-    promise = SCREEN + SCREEN_STEP * (len(candidate) - 1)
-    if gain - bar < promise * se:
+        return Decision(Action.DISCARD, reason, gain, low, high, z)
+    if z < FUTILITY + FUTILITY_STEP * (looks - 2):
         reason = f"gain {gain:.6g} is within the noise ({runs}; lower bound {low:.3g}): not worth more runs"
-        return Decision(Action.DISCARD, reason, gain, low, high)
-    return Decision(Action.MEASURE_CANDIDATE, f"uncertain: gain {gain:.6g}, lower bound {low:.3g}", gain, low, high)
+        return Decision(Action.DISCARD, reason, gain, low, high, z)
+    return Decision(Action.MEASURE_CANDIDATE, f"uncertain: gain {gain:.6g}, lower bound {low:.3g}", gain, low, high, z)
+
+
+def suspicious(first: float, best: Sequence[float], others: Noise, goal: Goal) -> bool:
+    """Whether a candidate's first run is so much worse than the best that the run, not the change, is in doubt.
+
+    On a shared machine a burst of load can make one run 40–70% slower; discarding a real
+    speed-up on that run alone would throw it away. Such a run is checked: the best is
+    measured right after it (see overnight.measure), and if that run is disturbed too,
+    both are set aside and the candidate is measured again.
+    """
+    sd = (others + Noise.pooled([best])).sd
+    return bool(sd) and goal.improvement(first, mean(best)) < -SUSPICIOUS * sd  # type: ignore[operator]
+
+
+def disturbed(value: float, reference: Sequence[float], others: Noise, goal: Goal) -> bool:
+    """Whether ``value`` is worse than the mean of ``reference`` by more than the noise can explain (SUSPICIOUS sd)."""
+    sd = (others + Noise.pooled([reference])).sd
+    return bool(sd) and goal.improvement(value, mean(reference)) < -SUSPICIOUS * sd  # type: ignore[operator]
+
+
+def outlier(value: float, rest: Sequence[float], goal: Goal) -> bool:
+    """Whether ``value`` is worse than the median of ``rest`` by more than SUSPICIOUS robust standard deviations.
+
+    The spread is the median absolute deviation of ``rest`` (scaled to a standard deviation),
+    which a few disturbed runs among them do not inflate as they inflate a variance.
+    """
+    if len(rest) < 2:
+        return False
+    ordered = sorted(rest)
+    middle = (
+        ordered[len(ordered) // 2]
+        if len(ordered) % 2
+        else (ordered[len(ordered) // 2 - 1] + ordered[len(ordered) // 2]) / 2
+    )
+    spread = sorted(abs(v - middle) for v in rest)
+    mad = spread[len(spread) // 2] if len(spread) % 2 else (spread[len(spread) // 2 - 1] + spread[len(spread) // 2]) / 2
+    return mad > 0 and goal.improvement(value, middle) < -SUSPICIOUS * 1.4826 * mad
+
+
+def recheck(screened: Sequence[float | None]) -> bool:
+    """Whether the best should be measured again, given the screen z of the candidates screened out
+    against its current estimate, oldest first (None where the noise was unknown).
+
+    A best whose estimate came out lucky makes every candidate look worse than it; left
+    alone, it discards the night's real wins at the screen (a stalled run).
+    """
+    if len(screened) >= RECHECK_UNKNOWN and all(z is None for z in screened[-RECHECK_UNKNOWN:]):
+        return True
+    known = [z for z in screened if z is not None][-RECHECK_OF:]
+    return len(known) == RECHECK_OF and mean(known) < RECHECK_Z
+
+
+def undone(best: Sequence[float], parent: Sequence[float], others: Noise, goal: Goal, rule: JudgeSection) -> str:
+    """Why a kept best must be undone now, or "": when, measured again, it is no longer estimated better
+    than the best it replaced (by the threshold), with at least three runs on each side."""
+    if len(best) < 3 or len(parent) < 3:
+        return ""
+    gain = goal.improvement(mean(best), mean(parent))
+    bar = threshold(rule, mean(parent))
+    if gain > bar:
+        return ""
+    noise = others + Noise.pooled([best, parent])
+    return (
+        f"measured again ({_runs(len(best))}), it is no longer better than the best it replaced "
+        f"(gain {gain:.6g} vs threshold {bar:.6g}" + (f", noise sd {noise.sd:.3g})" if noise.sd else ")")
+    )
+
+
+def _worse(gain: float) -> str:
+    return "worse than" if gain < 0 else "not better than" if gain == 0 else "not enough better than"
+
+
+def _runs(n: int) -> str:
+    return f"{n} run" if n == 1 else f"{n} runs"
 
 
 # -- Student's t distribution (no scipy) ---------------------------------------------------

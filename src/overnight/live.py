@@ -34,6 +34,8 @@ def line(exp: Experiment) -> str:
     took = "" if exp.duration_s is None else f"{exp.duration_s:.1f}s"
     runs = f"×{exp.runs}" if exp.runs > 1 else ""
     text = f"#{exp.id:<4} {exp.status.value:<11} {metric:>12} {runs:>3} {took:>8}  {exp.hypothesis}"
+    if exp.info.get("undone"):
+        return text + f"  [{exp.reason}]"
     return text + (f"  [{exp.reason}]" if exp.status not in MEASURED and exp.reason else "")
 
 
@@ -44,7 +46,7 @@ def plain(announce: bool) -> Callable[[Event, Experiment], None]:
     def watch(event: Event, exp: Experiment) -> None:
         if event is Event.PROPOSE and announce:
             print(f"#{exp.id:<4} {'running':<11} {'':>12} {'':>3} {'':>8}  {exp.hypothesis}", flush=True)
-        elif event in (Event.FINISH, Event.KEEP):
+        elif event in (Event.FINISH, Event.KEEP, Event.UNDO):
             print(line(exp), flush=True)
 
     return watch
@@ -101,9 +103,10 @@ class LiveView:
                 if now is not None and now.exp.id == exp.id:  # the bar shows the measurement under way
                     now.started, now.runs = time.monotonic(), now.runs + 1
                 return
-            if event not in (Event.FINISH, Event.KEEP):
+            if event not in (Event.FINISH, Event.KEEP, Event.UNDO):
                 return
-            self.workers.pop(exp.worker, None)
+            if event is not Event.UNDO:  # an undone keep ended long ago: its worker is on something else
+                self.workers.pop(exp.worker, None)
             self.recent.append(exp)
         self._live.console.print(Text(line(exp), style=_STYLE.get(exp.status, "yellow")))
 

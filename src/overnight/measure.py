@@ -24,12 +24,14 @@ from overnight import judge, sandbox, secrets
 from overnight.executors import Executor, Job, Measurement
 from overnight.executors.perform import holdout
 from overnight.judge import Action, Decision
-from overnight.records import Ended, Experiment, Measured, Status, now_iso
+from overnight.records import DISTURBED, Ended, Experiment, Measured, Status, now_iso
 from overnight.run import Run
 from overnight.slots import Slots
 from overnight.worktree import Worktree
 
 log = logging.getLogger(__name__)
+
+MAX_ASIDE = 2  # runs of one experiment set aside as disturbed, at most: a change may make the metric bimodal
 
 
 class Measurer:
@@ -59,57 +61,174 @@ class Measurer:
     def until_judged(self, exp: Experiment, best: Experiment) -> Decision:
         """Measure ``exp`` (measured once) and ``best`` as the judge asks, until it keeps or discards.
 
-        A keep is measured :data:`~overnight.judge.NEW_BEST_RUNS` more times (the runs that got it
-        kept were the lucky ones), and its held-out metric and estimated gain are recorded.
-        Raises Ended when a measurement of the candidate fails or the run is stopped.
+        A first run far worse than the noise explains is checked against a run of the best
+        taken right after it; when that run is disturbed too (a burst of load), both are set
+        aside and the candidate is measured again. A keep is followed up
+        (:data:`~overnight.judge.FOLLOW_UP_RUNS`), and its held-out metric and estimated
+        gain are recorded. Raises Ended when a measurement of the candidate fails or the run is stopped.
         """
-        config = self.run.task.config
+        rule, goal = self.run.task.config.judge, self.run.task.config.metric.goal_enum
+        checked = False
         while True:
-            decision = judge.decide(
-                self.state.values(exp.id),
-                self.state.values(best.id),
-                self.state.noise(exclude=(exp.id, best.id)),
-                config.metric.goal_enum,
-                config.judge,
-            )
+            mine = self.state.values(exp.id)
+            if not mine:  # its only run was set aside as disturbed
+                self._candidate(exp)
+                continue
+            theirs, others = self.state.values(best.id), self.state.noise(exclude=(exp.id, best.id))
+            decision = judge.decide(mine, theirs, others, goal, rule)
+            if decision.action is Action.DISCARD and len(mine) == 1 and not checked:
+                checked = True
+                if judge.suspicious(mine[0], theirs, others, goal) and self._disturbed(exp, best):
+                    continue
             if decision.action in (Action.KEEP, Action.DISCARD):
                 break
             if self.stop.is_set():
                 raise Ended(Status.INTERRUPTED, "stopped while measuring again")
             if decision.action is Action.MEASURE_BEST:
-                self.worktree.checkout(best.commit)
-                again = self.once(best, "best", log_id=exp.id)
-                self.worktree.checkout(exp.commit)
-                if again.status is not None:
-                    reason = f"the best (experiment {best.id}) failed when measured again: {again.reason}"
-                    return Decision(Action.DISCARD, reason, decision.improvement)
-                best = self.state.estimate(best.id)
+                failed = self._best(exp, best)
+                if failed:
+                    return Decision(Action.DISCARD, failed, decision.improvement)
+                best = self.state.get(best.id)
             else:
-                number = len(self.state.values(exp.id)) + 1
-                last = self.once(exp, "candidate")
-                if last.status is not None:
-                    raise Ended(last.status, f"measurement {number} failed: {last.reason}")
+                self._candidate(exp)
         if decision.action is Action.KEEP:
-            self._debias(exp)
-            self.state.update(
-                replace(
-                    self.state.get(exp.id),
-                    holdout=self.holdout(exp),
-                    improvement=decision.improvement,
-                    ci_low=decision.ci_low,
-                    ci_high=decision.ci_high,
-                )
-            )
+            return self._kept(exp, best, decision)
+        self._screened(exp, best, decision)
         return decision
 
-    def _debias(self, exp: Experiment) -> None:
-        """Measure a new keep ``NEW_BEST_RUNS`` more times, unless the noise is exactly zero."""
+    def _candidate(self, exp: Experiment) -> None:
+        """Measure the candidate once more; a run far worse than its others is set aside (twice at most)."""
+        before = self.state.values(exp.id)
+        number = len(before) + 1
+        last, seed = self._once(exp, "candidate")
+        if last.status is not None:
+            raise Ended(last.status, f"measurement {number} failed: {last.reason}")
+        self._aside_if_disturbed(exp, before, last, seed)
+
+    def _aside_if_disturbed(self, exp: Experiment, before: list[float], last: Measurement, seed: int) -> None:
+        """Set a run aside when it is worse than the experiment's earlier runs by more than the noise explains."""
+        if len(before) < 2 or last.value is None or len(exp.info.get("set_aside", [])) >= MAX_ASIDE:
+            return
+        others = self.state.noise(exclude=(exp.id,))
+        if judge.disturbed(last.value, before, others, self.run.task.config.metric.goal_enum):
+            self.state.set_aside(exp.id, exp.round, seed, "far worse than its other runs: the machine was disturbed")
+
+    def _best(self, exp: Experiment, best: Experiment) -> str:
+        """Measure the best once more, for ``exp`` (its log gets the output); "" or why it failed.
+
+        Its estimate is then the mean of all its runs; a best no longer better than the best it
+        replaced is undone (see overnight.judge.undone).
+        """
+        before = self.state.values(best.id)
+        self.worktree.checkout(best.commit)
+        again, seed = self._once(best, "best", log_id=exp.id)
+        self.worktree.checkout(exp.commit)
+        if again.status is not None:
+            return f"the best (experiment {best.id}) failed when measured again: {again.reason}"
+        self._aside_if_disturbed(self.state.get(best.id), before, again, seed)
+        best = self.state.estimate(best.id)
+        parent = self.state.parent_of(best)
+        if best.status is Status.KEEP and parent is not None:
+            config = self.run.task.config
+            reason = judge.undone(
+                self.state.values(best.id),
+                self.state.values(parent.id),
+                self.state.noise(exclude=(best.id, parent.id)),
+                config.metric.goal_enum,
+                config.judge,
+            )
+            if reason:
+                self.state.undo(best.id, reason)
+        return ""
+
+    def _disturbed(self, exp: Experiment, best: Experiment) -> bool:
+        """Check a suspiciously bad first run against a run of the best taken right after it.
+
+        When that run is far off the best's estimate too, the machine was disturbed: both runs
+        are set aside (kept in the ledger, left out of every estimate) and True is returned.
+        """
+        goal = self.run.task.config.metric.goal_enum
+        before = self.state.values(best.id)
+        self.worktree.checkout(best.commit)
+        control, control_seed = self._once(best, "best", log_id=exp.id)
+        self.worktree.checkout(exp.commit)
+        others = self.state.noise(exclude=(exp.id, best.id))
+        if control.status is not None or control.value is None:
+            return False
+        if not judge.disturbed(control.value, before, others, goal):
+            self.state.estimate(best.id)  # a good control run is a run of the best like any other
+            return False
+        self.state.set_aside(best.id, best.round, control_seed, f"a control run for experiment {exp.id}: disturbed")
+        first = self.state.measurements(exp.id, exp.round)
+        for m in first:
+            self.state.set_aside(exp.id, exp.round, m.seed, "its first run, taken while the machine was disturbed")
+        log.warning(
+            "experiment %d: its first run and a control run of the best were disturbed; measuring again", exp.id
+        )
+        return True
+
+    def set_aside_outliers(self, exp: Experiment) -> None:
+        """Set aside the runs of ``exp`` (the baseline's noise runs) that its other runs show disturbed."""
+        goal = self.run.task.config.metric.goal_enum
+        for m in self.state.measurements(exp.id, exp.round):
+            values = self.state.values(exp.id)
+            if m.value is None or m.kind == DISTURBED or len(values) < 3:
+                continue
+            rest = list(values)
+            rest.remove(m.value)
+            if judge.outlier(m.value, rest, goal):
+                self.state.set_aside(
+                    exp.id, exp.round, m.seed, "far worse than its other runs: the machine was disturbed"
+                )
+
+    def _kept(self, exp: Experiment, best: Experiment, decision: Decision) -> Decision:
+        """Follow a keep up, then record its estimated gain (on every run, follow-up included) and held-out metric."""
         noise = self.state.noise()
-        if noise.df and noise.ss == 0:
-            return  # a deterministic metric gains nothing from repeats
-        for _ in range(judge.NEW_BEST_RUNS):
-            if self.stop.is_set() or self.once(exp, "best").status is not None:
-                return
+        if not (noise.df and noise.ss == 0):  # a deterministic metric gains nothing from repeats
+            for _ in range(judge.FOLLOW_UP_RUNS):
+                if self.stop.is_set() or self.once(exp, "follow-up").status is not None:
+                    break
+        config = self.run.task.config
+        gain = judge.compare(
+            self.state.values(exp.id),
+            self.state.values(best.id),
+            self.state.noise(exclude=(exp.id, best.id)),
+            config.metric.goal_enum,
+            config.judge,
+        )
+        self.state.update(
+            replace(
+                self.state.get(exp.id),
+                holdout=self.holdout(exp),
+                improvement=gain.gain,
+                ci_low=gain.low,
+                ci_high=gain.high,
+            )
+        )
+        return replace(decision, reason=f"{decision.reason}; with its follow-up: {gain.text()}")
+
+    def _screened(self, exp: Experiment, best: Experiment, decision: Decision) -> None:
+        """Note what a discard was judged against; after a first-run discard, maybe measure the best again.
+
+        A best measured lucky makes every candidate look worse at the screen; when the
+        candidates screened out against its current estimate say so (judge.recheck), it is
+        measured once more.
+        """
+        runs = len(self.state.values(exp.id))
+        judged = {"id": best.id, "runs": len(self.state.values(best.id))}
+        info = {**exp.info, **self.state.get(exp.id).info, "judged_against": judged}
+        if runs == 1:
+            info["screen_z"] = decision.z
+        self.state.update(replace(self.state.get(exp.id), info=info))
+        if runs != 1:
+            return
+        screened = [
+            e.info["screen_z"]
+            for e in (*self.state.history(), self.state.get(exp.id))
+            if "screen_z" in e.info and e.info.get("judged_against") == judged
+        ]
+        if judge.recheck(screened) and not self.stop.is_set():
+            self._best(exp, best)
 
     # -- one measurement ---------------------------------------------------------------------------
 
@@ -126,6 +245,17 @@ class Measurer:
         Seeds count from 0 in each round of ``exp`` (a rebase starts a new round). ``log_id``
         names the experiment whose log gets the output (a best measured for a candidate).
         """
+        return self._once(exp, kind, log_id=log_id, written=written)[0]
+
+    def _once(
+        self,
+        exp: Experiment,
+        kind: str,
+        *,
+        log_id: int | None = None,
+        written: Callable[[], str] | None = None,
+    ) -> tuple[Measurement, int]:
+        """:meth:`once`, and the seed it measured with."""
         if self._measured == exp.id and exp.commit:
             # Measured just before: start again from its commit, not from what that run left
             # behind (outputs, edited files), so repeated measurements stay independent.
@@ -161,7 +291,7 @@ class Measurer:
             load=load,
         )
         self.state.measure(measured, lambda e: _facts(e, measurement))
-        return measurement
+        return measurement, seed
 
     def holdout(self, exp: Experiment) -> float | None:
         """The held-out metric of the commit in the worktree, when ``[metric] holdout`` is set."""

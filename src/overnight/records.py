@@ -35,6 +35,8 @@ class Status(enum.StrEnum):
 MEASURED = (Status.BASELINE, Status.KEEP, Status.DISCARD)
 # Statuses that mark a point of the run branch: the baseline and every keep.
 ON_BRANCH = (Status.BASELINE, Status.KEEP)
+# The kind of a measurement set aside: taken while the machine was disturbed (a burst of load), left out of estimates.
+DISTURBED = "disturbed"
 
 
 def now_iso() -> str:
@@ -188,7 +190,7 @@ class Measured:
     experiment: int
     seed: int
     value: float | None  # None when this measurement failed
-    kind: str  # "candidate", "best" (a re-measurement of the best), "noise"
+    kind: str  # "baseline", "noise", "candidate", "best" (measured again), "follow-up" (of a keep), DISTURBED
     metrics: dict[str, float] = field(default_factory=dict)
     duration_s: float | None = None
     peak_memory_mb: float | None = None

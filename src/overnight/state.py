@@ -15,8 +15,11 @@ The events, in the order an experiment meets them::
     measure   one measurement; an experiment in flight also takes the run's facts (metrics, time)
     rebase    moved onto a newer best, to be measured there anew (a new round)
     estimate  a finished experiment (the best) measured again: its estimate is the mean of all
+    aside     a measurement set aside as disturbed (a burst of load): kept in the ledger, left out of estimates
     finish    it ended with any status but keep
     keep      it ended kept: recorded, then the run branch moves to it (compare-and-swap)
+    undo      the best, measured again, is no longer better than the best it replaced: the run
+              branch moves back to that one, and the keep is recorded as a discard
 
 The run's state is handed to the controller, its workers and their measurers once, at
 construction. Thread-safety: every method may be called from any worker thread.
@@ -34,7 +37,7 @@ from overnight.errors import OvernightError, RunStateError
 from overnight.git import Branch
 from overnight.judge import Noise, mean
 from overnight.ledger import Ledger
-from overnight.records import MEASURED, ON_BRANCH, Experiment, Measured, Status, Usage, chain
+from overnight.records import DISTURBED, MEASURED, ON_BRANCH, Experiment, Measured, Status, Usage, chain
 
 
 class Event(enum.StrEnum):
@@ -47,8 +50,10 @@ class Event(enum.StrEnum):
     MEASURE = "measure"
     REBASE = "rebase"
     ESTIMATE = "estimate"
+    ASIDE = "aside"
     FINISH = "finish"
     KEEP = "keep"
+    UNDO = "undo"
 
 
 Watcher = Callable[[Event, Experiment], None]
@@ -85,7 +90,7 @@ class RunState:
     def _load(self) -> None:
         for m in self._ledger.measurements():
             key = (m.experiment, m.round)
-            if m.value is not None:
+            if m.value is not None and m.kind != DISTURBED:
                 self._samples.setdefault(key, []).append(m.value)
             # failed measurements used their seeds too: a resumed run must not measure on them again
             self._seeds[key] = max(self._seeds.get(key, 0), m.seed + 1)
@@ -165,6 +170,19 @@ class RunState:
         skip = set(exclude)
         with self._lock:
             return Noise.pooled([v for (e, _), v in self._samples.items() if e not in skip])
+
+    def parent_of(self, exp: Experiment) -> Experiment | None:
+        """The point of the run branch ``exp`` was proposed on (the best it was judged against), if any."""
+        with self._lock:
+            for known in self._experiments.values():
+                if known.commit == exp.parent and known.status in ON_BRANCH and known.id != exp.id:
+                    return known
+            return None
+
+    def measurements(self, experiment_id: int, round: int) -> list[Measured]:
+        """An experiment's measurements of one round, as recorded (set-aside ones included)."""
+        with self._lock:
+            return [m for m in self._ledger.measurements(experiment_id) if m.round == round]
 
     def tried(self, parent: str, change_key: str) -> Experiment | None:
         """The last finished experiment that made the change ``change_key`` on ``parent``, if any."""
@@ -268,6 +286,38 @@ class RunState:
             self._tell(Event.ESTIMATE, exp)
         return exp
 
+    def set_aside(self, experiment_id: int, round: int, seed: int, reason: str) -> None:
+        """Leave a disturbed measurement out of every estimate and of the pooled noise. The ledger keeps it:
+        its kind becomes "disturbed", and the experiment's ``info["set_aside"]`` says which and why."""
+        with self._lock:
+            found = [m for m in self.measurements(experiment_id, round) if m.seed == seed]
+            if not found or found[0].kind == DISTURBED or found[0].value is None:
+                return
+            measured = found[0]
+            assert measured.value is not None
+            aside = replace(measured, kind=DISTURBED)
+            exp = self._experiments[experiment_id]
+            values = list(self._samples.get((experiment_id, round), []))
+            values.remove(measured.value)
+            noted = [
+                *exp.info.get("set_aside", []),
+                {"round": round, "seed": seed, "value": measured.value, "why": reason},
+            ]
+            exp = replace(exp, info={**exp.info, "set_aside": noted})
+            if values:
+                exp = replace(exp, metric=mean(values), runs=len(values))
+            elif exp.status is Status.RUNNING:
+                exp = replace(exp, metric=None, runs=0)
+            with self._ledger.transaction() as db:
+                Ledger.write_measurement(db, aside)
+                Ledger.write_experiment(db, exp)
+            if values:
+                self._samples[(experiment_id, round)] = values
+            else:
+                self._samples.pop((experiment_id, round), None)
+            self._experiments[exp.id] = exp
+            self._tell(Event.ASIDE, exp)
+
     def finish(self, exp: Experiment) -> Experiment:
         """``exp`` ended with its (final) status, any but keep: recorded, and it joins the history.
 
@@ -308,6 +358,28 @@ class RunState:
                 ) from err
             self._tell(Event.KEEP, exp)
         return exp
+
+    def undo(self, experiment_id: int, reason: str) -> Experiment | None:
+        """Undo the keep of the current best ``experiment_id``: the run branch moves back to the best it
+        replaced (compare-and-swap) and the keep is recorded as a discard saying why. Nothing happens
+        (None) when it is no longer the best: another worker kept on top of it meanwhile."""
+        with self._lock:
+            best = self.best
+            if best is None or best.id != experiment_id or best.status is not Status.KEEP:
+                return None
+            parent = self.parent_of(best)
+            if parent is None:
+                return None
+            undone = replace(
+                best,
+                status=Status.DISCARD,
+                reason=f"kept, then undone: {reason}",
+                info={**best.info, "undone": {"reason": reason, "at_runs": best.runs}},
+            )
+            self._branch.move(parent.commit, best.commit)
+            self._rewrite(undone)
+            self._tell(Event.UNDO, undone)
+            return undone
 
     def _end(self, exp: Experiment) -> None:
         """Write a finished experiment through, and place it (baseline, best). Under the lock."""
