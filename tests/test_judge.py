@@ -10,9 +10,8 @@ from overnight.judge import (
     Noise,
     compare,
     decide,
-    disturbed,
+    disturbed_runs,
     look_level,
-    outlier,
     recheck,
     suspicious,
     t_cdf,
@@ -122,10 +121,18 @@ def test_a_burst_is_told_from_a_bad_change() -> None:
     noise = Noise.pooled([[100.0, 102.0, 98.0]] * 5)  # sd 2 (2%)
     assert suspicious(160.0, quiet_best, noise, Goal.MIN)  # 60% slower on one run: checked before a discard
     assert not suspicious(104.0, quiet_best, noise, Goal.MIN)  # a plain worse run
-    assert disturbed(155.0, quiet_best, noise, Goal.MIN) and not disturbed(101.0, quiet_best, noise, Goal.MIN)
-    assert outlier(150.0, [100.0, 101.0, 99.0, 100.5], Goal.MIN)
-    assert not outlier(101.5, [100.0, 101.0, 99.0, 100.5], Goal.MIN)
-    assert not outlier(150.0, [100.0, 100.0], Goal.MIN)  # no spread to judge by
+    assert disturbed_runs([100.0, 155.0, 101.0, 99.0], noise, Goal.MIN) == [1]  # a burst: 55% slower
+    assert disturbed_runs([100.0, 104.0, 101.0], noise, Goal.MIN) == []  # within the noise
+    assert disturbed_runs([100.0, 45.0], noise, Goal.MAX) == [1]  # for a maximized metric, lower is worse
+    assert disturbed_runs([100.0, 155.0], Noise(), Goal.MIN) == []  # the noise unknown: nothing to judge by
+
+
+def test_one_disturbed_run_does_not_inflate_the_noise() -> None:
+    quiet = [[100.0, 102.0, 98.0]] * 10
+    clean = Noise.pooled(quiet)
+    with_burst = Noise.pooled([*quiet, [100.0, 160.0]])
+    assert clean.sd is not None and with_burst.sd is not None
+    assert with_burst.sd < 2.5 * clean.sd  # clipped at CLIP robust sd: unclipped, the one burst makes it 4.7 times
 
 
 def test_a_best_that_screens_everything_out_is_measured_again() -> None:

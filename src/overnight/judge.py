@@ -58,6 +58,7 @@ RECHECK_OF = 3  # the best is measured again when the last RECHECK_OF screened-o
 RECHECK_Z = -1.0  # ...averaged below this many standard errors against it
 RECHECK_UNKNOWN = 2  # or after this many screened out in a row while the noise is unknown
 SUSPICIOUS = 4.0  # a first run this many standard deviations worse than the best is checked before discarding
+CLIP = 4.0  # deviations beyond this many robust standard deviations count as that many in the pooled noise
 
 
 class Action(enum.Enum):
@@ -79,23 +80,50 @@ class Decision:
 
 @dataclass(frozen=True)
 class Noise:
-    """The pooled within-experiment variance: sum of squared deviations and degrees of freedom."""
+    """The pooled within-experiment variance: sum of squared deviations and degrees of freedom.
+
+    ``robust`` is a second estimate of the run-to-run standard deviation, from the median
+    absolute deviation, which disturbed runs barely move: it decides what counts as
+    disturbed (:func:`suspicious`, :func:`disturbed_runs`), while the t-test uses ``sd``.
+    """
 
     ss: float = 0.0
     df: int = 0
+    robust: float | None = None
 
     @classmethod
     def pooled(cls, samples: Iterable[Sequence[float]]) -> Noise:
-        ss, df = 0.0, 0
+        """The pooled variance of ``samples`` (each the runs of one experiment).
+
+        Deviations beyond CLIP robust standard deviations (the median absolute deviation
+        of them all, scaled) count as CLIP: one disturbed run among dozens must not
+        inflate the noise every decision is made with.
+        """
+        deviations: list[float] = []
+        df = 0
         for values in samples:
             if len(values) > 1:
                 mean = sum(values) / len(values)
-                ss += sum((v - mean) ** 2 for v in values)
+                deviations += [v - mean for v in values]
                 df += len(values) - 1
-        return cls(ss, df)
+        if not df:
+            return cls(0.0, 0)
+        spread = sorted(abs(d) for d in deviations)
+        # deviations from a sample's mean shrink by √((n−1)/n): scaled back, for the run-to-run deviation
+        robust = 1.4826 * spread[len(spread) // 2] * math.sqrt(len(deviations) / df)
+        cap = (CLIP * robust) ** 2 if robust > 0 else math.inf
+        return cls(sum(min(d * d, cap) for d in deviations), df, robust)
 
     def __add__(self, other: Noise) -> Noise:
-        return Noise(self.ss + other.ss, self.df + other.df)
+        robust = [(n.robust, n.df) for n in (self, other) if n.robust is not None and n.df]
+        weight = sum(df for _, df in robust)
+        merged = math.sqrt(sum(r * r * df for r, df in robust) / weight) if weight else None
+        return Noise(self.ss + other.ss, self.df + other.df, merged)
+
+    @property
+    def spread(self) -> float | None:
+        """The run-to-run deviation that tells a disturbed run: the robust estimate, else ``sd``."""
+        return self.robust if self.robust else self.sd
 
     @property
     def sd(self) -> float | None:
@@ -211,33 +239,23 @@ def suspicious(first: float, best: Sequence[float], others: Noise, goal: Goal) -
     measured right after it (see overnight.measure), and if that run is disturbed too,
     both are set aside and the candidate is measured again.
     """
-    sd = (others + Noise.pooled([best])).sd
+    sd = (others + Noise.pooled([best])).spread
     return bool(sd) and goal.improvement(first, mean(best)) < -SUSPICIOUS * sd  # type: ignore[operator]
 
 
-def disturbed(value: float, reference: Sequence[float], others: Noise, goal: Goal) -> bool:
-    """Whether ``value`` is worse than the mean of ``reference`` by more than the noise can explain (SUSPICIOUS sd)."""
-    sd = (others + Noise.pooled([reference])).sd
-    return bool(sd) and goal.improvement(value, mean(reference)) < -SUSPICIOUS * sd  # type: ignore[operator]
+def disturbed_runs(values: Sequence[float], others: Noise, goal: Goal) -> list[int]:
+    """Indices of the runs worse than the experiment's best run by more than the noise can explain.
 
-
-def outlier(value: float, rest: Sequence[float], goal: Goal) -> bool:
-    """Whether ``value`` is worse than the median of ``rest`` by more than SUSPICIOUS robust standard deviations.
-
-    The spread is the median absolute deviation of ``rest`` (scaled to a standard deviation),
-    which a few disturbed runs among them do not inflate as they inflate a variance.
+    A difference of two runs has √2 times the run-to-run deviation; beyond SUSPICIOUS times
+    that, a run is taken as disturbed (load on a shared machine only ever makes things
+    worse, so the best run is the reference). Needs the run's noise (``others``).
     """
-    if len(rest) < 2:
-        return False
-    ordered = sorted(rest)
-    middle = (
-        ordered[len(ordered) // 2]
-        if len(ordered) % 2
-        else (ordered[len(ordered) // 2 - 1] + ordered[len(ordered) // 2]) / 2
-    )
-    spread = sorted(abs(v - middle) for v in rest)
-    mad = spread[len(spread) // 2] if len(spread) % 2 else (spread[len(spread) // 2 - 1] + spread[len(spread) // 2]) / 2
-    return mad > 0 and goal.improvement(value, middle) < -SUSPICIOUS * 1.4826 * mad
+    sd = others.spread
+    if not sd or len(values) < 2:
+        return []
+    best = max(values, key=lambda v: goal.improvement(v, 0.0))
+    limit = SUSPICIOUS * sd * math.sqrt(2)
+    return [i for i, v in enumerate(values) if goal.improvement(v, best) < -limit]
 
 
 def recheck(screened: Sequence[float | None]) -> bool:

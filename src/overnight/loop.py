@@ -121,7 +121,7 @@ class Worker:
                 measurement = self.measurer.once(exp, kind)
                 if measurement.status is not None:
                     raise Ended(measurement.status, measurement.reason)
-            self.measurer.set_aside_outliers(exp)
+            self.measurer.set_aside_disturbed(exp)
             self.state.update(replace(self.state.get(exp.id), holdout=self.measurer.holdout(exp)))
             exp = self.state.finish(self._ended(exp.id, Status.BASELINE, ""))
         except Ended as end:

@@ -31,7 +31,7 @@ from overnight.worktree import Worktree
 
 log = logging.getLogger(__name__)
 
-MAX_ASIDE = 2  # runs of one experiment set aside as disturbed, at most: a change may make the metric bimodal
+MAX_ASIDE = 3  # runs of one experiment set aside as disturbed, at most: a change may make the metric bimodal
 
 
 class Measurer:
@@ -49,6 +49,7 @@ class Measurer:
         self.needs_setup = True
         self._measured: int | None = None  # the experiment measured last in the worktree
         self._expected: dict[str, str] = {}  # untracked protected files, as the first setup here left them
+        self.goal = run.task.config.metric.goal_enum
         task = run.task.config.task
         self.sandbox = sandbox.for_task(worktree.path, run.task.root, task.network) if task.sandbox == "bwrap" else None
 
@@ -78,7 +79,7 @@ class Measurer:
             decision = judge.decide(mine, theirs, others, goal, rule)
             if decision.action is Action.DISCARD and len(mine) == 1 and not checked:
                 checked = True
-                if judge.suspicious(mine[0], theirs, others, goal) and self._disturbed(exp, best):
+                if judge.suspicious(mine[0], theirs, others, goal) and self._retaken(exp, best):
                     continue
             if decision.action in (Action.KEEP, Action.DISCARD):
                 break
@@ -97,21 +98,23 @@ class Measurer:
         return decision
 
     def _candidate(self, exp: Experiment) -> None:
-        """Measure the candidate once more; a run far worse than its others is set aside (twice at most)."""
-        before = self.state.values(exp.id)
-        number = len(before) + 1
-        last, seed = self._once(exp, "candidate")
+        """Measure the candidate once more; a run far worse than its others is set aside."""
+        number = len(self.state.values(exp.id)) + 1
+        last = self.once(exp, "candidate")
         if last.status is not None:
             raise Ended(last.status, f"measurement {number} failed: {last.reason}")
-        self._aside_if_disturbed(exp, before, last, seed)
+        self.set_aside_disturbed(exp)
 
-    def _aside_if_disturbed(self, exp: Experiment, before: list[float], last: Measurement, seed: int) -> None:
-        """Set a run aside when it is worse than the experiment's earlier runs by more than the noise explains."""
-        if len(before) < 2 or last.value is None or len(exp.info.get("set_aside", [])) >= MAX_ASIDE:
+    def set_aside_disturbed(self, exp: Experiment) -> None:
+        """Set aside the runs of ``exp`` worse than its best run by more than the run's noise explains
+        (judge.disturbed_runs): a burst of load, not the code. At most MAX_ASIDE per experiment."""
+        exp = self.state.get(exp.id)
+        if len(exp.info.get("set_aside", [])) >= MAX_ASIDE:
             return
+        runs = [m for m in self.state.measurements(exp.id, exp.round) if m.value is not None and m.kind != DISTURBED]
         others = self.state.noise(exclude=(exp.id,))
-        if judge.disturbed(last.value, before, others, self.run.task.config.metric.goal_enum):
-            self.state.set_aside(exp.id, exp.round, seed, "far worse than its other runs: the machine was disturbed")
+        for index in judge.disturbed_runs([m.value for m in runs if m.value is not None], others, self.goal):
+            self.state.set_aside(exp.id, exp.round, runs[index].seed, "far worse than its other runs: disturbed")
 
     def _best(self, exp: Experiment, best: Experiment) -> str:
         """Measure the best once more, for ``exp`` (its log gets the output); "" or why it failed.
@@ -119,13 +122,12 @@ class Measurer:
         Its estimate is then the mean of all its runs; a best no longer better than the best it
         replaced is undone (see overnight.judge.undone).
         """
-        before = self.state.values(best.id)
         self.worktree.checkout(best.commit)
-        again, seed = self._once(best, "best", log_id=exp.id)
+        again = self.once(best, "best", log_id=exp.id)
         self.worktree.checkout(exp.commit)
         if again.status is not None:
             return f"the best (experiment {best.id}) failed when measured again: {again.reason}"
-        self._aside_if_disturbed(self.state.get(best.id), before, again, seed)
+        self.set_aside_disturbed(best)
         best = self.state.estimate(best.id)
         parent = self.state.parent_of(best)
         if best.status is Status.KEEP and parent is not None:
@@ -141,45 +143,22 @@ class Measurer:
                 self.state.undo(best.id, reason)
         return ""
 
-    def _disturbed(self, exp: Experiment, best: Experiment) -> bool:
-        """Check a suspiciously bad first run against a run of the best taken right after it.
+    def _retaken(self, exp: Experiment, best: Experiment) -> bool:
+        """Measure a candidate whose first run is suspiciously bad once more, before it is discarded on that run.
 
-        When that run is far off the best's estimate too, the machine was disturbed: both runs
-        are set aside (kept in the ledger, left out of every estimate) and True is returned.
+        When the new run is not suspicious, the first was disturbed (a burst of load): it is
+        set aside and the candidate is judged on the new one (True). Otherwise the change
+        really is that bad (False), and both runs stay.
         """
-        goal = self.run.task.config.metric.goal_enum
-        before = self.state.values(best.id)
-        self.worktree.checkout(best.commit)
-        control, control_seed = self._once(best, "best", log_id=exp.id)
-        self.worktree.checkout(exp.commit)
+        self._candidate(exp)
+        values, seeds = self.state.values(exp.id), self.state.measurements(exp.id, exp.round)
         others = self.state.noise(exclude=(exp.id, best.id))
-        if control.status is not None or control.value is None:
+        if len(values) < 2 or judge.suspicious(values[-1], self.state.values(best.id), others, self.goal):
             return False
-        if not judge.disturbed(control.value, before, others, goal):
-            self.state.estimate(best.id)  # a good control run is a run of the best like any other
-            return False
-        self.state.set_aside(best.id, best.round, control_seed, f"a control run for experiment {exp.id}: disturbed")
-        first = self.state.measurements(exp.id, exp.round)
-        for m in first:
-            self.state.set_aside(exp.id, exp.round, m.seed, "its first run, taken while the machine was disturbed")
-        log.warning(
-            "experiment %d: its first run and a control run of the best were disturbed; measuring again", exp.id
-        )
+        first = next(m for m in seeds if m.kind != DISTURBED and m.value == values[0])
+        self.state.set_aside(exp.id, exp.round, first.seed, "its first run, far worse than the next: disturbed")
+        log.warning("experiment %d: its first run was disturbed; judged on the next", exp.id)
         return True
-
-    def set_aside_outliers(self, exp: Experiment) -> None:
-        """Set aside the runs of ``exp`` (the baseline's noise runs) that its other runs show disturbed."""
-        goal = self.run.task.config.metric.goal_enum
-        for m in self.state.measurements(exp.id, exp.round):
-            values = self.state.values(exp.id)
-            if m.value is None or m.kind == DISTURBED or len(values) < 3:
-                continue
-            rest = list(values)
-            rest.remove(m.value)
-            if judge.outlier(m.value, rest, goal):
-                self.state.set_aside(
-                    exp.id, exp.round, m.seed, "far worse than its other runs: the machine was disturbed"
-                )
 
     def _kept(self, exp: Experiment, best: Experiment, decision: Decision) -> Decision:
         """Follow a keep up, then record its estimated gain (on every run, follow-up included) and held-out metric."""
