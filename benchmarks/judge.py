@@ -99,11 +99,13 @@ class Bursty:
 
     def __init__(self, rng: random.Random) -> None:
         self.rng, self.left, self.slow = rng, 0, 0.0
+        self.contention = 0.0  # of the last run: the other core busy reads 0.5 on two cores
 
     def __call__(self, true: float) -> float:
         if self.left == 0 and self.rng.random() < 0.08:
             self.left, self.slow = self.rng.randint(2, 6), self.rng.uniform(0.4, 0.7)
         slow = self.slow if self.left else 0.0
+        self.contention = 0.5 + self.rng.uniform(-0.05, 0.05) if self.left else self.rng.uniform(0.0, 0.05)
         self.left = max(0, self.left - 1)
         return true * (1 + self.rng.gauss(0.0, 0.015)) * (1 + slow)
 
@@ -216,7 +218,8 @@ class _SimulatedMeasurer(Measurer):
         seed = self.state.next_seed(exp.id, exp.round)
         value = self.simulate(self.truth[exp.commit])
         self.runs += 1
-        self.state.measure(Measured(exp.id, seed, value, kind, at=now_iso(), round=exp.round))
+        contention = getattr(self.simulate, "contention", None)  # what the bursty machine shows of itself
+        self.state.measure(Measured(exp.id, seed, value, kind, at=now_iso(), round=exp.round, contention=contention))
         return Measurement(None, value=value), seed
 
     def holdout(self, exp: Experiment) -> float | None:

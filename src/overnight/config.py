@@ -134,6 +134,9 @@ class JudgeSection:
         9  # most measurements of one candidate (each look that can keep is tested at α / (max_repeats − 1))
     )
     noise_runs: int = 0  # measure the baseline this many times at the start of a run
+    # a run during which other programs used this share of the machine more than usual is set aside and
+    # taken again (a burst of load; 0: never)
+    disturbed_load: float = 0.25
 
     def check(self, where: str) -> JudgeSection:
         for key in ("min_delta", "rel_delta"):
@@ -152,6 +155,10 @@ class JudgeSection:
             )
         if self.noise_runs < 0:
             raise ConfigError(f"{where} [judge] noise_runs: expected 0 or more, got {self.noise_runs}")
+        if not 0 <= self.disturbed_load <= 1:
+            raise ConfigError(
+                f"{where} [judge] disturbed_load: expected a share from 0 to 1, got {self.disturbed_load}"
+            )
         return self
 
 

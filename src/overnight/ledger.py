@@ -101,6 +101,10 @@ MIGRATIONS: list[str] = [
     DROP TABLE measurements;
     ALTER TABLE measurements_v4 RENAME TO measurements;
     """,
+    # version 5: the share of the machine other programs used during a measurement
+    """
+    ALTER TABLE measurements ADD COLUMN contention REAL;
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -109,7 +113,9 @@ _FIELDS = {f.name: f.metadata.get("column", f.name) for f in fields(Experiment)}
 _JSON = {f.name for f in fields(Experiment) if f.default_factory is dict}  # stored as JSON text
 _COLUMNS = ", ".join(_FIELDS.values())
 _SLOTS = ", ".join(f":{name}" for name in _FIELDS)
-_MEASURED = ("experiment", "round", "seed", "value", "kind", "metrics", "duration_s", "peak_memory_mb", "at")
+_MEASURED = (
+    "experiment", "round", "seed", "value", "kind", "metrics", "duration_s", "peak_memory_mb", "at", "contention",
+)  # fmt: skip
 _MEASURED_COLUMNS = ", ".join((*_MEASURED, "load_start", "load_end"))
 
 

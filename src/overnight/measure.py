@@ -31,7 +31,7 @@ from overnight.worktree import Worktree
 
 log = logging.getLogger(__name__)
 
-MAX_ASIDE = 3  # runs of one experiment set aside as disturbed, at most: a change may make the metric bimodal
+MAX_ASIDE = 5  # runs of one experiment set aside as disturbed, at most: a change may make the metric bimodal
 
 
 class Measurer:
@@ -70,6 +70,7 @@ class Measurer:
         """
         rule, goal = self.run.task.config.judge, self.run.task.config.metric.goal_enum
         checked = False
+        self.set_aside_disturbed(exp)  # its first run too: taken in a burst of load, it is taken again
         while True:
             mine = self.state.values(exp.id)
             if not mine:  # its only run was set aside as disturbed
@@ -106,12 +107,21 @@ class Measurer:
         self.set_aside_disturbed(exp)
 
     def set_aside_disturbed(self, exp: Experiment) -> None:
-        """Set aside the runs of ``exp`` worse than its best run by more than the run's noise explains
-        (judge.disturbed_runs): a burst of load, not the code. At most MAX_ASIDE per experiment."""
+        """Set aside the runs of ``exp`` the machine disturbed: taken while other programs used much more of it
+        than usual (``[judge] disturbed_load``), or worse than its best run by more than the run's noise
+        explains (judge.disturbed_runs). At most MAX_ASIDE per experiment: a change may make the metric bimodal."""
         exp = self.state.get(exp.id)
         if len(exp.info.get("set_aside", [])) >= MAX_ASIDE:
             return
         runs = [m for m in self.state.measurements(exp.id, exp.round) if m.value is not None and m.kind != DISTURBED]
+        jump, usual = self.run.task.config.judge.disturbed_load, self.state.usual_contention()
+        last = runs[-1].contention if runs else None
+        if jump and usual is not None and last is not None and last - usual > jump:
+            why = (
+                f"taken while other programs used {100 * (last - usual):.0f}% more of the machine than usual: disturbed"
+            )
+            self.state.set_aside(exp.id, exp.round, runs[-1].seed, why)
+            return
         others = self.state.noise(exclude=(exp.id,))
         for index in judge.disturbed_runs([m.value for m in runs if m.value is not None], others, self.goal):
             self.state.set_aside(exp.id, exp.round, runs[index].seed, "far worse than its other runs: disturbed")
@@ -268,6 +278,7 @@ class Measurer:
             at=now_iso(),
             round=exp.round,
             load=load,
+            contention=result.contention if result else None,
         )
         self.state.measure(measured, lambda e: _facts(e, measurement))
         return measurement, seed

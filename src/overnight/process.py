@@ -53,6 +53,7 @@ POLL_S = 0.1  # how often a running command checks its limits and the stop event
 OUTPUT_TAIL_BYTES = 1 << 20  # the part of a command's output kept for metric parsing
 _SAMPLE_EVERY_S = 0.25
 _MAXRSS_UNIT = 1 if sys.platform == "darwin" else 1024  # ru_maxrss: bytes on macOS, KiB on Linux
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100  # /proc/stat's unit
 
 
 def run_command(
@@ -100,6 +101,7 @@ def run_command(
         out = files.enter_context(open(stdout_path, "wb", buffering=0)) if stdout_path else None
         stdin = files.enter_context(open(stdin_path, "rb")) if stdin_path else subprocess.DEVNULL
         started = time.monotonic()
+        machine_before = _machine_busy()
         proc = subprocess.Popen(
             argv,
             shell=isinstance(argv, str),
@@ -116,10 +118,11 @@ def run_command(
             assert proc.stderr is not None
             sinks.append(Sink(proc.stderr, log, cap, redact))
         tree = Tree(proc.pid, token)
-        exit_code, timed_out, interrupted, over_memory, maxrss = _wait(
+        exit_code, timed_out, interrupted, over_memory, maxrss, own_cpu = _wait(
             proc, tree, started, timeout_s, stop, grace_s, memory_mb
         )
         duration = time.monotonic() - started
+        contention = _contention(machine_before, _machine_busy(), own_cpu, duration)
         tree.kill_leftovers()
         for sink in sinks:
             sink.finish()
@@ -138,6 +141,7 @@ def run_command(
         output=_read_tail(stdout_path, 0) if stdout_path else logged,
         stderr=logged if stdout_path else "",
         over_memory=over_memory,
+        contention=contention,
     )
 
 
@@ -149,8 +153,9 @@ def _wait(
     stop: threading.Event | None,
     grace_s: float,
     memory_mb: float,
-) -> tuple[int | None, bool, bool, bool, int]:
-    """Until the command ends or must be ended: (exit code, timed out, interrupted, over memory, maxrss bytes)."""
+) -> tuple[int | None, bool, bool, bool, int, float]:
+    """Until the command ends or must be ended:
+    (exit code, timed out, interrupted, over memory, maxrss bytes, CPU seconds of the command and what it waited for)."""
     timed_out = interrupted = over_memory = False
     next_sample = started + 0.05
     exited = ExitWaiter(proc.pid)
@@ -160,7 +165,8 @@ def _wait(
             if pid:
                 proc.returncode = os.waitstatus_to_exitcode(status)
                 code = None if (timed_out or interrupted or over_memory) else proc.returncode
-                return code, timed_out, interrupted, over_memory, usage.ru_maxrss * _MAXRSS_UNIT
+                cpu = usage.ru_utime + usage.ru_stime
+                return code, timed_out, interrupted, over_memory, usage.ru_maxrss * _MAXRSS_UNIT, cpu
             now = time.monotonic()
             if now >= next_sample:
                 tree.sample(held=memory_mb > 0)
@@ -177,6 +183,34 @@ def _wait(
             exited.wait(min(POLL_S, max(0.0, next_sample - now), max(0.0, started + timeout_s - now) + 0.001))
     finally:
         exited.close()
+
+
+def _machine_busy() -> float | None:
+    """CPU seconds the whole machine has been busy since boot, steal included (None where /proc/stat is not)."""
+    try:
+        with open("/proc/stat", encoding="ascii") as fh:
+            fields = fh.readline().split()
+    except OSError:
+        return None
+    if not fields or fields[0] != "cpu" or len(fields) < 8:
+        return None
+    # user nice system idle iowait irq softirq [steal ...]: busy is all but idle and iowait
+    ticks = [int(v) for v in fields[1:9]]
+    busy = sum(ticks) - ticks[3] - ticks[4]
+    return busy / _CLOCK_TICKS
+
+
+def _contention(before: float | None, after: float | None, own_cpu: float, wall: float) -> float | None:
+    """The share of the machine other programs used while the command ran (0 to 1; None when unknown).
+
+    What the whole machine was busy minus what the command itself used, over the machine's
+    capacity in that time: another job on the other core of two reads about 0.5. A run
+    taken while it jumps is one a burst of load may have slowed (see overnight.judge).
+    """
+    if before is None or after is None or wall <= 0.01:
+        return None
+    capacity = wall * (os.cpu_count() or 1)
+    return round(min(1.0, max(0.0, (after - before - own_cpu) / capacity)), 3)
 
 
 def _read_tail(path: Path, start: int) -> str:

@@ -93,6 +93,7 @@ class RunResult:
     output: str = ""  # what the command printed (the part of the log it wrote), possibly cut
     stderr: str = ""  # only when stdout was kept apart: what went to the log
     over_memory: bool = False  # killed for holding more than memory_mb
+    contention: float | None = None  # the share of the machine other programs used meanwhile (0 to 1)
 
     @property
     def ok(self) -> bool:
@@ -197,3 +198,4 @@ class Measured:
     at: str = ""
     round: int = 0  # 0; one more each time the experiment was rebased onto a newer best and measured anew
     load: tuple[float, float] | None = None  # the machine's 1-minute load average when it started and ended
+    contention: float | None = None  # the share of the machine other programs used while it ran (0 to 1)

@@ -85,6 +85,7 @@ class RunState:
         self._samples: dict[tuple[int, int], list[float]] = {}  # (experiment, round) → measured values
         self._seeds: dict[tuple[int, int], int] = {}  # (experiment, round) → the next free seed
         self._tried: dict[tuple[str, str], int] = {}  # (parent, change key) → the last finished experiment with it
+        self._contention: list[float] = []  # other programs' share of the machine, per measurement, latest last
         self._load()
 
     def _load(self) -> None:
@@ -92,6 +93,8 @@ class RunState:
             key = (m.experiment, m.round)
             if m.value is not None and m.kind != DISTURBED:
                 self._samples.setdefault(key, []).append(m.value)
+            if m.contention is not None:
+                self._contention.append(m.contention)
             # failed measurements used their seeds too: a resumed run must not measure on them again
             self._seeds[key] = max(self._seeds.get(key, 0), m.seed + 1)
         for exp in self._ledger.experiments():
@@ -184,6 +187,13 @@ class RunState:
         with self._lock:
             return [m for m in self._ledger.measurements(experiment_id) if m.round == round]
 
+    def usual_contention(self) -> float | None:
+        """The share of the machine other programs use when it is quiet: the lower quartile over the run's
+        last 50 measurements (bursts of load are the exception, not the usual)."""
+        with self._lock:
+            recent = sorted(self._contention[-50:])
+            return recent[len(recent) // 4] if len(recent) >= 3 else None
+
     def tried(self, parent: str, change_key: str) -> Experiment | None:
         """The last finished experiment that made the change ``change_key`` on ``parent``, if any."""
         with self._lock:
@@ -267,6 +277,8 @@ class RunState:
                     Ledger.write_experiment(db, exp)
             if values:
                 self._samples[key] = values
+            if measured.contention is not None:
+                self._contention.append(measured.contention)
             self._seeds[key] = max(self._seeds.get(key, 0), measured.seed + 1)
             self._experiments[exp.id] = exp
             self._tell(Event.MEASURE, exp)
