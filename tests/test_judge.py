@@ -146,4 +146,4 @@ def test_a_best_no_longer_better_than_the_one_it_replaced_is_undone() -> None:
     parent = [1.0, 1.01, 0.99]
     assert undone([1.0, 1.0, 1.01], parent, QUIET, Goal.MIN, RULE)
     assert not undone([0.95, 0.95, 0.96], parent, QUIET, Goal.MIN, RULE)
-    assert not undone([1.0, 1.0], parent, QUIET, Goal.MIN, RULE)  # too few runs to say
+    assert not undone([1.0], parent, QUIET, Goal.MIN, RULE)  # one run is too few to say

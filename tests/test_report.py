@@ -84,7 +84,7 @@ def test_finalize_writes_one_commit_per_keep_by_the_user(three_keeps: Repo, cli)
     log = git(three_keeps.path, "log", "--format=%an|%s", "overnight/f-final").splitlines()
     assert log[:3] == ["Test|X to 3", "Test|X to 5", "Test|X to 8"]
     body = git(three_keeps.path, "log", "-1", "--format=%b", "overnight/f-final")
-    assert "Kept by overnight run f, experiment 5: score 5 -> 1, a gain of 4" in body
+    assert "Kept by overnight run f, experiment 5: score 5 -> 1 (mean of 2 runs), a gain of 4 [4, 4]." in body
     assert git(three_keeps.path, "rev-parse", "overnight/f-final^{tree}") == git(
         three_keeps.path, "rev-parse", "overnight/f^{tree}"
     )
@@ -162,7 +162,7 @@ def test_the_live_view_shows_workers_best_and_outcomes(repo: Repo) -> None:
     state.measuring(three.id)  # measured again: the bar shows this measurement, not the sum of both
     console.print(view.render())
     text = console.export_text()
-    assert "val_bpb (min) baseline 3  best 2.9 (-0.1, #1)" in text and "kept 1 of 1" in text
+    assert "val_bpb (min) baseline 3  best 2.9 ×3 (-0.1, #1)" in text and "kept 1 of 1" in text  # ×3: a mean of 3 runs
     assert "#2" in text and "wider hidden layer" in text and "committing" in text
     assert "#3" in text and "run 2 · 0/10s" in text
     assert "#1    keep" in text  # the finished experiment's line, above the panel and among the outcomes

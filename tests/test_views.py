@@ -47,7 +47,7 @@ def test_status(finished: Repo, cli) -> None:
     assert "run v  (not running)" in out
     assert "experiments: 3 after the baseline" in out
     assert "baseline:    50" in out
-    assert "best:        5  (experiment 1, 2 runs; -45, -90.00% vs baseline)  closer to three" in out
+    assert "best:        5 (mean of 2 runs)  (experiment 1; -45, -90.00% vs baseline)  closer to three" in out
     assert f"resume:      overnight run {finished.path} --tag v" in out
 
 
@@ -73,7 +73,11 @@ def test_show(finished: Repo, cli) -> None:
     assert "experiment 1: keep" in out and "hypothesis:  closer to three" in out
     assert "-X = 10\n+X = 5" in out
     assert "score: 5" in out  # the log's tail
-    assert "best before: 50" in out
+    assert "score:       5 (mean of 2 runs)" in out  # one estimate, saying what it is
+    assert "compared:    with 50, experiment 0, the best it was proposed on: -45, -90.00%" in out
+    assert "gain:        45 [45, 45] over the best it replaced" in out
+    discarded = cli("show", "2", finished.path).out  # judged against the best's estimate as it was then
+    assert "compared:    with 5, experiment 1 as judged against (mean of 2 runs): +32, +640.00%" in discarded
     rejected = cli("show", "3", finished.path).out
     assert "changed files that are not editable: helper.py" in rejected
     assert "+VALUE = 9" in rejected  # the rejected change is kept as a diff file
@@ -208,3 +212,9 @@ def test_init_asks_on_a_terminal(tmp_path: Path, cli, monkeypatch) -> None:
     assert cli("init", tmp_path).code == 0
     toml = (tmp_path / "overnight.toml").read_text()
     assert 'run = "python fit.py"' in toml and 'name = "acc"' in toml and 'goal = "max"' in toml
+
+
+def test_an_exploded_value_reads_sensibly() -> None:
+    assert views.delta(4.2, 4.0) == "+0.2, +5.00%"
+    assert views.delta(1e100, 4.0) == "+1e+100, ×2.5e+99"  # not a percentage of a hundred digits
+    assert views.figure(3.04611, 6) == "3.04611 (mean of 6 runs)" and views.figure(3.0, 1) == "3 (1 run)"

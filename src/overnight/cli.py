@@ -142,10 +142,10 @@ def _print_summary(summary: Summary, task: Task) -> None:
     if summary.stopped:
         print(f"stopped:  {summary.stopped}")
     if base is not None and best is not None and base.metric is not None and best.metric is not None:
-        change = best.metric - base.metric
-        pct = f" ({100 * change / abs(base.metric):+.2f}%)" if base.metric else ""
         kept = summary.counts.get("keep", 0)
-        print(f"result:   baseline {base.metric:.6g} → best {best.metric:.6g}, {change:+.6g}{pct}; {kept} kept")
+        moved = views.delta(best.metric, base.metric)
+        print(f"result:   baseline {views.figure(base.metric, base.runs)} → best {views.figure(best.metric, best.runs)}: "
+              f"{moved}; {kept} kept")  # fmt: skip
     counts = ", ".join(f"{n} {s}" for s, n in sorted(summary.counts.items(), key=lambda kv: -kv[1]))
     print(f"ledger:   {counts}")
     state = task.root / ".overnight" / summary.tag

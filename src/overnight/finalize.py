@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from overnight import git
 from overnight.errors import GitError, RunStateError
 from overnight.records import Experiment, Status
-from overnight.views import RunView, plural
+from overnight.views import RunView, figure_runs
 
 _OVERNIGHT = {
     "GIT_AUTHOR_NAME": "overnight",
@@ -33,17 +33,16 @@ class Finalized:
 
 
 def _message(view: RunView, e: Experiment) -> str:
-    before = view.parent_metric(e)
-    measured = f"{view.metric} {before:.6g} -> {e.metric:.6g}" if before is not None and e.metric is not None else ""
-    gain = ""
+    """The commit message of a keep: its hypothesis, and its one estimate (the same ``overnight show`` gives)."""
+    before, _ = view.reference(e)
+    said = f"Kept by overnight run {view.tag}, experiment {e.id}"
+    if before is not None and e.metric is not None:
+        said += f": {view.metric} {before:.6g} -> {e.metric:.6g} ({figure_runs(e.runs)})"
     if e.improvement is not None:
-        gain = f", a gain of {e.improvement:.4g}"
+        said += f", a gain of {e.improvement:.4g}"
         if e.ci_low is not None and e.ci_high is not None:
-            gain += f" (confidence interval {e.ci_low:.4g} to {e.ci_high:.4g})"
-    return (
-        f"{e.hypothesis}\n\nKept by overnight run {view.tag}, experiment {e.id}: {measured}{gain}, "
-        f"over {plural(e.runs, 'measurement')}.\n"
-    )
+            said += f" [{e.ci_low:.4g}, {e.ci_high:.4g}]"
+    return f"{e.hypothesis}\n\n{said}.\n"
 
 
 def _commit_tree(view: RunView, commit: str, parent: str, message: str) -> str:

@@ -273,8 +273,8 @@ def recheck(screened: Sequence[float | None]) -> bool:
 
 def undone(best: Sequence[float], parent: Sequence[float], others: Noise, goal: Goal, rule: JudgeSection) -> str:
     """Why a kept best must be undone now, or "": when, measured again, it is no longer estimated better
-    than the best it replaced (by the threshold), with at least three runs on each side."""
-    if len(best) < 3 or len(parent) < 3:
+    than the best it replaced (by the threshold), with at least two runs on each side."""
+    if len(best) < 2 or len(parent) < 2:
         return ""
     gain = goal.improvement(mean(best), mean(parent))
     bar = threshold(rule, mean(parent))

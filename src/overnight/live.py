@@ -28,6 +28,11 @@ from overnight.state import Event
 _STYLE = {Status.KEEP: "bold green", Status.BASELINE: "cyan", Status.DISCARD: "dim"}
 
 
+def _runs(runs: int) -> str:
+    """ " ×5" after an estimate that is the mean of 5 runs (re-measured since it was first shown), else ""."""
+    return f" ×{runs}" if runs > 1 else ""
+
+
 def line(exp: Experiment) -> str:
     """One finished experiment as one line (the plain output)."""
     metric = "" if exp.metric is None else f"{exp.metric:.6g}"
@@ -119,10 +124,12 @@ class LiveView:
         total = sum(1 for e in history if e.status is not Status.BASELINE)
         head = Text()
         if baseline is not None and baseline.metric is not None:
-            head.append(f"{self.metric} ({self.goal.value}) baseline {baseline.metric:.6g}")
+            head.append(f"{self.metric} ({self.goal.value}) baseline {baseline.metric:.6g}{_runs(baseline.runs)}")
             if best is not None and best.metric is not None and best is not baseline:
                 change = best.metric - baseline.metric
-                head.append(f"  best {best.metric:.6g} ({change:+.4g}, #{best.id})", style="bold green")
+                head.append(
+                    f"  best {best.metric:.6g}{_runs(best.runs)} ({change:+.4g}, #{best.id})", style="bold green"
+                )
         head.append(f"   kept {kept} of {total}")
         running = Table(box=None, show_header=True, header_style="bold", expand=True, pad_edge=False)
         for name, ratio in (("worker", 1), ("exp", 1), ("hypothesis", 6), ("budget", 3)):

@@ -19,6 +19,7 @@ import os
 import threading
 from collections.abc import Callable
 from dataclasses import replace
+from typing import Any
 
 from overnight import judge, sandbox, secrets
 from overnight.executors import Executor, Job, Measurement
@@ -138,19 +139,18 @@ class Measurer:
         if again.status is not None:
             return f"the best (experiment {best.id}) failed when measured again: {again.reason}"
         self.set_aside_disturbed(best)
-        best = self.state.estimate(best.id)
         parent = self.state.parent_of(best)
-        if best.status is Status.KEEP and parent is not None:
-            config = self.run.task.config
-            reason = judge.undone(
-                self.state.values(best.id),
-                self.state.values(parent.id),
-                self.state.noise(exclude=(best.id, parent.id)),
-                config.metric.goal_enum,
-                config.judge,
-            )
-            if reason:
-                self.state.undo(best.id, reason)
+        if best.status is not Status.KEEP or parent is None:
+            self.state.estimate(best.id)
+            return ""
+        # A keep's gain over the best it replaced is estimated again from the same runs as its value.
+        config = self.run.task.config
+        mine, theirs = self.state.values(best.id), self.state.values(parent.id)
+        others = self.state.noise(exclude=(best.id, parent.id))
+        self.state.estimate(best.id, judge.compare(mine, theirs, others, self.goal, config.judge))
+        reason = judge.undone(mine, theirs, others, self.goal, config.judge)
+        if reason:
+            self.state.undo(best.id, reason)
         return ""
 
     def _retaken(self, exp: Experiment, best: Experiment) -> bool:
@@ -178,13 +178,12 @@ class Measurer:
                 if self.stop.is_set() or self.once(exp, "follow-up").status is not None:
                     break
         config = self.run.task.config
-        gain = judge.compare(
-            self.state.values(exp.id),
-            self.state.values(best.id),
-            self.state.noise(exclude=(exp.id, best.id)),
-            config.metric.goal_enum,
-            config.judge,
-        )
+        mine, theirs = self.state.values(exp.id), self.state.values(best.id)
+        others = self.state.noise(exclude=(exp.id, best.id))
+        gain = judge.compare(mine, theirs, others, self.goal, config.judge)
+        doubt = judge.undone(mine, theirs, others, self.goal, config.judge)
+        if doubt:  # its follow-up undid it before it was ever recorded kept
+            return Decision(Action.DISCARD, f"looked better, but with its follow-up run {doubt}", gain.gain)
         self.state.update(
             replace(
                 self.state.get(exp.id),
@@ -204,7 +203,8 @@ class Measurer:
         measured once more.
         """
         runs = len(self.state.values(exp.id))
-        judged = {"id": best.id, "runs": len(self.state.values(best.id))}
+        theirs = self.state.values(best.id)
+        judged = {"id": best.id, "runs": len(theirs), "estimate": judge.mean(theirs) if theirs else None}
         info = {**exp.info, **self.state.get(exp.id).info, "judged_against": judged}
         if runs == 1:
             info["screen_z"] = decision.z
@@ -214,7 +214,7 @@ class Measurer:
         screened = [
             e.info["screen_z"]
             for e in (*self.state.history(), self.state.get(exp.id))
-            if "screen_z" in e.info and e.info.get("judged_against") == judged
+            if "screen_z" in e.info and _same_estimate(e.info.get("judged_against"), judged)
         ]
         if judge.recheck(screened) and not self.stop.is_set():
             self._best(exp, best)
@@ -324,6 +324,11 @@ class Measurer:
             expected=self._expected,
             written=written,
         )
+
+
+def _same_estimate(judged: Any, current: dict[str, Any]) -> bool:
+    """Whether a discard was judged against the best's current estimate (the same experiment and number of runs)."""
+    return isinstance(judged, dict) and judged.get("id") == current["id"] and judged.get("runs") == current["runs"]
 
 
 def _facts(exp: Experiment, measurement: Measurement) -> Experiment:

@@ -10,11 +10,12 @@ where known, experiments by status, time and cost) and lists the kept changes in
 from __future__ import annotations
 
 import calendar
+import json
 import time
 from pathlib import Path
 
-from overnight.records import MEASURED, ON_BRANCH, Experiment, Status
-from overnight.views import RunView, change, counts_text, plural, short, usage_text
+from overnight.records import MEASURED, ON_BRANCH, Experiment, Status, chain
+from overnight.views import RunView, change, counts_text, percent, plural, short, usage_text
 
 LABEL_CHARS = 42  # a kept point's label on the plot
 
@@ -34,10 +35,13 @@ def plot(view: RunView, path: Path) -> Path:
     ax.scatter([i for i, _ in discards], [v for _, v in discards], s=18, color="#b0b0b0", label="discarded", zorder=2)
     ax.scatter([e.id for e, _ in keeps], [v for _, v in keeps], s=46, color="#2e9d4e", edgecolor="#145a2a",
                label="kept", zorder=4)  # fmt: skip
-    if keeps:
+    on_branch = [e for e in chain(view.experiments) if e.metric is not None]  # in the branch's order
+    if on_branch:
+        # Each keep was better than the one before when it was kept, and a best that later was not
+        # is undone (overnight.judge.undone): along the branch the line only improves.
         last = max(e.id for e in view.experiments)
-        xs = [e.id for e, _ in keeps] + [last]
-        ys = [v for _, v in keeps] + [keeps[-1][1]]
+        xs = [e.id for e in on_branch] + [last]
+        ys = [float(e.metric) for e in on_branch if e.metric is not None] + [float(on_branch[-1].metric or 0)]
         ax.step(xs, ys, where="post", color="#2e9d4e", linewidth=1.6, label="best so far", zorder=3)
         for e, v in keeps:
             label = "baseline" if e.status is Status.BASELINE else short(e.hypothesis, LABEL_CHARS)
@@ -89,7 +93,7 @@ def markdown(view: RunView, image: str = "progress.png") -> str:
         lines.append(
             f"- baseline {_number(base.metric)} ({plural(base.runs, 'run')}) → best {_number(best.metric)} "
             f"({plural(best.runs, 'run')}, experiment {best.id}): {diff:+.6g}"
-            + ("" if pct is None else f" ({pct:+.2f}%)")
+            + ("" if pct is None else f" ({percent(pct)})")
         )
     if base is not None and best is not None and base.holdout is not None:
         lines.append(f"- held-out metric: baseline {_number(base.holdout)} → best {_number(best.holdout)}")
@@ -104,8 +108,15 @@ def markdown(view: RunView, image: str = "progress.png") -> str:
     spent = usage_text(view.usage)
     if spent:
         lines.append(f"- agents used {spent}")
+    judged = sum(1 for e in view.experiments if e.status in (Status.KEEP, Status.DISCARD))
+    alpha = 1 - float(json.loads(view.meta.get("config") or "{}").get("judge", {}).get("confidence", 0.95))
+    lines.append(
+        f"- false keeps: a change with no real gain is kept with a chance of at most {alpha:.0%} (1 − confidence, "
+        f"over all its looks), so at most {judged * alpha:.1f} of the {judged} changes judged here are expected to "
+        "be false keeps; that is a bound: in simulation (benchmarks/judge.py) about 1% of no-op changes were kept"
+    )
     lines += ["", "## Kept changes, in order", ""]
-    keeps = [e for e in view.experiments if e.status is Status.KEEP]
+    keeps = [e for e in chain(view.experiments) if e.status is Status.KEEP]  # in the order of the branch
     if not keeps:
         lines.append("Nothing was kept: the baseline is still the best.")
     else:

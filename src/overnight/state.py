@@ -35,7 +35,7 @@ from dataclasses import replace
 from overnight import faults
 from overnight.errors import OvernightError, RunStateError
 from overnight.git import Branch
-from overnight.judge import Noise, mean
+from overnight.judge import Gain, Noise, mean
 from overnight.ledger import Ledger
 from overnight.records import DISTURBED, MEASURED, ON_BRANCH, Experiment, Measured, Status, Usage, chain
 
@@ -284,14 +284,17 @@ class RunState:
             self._tell(Event.MEASURE, exp)
         return exp
 
-    def estimate(self, experiment_id: int) -> Experiment:
-        """Record a finished experiment's estimate as the mean of all its latest round's measurements."""
+    def estimate(self, experiment_id: int, gain: Gain | None = None) -> Experiment:
+        """Record a finished experiment's estimate as the mean of all its latest round's measurements,
+        and, for a keep, ``gain``: its gain over the best it replaced, from the same runs."""
         with self._lock:
             exp = self._experiments[experiment_id]
             values = self._values(exp.id, exp.round)
             if not values:
                 return exp
             exp = replace(exp, metric=mean(values), runs=len(values))
+            if gain is not None:
+                exp = replace(exp, improvement=gain.gain, ci_low=gain.low, ci_high=gain.high)
             with self._ledger.transaction() as db:
                 Ledger.write_experiment(db, exp)
             self._experiments[exp.id] = exp

@@ -85,6 +85,21 @@ class RunView:
         """The metric of the best that ``exp`` was proposed on (None when that is not a point of the branch)."""
         return self._branch_metrics.get(exp.parent) if exp.parent else None
 
+    def reference(self, exp: Experiment) -> tuple[float | None, str]:
+        """What ``exp`` is compared with, and which that is, in words.
+
+        A discard: the best's estimate it was judged against, as it was then (the best may have
+        been measured again since). Anything else: the current estimate of the best it was
+        proposed on, the one its recorded gain is over.
+        """
+        judged = exp.info.get("judged_against")
+        if exp.status is Status.DISCARD and isinstance(judged, dict) and judged.get("estimate") is not None:
+            runs = judged.get("runs") or 0
+            return float(judged["estimate"]), f"experiment {judged.get('id')} as judged against ({figure_runs(runs)})"
+        value = self.parent_metric(exp)
+        found = next((e for e in self.experiments if e.commit == exp.parent and e.status in ON_BRANCH), None)
+        return value, "" if found is None else f"experiment {found.id}, the best it was proposed on"
+
     @functools.cached_property
     def _agents(self) -> list[tuple[int, dict[str, Any]]]:
         """The meta key "agents" as (first experiment id, effective [agent] settings), one per start or resume."""
@@ -157,6 +172,16 @@ def short(text: str, limit: int, one_line: bool = False) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+def figure_runs(runs: int) -> str:
+    """What an estimate is: "1 run", "mean of 5 runs"."""
+    return "1 run" if runs == 1 else f"mean of {runs} runs" if runs else "no run"
+
+
+def figure(value: float | None, runs: int) -> str:
+    """An estimate with what it is: "3.0461 (mean of 6 runs)"."""
+    return "-" if value is None else f"{value:.6g} ({figure_runs(runs)})"
+
+
 def change(value: float | None, reference: float | None) -> tuple[float, float | None] | None:
     """(value - reference, that as % of |reference|; None when the reference is 0), or None without both."""
     if value is None or reference is None:
@@ -171,7 +196,14 @@ def delta(value: float | None, reference: float | None) -> str:
     if moved is None:
         return ""
     diff, pct = moved
-    return f"{diff:+.6g}" + ("" if pct is None else f", {pct:+.2f}%")
+    return f"{diff:+.6g}" + ("" if pct is None else f", {percent(pct)}")
+
+
+def percent(pct: float) -> str:
+    """A relative change for people: "+5.77%", or a factor when the value exploded ("×3.2e+97")."""
+    if abs(pct) < 1000:
+        return f"{pct:+.2f}%"
+    return f"×{1 + pct / 100:.3g}"
 
 
 def counts_text(counts: Counter[str]) -> str:
@@ -263,12 +295,12 @@ def status_text(view: RunView) -> str:
     ]
     base, best = view.baseline, view.best
     if base is not None:
-        lines.append(f"baseline:    {_num(base.metric)}  (experiment {base.id})")
+        lines.append(f"baseline:    {figure(base.metric, base.runs)}  (experiment {base.id})")
     if base is not None and base.holdout is not None:
         lines.append(f"  held out:  {_num(base.holdout)}")
     if best is not None and base is not None and best is not base:
         lines.append(
-            f"best:        {_num(best.metric)}  (experiment {best.id}, {plural(best.runs, 'run')}; "
+            f"best:        {figure(best.metric, best.runs)}  (experiment {best.id}; "
             f"{delta(best.metric, base.metric)} vs baseline)  {best.hypothesis}"
         )
         if best.holdout is not None:
@@ -295,7 +327,7 @@ def log_table(view: RunView, width: int = 60) -> str:
     for e in view.experiments:
         delta = ""
         if e.metric is not None and e.status is not Status.BASELINE:
-            ref = view.parent_metric(e)
+            ref, _ = view.reference(e)
             delta = f"{e.metric - ref:+.4g}" if ref is not None else ""
         hyp = short(e.hypothesis, width)
         if e.reason and e.status not in MEASURED:
@@ -332,14 +364,15 @@ def show_text(view: RunView, experiment_id: int, tail_lines: int = 30) -> str:
     ]
     if e.reason:
         lines.append(f"reason:      {e.reason}")
-    ref = view.parent_metric(e)
-    before = f"  (best before: {_num(ref)}, {delta(e.metric, ref)})" if ref is not None and e.id else ""
-    lines.append(f"{view.metric + ':':<12} {_num(e.metric)}{before}")
-    if e.runs > 1:
-        lines.append(f"{'':<12} the mean of {plural(e.runs, 'measurement')} (see below)")
+    lines.append(f"{view.metric + ':':<12} {figure(e.metric, e.runs)}")
+    ref, which = view.reference(e)
+    if ref is not None and e.status is not Status.BASELINE and e.metric is not None:
+        lines.append(f"compared:    with {_num(ref)}, {which}: {delta(e.metric, ref)}")
     if e.improvement is not None:
         interval = f" [{e.ci_low:.4g}, {e.ci_high:.4g}]" if e.ci_low is not None and e.ci_high is not None else ""
-        lines.append(f"gain:        {e.improvement:.6g}{interval} over its parent, in the goal's direction")
+        lines.append(f"gain:        {e.improvement:.6g}{interval} over the best it replaced, in the goal's direction")
+    for aside in e.info.get("set_aside", []):
+        lines.append(f"set aside:   seed {aside.get('seed')}: {_num(aside.get('value'))} ({aside.get('why')})")
     if e.holdout is not None:
         lines.append(f"held out:    {_num(e.holdout)}")
     others = {k: v for k, v in e.metrics.items() if k != view.metric}
@@ -355,7 +388,9 @@ def show_text(view: RunView, experiment_id: int, tail_lines: int = 30) -> str:
         lines.append(f"agent used:  {e.tokens_in or 0} tokens in, {e.tokens_out or 0} out{cost}")
     if view.measurements.get(e.id):
         lines.append("measurements: " + ", ".join(
-            f"seed {m.seed}: {_num(m.value)} ({m.kind})" for m in view.measurements[e.id]
+            f"seed {m.seed}: {_num(m.value)} ({m.kind}"
+            + (f", others used {100 * m.contention:.0f}% of the machine" if m.contention else "") + ")"
+            for m in view.measurements[e.id]
         ))  # fmt: skip
     lines += _diff_lines(experiment_diff(view, e))
     for path in (view.paths.log(e.id, "agent"), view.paths.log(e.id)):

@@ -107,8 +107,8 @@ def run_summary(view: views.RunView) -> dict[str, Any]:
 
 
 def _row(view: views.RunView, exp: Experiment) -> dict[str, Any]:
-    """``exp.to_json()`` plus the metric of the best it was proposed on, and the change from it."""
-    reference = view.parent_metric(exp) if exp.status is not Status.BASELINE else None
+    """``exp.to_json()`` plus what it is compared with (views.RunView.reference), and the change from it."""
+    reference = view.reference(exp)[0] if exp.status is not Status.BASELINE else None
     delta = exp.metric - reference if exp.metric is not None and reference is not None else None
     return {**exp.to_json(), "parent_metric": reference, "delta": delta}
 
