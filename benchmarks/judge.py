@@ -226,15 +226,20 @@ class _SimulatedMeasurer(Measurer):
         return None
 
 
+NOISE_RUNS = 0  # [judge] noise_runs for the overnight rule (--noise-runs)
+
+
 def overnight(kinds: list[str], measure: Callable[[float], float], tally: Tally, base: float) -> float:
-    config = parse_config({"task": {"run": "x", "editable": ["x"]}, "metric": {"name": "m"}})
+    judge_settings = {"noise_runs": NOISE_RUNS}
+    config = parse_config({"task": {"run": "x", "editable": ["x"]}, "metric": {"name": "m"}, "judge": judge_settings})
     with tempfile.TemporaryDirectory() as folder:
         state = RunState(Ledger(Path(folder) / "ledger.db", create=True), _Branch(Path(folder), "overnight/sim"))
         truth = {"c0": base}
         measurer = _SimulatedMeasurer(state, config, truth, measure)
         baseline = state.begin(lambda i: Experiment(id=i, status=Status.RUNNING, parent="c0"))
         baseline = state.update(replace(baseline, commit="c0"))
-        measurer.once(baseline, "baseline")
+        for kind in ["baseline"] + ["noise"] * (max(1, config.judge.noise_runs) - 1):
+            measurer.once(baseline, kind)
         state.finish(replace(state.get(baseline.id), status=Status.BASELINE))
         for kind in kinds:
             best = state.best
@@ -299,8 +304,11 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=200)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--cases", default=",".join(CASES))
+    parser.add_argument("--noise-runs", type=int, default=0, help="[judge] noise_runs for overnight's rule")
     args = parser.parse_args()
-    print(f"{args.runs} simulated runs per case (seed {args.seed})")
+    global NOISE_RUNS
+    NOISE_RUNS = args.noise_runs
+    print(f"{args.runs} simulated runs per case (seed {args.seed}; overnight with noise_runs = {args.noise_runs})")
     for case in args.cases.split(","):
         tallies = simulate(case, args.runs, args.seed)
         unit = "%" if case == "bursts" else "σ"

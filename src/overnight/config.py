@@ -137,6 +137,8 @@ class JudgeSection:
     # a run during which other programs used this share of the machine more than usual is set aside and
     # taken again (a burst of load; 0: never)
     disturbed_load: float = 0.25
+    # before a run, wait up to this long while other programs use disturbed_load more of the machine than usual
+    wait_for_quiet_s: float = 120.0
 
     def check(self, where: str) -> JudgeSection:
         for key in ("min_delta", "rel_delta"):
@@ -155,6 +157,8 @@ class JudgeSection:
             )
         if self.noise_runs < 0:
             raise ConfigError(f"{where} [judge] noise_runs: expected 0 or more, got {self.noise_runs}")
+        if not (0 <= self.wait_for_quiet_s < math.inf):
+            raise ConfigError(f"{where} [judge] wait_for_quiet_s: expected seconds >= 0, got {self.wait_for_quiet_s}")
         if not 0 <= self.disturbed_load <= 1:
             raise ConfigError(
                 f"{where} [judge] disturbed_load: expected a share from 0 to 1, got {self.disturbed_load}"

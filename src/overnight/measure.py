@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
@@ -25,6 +26,7 @@ from overnight import judge, sandbox, secrets
 from overnight.executors import Executor, Job, Measurement
 from overnight.executors.perform import holdout
 from overnight.judge import Action, Decision
+from overnight.process import others_share
 from overnight.records import DISTURBED, Ended, Experiment, Measured, Status, now_iso
 from overnight.run import Run
 from overnight.slots import Slots
@@ -252,6 +254,7 @@ class Measurer:
         seed = self.state.next_seed(exp.id, exp.round)
         job = self._job(exp, exp.id if log_id is None else log_id, seed, gate=seed == 0, written=written)
         with self.slots.hold() as slot_env:
+            self._wait_for_quiet()
             self.state.measuring(job.experiment_id if log_id is None else log_id)
             load_start = os.getloadavg()[0]
             try:
@@ -282,6 +285,21 @@ class Measurer:
         )
         self.state.measure(measured, lambda e: _facts(e, measurement))
         return measurement, seed
+
+    def _wait_for_quiet(self) -> None:
+        """Before a run, wait (``[judge] wait_for_quiet_s`` at most) while other programs use much more of the
+        machine than usual: a run taken in a burst of load would only be set aside and taken again."""
+        rule = self.run.task.config.judge
+        usual, last = self.state.usual_contention(), self.state.last_contention()
+        if not rule.wait_for_quiet_s or not rule.disturbed_load or usual is None or last is None:
+            return
+        if last - usual <= rule.disturbed_load:
+            return  # the last run was quiet: no reason to look (and no second to spend looking)
+        deadline = time.monotonic() + rule.wait_for_quiet_s
+        while not self.stop.is_set() and time.monotonic() < deadline:
+            now = others_share(1.0)
+            if now is None or now - usual <= rule.disturbed_load:
+                return
 
     def holdout(self, exp: Experiment) -> float | None:
         """The held-out metric of the commit in the worktree, when ``[metric] holdout`` is set."""

@@ -200,6 +200,18 @@ def _machine_busy() -> float | None:
     return busy / _CLOCK_TICKS
 
 
+def others_share(window_s: float = 1.0) -> float | None:
+    """The share of the machine other programs use now, over ``window_s`` (None where /proc/stat is not).
+
+    Called between runs: this process's own CPU time in the window is left out.
+    """
+    before, mine = _machine_busy(), os.times()
+    time.sleep(window_s)
+    after, now = _machine_busy(), os.times()
+    own = (now.user - mine.user) + (now.system - mine.system)
+    return _contention(before, after, own, window_s)
+
+
 def _contention(before: float | None, after: float | None, own_cpu: float, wall: float) -> float | None:
     """The share of the machine other programs used while the command ran (0 to 1; None when unknown).
 

@@ -194,6 +194,11 @@ class RunState:
             recent = sorted(self._contention[-50:])
             return recent[len(recent) // 4] if len(recent) >= 3 else None
 
+    def last_contention(self) -> float | None:
+        """The share of the machine other programs used during the run's last measurement, when known."""
+        with self._lock:
+            return self._contention[-1] if self._contention else None
+
     def tried(self, parent: str, change_key: str) -> Experiment | None:
         """The last finished experiment that made the change ``change_key`` on ``parent``, if any."""
         with self._lock:
