@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 import threading
 import time
@@ -219,3 +220,17 @@ def test_memory_held_is_the_proportional_set_else_the_resident_set() -> None:
             return SimpleNamespace(rss=12345)
 
     assert _proportional_set(Unreadable()) == 12345  # type: ignore[arg-type]
+
+
+def test_contention_is_the_share_of_the_machine_others_used(tmp_path: Path) -> None:
+    short = run_command("true", cwd=tmp_path, log_path=tmp_path / "l", timeout_s=10)
+    assert short.contention is None  # a short run says nothing about bursts of load
+    hog = subprocess.Popen([PY, "-c", "while True: pass"])
+    try:
+        busy = run_command(f"{PY} -c 'import time; time.sleep(1.5)'", cwd=tmp_path, log_path=tmp_path / "l",
+                           timeout_s=30)  # fmt: skip
+    finally:
+        hog.kill()
+        hog.wait()
+    # A hog on one core: about 1 / cores of the machine, more if others are busy too
+    assert busy.contention is not None and busy.contention >= 0.8 / (os.cpu_count() or 1)

@@ -22,7 +22,7 @@ from overnight.controller import Controller, Limits
 from overnight.errors import RunStateError
 from overnight.executors import LocalExecutor
 from overnight.ledger import Ledger
-from overnight.records import Experiment, Status, chain
+from overnight.records import DISTURBED, Experiment, Status, chain
 from overnight.run import Run
 from overnight.state import Event, RunState
 from overnight.task import Task
@@ -44,7 +44,7 @@ class Checker:
             on_disk = disk.experiments()
             measured: dict[tuple[int, int], list[float]] = {}
             for m in disk.measurements():
-                if m.value is not None:
+                if m.value is not None and m.kind != DISTURBED:  # set aside: in the ledger, in no estimate
                     measured.setdefault((m.experiment, m.round), []).append(m.value)
         in_memory = list(self.state.experiments())
         if on_disk != in_memory:
@@ -154,3 +154,24 @@ def test_a_keep_undone_when_the_branch_was_moved_outside(task: Repo, plan: Calla
     one = checker.state.get(1)
     assert one.status is Status.DISCARD and "the run branch moved outside overnight" in one.reason
     assert checker.state.best is not None and checker.state.best.id == 0  # the keep undone in memory too
+
+
+def test_a_disturbed_run_is_set_aside_in_memory_and_on_disk(task: Repo, plan: Callable[..., Path]) -> None:
+    plan({"1": [["set", "train.py", "X", "5"]]})
+    run, checker = start(task.path, "aside")
+    drive(run, AGENT, workers=1, experiments=1)
+    run = Run.start(Task.load(task.path), "aside")
+    try:
+        state = run.state
+        checker = Checker(state, run.paths.ledger)
+        state.watch(checker)
+        keep = state.get(1)
+        first = state.measurements(keep.id, keep.round)[0]
+        before = state.values(keep.id)
+        state.set_aside(keep.id, keep.round, first.seed, "a test: disturbed")
+        assert checker.mismatches == [] and checker.events[-1][0] is Event.ASIDE
+        assert len(state.values(keep.id)) == len(before) - 1
+        assert state.get(keep.id).info["set_aside"][0]["why"] == "a test: disturbed"
+        assert next(m.kind for m in state.measurements(keep.id, keep.round)) == "disturbed"
+    finally:
+        run.close()

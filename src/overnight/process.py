@@ -54,6 +54,7 @@ OUTPUT_TAIL_BYTES = 1 << 20  # the part of a command's output kept for metric pa
 _SAMPLE_EVERY_S = 0.25
 _MAXRSS_UNIT = 1 if sys.platform == "darwin" else 1024  # ru_maxrss: bytes on macOS, KiB on Linux
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100  # /proc/stat's unit
+MIN_CONTENTION_S = 1.0  # shorter runs record no contention (see _contention)
 
 
 def run_command(
@@ -101,7 +102,7 @@ def run_command(
         out = files.enter_context(open(stdout_path, "wb", buffering=0)) if stdout_path else None
         stdin = files.enter_context(open(stdin_path, "rb")) if stdin_path else subprocess.DEVNULL
         started = time.monotonic()
-        machine_before = _machine_busy()
+        machine_before, ours_before = _machine_busy(), os.times()
         proc = subprocess.Popen(
             argv,
             shell=isinstance(argv, str),
@@ -118,11 +119,11 @@ def run_command(
             assert proc.stderr is not None
             sinks.append(Sink(proc.stderr, log, cap, redact))
         tree = Tree(proc.pid, token)
-        exit_code, timed_out, interrupted, over_memory, maxrss, own_cpu = _wait(
+        exit_code, timed_out, interrupted, over_memory, maxrss = _wait(
             proc, tree, started, timeout_s, stop, grace_s, memory_mb
         )
         duration = time.monotonic() - started
-        contention = _contention(machine_before, _machine_busy(), own_cpu, duration)
+        contention = _contention(machine_before, _machine_busy(), _ours(ours_before, os.times()), duration)
         tree.kill_leftovers()
         for sink in sinks:
             sink.finish()
@@ -153,9 +154,8 @@ def _wait(
     stop: threading.Event | None,
     grace_s: float,
     memory_mb: float,
-) -> tuple[int | None, bool, bool, bool, int, float]:
-    """Until the command ends or must be ended:
-    (exit code, timed out, interrupted, over memory, maxrss bytes, CPU seconds of the command and what it waited for)."""
+) -> tuple[int | None, bool, bool, bool, int]:
+    """Until the command ends or must be ended: (exit code, timed out, interrupted, over memory, maxrss bytes)."""
     timed_out = interrupted = over_memory = False
     next_sample = started + 0.05
     exited = ExitWaiter(proc.pid)
@@ -165,8 +165,7 @@ def _wait(
             if pid:
                 proc.returncode = os.waitstatus_to_exitcode(status)
                 code = None if (timed_out or interrupted or over_memory) else proc.returncode
-                cpu = usage.ru_utime + usage.ru_stime
-                return code, timed_out, interrupted, over_memory, usage.ru_maxrss * _MAXRSS_UNIT, cpu
+                return code, timed_out, interrupted, over_memory, usage.ru_maxrss * _MAXRSS_UNIT
             now = time.monotonic()
             if now >= next_sample:
                 tree.sample(held=memory_mb > 0)
@@ -208,18 +207,30 @@ def others_share(window_s: float = 1.0) -> float | None:
     before, mine = _machine_busy(), os.times()
     time.sleep(window_s)
     after, now = _machine_busy(), os.times()
-    own = (now.user - mine.user) + (now.system - mine.system)
-    return _contention(before, after, own, window_s)
+    return _contention(before, after, _ours(mine, now), window_s)
+
+
+def _ours(before: os.times_result, after: os.times_result) -> float:
+    """CPU seconds overnight used between two readings: this process, and the children it reaped meanwhile
+    (the command itself, and the git processes writing commits beside it)."""
+    return float(
+        (after.user - before.user)
+        + (after.system - before.system)
+        + (after.children_user - before.children_user)
+        + (after.children_system - before.children_system)
+    )
 
 
 def _contention(before: float | None, after: float | None, own_cpu: float, wall: float) -> float | None:
     """The share of the machine other programs used while the command ran (0 to 1; None when unknown).
 
-    What the whole machine was busy minus what the command itself used, over the machine's
-    capacity in that time: another job on the other core of two reads about 0.5. A run
-    taken while it jumps is one a burst of load may have slowed (see overnight.judge).
+    What the whole machine was busy minus what overnight used (the command included), over
+    the machine's capacity in that time: another job on the other core of two reads about
+    0.5. A run taken while it jumps is one a burst of load may have slowed (see
+    overnight.judge). Runs under MIN_CONTENTION_S say nothing: a burst lasts tens of seconds,
+    and over a short window the machine's own bookkeeping is all there is to see.
     """
-    if before is None or after is None or wall <= 0.01:
+    if before is None or after is None or wall < MIN_CONTENTION_S:
         return None
     capacity = wall * (os.cpu_count() or 1)
     return round(min(1.0, max(0.0, (after - before - own_cpu) / capacity)), 3)
