@@ -327,8 +327,10 @@ class Worker:
     def _ended(self, experiment_id: int, status: Status, reason: str) -> Experiment:
         """The experiment as it ends: its latest record with its final status (a metric only if measured)."""
         exp = self.state.get(experiment_id)
+        notes = self.measurer.notes_for(experiment_id)
         return replace(
             exp,
+            info={**exp.info, **notes} if notes else exp.info,
             status=status,
             reason=secrets.current().redact(reason),
             metric=exp.metric if status in MEASURED else None,

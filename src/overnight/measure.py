@@ -52,6 +52,7 @@ class Measurer:
         self.needs_setup = True
         self._measured: int | None = None  # the experiment measured last in the worktree
         self._expected: dict[str, str] = {}  # untracked protected files, as the first setup here left them
+        self._notes: dict[int, dict[str, Any]] = {}  # experiment → what judging it noted, for its record
         self.goal = run.task.config.metric.goal_enum
         task = run.task.config.task
         self.sandbox = sandbox.for_task(worktree.path, run.task.root, task.network) if task.sandbox == "bwrap" else None
@@ -198,28 +199,30 @@ class Measurer:
         return replace(decision, reason=f"{decision.reason}; with its follow-up: {gain.text()}")
 
     def _screened(self, exp: Experiment, best: Experiment, decision: Decision) -> None:
-        """Note what a discard was judged against; after a first-run discard, maybe measure the best again.
+        """Note what a discard was judged against (recorded when it ends: see :meth:`notes_for`); after a
+        first-run discard, maybe measure the best again.
 
         A best measured lucky makes every candidate look worse at the screen; when the
         candidates screened out against its current estimate say so (judge.recheck), it is
-        measured once more.
+        measured once more. Not for a metric without noise: its estimate is exact.
         """
-        runs = len(self.state.values(exp.id))
         theirs = self.state.values(best.id)
         judged = {"id": best.id, "runs": len(theirs), "estimate": judge.mean(theirs) if theirs else None}
-        info = {**exp.info, **self.state.get(exp.id).info, "judged_against": judged}
-        if runs == 1:
-            info["screen_z"] = decision.z
-        self.state.update(replace(self.state.get(exp.id), info=info))
-        if runs != 1:
+        notes = self._notes.setdefault(exp.id, {})
+        notes["judged_against"] = judged
+        if len(self.state.values(exp.id)) != 1:
             return
-        screened = [
-            e.info["screen_z"]
-            for e in (*self.state.history(), self.state.get(exp.id))
-            if "screen_z" in e.info and _same_estimate(e.info.get("judged_against"), judged)
-        ]
+        notes["screen_z"] = decision.z
+        noise = self.state.noise()
+        if noise.df and noise.ss == 0:
+            return
+        screened = self.state.screened(best.id, len(theirs), decision.z)
         if judge.recheck(screened) and not self.stop.is_set():
             self._best(exp, best)
+
+    def notes_for(self, experiment_id: int) -> dict[str, Any]:
+        """What the judging of an experiment noted for its record (``judged_against``, ``screen_z``); once."""
+        return self._notes.pop(experiment_id, {})
 
     # -- one measurement ---------------------------------------------------------------------------
 
@@ -342,11 +345,6 @@ class Measurer:
             expected=self._expected,
             written=written,
         )
-
-
-def _same_estimate(judged: Any, current: dict[str, Any]) -> bool:
-    """Whether a discard was judged against the best's current estimate (the same experiment and number of runs)."""
-    return isinstance(judged, dict) and judged.get("id") == current["id"] and judged.get("runs") == current["runs"]
 
 
 def _facts(exp: Experiment, measurement: Measurement) -> Experiment:

@@ -83,14 +83,19 @@ class RunState:
         self._baseline: int | None = None
         self._best: int | None = None
         self._samples: dict[tuple[int, int], list[float]] = {}  # (experiment, round) → measured values
+        self._measured: dict[tuple[int, int], list[Measured]] = {}  # (experiment, round) → its measurements
         self._seeds: dict[tuple[int, int], int] = {}  # (experiment, round) → the next free seed
         self._tried: dict[tuple[str, str], int] = {}  # (parent, change key) → the last finished experiment with it
         self._contention: list[float] = []  # other programs' share of the machine, per measurement, latest last
+        # (best, its runs) → the screen z of each candidate screened out against that estimate (not recorded:
+        # a resumed run starts these anew)
+        self._screened: dict[tuple[int, int], list[float | None]] = {}
         self._load()
 
     def _load(self) -> None:
         for m in self._ledger.measurements():
             key = (m.experiment, m.round)
+            self._measured.setdefault(key, []).append(m)
             if m.value is not None and m.kind != DISTURBED:
                 self._samples.setdefault(key, []).append(m.value)
             if m.contention is not None:
@@ -183,9 +188,9 @@ class RunState:
             return None
 
     def measurements(self, experiment_id: int, round: int) -> list[Measured]:
-        """An experiment's measurements of one round, as recorded (set-aside ones included)."""
+        """An experiment's measurements of one round, as recorded (set-aside ones included), by seed."""
         with self._lock:
-            return [m for m in self._ledger.measurements(experiment_id) if m.round == round]
+            return sorted(self._measured.get((experiment_id, round), []), key=lambda m: m.seed)
 
     def usual_contention(self) -> float | None:
         """The share of the machine other programs use when it is quiet: the lower quartile over the run's
@@ -193,6 +198,13 @@ class RunState:
         with self._lock:
             recent = sorted(self._contention[-50:])
             return recent[len(recent) // 4] if len(recent) >= 3 else None
+
+    def screened(self, best_id: int, best_runs: int, z: float | None) -> list[float | None]:
+        """Note a candidate screened out at ``z`` against the best's estimate from ``best_runs`` runs; all so noted."""
+        with self._lock:
+            found = self._screened.setdefault((best_id, best_runs), [])
+            found.append(z)
+            return list(found)
 
     def last_contention(self) -> float | None:
         """The share of the machine other programs used during the run's last measurement, when known."""
@@ -282,6 +294,8 @@ class RunState:
                     Ledger.write_experiment(db, exp)
             if values:
                 self._samples[key] = values
+            # as the ledger's INSERT OR REPLACE does: one measurement per seed
+            self._measured[key] = [m for m in self._measured.get(key, []) if m.seed != measured.seed] + [measured]
             if measured.contention is not None:
                 self._contention.append(measured.contention)
             self._seeds[key] = max(self._seeds.get(key, 0), measured.seed + 1)
@@ -331,6 +345,8 @@ class RunState:
             with self._ledger.transaction() as db:
                 Ledger.write_measurement(db, aside)
                 Ledger.write_experiment(db, exp)
+            key = (experiment_id, round)
+            self._measured[key] = [aside if m.seed == seed else m for m in self._measured.get(key, [])]
             if values:
                 self._samples[(experiment_id, round)] = values
             else:
