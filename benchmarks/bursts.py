@@ -11,7 +11,7 @@ Reported: no-ops kept (target: at most 1 of 15), speed-ups kept (target: every o
 per proposal, the share of runs taken while other programs used more than a quarter of the
 machine, and the runs set aside as disturbed.
 
-    python benchmarks/bursts.py  # --runs 3 --seed 0
+    python benchmarks/bursts.py  # --runs 3 --seed 0 --max-repeats 9 (the default [judge] max_repeats)
 """
 
 from __future__ import annotations
@@ -60,6 +60,7 @@ goal = "min"
 
 [judge]
 rel_delta = 0.02
+max_repeats = {max_repeats}
 """
 # Every 4th proposal a real 25% speed-up; the others add a comment (a no-op).
 AGENT = """\
@@ -101,8 +102,8 @@ class Hog:
         self.thread.join()
 
 
-def one_run(folder: Path, seed: int, proposals: int) -> dict[str, object]:
-    files = {"bench.py": BENCH, "test_bench.py": TEST, "overnight.toml": CONFIG.format(python=sys.executable),
+def one_run(folder: Path, seed: int, proposals: int, max_repeats: int) -> dict[str, object]:
+    files = {"bench.py": BENCH, "test_bench.py": TEST, "overnight.toml": CONFIG.format(python=sys.executable, max_repeats=max_repeats),
              "program.md": "Make it faster.\n"}  # fmt: skip
     repo = git_repo(folder / f"run{seed}", files)
     (folder / "agent.py").write_text(AGENT)
@@ -118,18 +119,29 @@ def one_run(folder: Path, seed: int, proposals: int) -> dict[str, object]:
     import sqlite3
 
     db = sqlite3.connect(repo / ".overnight" / "b" / "ledger.db")
-    measured = db.execute("SELECT kind, value, contention FROM measurements").fetchall()
+    measured = db.execute("SELECT kind, value, contention, experiment FROM measurements ORDER BY rowid").fetchall()
     db.close()
     return {"rows": rows, "measured": measured}
 
 
+def runs_of(measured: list[tuple[str, float, float | None, int]], experiment: int) -> str:
+    """An experiment's runs in the order taken: value, the machine's share used by others, set aside or not."""
+    return ", ".join(
+        f"{value:.0f}"
+        + (f" ({contention:.0%})" if contention is not None else "")
+        + ("*" if kind == "disturbed" else "")
+        for kind, value, contention, of in measured
+        if of == experiment
+    )
+
+
 def main() -> None:
-    args = arguments(__doc__, runs=3, seed=0, proposals=16)
+    args = arguments(__doc__, runs=3, seed=0, proposals=16, max_repeats=9)
     noops = speedups = kept_noops = kept_speedups = runs = aside = contended = 0
     started = time.monotonic()
     with tempfile.TemporaryDirectory() as tmp:
         for run in range(args.runs):
-            result = one_run(Path(tmp), args.seed + run, args.proposals)
+            result = one_run(Path(tmp), args.seed + run, args.proposals, args.max_repeats)
             rows, measured = result["rows"], result["measured"]
             assert isinstance(rows, list) and isinstance(measured, list)
             for row in rows[1:]:
@@ -139,9 +151,16 @@ def main() -> None:
                 kept_noops += row["status"] == "keep" and not speedup
                 kept_speedups += row["status"] == "keep" and speedup
             runs += len(measured)
-            aside += sum(1 for kind, _, _ in measured if kind == "disturbed")
-            contended += sum(1 for _, _, contention in measured if (contention or 0) > 0.25)
+            aside += sum(1 for kind, _, _, _ in measured if kind == "disturbed")
+            contended += sum(1 for _, _, contention, _ in measured if (contention or 0) > 0.25)
             print(f"run {run + 1}: " + ", ".join(f"#{r['id']} {r['status']}" for r in rows[1:]), flush=True)
+            for row in rows[1:]:  # the misses, and why
+                speedup = "speed-up" in row["hypothesis"]
+                if speedup != (row["status"] == "keep"):
+                    print(f"  #{row['id']} ({'speed-up' if speedup else 'no-op'}) {row['status']}: {row['reason']}")
+                    reference = next((r["id"] for r in rows if r["commit"] == row["parent"]), None)
+                    print(f"    runs: {runs_of(measured, row['id'])}; its reference #{reference}: "
+                          f"{runs_of(measured, reference) if reference is not None else '?'}")  # fmt: skip
     print()
     print(f"{args.runs} runs of {args.proposals} proposals, {time.monotonic() - started:.0f} s, {os.cpu_count()} cores")
     print(f"no-ops kept: {kept_noops} of {noops}   (target: at most 1 of 15)")

@@ -210,7 +210,7 @@ class _SimulatedMeasurer(Measurer):
         run = SimpleNamespace(state=state, task=SimpleNamespace(config=config))
         self.run, self.state, self.truth, self.simulate = run, state, truth, measure  # type: ignore[assignment]
         self.stop, self.worktree = threading.Event(), _Worktree()  # type: ignore[assignment]
-        self.needs_setup, self._measured, self._expected = False, None, {}
+        self.needs_setup, self._measured, self._expected, self._notes = False, None, {}, {}
         self.goal = config.metric.goal_enum
         self.runs = 0
 
@@ -251,7 +251,8 @@ def overnight(kinds: list[str], measure: Callable[[float], float], tally: Tally,
             while True:
                 decision = measurer.until_judged(state.get(exp.id), best)
                 if decision.action is not Action.KEEP:
-                    state.finish(replace(state.get(exp.id), status=Status.DISCARD))
+                    noted = {**state.get(exp.id).info, **measurer.notes_for(exp.id)}  # as the worker records them
+                    state.finish(replace(state.get(exp.id), status=Status.DISCARD, info=noted))
                     break
                 try:
                     state.keep(replace(state.get(exp.id), status=Status.KEEP))

@@ -59,6 +59,7 @@ RECHECK_Z = -1.0  # ...averaged below this many standard errors against it
 RECHECK_UNKNOWN = 2  # or after this many screened out in a row while the noise is unknown
 SUSPICIOUS = 4.0  # a first run this many standard deviations worse than the best is checked before discarding
 CLIP = 4.0  # deviations beyond this many robust standard deviations count as that many in the pooled noise
+RELATIVE_EVIDENCE = 2.0  # −2 log-likelihood the relative noise model must gain to be used (see Noise.relative)
 
 
 class Action(enum.Enum):
@@ -85,11 +86,22 @@ class Noise:
     ``robust`` is a second estimate of the run-to-run standard deviation, from the median
     absolute deviation, which disturbed runs barely move: it decides what counts as
     disturbed (:func:`suspicious`, :func:`disturbed_runs`), while the t-test uses ``sd``.
+
+    The same deviations are also pooled relative to their experiment's mean (``rel_ss``,
+    ``rel_robust``; ``log_level`` is Σ (n − 1)·log mean), because some noise scales with the
+    level: a benchmark that got twice as fast varies half as much in milliseconds. Pooling
+    a run's slow start with its fast end in absolute units would judge every later
+    speed-up with the noise of the slow code. :meth:`at` gives the noise at one level,
+    from whichever of the two models explains the runs better.
     """
 
     ss: float = 0.0
     df: int = 0
     robust: float | None = None
+    rel_ss: float = 0.0
+    rel_robust: float | None = None
+    log_level: float = 0.0
+    positive: bool = True  # every experiment's mean > 0: the relative model applies
 
     @classmethod
     def pooled(cls, samples: Iterable[Sequence[float]]) -> Noise:
@@ -100,25 +112,54 @@ class Noise:
         inflate the noise every decision is made with.
         """
         deviations: list[float] = []
-        df = 0
+        relative: list[float] = []
+        df, log_level, positive = 0, 0.0, True
         for values in samples:
             if len(values) > 1:
                 mean = sum(values) / len(values)
                 deviations += [v - mean for v in values]
                 df += len(values) - 1
+                positive = positive and mean > 0
+                if positive:
+                    relative += [(v - mean) / mean for v in values]
+                    log_level += (len(values) - 1) * math.log(mean)
         if not df:
-            return cls(0.0, 0)
-        spread = sorted(abs(d) for d in deviations)
-        # deviations from a sample's mean shrink by √((n−1)/n): scaled back, for the run-to-run deviation
-        robust = 1.4826 * spread[len(spread) // 2] * math.sqrt(len(deviations) / df)
-        cap = (CLIP * robust) ** 2 if robust > 0 else math.inf
-        return cls(sum(min(d * d, cap) for d in deviations), df, robust)
+            return cls()
+        ss, robust = _clipped(deviations, df)
+        if not positive:
+            return cls(ss, df, robust, positive=False)
+        rel_ss, rel_robust = _clipped(relative, df)
+        return cls(ss, df, robust, rel_ss, rel_robust, log_level)
 
     def __add__(self, other: Noise) -> Noise:
-        robust = [(n.robust, n.df) for n in (self, other) if n.robust is not None and n.df]
-        weight = sum(df for _, df in robust)
-        merged = math.sqrt(sum(r * r * df for r, df in robust) / weight) if weight else None
-        return Noise(self.ss + other.ss, self.df + other.df, merged)
+        positive = self.positive and other.positive
+        return Noise(
+            self.ss + other.ss,
+            self.df + other.df,
+            _merged(self.robust, self.df, other.robust, other.df),
+            self.rel_ss + other.rel_ss if positive else 0.0,
+            _merged(self.rel_robust, self.df, other.rel_robust, other.df) if positive else None,
+            self.log_level + other.log_level if positive else 0.0,
+            positive,
+        )
+
+    @property
+    def relative(self) -> bool:
+        """Whether the noise scales with the level: the relative model's likelihood beats the absolute
+        one's by RELATIVE_EVIDENCE (both have one parameter). Where all runs share one level the two
+        models are the same, and the absolute one is used."""
+        if not (self.positive and self.df and self.ss > 0 and self.rel_ss > 0):
+            return False
+        absolute = self.df * math.log(self.ss / self.df)
+        scaled = self.df * math.log(self.rel_ss / self.df) + 2 * self.log_level
+        return scaled < absolute - RELATIVE_EVIDENCE
+
+    def at(self, level: float) -> Noise:
+        """The noise of runs around ``level``: scaled to it when the noise is relative, else as pooled."""
+        if not self.relative or level <= 0:
+            return self
+        robust = self.rel_robust * level if self.rel_robust is not None else None
+        return Noise(self.rel_ss * level * level, self.df, robust)
 
     @property
     def spread(self) -> float | None:
@@ -127,7 +168,24 @@ class Noise:
 
     @property
     def sd(self) -> float | None:
+        """The run-to-run standard deviation, in the metric's units, pooled as measured (see :meth:`at`)."""
         return math.sqrt(self.ss / self.df) if self.df else None
+
+
+def _clipped(deviations: Sequence[float], df: int) -> tuple[float, float]:
+    """The sum of squares of ``deviations`` clipped at CLIP robust sd, and that robust sd."""
+    spread = sorted(abs(d) for d in deviations)
+    # deviations from a sample's mean shrink by √((n−1)/n): scaled back, for the run-to-run deviation
+    robust = 1.4826 * spread[len(spread) // 2] * math.sqrt(len(deviations) / df)
+    cap = (CLIP * robust) ** 2 if robust > 0 else math.inf
+    return sum(min(d * d, cap) for d in deviations), robust
+
+
+def _merged(a: float | None, a_df: int, b: float | None, b_df: int) -> float | None:
+    """Two robust standard deviations merged, weighted by their degrees of freedom."""
+    parts = [(r, df) for r, df in ((a, a_df), (b, b_df)) if r is not None and df]
+    weight = sum(df for _, df in parts)
+    return math.sqrt(sum(r * r * df for r, df in parts) / weight) if weight else None
 
 
 @dataclass(frozen=True)
@@ -152,7 +210,7 @@ def compare(
 ) -> Gain:
     """The estimated gain of ``candidate`` over ``reference``: the one estimate every view shows."""
     gain = goal.improvement(mean(candidate), mean(reference))
-    noise = others + Noise.pooled([candidate, reference])
+    noise = (others + Noise.pooled([candidate, reference])).at(mean(reference))
     if noise.sd is None:
         return Gain(gain, None, None, len(candidate), len(reference))
     half = t_quantile(rule.confidence, noise.df) * noise.sd * math.sqrt(1 / len(candidate) + 1 / len(reference))
@@ -187,7 +245,7 @@ def decide(
     gain = goal.improvement(mean(candidate), mean(best))
     bar = threshold(rule, mean(best))
     runs = f"{_runs(looks)} vs {len(best)}"
-    noise = others + Noise.pooled([candidate, best])
+    noise = (others + Noise.pooled([candidate, best])).at(mean(best))
     sd = noise.sd
     if sd is None:  # nothing measured twice yet: the threshold alone screens
         if gain <= bar:
@@ -239,7 +297,7 @@ def suspicious(first: float, best: Sequence[float], others: Noise, goal: Goal) -
     measured right after it (see overnight.measure), and if that run is disturbed too,
     both are set aside and the candidate is measured again.
     """
-    sd = (others + Noise.pooled([best])).spread
+    sd = (others + Noise.pooled([best])).at(mean(best)).spread
     return bool(sd) and goal.improvement(first, mean(best)) < -SUSPICIOUS * sd  # type: ignore[operator]
 
 
@@ -250,10 +308,12 @@ def disturbed_runs(values: Sequence[float], others: Noise, goal: Goal) -> list[i
     that, a run is taken as disturbed (load on a shared machine only ever makes things
     worse, so the best run is the reference). Needs the run's noise (``others``).
     """
-    sd = others.spread
-    if not sd or len(values) < 2:
+    if len(values) < 2:
         return []
     best = max(values, key=lambda v: goal.improvement(v, 0.0))
+    sd = others.at(best).spread
+    if not sd:
+        return []
     limit = SUSPICIOUS * sd * math.sqrt(2)
     return [i for i, v in enumerate(values) if goal.improvement(v, best) < -limit]
 
@@ -280,7 +340,7 @@ def undone(best: Sequence[float], parent: Sequence[float], others: Noise, goal: 
     bar = threshold(rule, mean(parent))
     if gain > bar:
         return ""
-    noise = others + Noise.pooled([best, parent])
+    noise = (others + Noise.pooled([best, parent])).at(mean(parent))
     return (
         f"measured again ({_runs(len(best))}), it is no longer better than the best it replaced "
         f"(gain {gain:.6g} vs threshold {bar:.6g}" + (f", noise sd {noise.sd:.3g})" if noise.sd else ")")

@@ -54,7 +54,7 @@ OUTPUT_TAIL_BYTES = 1 << 20  # the part of a command's output kept for metric pa
 _SAMPLE_EVERY_S = 0.25
 _MAXRSS_UNIT = 1 if sys.platform == "darwin" else 1024  # ru_maxrss: bytes on macOS, KiB on Linux
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100  # /proc/stat's unit
-MIN_CONTENTION_S = 1.0  # shorter runs record no contention (see _contention)
+MIN_CONTENTION_S = 0.5  # shorter runs record no contention (see _contention)
 
 
 def run_command(
