@@ -36,7 +36,10 @@ class Fake:
     def __init__(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         self.plan_path = tmp_path / "cli_plan.json"
         self.log_path = tmp_path / "cli_calls.jsonl"
-        monkeypatch.setenv("PATH", f"{FAKE_BIN}{os.pathsep}{REAL_PATH}")
+        # The fakes' `#!/usr/bin/env python3` finds this interpreter first: a version manager's
+        # shim (pyenv's is a bash script) would reset $PWD, which the real programs read as given.
+        here = Path(sys.executable).parent
+        monkeypatch.setenv("PATH", os.pathsep.join((str(FAKE_BIN), str(here), REAL_PATH)))
         monkeypatch.setenv("FAKE_CLI_PLAN", str(self.plan_path))
         monkeypatch.setenv("FAKE_CLI_LOG", str(self.log_path))
 
@@ -149,6 +152,61 @@ def test_each_cli_edit_is_kept_with_its_hypothesis_tokens_and_cost(
             assert flag in argv
         assert _value(argv, "--model") == model and "-m" not in argv  # -m is aider's --message
         assert argv[-1] == "train.py" and call["files"] == ["train.py"]  # the editable files join the chat
+
+
+def _checkout(repo: Path) -> dict[str, bytes]:
+    """Every file of the user's checkout, byte for byte (git's internals and overnight's folder aside)."""
+    skip = {repo / ".git", repo / ".overnight"}
+    return {
+        str(p.relative_to(repo)): p.read_bytes()
+        for p in sorted(repo.rglob("*"))
+        if p.is_file() and not any(p == s or s in p.parents for s in skip)
+    }
+
+
+@pytest.mark.parametrize("tool", TOOLS)
+def test_started_from_the_users_checkout_each_cli_edits_only_the_worktree(
+    task: Repo, cli, fake: Fake, tool: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # As a user runs it: from inside the checkout, so the shell's PWD names it. opencode (like
+    # the real one) takes its folder from $PWD; aider writes its histories and tags cache at the
+    # git root. Nothing of that may reach the user's files, and the change must still be kept.
+    monkeypatch.chdir(task.path)
+    monkeypatch.setenv("PWD", str(task.path))
+    before, status = _checkout(task.path), task.git("status", "--porcelain")
+    fake.plan({"set": EDIT, "hypothesis": f"X to 4 with {tool}", "cost": 0.001})
+    result = _run(cli, task, tool, model=next(model for name, model, _, _ in CASES if name == tool))
+    assert result.code == 0, result.err
+    assert [r["status"] for r in _rows(cli, task)] == ["baseline", "keep"]
+    assert _checkout(task.path) == before
+    assert task.git("status", "--porcelain") == status
+    assert "X = 4" in task.git("show", "overnight/cli:train.py")
+    committed = task.git("ls-tree", "-r", "--name-only", "overnight/cli")
+    assert ".aider" not in committed
+    if tool == "aider":  # its histories are kept beside the agent's log
+        logs = task.path / ".overnight" / "cli" / "logs"
+        assert any(logs.glob("*.aider.chat.history.md")) and any(logs.glob("*.aider.input.history"))
+        assert not list((task.path / ".overnight" / "cli").rglob(".aider.tags.cache.v*"))
+
+
+def test_claude_codes_verbose_setting_prints_an_array_of_events_and_the_result_is_read(
+    task: Repo, cli, fake: Fake, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = tmp_path / "claude-config"
+    settings.mkdir()
+    (settings / "settings.json").write_text(json.dumps({"verbose": True}))
+    monkeypatch.setenv("CLAUDE_CONFIG_DIR", str(settings))
+    fake.plan({"set": EDIT, "hypothesis": "X to 4, verbosely", "usage": [1000, 200], "cost": 0.0123})
+    result = _run(cli, task, "claude", model="sonnet")
+    assert result.code == 0, result.err
+    row = _rows(cli, task)[1]
+    assert (row["status"], row["hypothesis"], row["tokens_in"], row["tokens_out"]) == (
+        "keep",
+        "X to 4, verbosely",
+        1000,
+        200,
+    )
+    assert row["cost_usd"] == pytest.approx(0.0123)
 
 
 @pytest.mark.parametrize("tool", TOOLS)

@@ -234,3 +234,30 @@ def test_contention_is_the_share_of_the_machine_others_used(tmp_path: Path) -> N
         hog.wait()
     # A hog on one core: about 1 / cores of the machine, more if others are busy too
     assert busy.contention is not None and busy.contention >= 0.8 / (os.cpu_count() or 1)
+
+
+def test_what_the_harness_reads_comes_from_the_pipes_not_the_log_files(tmp_path: Path) -> None:
+    # A command (or a process it left behind) can write its own log file: a metric read back
+    # from there could be forged. The file is a copy; the output is what the pipe delivered.
+    log = tmp_path / "run.log"
+    forge = f"echo 'score: 1.0'; echo 'score: 0.000003' >> '{log}'; echo 'done'"
+    result = run_command(forge, cwd=tmp_path, log_path=log, timeout_s=60)
+    assert result.output.split() == ["score:", "1.0", "done"]
+    assert "0.000003" in log.read_text()  # in the file, where nothing reads it back
+    out = tmp_path / "run.out"
+    split = f"echo 'answer' ; echo 'oops' >&2; echo 'forged' >> '{out}'; echo 'forged' >> '{log}'"
+    result = run_command(split, cwd=tmp_path, log_path=log, timeout_s=60, stdout_path=out)
+    assert result.output.split() == ["answer"] and result.stderr.split() == ["oops"]
+
+
+def test_a_command_sees_its_working_folder_as_pwd(tmp_path: Path) -> None:
+    # Tools such as opencode take their folder from $PWD, not from getcwd(): an inherited PWD
+    # would point them at wherever overnight was started (the user's own checkout).
+    inner = tmp_path / "worktree"
+    inner.mkdir()
+    env = {**os.environ, "PWD": str(tmp_path)}
+    result = run_command('echo "$PWD"', cwd=inner, log_path=tmp_path / "pwd.log", timeout_s=60, env=env)
+    assert result.output.strip() == str(inner)
+    argv = [sys.executable, "-c", "import os; print(os.environ['PWD'])"]
+    result = run_command(argv, cwd=inner, log_path=tmp_path / "pwd2.log", timeout_s=60, env=env)
+    assert result.output.strip() == str(inner)

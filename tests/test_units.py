@@ -173,7 +173,8 @@ def test_evaluator_output_is_the_only_source_of_the_metric(tmp_path: Path) -> No
 
 
 NOT_CREDENTIALS = ["HF_HOME", "HF_DATASETS_CACHE", "HF_HUB_OFFLINE", "HUGGINGFACE_HUB_CACHE", "TOKENIZERS_PARALLELISM",
-                   "AWS_REGION", "OPENAI_BASE_URL", "PATH", "PWD", "KEYRING_BACKEND", "MONKEY_PATCH"]  # fmt: skip
+                   "AWS_REGION", "OPENAI_BASE_URL", "PATH", "PWD", "KEYRING_BACKEND", "MONKEY_PATCH",
+                   "AIDER_MAP_TOKENS", "MAX_TOKENS"]  # fmt: skip
 CREDENTIALS = ["OPENAI_API_KEY", "HF_TOKEN", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "MY_TOKEN", "DB_PASSWORD",
                "GITHUB_PAT", "ANTHROPIC_AUTH_TOKEN", "SSH_AUTH_SOCK", "GOOGLE_APPLICATION_CREDENTIALS", "apiKey",
                "STRIPE_KEY2", "smtp_pass", "ngrok_authtoken"]  # fmt: skip

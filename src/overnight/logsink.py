@@ -8,6 +8,10 @@ fill the disk, and the summary lines a run prints at its end are always kept.
 Credentials are redacted as the output comes (overnight.secrets.Redactor), before any
 of it reaches the file, so a live view of the log or a controller killed mid-run never
 leaves one on disk.
+
+What the harness reads back (the metric, an agent's answer) is the sink's own copy of the
+last ``keep`` bytes it received from the pipe (:attr:`Sink.received`), never the log
+file: the file is written by the harness, but an experiment's processes can write it too.
 """
 
 from __future__ import annotations
@@ -29,14 +33,18 @@ class Sink:
     more, so the caller may close the file even if the stream has not ended.
     """
 
-    def __init__(self, stream: IO[bytes], file: IO[bytes], cap: int, secrets: Secrets | None = None) -> None:
-        self._stream, self._file, self._cap = stream, file, cap
+    def __init__(
+        self, stream: IO[bytes], file: IO[bytes], cap: int, secrets: Secrets | None = None, keep: int = 1 << 20
+    ) -> None:
+        self._stream, self._file, self._cap, self._keep = stream, file, cap, keep
         self._redactor = Redactor(()) if secrets is None else secrets.stream()
         self._lock = threading.Lock()  # the copying thread and finish() both write
         self._finished = False
         self._head_left = cap // 2 if cap else -1
         self._tail: deque[bytes] = deque()
         self._tail_size = 0
+        self._received: deque[bytes] = deque()  # the last `keep` bytes from the pipe, for the harness to read
+        self._received_size = 0
         self.cut = 0  # bytes dropped from the middle
         self.error: OSError | None = None  # the file could not be written (a full disk)
         self._thread = threading.Thread(target=self._pump, daemon=True)
@@ -62,7 +70,23 @@ class Sink:
             data = self._redactor.feed(chunk)
             self._take((data + self._redactor.end()) if last else data)
 
+    def _remember(self, data: bytes) -> None:
+        if not data:
+            return
+        self._received.append(data)
+        self._received_size += len(data)
+        while self._received_size - len(self._received[0]) >= self._keep:
+            self._received_size -= len(self._received.popleft())
+
+    @property
+    def received(self) -> str:
+        """The last ``keep`` bytes (at least) the pipe delivered, redacted, as text: what the harness reads back."""
+        with self._lock:
+            data = b"".join(self._received)
+        return data[-self._keep :].decode("utf-8", errors="replace")
+
     def _take(self, chunk: bytes) -> None:
+        self._remember(chunk)
         if self._head_left < 0 or self.error is not None:
             self._write(chunk)
             return

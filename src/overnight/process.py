@@ -84,6 +84,9 @@ def run_command(
     token = token or uuid.uuid4().hex
     full_env = dict(os.environ if env is None else env)
     full_env[TOKEN_VAR] = token
+    # Programs that take their folder from $PWD (opencode, shells) would otherwise see the
+    # folder overnight was started in, which may be the user's own checkout.
+    full_env["PWD"] = str(cwd)
     shown = command if isinstance(command, str) else shlex.join(command)
     argv: str | list[str] = (
         sandbox.wrap(command, cwd) if sandbox else command if isinstance(command, str) else list(command)
@@ -98,7 +101,6 @@ def run_command(
                 log.flush()
             except OSError as exc:  # a full disk, a file size limit
                 raise OSError(exc.errno, f"could not write the log {log_path}: {exc.strerror}") from None
-        start_offset = log.tell()
         out = files.enter_context(open(stdout_path, "wb", buffering=0)) if stdout_path else None
         stdin = files.enter_context(open(stdin_path, "rb")) if stdin_path else subprocess.DEVNULL
         started = time.monotonic()
@@ -114,10 +116,10 @@ def run_command(
             start_new_session=True,
         )
         assert proc.stdout is not None
-        sinks = [Sink(proc.stdout, out or log, cap, redact)]
+        sinks = [Sink(proc.stdout, out or log, cap, redact, OUTPUT_TAIL_BYTES)]
         if out is not None:
             assert proc.stderr is not None
-            sinks.append(Sink(proc.stderr, log, cap, redact))
+            sinks.append(Sink(proc.stderr, log, cap, redact, OUTPUT_TAIL_BYTES))
         tree = Tree(proc.pid, token)
         exit_code, timed_out, interrupted, over_memory, maxrss = _wait(
             proc, tree, started, timeout_s, stop, grace_s, memory_mb
@@ -130,7 +132,6 @@ def run_command(
     written = next((s.error for s in sinks if s.error is not None), None)
     if written is not None:  # a full disk, a file size limit: the run's record cannot be trusted
         raise OSError(written.errno, f"could not write the log {log_path}: {written.strerror}")
-    logged = _read_tail(log_path, start_offset)
     inherited = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * _MAXRSS_UNIT  # see the module docstring
     peak = max(tree.peak_rss, maxrss if maxrss > inherited else 0) / (1 << 20)
     return RunResult(
@@ -139,8 +140,9 @@ def run_command(
         peak_memory_mb=round(peak, 1),
         timed_out=timed_out,
         interrupted=interrupted,
-        output=_read_tail(stdout_path, 0) if stdout_path else logged,
-        stderr=logged if stdout_path else "",
+        # from the pipes, never from the log files, which the command's processes could write
+        output=sinks[0].received,
+        stderr=sinks[1].received if stdout_path else "",
         over_memory=over_memory,
         contention=contention,
     )
@@ -234,14 +236,6 @@ def _contention(before: float | None, after: float | None, own_cpu: float, wall:
         return None
     capacity = wall * (os.cpu_count() or 1)
     return round(min(1.0, max(0.0, (after - before - own_cpu) / capacity)), 3)
-
-
-def _read_tail(path: Path, start: int) -> str:
-    with open(path, "rb") as fh:
-        end = fh.seek(0, os.SEEK_END)
-        fh.seek(max(start, end - OUTPUT_TAIL_BYTES))
-        data = fh.read()
-    return data.decode("utf-8", errors="replace")
 
 
 # -- the command's process tree ------------------------------------------------------------

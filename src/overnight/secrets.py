@@ -25,7 +25,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 # Credential words: a variable is a credential when a word of its name is one of these.
-_WORDS = frozenset({"KEY", "KEYS", "APIKEY", "ACCESSKEY", "SECRETKEY", "PRIVATEKEY", "TOKEN", "TOKENS", "APITOKEN",
+_WORDS = frozenset({"KEY", "KEYS", "APIKEY", "ACCESSKEY", "SECRETKEY", "PRIVATEKEY", "TOKEN", "APITOKEN",
                     "AUTHTOKEN", "ACCESSTOKEN", "SECRET", "SECRETS", "PASSWORD", "PASSWD", "PASS", "PASSPHRASE",
                     "CREDENTIAL", "CREDENTIALS", "AUTH", "PAT"})  # fmt: skip
 # The LLM providers' own variables: none of them is an experiment's business.

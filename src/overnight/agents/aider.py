@@ -25,10 +25,15 @@ class Aider(CodingCLI):
     binary = "aider"
     install_hint = "install aider (pip install aider-install && aider-install) and set your provider's API key"
     state = (".aider",)
+    scratch = (".aider.tags.cache.v*",)  # the repo map's cache: always at the git root
 
     def argv(self, context: Context, prompt_file: str) -> list[str]:
+        # aider's histories go beside the agent's log, outside the worktree: at the git root
+        # (its default) they would be files the change may not touch, and every proposal rejected.
+        history = context.log_path.parent / f"{context.log_path.stem}.aider"
         return [
-            self.binary, "--message-file", prompt_file, "--yes-always", "--no-auto-commits", "--no-dirty-commits",
+            self.binary, "--message-file", prompt_file,
+            "--chat-history-file", f"{history}.chat.history.md", "--input-history-file", f"{history}.input.history", "--yes-always", "--no-auto-commits", "--no-dirty-commits",
             "--no-pretty", "--no-stream", "--no-fancy-input", "--no-check-update", "--no-show-release-notes",
             "--analytics-disable", "--no-gitignore", "--no-detect-urls", "--no-suggest-shell-commands",
             *self._model(), *context.editable,

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 from overnight.agents import prices
 from overnight.agents._base import Context
 from overnight.agents.coding_cli import CodingCLI, Outcome, count, json_object
@@ -20,7 +23,7 @@ class ClaudeCode(CodingCLI):
         return [self.binary, "-p", "--output-format", "json", "--permission-mode", "acceptEdits", *self._model()]
 
     def read(self, stdout: str, stderr: str) -> Outcome:
-        data = json_object(stdout)
+        data = _result(stdout)
         if data is None:
             return Outcome(error=last_line(stderr) or "no JSON result on stdout")
         u = data.get("usage") or {}
@@ -37,6 +40,19 @@ class ClaudeCode(CodingCLI):
             errors = "; ".join(map(str, data.get("errors") or [])) or text or str(data.get("subtype"))
             return Outcome(text, usage, f"{data.get('subtype', 'error')}: {errors}")
         return Outcome(text, usage)
+
+
+def _result(stdout: str) -> dict[str, Any] | None:
+    """The result object: the output itself, or, when Claude Code's verbose setting is on, the
+    last event of type "result" in the JSON array of every event it prints instead."""
+    try:
+        events = json.loads(stdout)
+    except json.JSONDecodeError:
+        return json_object(stdout)
+    if isinstance(events, list):
+        results = [e for e in events if isinstance(e, dict) and e.get("type") == "result"]
+        return results[-1] if results else None
+    return events if isinstance(events, dict) else None
 
 
 AGENT = ClaudeCode

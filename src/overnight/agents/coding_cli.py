@@ -92,6 +92,11 @@ class CodingCLI(Agent):
     state: tuple[
         str, ...
     ] = ()  # folders and files under the home directory the tool writes (kept writable in a sandbox)
+    # Globs, at the worktree's root, of what the tool writes there for itself whatever it is told
+    # (aider's tags cache): removed after each call when the call created them, so they are
+    # neither part of the change nor a reason to reject it.
+    scratch: tuple[str, ...] = ()
+    told: tuple[tuple[str, str], ...] = ()  # environment settings the tool needs to run unattended here
 
     def __init__(self, settings: AgentSection) -> None:
         self.name = self.binary
@@ -117,12 +122,16 @@ class CodingCLI(Agent):
         if context.sandbox is not None:
             home = Path.home()
             sandbox = replace(context.sandbox, writable=(*context.sandbox.writable, *(home / s for s in self.state)))
+        before = self._scratch(context)
         result = run_command(
             self.argv(context, str(prompt_file)),
             cwd=context.task_dir,
             log_path=context.log_path,
             timeout_s=self.settings.timeout_s,
-            env=secrets.environment(keep=context.config.task.pass_env, prefixes=self.credentials),
+            env={
+                **secrets.environment(keep=context.config.task.pass_env, prefixes=self.credentials),
+                **dict(self.told),
+            },
             stop=context.stop,
             label=self.name,
             token=context.token,
@@ -130,6 +139,8 @@ class CodingCLI(Agent):
             stdout_path=context.log_path.with_suffix(".out"),
             sandbox=sandbox,
         )
+        for path in self._scratch(context) - before:
+            shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink(missing_ok=True)
         if result.interrupted:
             raise AgentError(f"{self.name} was interrupted")
         if result.timed_out:
@@ -145,6 +156,9 @@ class CodingCLI(Agent):
         self._failures.succeeded()
         return Proposal(hypothesis_in(outcome.text) or f"{self.name} edit", agent=self.name, usage=outcome.usage,
                         info={"model": self.settings.model} if self.settings.model else {})  # fmt: skip
+
+    def _scratch(self, context: Context) -> set[Path]:
+        return {path for pattern in self.scratch for path in context.worktree.glob(pattern)}
 
     def _model(self, flag: str = "--model") -> list[str]:
         return [flag, self.settings.model] if self.settings.model else []

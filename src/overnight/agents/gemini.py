@@ -15,6 +15,9 @@ class Gemini(CodingCLI):
     install_hint = "install the Gemini CLI (npm install -g @google/gemini-cli) and set GEMINI_API_KEY"
     credentials = ("GEMINI_", "GOOGLE_")
     state = (".gemini",)
+    # Headless, it refuses a folder it does not trust (each worktree is new to it); the variable
+    # is ignored by builds that predate the check, where the --skip-trust flag would be an error.
+    told = (("GEMINI_CLI_TRUST_WORKSPACE", "true"),)
 
     def argv(self, context: Context, prompt_file: str) -> list[str]:
         instruction = "Carry out the task described above, editing the files directly."
