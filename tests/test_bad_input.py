@@ -185,3 +185,47 @@ def test_looking_at_runs_that_do_not_exist(task: Repo, cli) -> None:
     assert result.code == 5 and "no runs of the task" in result.err
     result = cli("log", task.path, "--tag", "nope")
     assert result.code == 5 and "no run with tag 'nope'" in result.err
+
+
+@pytest.mark.parametrize(
+    ("table", "setting"),
+    [("task", "timeout_s = nan"), ("task", "memory_mb = nan"), ("task", "max_diff_mb = nan"),
+     ("task", "max_log_mb = nan"), ("task", "budget_s = inf"), ("judge", "min_delta = -inf"),
+     ("judge", "wait_for_quiet_s = nan"), ("agent", "timeout_s = inf")],
+)  # fmt: skip
+def test_a_number_that_is_not_finite_is_refused_by_name(task: Repo, cli, table: str, setting: str) -> None:
+    # TOML has nan and inf; either one switched a limit off without a word (or was a traceback).
+    path = task.path / "overnight.toml"
+    key = setting.split(" =")[0]
+    lines = path.read_text().splitlines()
+    if f"[{table}]" not in lines:
+        lines.append(f"[{table}]")
+    start = lines.index(f"[{table}]")
+    same = [i for i in range(start + 1, len(lines)) if lines[i].startswith(f"{key} =")][:1]  # the template's own
+    at = same[0] if same else start + 1
+    lines[at : at + len(same)] = [setting]
+    path.write_text("\n".join(lines) + "\n")
+    task.commit("a limit that is not a number")
+    result = cli("run", task.path, "--agent-command", "true")
+    assert result.code == 2, result.err
+    assert f"[{table}] {key}: expected a finite number" in result.err and str(path) in result.err
+    assert _no_run_state(task)
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "says"),
+    [("--max-cost-usd", "nan", "expected a finite number"), ("--agent-timeout", "inf", "expected a finite number"),
+     ("--max-cost-usd", "lots", "expected a number"), ("--gpus", "x", "expected GPU ids"),
+     ("--gpus", "0,,one", "expected GPU ids")],
+)  # fmt: skip
+def test_a_flag_that_is_not_a_number_is_refused_by_name(task: Repo, cli, flag: str, value: str, says: str) -> None:
+    result = cli("run", task.path, "--agent-command", "true", f"{flag}={value}")
+    assert result.code == 2 and flag in result.err and says in result.err
+    assert _no_run_state(task)
+
+
+def test_gpu_ids_may_be_indices_or_uuids() -> None:
+    from overnight.arguments import gpus
+
+    assert gpus("0, 1,2") == "0,1,2"
+    assert gpus("GPU-8f2c1a9e-0000-1111-2222-333344445555,MIG-1") == "GPU-8f2c1a9e-0000-1111-2222-333344445555,MIG-1"

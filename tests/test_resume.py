@@ -113,6 +113,38 @@ def test_ctrl_c_interrupts_gracefully_and_resume_goes_on(task: Repo, plan, cli, 
     assert [r["status"] for r in ledger_rows(task.path, "c")] == ["baseline", "interrupted", "keep"]
 
 
+def test_an_interrupted_change_may_be_proposed_and_measured_again(task: Repo, plan, cli, marks: Path) -> None:
+    # Ctrl-C during its measurement says nothing of the change: on resume the same change on
+    # the same parent is measured, not refused as a duplicate of the interrupted experiment.
+    slow = marks / "slow"
+    task.write(
+        "train.py",
+        (task.path / "train.py")
+        .read_text()
+        .replace(
+            "SLEEP = 0\n",
+            f"SLEEP = 120 if os.path.exists({str(slow)!r}) and os.environ['OVERNIGHT_EXPERIMENT_ID'] != '0' else 0\n",
+        ),
+    )
+    task.write("overnight.toml", task_config(timeout=240))
+    task.commit("slow while the mark is there")
+    plan({"1": [["set", "train.py", "X", "5"]], "2": [["set", "train.py", "X", "5"]]})
+    slow.write_text("on")
+    controller = overnight_process("run", task.path, "--tag", "again", "--agent-command", AGENT)
+    _wait_for(marks / "pid-1")
+    controller.send_signal(signal.SIGINT)
+    _, err = controller.communicate(timeout=60)
+    assert controller.returncode == 130, err
+    assert [r["status"] for r in ledger_rows(task.path, "again")] == ["baseline", "interrupted"]
+    slow.unlink()
+
+    result = cli("run", task.path, "--tag", "again", "--agent-command", AGENT, "--max-experiments", "1")
+    assert result.code == 0, result.err
+    rows = ledger_rows(task.path, "again")
+    assert [r["status"] for r in rows] == ["baseline", "interrupted", "keep"]
+    assert "X = 5" in task.git("show", "overnight/again:train.py")
+
+
 def _slow_on_demand(task: Repo) -> None:
     """train.py sleeps TEST_SLEEP seconds (after writing its pid mark), so one invocation can be slow."""
     task.write(

@@ -6,11 +6,34 @@ cli.py holds what each subcommand does; this module only says what it accepts.
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 
 from overnight import dashboard, demo
 from overnight._version import __version__
 from overnight.config import AGENT_KINDS
+
+
+def number(text: str) -> float:
+    """A finite number (argparse's float takes "nan" and "inf", which switch limits off silently)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
+
+
+def gpus(text: str) -> str:
+    """GPU ids for CUDA_VISIBLE_DEVICES: indices, or the GPU-/MIG- UUIDs nvidia-smi -L prints."""
+    ids = [g.strip() for g in text.split(",") if g.strip()]
+    bad = [g for g in ids if not (g.isdigit() or g.startswith(("GPU-", "MIG-")))]
+    if not ids or bad:
+        raise argparse.ArgumentTypeError(
+            f"expected GPU ids separated by commas, e.g. 0,1 (or GPU-/MIG- UUIDs), got {text!r}"
+        )
+    return ",".join(ids)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -38,7 +61,7 @@ def parser() -> argparse.ArgumentParser:
         help=f"who proposes changes: {', '.join(AGENT_KINDS)} (default: [agent] kind, else tune)",
     )
     p.add_argument("--agent-command", help="for --agent command: the command that edits the files (implies it)")
-    p.add_argument("--agent-timeout", type=float, help="seconds one proposal may take (default: [agent] timeout_s)")
+    p.add_argument("--agent-timeout", type=number, help="seconds one proposal may take (default: [agent] timeout_s)")
     p.add_argument("--model", help="the model for LLM and coding-CLI agents (default: [agent] model)")
     p.add_argument("--base-url", help="an OpenAI- or Anthropic-compatible server (default: [agent] base_url)")
     p.add_argument(
@@ -47,7 +70,7 @@ def parser() -> argparse.ArgumentParser:
         help="times a reply whose edits do not apply is sent back (default: [agent] retries, else 2)",
     )
     p.add_argument(
-        "--max-cost-usd", type=float, help="stop when the agents have spent this much (USD; default: no limit)"
+        "--max-cost-usd", type=number, help="stop when the agents have spent this much (USD; default: no limit)"
     )
     p.add_argument("--max-tokens", type=int, help="stop when the agents have used this many tokens (default: no limit)")
     p.add_argument(
@@ -73,7 +96,9 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--slots", type=int, help="experiments running at once (default: --workers; 1 if exclusive)")
     p.add_argument(
-        "--gpus", help="GPU ids, one experiment per GPU, e.g. 0,1,2,3 (sets CUDA_VISIBLE_DEVICES; default: none)"
+        "--gpus",
+        type=gpus,
+        help="GPU ids, one experiment per GPU, e.g. 0,1,2,3 (sets CUDA_VISIBLE_DEVICES; default: none)",
     )
     p.add_argument(
         "--executor", default="local", choices=["local", "ray"], help="where experiments run (default: local)"
@@ -86,7 +111,7 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--example", default="tinylm", choices=demo.EXAMPLES, help="which example (default: tinylm)")
     p.add_argument("--max-experiments", type=int, default=12, help="experiments after the baseline (default: 12)")
-    p.add_argument("--budget", type=float, help="seconds per experiment (default: 20 for tinylm, else the example's)")
+    p.add_argument("--budget", type=number, help="seconds per experiment (default: 20 for tinylm, else the example's)")
     p.add_argument(
         "--agent",
         choices=AGENT_KINDS,

@@ -261,6 +261,8 @@ def _coerce(where: str, section: str, key: str, value: Any, kind: Any) -> Any:
     if kind is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{label}: expected a number, got {value!r}")
+        if not math.isfinite(value):  # TOML has nan and inf: either would switch a limit off silently
+            raise ConfigError(f"{label}: expected a finite number, got {value!r}")
         return float(value)
     if kind is int:
         if isinstance(value, bool) or not isinstance(value, int):
@@ -287,7 +289,10 @@ def _coerce(where: str, section: str, key: str, value: Any, kind: Any) -> Any:
                 or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in pair)
             ):
                 raise ConfigError(f"{label}: {name} expected [low, high] numbers, got {pair!r}")
-            ranges[name] = (float(pair[0]), float(pair[1]))
+            low, high = float(pair[0]), float(pair[1])
+            if not (math.isfinite(low) and math.isfinite(high) and low < high):
+                raise ConfigError(f"{label}: {name} expected finite numbers with low < high, got {pair!r}")
+            ranges[name] = (low, high)
         return ranges
     raise TypeError(f"unsupported config field type {kind!r}")  # a bug in this module, not user input
 

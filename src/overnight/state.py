@@ -212,7 +212,7 @@ class RunState:
             return self._contention[-1] if self._contention else None
 
     def tried(self, parent: str, change_key: str) -> Experiment | None:
-        """The last finished experiment that made the change ``change_key`` on ``parent``, if any."""
+        """The last finished experiment that made the change ``change_key`` on ``parent``, if any (interrupted ones aside)."""
         with self._lock:
             found = self._tried.get((parent, change_key))
             return None if found is None else self._experiments[found]
@@ -437,7 +437,8 @@ class RunState:
         self._tell(Event.FINISH, exp)
 
     def _note_tried(self, exp: Experiment) -> None:
-        if exp.change_key:
+        # An interrupted experiment says nothing of its change: it may be proposed and measured again.
+        if exp.change_key and exp.status is not Status.INTERRUPTED:
             self._tried[(exp.parent, exp.change_key)] = exp.id
 
     def _place(self, exp: Experiment) -> None:
