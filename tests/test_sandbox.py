@@ -16,9 +16,11 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import psutil
 import pytest
 
 from conftest import Repo, agent_in, ledger_rows, overnight_process, task_config
@@ -189,3 +191,113 @@ def test_a_sandboxed_coding_cli_keeps_its_own_state_folder_writable(task: Repo, 
     touched = {e["touched"]: e["allowed"] for e in entries if "touched" in e}
     assert touched == {str(escape): False, str(state): True}  # its state folder, and nothing else outside
     assert not escape.exists() and state.exists()
+
+
+HOSTILE = """\
+import os, subprocess
+X = 10
+
+def say(name, value):
+    print(name + ": " + value, flush=True)
+
+def tries(argv):
+    try:
+        return "allowed" if subprocess.run(argv, capture_output=True).returncode == 0 else "denied"
+    except OSError:
+        return "denied"
+
+def look():
+    controller = secret = False
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        if int(pid) == os.getpid():
+            continue
+        try:
+            controller |= b"-m\\x00overnight\\x00run\\x00" in open("/proc/" + pid + "/cmdline", "rb").read()
+            secret |= b"PROBE_API_KEY=" in open("/proc/" + pid + "/environ", "rb").read()
+        except OSError:
+            pass
+    return controller, secret
+
+status = open("/proc/self/status").read().splitlines()
+say("caps", next(line.split()[1] for line in status if line.startswith("CapEff")))
+say("uid_map", " ".join(open("/proc/self/uid_map").read().split()))
+say("remount", tries(["mount", "-o", "remount,rw", "/"]))
+say("unmount proc", tries(["umount", "-l", "/proc"]))
+controller, secret = look()
+say("controller", "visible" if controller else "hidden")
+say("secret", "read" if secret else "not read")
+try:
+    open(os.environ["PROBE_LEDGER"], "ab").close()
+    say("ledger", "writable")
+except OSError as err:
+    say("ledger", "denied (" + err.strerror + ")")
+with open("/dev/shm/" + os.environ["PROBE_NAME"], "w") as f:
+    f.write("left in /dev/shm")
+print("---")
+print("score:", (X - 3) ** 2 + 1)
+"""
+
+
+def test_a_hostile_experiment_gets_no_power_over_the_host_even_as_root(task: Repo, plan, outside: Path) -> None:
+    # As the issue's audit did as root: with every capability bubblewrap keeps for root, the
+    # experiment remounted / read-write, unmounted /proc, read the controller's API key and
+    # rewrote the ledger. Each line below fails when one protection of the sandbox is removed:
+    # --cap-drop ALL (caps), --unshare-user (uid_map, remount), --unshare-pid and --proc
+    # (controller, secret), the read-only binds (ledger), --dev (/dev/shm).
+    task.write("train.py", HOSTILE)
+    task.write("overnight.toml", task_config(extra_task='sandbox = "bwrap"'))
+    task.commit("hostile")
+    name = f"overnight-hostile-{os.getpid()}"
+    ledger = task.path / ".overnight" / "h" / "ledger.db"
+    env = {"PROBE_API_KEY": "sk-probe-0123456789abcdef", "PROBE_LEDGER": str(ledger), "PROBE_NAME": name}
+    plan({"1": [["set", "train.py", "X", "5"]]})
+    try:
+        code, output = run(task, "h", "--max-experiments", "1", env=env)
+        assert code == 0, output
+        log = (task.path / ".overnight" / "h" / "logs" / "0.log").read_text()
+        said = dict(line.split(": ", 1) for line in log.splitlines() if ": " in line and not line.startswith("#"))
+        assert said["caps"] == "0000000000000000", log
+        assert "4294967295" not in said["uid_map"], log  # a user namespace of its own, not the host's identity map
+        assert said["remount"] == "denied" and said["unmount proc"] == "denied", log
+        assert said["controller"] == "hidden" and said["secret"] == "not read", log
+        assert said["ledger"] == "denied (Read-only file system)", log
+        assert not Path("/dev/shm", name).exists()  # its /dev/shm was its own
+        assert [r["status"] for r in ledger_rows(task.path, "h")] == ["baseline", "keep"]
+    finally:
+        Path("/dev/shm", name).unlink(missing_ok=True)
+
+
+def test_a_sandboxed_command_dies_with_the_harness(tmp_path: Path) -> None:
+    # kill -9 of the controller leaves nothing running: bubblewrap's --die-with-parent.
+    mark = tmp_path / "pid"
+    script = f"""
+import sys
+from pathlib import Path
+from overnight.process import run_command
+from overnight.sandbox import Sandbox
+box = Sandbox(writable=(Path({str(tmp_path)!r}),), visible=(Path(sys.prefix),))
+run_command("echo $$ > pid.inside; sleep 600 & echo $! > {mark}; wait", cwd=Path({str(tmp_path)!r}),
+            log_path=Path({str(tmp_path / 'log')!r}), timeout_s=900, sandbox=box)
+"""
+    controller = subprocess.Popen([sys.executable, "-c", script])
+    try:
+        deadline = time.monotonic() + 120
+        while not (mark.exists() and mark.read_text().strip()):
+            assert time.monotonic() < deadline and controller.poll() is None, "the sandboxed command never started"
+            time.sleep(0.05)
+        sleepers = [p for p in psutil.process_iter(["cmdline"]) if p.info["cmdline"] == ["sleep", "600"]]
+        mine = [p for p in sleepers if _under(p, controller.pid)]
+        assert mine, "the sandboxed sleep was not found under the controller"
+        controller.kill()
+        controller.wait()
+        _, alive = psutil.wait_procs(mine, timeout=60)
+        assert not alive, f"still running after the harness died: {alive}"
+    finally:
+        controller.kill()
+
+
+def _under(process: psutil.Process, ancestor: int) -> bool:
+    try:
+        return any(parent.pid == ancestor for parent in process.parents())
+    except psutil.Error:
+        return False

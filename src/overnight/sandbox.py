@@ -1,9 +1,12 @@
 """Running commands under bubblewrap (``[task] sandbox = "bwrap"``).
 
-What it does: the command sees the host's file system read-only; only the worktree
+What it does: the command runs in user, pid, ipc, uts and cgroup namespaces of its own
+with no capabilities (root included: it cannot remount anything, unmount its /proc or
+enter another namespace), sees the host's file system read-only; only the worktree
 (and, for coding-CLI agents, their own state folders) and a private, empty /tmp are
 writable (the host's /tmp is hidden, except the task's repository and the Python
-environment overnight runs in, when they live there); it gets its own process namespace and dies with the harness; with
+environment overnight runs in, when they live there); its /proc shows only its own
+processes, its /dev/shm is private, and it dies with the harness; with
 ``network = false`` (the default) experiments have no network but loopback. Agents keep
 the network: they talk to their models.
 
@@ -51,6 +54,7 @@ class Sandbox:
 
     def wrap(self, command: str | Sequence[str], cwd: Path) -> list[str]:
         """The argument list that runs ``command`` inside the sandbox, in ``cwd``."""
+        # A private /dev (its /dev/shm a tmpfs of its own) and a /proc of its own pid namespace.
         argv = ["bwrap", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp"]
         for path in self.visible:
             if path.exists():
@@ -60,5 +64,10 @@ class Sandbox:
                 argv += ["--bind", str(path), str(path)]
         if not self.network:
             argv.append("--unshare-net")
-        argv += ["--unshare-pid", "--die-with-parent", "--chdir", str(cwd), "--"]
+        # As root, bubblewrap keeps every capability unless told: a command could remount / read-write,
+        # unmount /proc to see the controller, or join its network namespace. A user namespace
+        # (mounts made outside it cannot be changed from inside) and no capabilities hold for root
+        # and for everyone else alike. --new-session: no terminal to inject input into.
+        argv += ["--unshare-user", "--cap-drop", "ALL", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try"]
+        argv += ["--unshare-pid", "--die-with-parent", "--new-session", "--chdir", str(cwd), "--"]
         return argv + (["sh", "-c", command] if isinstance(command, str) else list(command))
