@@ -277,7 +277,7 @@ from overnight.process import run_command
 from overnight.sandbox import Sandbox
 box = Sandbox(writable=(Path({str(tmp_path)!r}),), visible=(Path(sys.prefix),))
 run_command("echo $$ > pid.inside; sleep 600 & echo $! > {mark}; wait", cwd=Path({str(tmp_path)!r}),
-            log_path=Path({str(tmp_path / 'log')!r}), timeout_s=900, sandbox=box)
+            log_path=Path({str(tmp_path / "log")!r}), timeout_s=900, sandbox=box)
 """
     controller = subprocess.Popen([sys.executable, "-c", script])
     try:
