@@ -11,6 +11,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import psutil
+import pytest
 
 from overnight.process import _proportional_set, kill_token_holders, run_command
 from overnight.records import RunResult
@@ -261,3 +262,58 @@ def test_a_command_sees_its_working_folder_as_pwd(tmp_path: Path) -> None:
     argv = [sys.executable, "-c", "import os; print(os.environ['PWD'])"]
     result = run_command(argv, cwd=inner, log_path=tmp_path / "pwd2.log", timeout_s=60, env=env)
     assert result.output.strip() == str(inner)
+
+
+ESCAPE = """
+import os, sys, time
+if os.fork() == 0:
+    os.setsid()
+    if os.fork() == 0:
+        with open(sys.argv[1] + ".tmp", "w") as f:
+            f.write(str(os.getpid()))
+        os.rename(sys.argv[1] + ".tmp", sys.argv[1])
+        for fd in (0, 1, 2):
+            os.close(fd)
+        os.execve("/bin/sleep", ["sleep", "600"], {})  # no environment: no token to find it by
+    os._exit(0)
+time.sleep(0.5)
+print("score: 1")
+"""
+
+
+def test_a_process_that_detaches_and_drops_its_environment_does_not_outlive_the_run(tmp_path: Path) -> None:
+    from overnight.cgroup import Cgroup
+
+    probe = Cgroup.create("probe-" + os.urandom(4).hex())
+    if probe is None:
+        pytest.skip("this machine gives overnight no cgroup (not root, no delegated subtree)")
+    probe.close()
+    mark = tmp_path / "escaped.pid"
+    argv = [sys.executable, "-c", ESCAPE, str(mark)]
+    result = run_command(argv, cwd=tmp_path, log_path=tmp_path / "escape.log", timeout_s=60)
+    assert result.exit_code == 0 and result.containment == "cgroup"
+    escaped = int(mark.read_text())
+    try:
+        gone = psutil.wait_procs([psutil.Process(escaped)], timeout=10)[0]
+    except psutil.NoSuchProcess:
+        gone = [escaped]
+    assert gone, "the escaped process outlived the run"
+
+
+def test_the_cgroup_counts_what_a_command_leaves_in_dev_shm(tmp_path: Path) -> None:
+    from overnight.cgroup import Cgroup
+
+    probe = Cgroup.create("probe-" + os.urandom(4).hex())
+    if probe is None or probe.memory() is None:
+        if probe:
+            probe.close()
+        pytest.skip("no cgroup with the memory controller here")
+    probe.close()
+    name = f"/dev/shm/overnight-test-{os.getpid()}"
+    write = f"import time; open({name!r}, 'wb').write(b'x' * (300 << 20)); time.sleep(30)"
+    try:
+        result = run_command([sys.executable, "-c", write], cwd=tmp_path, log_path=tmp_path / "shm.log",
+                             timeout_s=60, memory_mb=200)  # fmt: skip
+        assert result.over_memory
+    finally:
+        Path(name).unlink(missing_ok=True)

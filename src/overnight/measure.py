@@ -351,6 +351,8 @@ def _facts(exp: Experiment, measurement: Measurement) -> Experiment:
     """``exp`` with what its last run reported: metrics, time, memory, exit code, flags for a reviewer."""
     result = measurement.result
     info = {**exp.info, "flags": list(measurement.flags)} if measurement.flags else exp.info
+    if result is not None and info.get("containment") != result.containment:
+        info = {**info, "containment": result.containment}  # how its processes were held (see overnight.cgroup)
     return replace(
         exp,
         metrics=measurement.metrics,

@@ -41,7 +41,9 @@ from pathlib import Path
 
 import psutil
 
-from overnight import secrets
+from overnight import cgroup, secrets
+from overnight.cgroup import KIND as CGROUP
+from overnight.cgroup import Cgroup
 from overnight.logsink import Sink, open_log
 from overnight.records import RunResult
 from overnight.sandbox import Sandbox
@@ -91,9 +93,14 @@ def run_command(
     argv: str | list[str] = (
         sandbox.wrap(command, cwd) if sandbox else command if isinstance(command, str) else list(command)
     )
+    group = Cgroup.create(token) if sys.platform.startswith("linux") else None
+    if group is not None:  # every process of the command in a cgroup it cannot leave (see overnight.cgroup)
+        argv = group.wrap(["sh", "-c", argv] if isinstance(argv, str) else argv)
     cap = int(max_log_mb * (1 << 20))
     redact = secrets.current()  # the controller's credentials: never written from the command's output
     with contextlib.ExitStack() as files:
+        if group is not None:
+            files.callback(group.close)  # whatever happens below, nothing of the command outlives this call
         log = files.enter_context(open_log(log_path))
         if label:
             try:
@@ -120,7 +127,7 @@ def run_command(
         if out is not None:
             assert proc.stderr is not None
             sinks.append(Sink(proc.stderr, log, cap, redact, OUTPUT_TAIL_BYTES))
-        tree = Tree(proc.pid, token)
+        tree = Tree(proc.pid, token, group)
         exit_code, timed_out, interrupted, over_memory, maxrss = _wait(
             proc, tree, started, timeout_s, stop, grace_s, memory_mb
         )
@@ -145,6 +152,7 @@ def run_command(
         stderr=sinks[1].received if stdout_path else "",
         over_memory=over_memory,
         contention=contention,
+        containment=CGROUP if group is not None else "tree",
     )
 
 
@@ -273,9 +281,10 @@ class ExitWaiter:
 class Tree:
     """Tracks the process tree of one command: its members, its memory, its end."""
 
-    def __init__(self, pid: int, token: str) -> None:
+    def __init__(self, pid: int, token: str, group: Cgroup | None = None) -> None:
         self.pid = pid
         self.token = token
+        self.group = group  # the command's cgroup, when it has one: every member, however detached
         self.peak_rss = 0  # bytes: the largest sum of the members' peak resident sets seen
         self.held = 0  # bytes: the members' total proportional set size at the last sample(held=True)
         self.seen: dict[int, psutil.Process] = {}
@@ -293,9 +302,10 @@ class Tree:
     def sample(self, held: bool = False) -> None:
         """Update ``peak_rss``, and ``held`` if asked (reading every member's smaps costs a page-table walk)."""
         members = self._members()
-        self.peak_rss = max(self.peak_rss, sum(_peak_rss(p) for p in members))
+        charged = self.group.memory() if self.group is not None else None  # tmpfs and /dev/shm included
+        self.peak_rss = max(self.peak_rss, sum(_peak_rss(p) for p in members), charged or 0)
         if held:
-            self.held = sum(_proportional_set(p) for p in members)
+            self.held = max(sum(_proportional_set(p) for p in members), charged or 0)
 
     def _signal_group(self, sig: int) -> None:
         with contextlib.suppress(ProcessLookupError, PermissionError):
@@ -304,7 +314,8 @@ class Tree:
     def _alive(self) -> list[psutil.Process]:
         """Every live process of this command's tree we can find."""
         found: dict[int, psutil.Process] = {}
-        for p in [*self._members(), *self.seen.values(), *_token_holders(self.token)]:
+        grouped = [] if self.group is None else [_process(pid) for pid in self.group.pids()]
+        for p in [*self._members(), *self.seen.values(), *_token_holders(self.token), *filter(None, grouped)]:
             try:
                 if p.is_running() and p.status() != psutil.STATUS_ZOMBIE:
                     found[p.pid] = p
@@ -323,12 +334,16 @@ class Tree:
                 return
             time.sleep(0.05)
         self._signal_group(signal.SIGKILL)
+        if self.group is not None:
+            self.group.kill()
         for p in self._alive():
             _send(p, signal.SIGKILL)
 
     def kill_leftovers(self) -> None:
-        """After the command ended: kill any descendant it left running."""
+        """After the command ended: kill any descendant it left running (and remove its cgroup)."""
         self._signal_group(signal.SIGKILL)
+        if self.group is not None and self.group.close():
+            log.info("killed what the command left running in its cgroup")
         left = [p for p in self._alive() if p.pid != self.pid]
         for p in left:
             _send(p, signal.SIGKILL)
@@ -366,6 +381,13 @@ def _resident_set(p: psutil.Process) -> int:
         return int(p.memory_info().rss)
     except psutil.Error:
         return 0
+
+
+def _process(pid: int) -> psutil.Process | None:
+    try:
+        return psutil.Process(pid)
+    except psutil.Error:
+        return None
 
 
 def _running(pid: int) -> bool:
@@ -426,4 +448,4 @@ def kill_token_holders(prefix: str) -> int:
     holders = _token_holders(prefix, exact=False)
     for p in holders:
         _send(p, signal.SIGKILL)
-    return len(holders)
+    return len(holders) + cgroup.close_left(prefix)
