@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -317,3 +318,36 @@ def test_the_cgroup_counts_what_a_command_leaves_in_dev_shm(tmp_path: Path) -> N
         assert result.over_memory
     finally:
         Path(name).unlink(missing_ok=True)
+
+
+READ_PARENT = """
+import os, subprocess, sys
+sys.path.insert(0, sys.argv[2])
+if sys.argv[1] == "conceal":
+    from overnight import secrets
+    assert secrets.conceal()
+os.environ["PROBE_API_KEY"] = "sk-probe"
+reader = "cat /proc/$PPID/environ > /dev/null 2>&1 && echo read || echo denied"  # $PPID: this process
+print(subprocess.run(["sh", "-c", reader], capture_output=True, text=True).stdout.strip())
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc and prctl are Linux's")
+def test_the_controllers_environment_is_not_readable_by_the_commands_it_starts(tmp_path: Path) -> None:
+    # Experiments run as the controller's user; as root they could read anything, so the check
+    # runs as an ordinary user (nobody) when the tests run as root.
+    import overnight
+
+    source = str(Path(overnight.__file__).parent.parent)
+    prefix: list[str] = []
+    if os.geteuid() == 0:
+        setpriv = shutil.which("setpriv")
+        if setpriv is None:
+            pytest.skip("running as root without setpriv to become an ordinary user")
+        prefix = [setpriv, "--reuid", "65534", "--regid", "65534", "--clear-groups"]
+    said = {
+        how: subprocess.run([*prefix, sys.executable, "-c", READ_PARENT, how, source], capture_output=True,
+                            text=True, timeout=60, cwd="/").stdout.strip()
+        for how in ("plain", "conceal")
+    }  # fmt: skip
+    assert said == {"plain": "read", "conceal": "denied"}

@@ -238,12 +238,14 @@ def _run(
     A run this call created whose baseline fails is removed again (branch, refs, folder),
     unless ``keep_failed``: bad input leaves the repository as it was.
     """
+    from overnight import secrets
     from overnight.agents import make_agent
     from overnight.controller import Controller
     from overnight.executors import make_executor
     from overnight.run import Run
     from overnight.task import check_command
 
+    secrets.conceal()  # the commands it starts cannot read its credentials from /proc
     settings = dataclasses.replace(task.config.agent, **{k: v for k, v in overrides.items() if v is not None})
     settings = settings.check(f"{task.dir / CONFIG_FILE} (with command-line overrides)")
     slots = parallel.make_slots(task)
@@ -306,6 +308,9 @@ def cmd_noise(args: argparse.Namespace) -> int:
         raise ConfigError("--runs must be 2 or more: a spread needs at least two measurements")
     task = Task.load(args.dir)
     task.check_ready()
+    from overnight import secrets
+
+    secrets.conceal()
     run = Run.start(task, args.tag)
     stop = threading.Event()
     try:

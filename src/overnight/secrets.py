@@ -17,9 +17,11 @@ URL, a model name) are not secret and are left as they are.
 
 from __future__ import annotations
 
+import ctypes
 import functools
 import os
 import re
+import sys
 import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -168,3 +170,25 @@ def environment(keep: Iterable[str] = (), prefixes: tuple[str, ...] = ()) -> dic
         if env is None:
             env = _children[key] = found.scrub(os.environ, keep, prefixes)
         return dict(env)
+
+
+_PR_SET_DUMPABLE = 4
+
+
+def conceal() -> bool:
+    """Make this process's /proc files (environ, memory, ...) unreadable to the commands it starts.
+
+    Experiments run as the same user as the controller: without this, any of them reads the
+    controller's credentials from /proc/<pid>/environ, however well its own environment was
+    scrubbed. A non-dumpable process's /proc files belong to root (prctl(2) PR_SET_DUMPABLE);
+    children become dumpable again when they exec. Root's commands can still read them unless
+    the sandbox takes their capabilities (it does). Also turns off core dumps of the controller.
+    True when it took effect (Linux only).
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return bool(libc.prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0) == 0)
+    except (OSError, AttributeError):
+        return False
