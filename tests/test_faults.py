@@ -229,6 +229,29 @@ def test_credentials_stay_out_of_experiments_logs_and_the_ledger(task: Repo, pla
     assert ledger_rows(task.path, "s")[1]["hypothesis"] == "try [redacted]"
 
 
+def test_a_change_that_writes_a_credential_is_rejected_and_never_committed(task: Repo, plan) -> None:
+    # An agent that sees a credential (passed to it, or a coding CLI's own key) writes it into the
+    # code: committed, it would stay in git's objects, the ledger's diff and `overnight show`.
+    runner_task(task, "X = 10\nprint('score:', (X - 3) ** 2 + 1)\n", extra_task='pass_env = ["MY_API_KEY"]')
+    secret = "sk-live-0123456789abcdef"
+    plan({"1": [["shell", "echo \"KEY = '$MY_API_KEY'\" >> train.py"], ["set", "train.py", "X", "5"]],
+          "2": [["set", "train.py", "X", "5"]]})  # fmt: skip
+    code, output = run(task, "k", "--max-experiments", "2", env={"MY_API_KEY": secret})
+    assert code == 0, output
+    rows = ledger_rows(task.path, "k")
+    assert [r["status"] for r in rows] == ["baseline", "rejected", "keep"]
+    assert "the value of a credential" in rows[1]["reason"] and "train.py" in rows[1]["reason"]
+    assert not rows[1]["commit"]  # nothing committed
+    objects = subprocess.run(["git", "grep", secret, *task.git("rev-list", "--all").split()], cwd=task.path,
+                             capture_output=True, text=True)  # fmt: skip
+    assert objects.stdout == ""  # in no commit of the repository
+    state = task.path / ".overnight" / "k"
+    assert not [p for p in state.rglob("*") if p.is_file() and secret.encode() in p.read_bytes()]
+    shown = subprocess.run([sys.executable, "-m", "overnight", "show", "1", str(task.path), "--tag", "k"],
+                           capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert shown.returncode == 0 and secret not in shown.stdout
+
+
 def test_a_full_disk_while_writing_a_log_stops_the_run_and_loses_nothing(task: Repo, plan) -> None:
     loud = "X = 10\nif X < 10:\n    print('x' * (8 << 20))\nprint('score:', (X - 3) ** 2 + 1)\n"
     runner_task(task, loud)

@@ -196,6 +196,10 @@ class Worker:
         if weight > task.config.task.max_diff_mb * (1 << 20):
             reason = f"the change is too large: {weight / (1 << 20):.1f} MB of changed files > max_diff_mb"
             raise Ended(Status.REJECTED, reason)
+        leaked = self.worktree.holding(change, secrets.current().values)
+        if leaked:  # never committed, never shown: the commit, the diff and the ledger would all keep it
+            reason = f"the change writes the value of a credential of this environment into {leaked}; remove it"
+            raise Ended(Status.REJECTED, reason)
         earlier = self.state.tried(exp.parent, exp.change_key)
         if earlier is not None:
             reason = f"the same change as experiment {earlier.id} ({earlier.status.value}) on the same parent"
@@ -204,7 +208,7 @@ class Worker:
         if forbidden:
             diff_path = self.run.paths.diff(exp.id)
             diff_path.parent.mkdir(parents=True, exist_ok=True)
-            diff_path.write_text(self.worktree.diff(change), encoding="utf-8")
+            diff_path.write_text(secrets.current().redact(self.worktree.diff(change)), encoding="utf-8")
             shown = ", ".join(forbidden[:5]) + (" ..." if len(forbidden) > 5 else "")
             raise Ended(Status.REJECTED, f"changed files that are not editable: {shown}")
         return exp, change

@@ -318,6 +318,23 @@ class Worktree:
                 total += (self.path / path).lstat().st_size
         return total
 
+    def holding(self, change: Change, values: tuple[str, ...]) -> str:
+        """The first changed file that holds one of ``values`` (credentials), or "" (symlinks are not followed)."""
+        if not values:
+            return ""
+        needles = [v.encode("utf-8", errors="surrogateescape") for v in values]
+        for path in change.paths:
+            target = self.path / path
+            try:
+                if target.is_symlink() or not target.is_file():
+                    continue
+                data = target.read_bytes()
+            except OSError:
+                continue
+            if any(n in data for n in needles):
+                return path
+        return ""
+
     def diff(self, change: Change, limit: int = 1 << 20) -> str:
         """The change as a patch (kept for changes that are rejected), cut at ``limit`` bytes."""
         if change.blobs is None:
