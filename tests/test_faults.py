@@ -252,6 +252,40 @@ def test_a_change_that_writes_a_credential_is_rejected_and_never_committed(task:
     assert shown.returncode == 0 and secret not in shown.stdout
 
 
+TAMPER = """\
+import os, sqlite3, subprocess
+X = 10
+if X == 11 and os.environ.get("TAMPER") == "ledger":  # forge the baseline's record
+    db = sqlite3.connect(os.environ["LEDGER"])
+    db.execute("UPDATE experiments SET metric = 99 WHERE id = 0")
+    db.commit()
+if X == 11 and os.environ.get("TAMPER") == "branch":  # move the run branch back to where it started
+    subprocess.run(["git", "update-ref", "-d", os.environ["BRANCH"]], cwd=os.environ["REPO"], check=True)
+print("score:", (X - 3) ** 2 + 1)
+"""
+
+
+@pytest.mark.parametrize("what", ["ledger", "branch"])
+def test_an_experiment_that_writes_the_ledger_or_moves_the_branch_stops_the_run_at_once(
+    task: Repo, plan, what: str
+) -> None:
+    # Without a sandbox an experiment can write anything its user can: noticed before the next
+    # experiment, not at the next keep (which failed, and was lost) or never (a resume mended it).
+    runner_task(task, TAMPER)
+    # experiment 1 (a change for the worse: discarded) tampers while it is measured
+    plan({"1": [["set", "train.py", "X", "11"]], "2": [["set", "train.py", "X", "4"]]})
+    ledger = task.path / ".overnight" / "t" / "ledger.db"
+    env = {"TAMPER": what, "LEDGER": str(ledger), "BRANCH": "refs/heads/overnight/t", "REPO": str(task.path)}
+    code, output = run(task, "t", "--max-experiments", "2", env=env)
+    assert code == 5, output
+    if what == "ledger":
+        assert "its ledger" in output and "was changed by another program" in output
+    else:
+        assert "branch overnight/t was deleted, which this run did not do" in output and "git branch -f" in output
+    rows = ledger_rows(task.path, "t")
+    assert [r["id"] for r in rows] == [0, 1]  # stopped before experiment 2 began
+
+
 def test_a_full_disk_while_writing_a_log_stops_the_run_and_loses_nothing(task: Repo, plan) -> None:
     loud = "X = 10\nif X < 10:\n    print('x' * (8 << 20))\nprint('score:', (X - 3) ** 2 + 1)\n"
     runner_task(task, loud)

@@ -298,6 +298,19 @@ class Branch:
         """Move the branch from ``old`` to ``new`` (``old=None``: create it); GitError if it is not at ``old``."""
         update_ref(self.root, self.ref, new, old)
 
+    def stamp(self) -> tuple[object, ...]:
+        """A cheap fingerprint of where git keeps this branch (its loose ref, packed-refs, a reftable):
+        while it is unchanged the branch has not moved, and :meth:`tip` need not run git."""
+        common = self.root / ".git"
+        stamps: list[object] = []
+        for path in (common / self.ref, common / "packed-refs", common / "reftable" / "tables.list"):
+            try:
+                st = path.stat()
+                stamps.append((st.st_ino, st.st_size, st.st_mtime_ns))
+            except OSError:
+                stamps.append(None)
+        return tuple(stamps)
+
 
 def experiment_ref(tag: str, experiment_id: int) -> str:
     return f"{REF_PREFIX}{tag}/{experiment_id}"

@@ -132,6 +132,7 @@ class Ledger:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self._lock = threading.RLock()
+        self._version: int | None = None  # PRAGMA data_version at the last written_elsewhere()
         self._db = sqlite3.connect(path, isolation_level=None, timeout=30, check_same_thread=False)
         self._db.row_factory = sqlite3.Row  # rows are read by column name, never by position
         try:
@@ -145,6 +146,17 @@ class Ledger:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+    def written_elsewhere(self) -> bool:
+        """Whether another connection (another program) committed a change since the last call.
+
+        SQLite's data_version moves with every commit made through another connection and
+        never with this one's own: the controller is the only writer it should ever see.
+        """
+        with self._lock:
+            version = int(self._db.execute("PRAGMA data_version").fetchone()[0])
+            seen, self._version = self._version, version
+            return seen is not None and version != seen
 
     def _all(self, sql: str, args: tuple[Any, ...] = ()) -> list[Any]:
         with self._lock:

@@ -89,6 +89,7 @@ class Worker:
 
     def step(self) -> Experiment:
         """Run one experiment on the current best: the nine steps, in order. Returns it as recorded."""
+        self.state.check_untouched()  # nothing but this run wrote its ledger or moved its branch
         best = self.state.best
         assert best is not None, "the baseline comes first"
         exp = self._begin(best.commit)  # 1

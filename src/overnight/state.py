@@ -90,7 +90,9 @@ class RunState:
         # (best, its runs) → the screen z of each candidate screened out against that estimate (not recorded:
         # a resumed run starts these anew)
         self._screened: dict[tuple[int, int], list[float | None]] = {}
+        self._branch_seen: tuple[object, ...] | None = None  # the branch's stamp when last found in place
         self._load()
+        self._ledger.written_elsewhere()  # from here on, only this run writes its ledger
 
     def _load(self) -> None:
         for m in self._ledger.measurements():
@@ -365,6 +367,35 @@ class RunState:
             self._end(exp)
             self._tell(Event.FINISH, exp)
         return exp
+
+    def check_untouched(self) -> None:
+        """Raise RunStateError when anything but this run wrote its ledger or moved its branch.
+
+        Called before each experiment: an experiment or a person that changed either is
+        noticed at once, before the run builds on it, not at the next keep (which would fail
+        and be lost) or never. Cheap while nothing changed (a pragma and three stats).
+        """
+        with self._lock:
+            where = f"run {self._branch.name.removeprefix('overnight/')}"
+            if self._ledger.written_elsewhere():
+                raise RunStateError(
+                    f"{where}: its ledger ({self._ledger.path}) was changed by another program while the run "
+                    "was going; the run stopped so that its record stays its own. Look at what changed, "
+                    "then resume with the same --tag (the ledger is read again) or start a new tag"
+                )
+            best = self.best
+            stamp = self._branch.stamp()
+            if best is None or stamp == self._branch_seen:
+                return
+            tip = self._branch.tip()
+            if tip != best.commit:
+                found = "was deleted" if tip is None else f"points at {tip[:10]}"
+                raise RunStateError(
+                    f"{where}: branch {self._branch.name} {found}, which this run did not do (its best is "
+                    f"experiment {best.id}, {best.commit[:10]}); the run stopped. Put it back with "
+                    f"`git branch -f {self._branch.name} {best.commit[:10]}` and resume, or use another --tag"
+                )
+            self._branch_seen = stamp
 
     def keep(self, exp: Experiment) -> Experiment:
         """``exp`` ended kept: record it, then move the run branch to its commit.
