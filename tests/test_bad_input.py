@@ -229,3 +229,9 @@ def test_gpu_ids_may_be_indices_or_uuids() -> None:
 
     assert gpus("0, 1,2") == "0,1,2"
     assert gpus("GPU-8f2c1a9e-0000-1111-2222-333344445555,MIG-1") == "GPU-8f2c1a9e-0000-1111-2222-333344445555,MIG-1"
+
+
+def test_a_cost_budget_for_an_agent_that_reports_no_cost_is_refused(task: Repo, cli) -> None:
+    result = cli("run", task.path, "--agent-command", "true", "--max-cost-usd", "5")
+    assert result.code == 2 and "--max-cost-usd cannot be kept: the command agent reports no cost" in result.err
+    assert _no_run_state(task)

@@ -428,3 +428,24 @@ def test_the_real_cli_runs_one_experiment(task: Repo, cli, tool: str) -> None:
     assert row["agent"] == tool
     assert row["status"] in ("keep", "discard"), row["reason"]
     assert row["tokens_in"] > 0 and row["hypothesis"]
+
+
+def test_a_cost_budget_that_cannot_be_counted_is_refused_before_anything_starts(task: Repo, cli, fake: Fake) -> None:
+    # codex reports tokens, not dollars, and this model is in no price table: --max-cost-usd
+    # would never stop the run. Claude Code reports its own cost, so its alias needs no table.
+    fake.plan({"set": EDIT, "hypothesis": "X to 4", "cost": 0.001})
+    result = _run(cli, task, "codex", "--max-cost-usd", "1", model="gpt-7-turbo-preview")
+    assert result.code == 2
+    assert "--max-cost-usd cannot be kept: no price is known for the model 'gpt-7-turbo-preview'" in result.err
+    assert "input_usd_per_mtok" in result.err and "--max-tokens" in result.err
+    assert not (task.path / ".overnight").exists() and not fake.calls()
+    result = _run(cli, task, "claude", "--max-cost-usd", "1", model="sonnet")
+    assert result.code == 0, result.err
+    priced = "\n[agent]\ninput_usd_per_mtok = 1.0\noutput_usd_per_mtok = 4.0\n"
+    task.write("overnight.toml", (task.path / "overnight.toml").read_text() + priced)
+    task.commit("prices")
+    result = cli("run", task.path, "--tag", "priced", "--agent", "codex", "--model", "gpt-7-turbo-preview",
+                 "--max-cost-usd", "1", "--max-experiments", "1", "--agent-timeout", "20")  # fmt: skip
+    assert result.code == 0, result.err
+    row = _rows(cli, task, "priced")[1]
+    assert row["cost_usd"] == pytest.approx((row["tokens_in"] * 1.0 + row["tokens_out"] * 4.0) / 1e6)

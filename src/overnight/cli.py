@@ -261,6 +261,13 @@ def _run(
     if settings.kind == "command":
         check_command(settings.command, task.dir, "--agent-command")
     agents = [make_agent(settings, worker) for worker in range(parallel.workers)]
+    uncounted = agents[0].uncounted() if limits.max_cost_usd is not None else ""
+    if uncounted:  # a budget nobody can count would never stop the run: say so instead
+        raise ConfigError(
+            f"--max-cost-usd cannot be kept: {uncounted}. Give the model's prices in overnight.toml "
+            "([agent] input_usd_per_mtok and output_usd_per_mtok, USD per million tokens), "
+            "or limit the run with --max-tokens or --max-experiments instead"
+        )
     executor = make_executor(parallel.executor, task, parallel.ray_address)
     try:
         run = Run.start(task, tag, force=force)

@@ -104,6 +104,13 @@ class Agent(ABC):
     def propose(self, context: Context) -> Proposal:
         """Edit the worktree at ``context.task_dir`` and describe the change in one line."""
 
+    def uncounted(self) -> str:
+        """Why what this agent spends cannot be counted against ``--max-cost-usd`` ("" when it can).
+
+        A budget that cannot be counted is refused at the start: it would silently never stop the run.
+        """
+        return f"the {self.name or 'command'} agent reports no cost"
+
     def observe(self, experiment: Experiment) -> None:  # noqa: B027 - optional hook, empty by default
         """Learn from a finished experiment (kept or not). The default ignores it."""
 

@@ -18,6 +18,7 @@ class ClaudeCode(CodingCLI):
     install_hint = "install Claude Code (npm install -g @anthropic-ai/claude-code) and log in"
     credentials = ("ANTHROPIC_", "CLAUDE_", "AWS_")
     state = (".claude", ".claude.json", ".config/claude")
+    reports_cost = True  # total_cost_usd, cache reads and writes priced by Claude Code itself
 
     def argv(self, context: Context, prompt_file: str) -> list[str]:
         return [self.binary, "-p", "--output-format", "json", "--permission-mode", "acceptEdits", *self._model()]

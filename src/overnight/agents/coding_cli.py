@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from overnight import secrets
-from overnight.agents import prompt
+from overnight.agents import prices, prompt
 from overnight.agents._base import Agent, Context
 from overnight.agents.failures import FailureStreak
 from overnight.agents.hypothesis import hypothesis_in, last_line
@@ -97,6 +97,7 @@ class CodingCLI(Agent):
     # neither part of the change nor a reason to reject it.
     scratch: tuple[str, ...] = ()
     told: tuple[tuple[str, str], ...] = ()  # environment settings the tool needs to run unattended here
+    reports_cost = False  # the tool prints what each call cost (else it is priced from the model's rates)
 
     def __init__(self, settings: AgentSection) -> None:
         self.name = self.binary
@@ -156,6 +157,9 @@ class CodingCLI(Agent):
         self._failures.succeeded()
         return Proposal(hypothesis_in(outcome.text) or f"{self.name} edit", agent=self.name, usage=outcome.usage,
                         info={"model": self.settings.model} if self.settings.model else {})  # fmt: skip
+
+    def uncounted(self) -> str:
+        return "" if self.reports_cost else prices.unpriced(self.settings)
 
     def _scratch(self, context: Context) -> set[Path]:
         return {path for pattern in self.scratch for path in context.worktree.glob(pattern)}

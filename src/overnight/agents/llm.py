@@ -30,6 +30,9 @@ class LLMAgent(Agent):
         self.settings = settings
         self._transport = FailureStreak(self.name)  # calls that failed after the SDK's own retries
 
+    def uncounted(self) -> str:
+        return prices.unpriced(self.settings)
+
     def propose(self, context: Context) -> Proposal:
         deadline = time.monotonic() + self.settings.timeout_s
         system = prompt.template("llm_rules").substitute()

@@ -13,6 +13,7 @@ class OpenCode(CodingCLI):
     binary = "opencode"
     install_hint = "install opencode (npm install -g opencode-ai) and log in to a provider"
     state = (".local/share/opencode", ".config/opencode", ".cache/opencode")
+    reports_cost = True  # each step_finish event's cost
 
     def argv(self, context: Context, prompt_file: str) -> list[str]:
         return [self.binary, "run", "--format", "json", *self._model("-m"), "Carry out the task described below."]

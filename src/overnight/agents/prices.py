@@ -49,6 +49,15 @@ def price(model: str, input_usd: float = 0.0, output_usd: float = 0.0) -> tuple[
     return PRICES.get(name) or PRICES.get(_DATED.sub("", name))
 
 
+def unpriced(settings: AgentSection) -> str:
+    """Why ``settings``' model cannot be priced ("" when it can): for agents that report no cost of their own."""
+    if price(settings.model, settings.input_usd_per_mtok, settings.output_usd_per_mtok) is not None:
+        return ""
+    if not settings.model:
+        return "no model is named, so no price is known"
+    return f"no price is known for the model {settings.model!r}"
+
+
 def cost(model: str, tokens_in: int, tokens_out: int, input_usd: float = 0.0, output_usd: float = 0.0) -> float | None:
     rates = price(model, input_usd, output_usd)
     if rates is None:

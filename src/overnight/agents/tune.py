@@ -136,6 +136,9 @@ def _distribution(c: Constant, settings: TuneSection, optuna: Any) -> Any:
 class TuneAgent(Agent):
     name = "tune"
 
+    def uncounted(self) -> str:
+        return ""  # it calls no model: it spends nothing
+
     def __init__(self, settings: TuneSection) -> None:
         try:
             import optuna
