@@ -63,6 +63,10 @@ def test_missing_program(task: Repo, cli) -> None:
         ),
         (lambda t: t.replace("[task]", "[task\n"), "not valid TOML"),
         (lambda t: t.replace('name = "score"', 'name = ""'), "[metric] name: required"),
+        (
+            lambda t: t + '\n[agent]\napi = "grpc"\n',
+            '[agent] api: expected "auto", "chat" or "responses", got \'grpc\'',
+        ),
     ],
 )
 def test_malformed_config(task: Repo, cli, change, expected: str) -> None:

@@ -64,6 +64,39 @@ def _run(cli, task: Repo, server: FakeLLM, *extra: str, provider: str = "openai"
     return cli("run", task.path, "--tag", tag, "--agent", provider, "--base-url", base, *model, *extra)
 
 
+def test_a_model_served_only_by_the_responses_api_is_reached_there(task: Repo, cli, keys) -> None:
+    # Codex models answer Chat Completions 404 "only supported in v1/responses"; that was reported
+    # as an unknown model. With [agent] api = "auto" (the default) the agent moves to /responses.
+    with FakeLLM([{"text": GOOD, "usage": (1200, 300)}]) as server:
+        result = _run(cli, task, server, "--model", "gpt-5.1-codex", "--max-experiments", "2")
+    assert result.code == 0, result.err
+    rows = ledger_rows(task.path, "llm")
+    assert (rows[1]["status"], rows[1]["hypothesis"]) == ("keep", "move X from 10 to 4")
+    assert (rows[1]["tokens_in"], rows[1]["tokens_out"]) == (1200, 300)
+    paths = [r["path"] for r in server.requests]
+    assert paths[0] == "/v1/chat/completions" and set(paths[1:]) == {"/v1/responses"}  # asked once, then remembered
+    body = server.requests[1]["body"]
+    assert body["model"] == "gpt-5.1-codex" and body["store"] is False
+    assert "You are" in body["instructions"] and body["input"][0]["role"] == "user"
+    assert "Make score small." in body["input"][0]["content"] and body["max_output_tokens"] > 0
+
+
+def test_api_responses_goes_there_at_once_and_chat_never_does(task: Repo, cli, keys) -> None:
+    task.write("overnight.toml", (task.path / "overnight.toml").read_text() + '\n[agent]\napi = "responses"\n')
+    task.commit("responses api")
+    with FakeLLM([{"text": GOOD}]) as server:
+        result = _run(cli, task, server, "--max-experiments", "1")
+    assert result.code == 0, result.err
+    assert [r["path"] for r in server.requests] == ["/v1/responses"]
+    task.write(
+        "overnight.toml", (task.path / "overnight.toml").read_text().replace('api = "responses"', 'api = "chat"')
+    )
+    task.commit("chat api")
+    with FakeLLM([{"text": GOOD}]) as server:
+        result = _run(cli, task, server, "--model", "gpt-5.1-codex", "--max-experiments", "1", tag="chat")
+    assert result.code == 6 and "only through the Responses API" in result.err and 'api = "auto"' in result.err
+
+
 def test_openai_edit_is_applied_measured_and_priced(task: Repo, cli, keys) -> None:
     with FakeLLM([{"text": GOOD, "usage": (1000, 200)}]) as server:
         result = _run(cli, task, server, "--model", "gpt-4o-mini", "--max-experiments", "1")

@@ -203,6 +203,9 @@ class AgentSection:
     timeout_s: float = 1800.0  # how long one proposal may take, all calls and retries together
     model: str = ""  # for LLM and coding-CLI agents
     base_url: str = ""  # for LLM agents: an OpenAI- or Anthropic-compatible server
+    # the openai agent's API: "chat" (Chat Completions), "responses", or "auto" (Chat Completions
+    # until the model answers that it is only served by the Responses API, as codex models do)
+    api: str = "auto"
     retries: int = 2  # times a reply whose edits do not apply is sent back to the model
     max_output_tokens: int = 8192  # the longest reply asked of a model
     context_tokens: int = 30000  # the prompt's budget; older history is left out first
@@ -215,6 +218,8 @@ class AgentSection:
             raise ConfigError(f"{where} [agent] kind: unknown agent kind {self.kind!r}; valid kinds are: "
                               f"{', '.join(AGENT_KINDS)}")  # fmt: skip
         _positive(where, "agent", "timeout_s", self.timeout_s)
+        if self.api not in ("auto", "chat", "responses"):
+            raise ConfigError(f'{where} [agent] api: expected "auto", "chat" or "responses", got {self.api!r}')
         for key in ("retries", "max_output_tokens", "context_tokens"):
             if getattr(self, key) < (0 if key == "retries" else 1):
                 raise ConfigError(f"{where} [agent] {key}: expected a positive integer, got {getattr(self, key)}")

@@ -1,5 +1,6 @@
-"""A real HTTP server on 127.0.0.1 that speaks the OpenAI Chat Completions and the
-Anthropic Messages wire formats, replying from a script. Tests point the real SDKs at it.
+"""A real HTTP server on 127.0.0.1 that speaks the OpenAI Chat Completions, the OpenAI
+Responses and the Anthropic Messages wire formats, replying from a script. Tests point the
+real SDKs at it.
 
 Each scripted step is a dict:
   text     the assistant's reply (default "")
@@ -11,7 +12,9 @@ When the script runs out, the last step repeats.
 
 Like OpenAI's API, the Chat Completions endpoint refuses `max_tokens` for the reasoning
 models (o1, o3, o4-mini, ...) and gpt-5 with the real 400 body (they take
-`max_completion_tokens`); such a request uses up no scripted step.
+`max_completion_tokens`); such a request uses up no scripted step. Codex models (a name
+with "codex") are served only by the Responses API: Chat Completions answers them 404 with
+OpenAI's message, again without using a step.
 """
 
 from __future__ import annotations
@@ -33,6 +36,17 @@ UNSUPPORTED_MAX_TOKENS = {
         "type": "invalid_request_error",
         "param": "max_tokens",
         "code": "unsupported_parameter",
+    }
+}
+
+
+# What api.openai.com answers on /v1/chat/completions for a model served only by the Responses API.
+RESPONSES_ONLY = {
+    "error": {
+        "message": "This model is only supported in v1/responses and not in v1/chat/completions.",
+        "type": "invalid_request_error",
+        "param": "model",
+        "code": None,
     }
 }
 
@@ -59,14 +73,25 @@ class FakeLLM:
                     "headers": {k.lower(): v for k, v in self.headers.items()},
                 }
                 anthropic = self.path.endswith("/messages")
-                refused = not anthropic and _refuses_max_tokens(body)
-                step = fake._next(request, scripted=not refused)
+                responses = self.path.endswith("/responses")
+                chat = not (anthropic or responses)
+                responses_only = chat and "codex" in str(body.get("model", ""))
+                refused = chat and _refuses_max_tokens(body)
+                step = fake._next(request, scripted=not (refused or responses_only))
                 time.sleep(step.get("delay", 0))
                 status = step.get("status", 200)
-                if refused:
+                if responses_only:
+                    status, payload = 404, RESPONSES_ONLY
+                elif refused:
                     status, payload = 400, UNSUPPORTED_MAX_TOKENS
                 elif status == 200:
-                    payload = _anthropic(body, step) if anthropic else _openai(body, step)
+                    payload = (
+                        _anthropic(body, step)
+                        if anthropic
+                        else _response(body, step)
+                        if responses
+                        else _openai(body, step)
+                    )
                 else:
                     payload = _error(status, anthropic)
                 data = json.dumps(payload).encode()
@@ -127,6 +152,44 @@ def _openai(body: dict[str, Any], step: dict[str, Any]) -> dict[str, Any]:
             {"index": 0, "message": {"role": "assistant", "content": step.get("text", "")}, "finish_reason": "stop"}
         ],
         "usage": {"prompt_tokens": tokens_in, "completion_tokens": tokens_out, "total_tokens": tokens_in + tokens_out},
+    }
+
+
+def _response(body: dict[str, Any], step: dict[str, Any]) -> dict[str, Any]:
+    """A Responses API object: the reply as one output message of output_text content."""
+    tokens_in, tokens_out = step.get("usage", (100, 20))
+    return {
+        "id": "resp_fake",
+        "object": "response",
+        "created_at": int(time.time()),
+        "status": "completed",
+        "error": None,
+        "incomplete_details": None,
+        "instructions": body.get("instructions"),
+        "max_output_tokens": body.get("max_output_tokens"),
+        "model": body.get("model", "fake"),
+        "output": [
+            {
+                "type": "message",
+                "id": "msg_fake",
+                "status": "completed",
+                "role": "assistant",
+                "content": [{"type": "output_text", "text": step.get("text", ""), "annotations": []}],
+            }
+        ],
+        "parallel_tool_calls": True,
+        "store": body.get("store", True),
+        "temperature": 1.0,
+        "tool_choice": "auto",
+        "tools": [],
+        "top_p": 1.0,
+        "usage": {
+            "input_tokens": tokens_in,
+            "input_tokens_details": {"cached_tokens": 0},
+            "output_tokens": tokens_out,
+            "output_tokens_details": {"reasoning_tokens": 0},
+            "total_tokens": tokens_in + tokens_out,
+        },
     }
 
 

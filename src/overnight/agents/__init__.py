@@ -21,7 +21,7 @@ def _llm(provider: str) -> Callable[[AgentSection], Agent]:
         from overnight.agents.chat import CHATS
         from overnight.agents.llm import LLMAgent
 
-        chat = CHATS[provider](settings.model, settings.base_url, settings.max_output_tokens)
+        chat = CHATS[provider](settings.model, settings.base_url, settings.max_output_tokens, settings.api)
         return LLMAgent(chat, settings)
 
     return make

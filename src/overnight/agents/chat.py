@@ -40,7 +40,7 @@ class Chat(ABC):
     provider: str = ""
     _client: Any  # the SDK's client, made by the subclass
 
-    def __init__(self, model: str, base_url: str, max_output_tokens: int) -> None:
+    def __init__(self, model: str, base_url: str, max_output_tokens: int, api: str = "auto") -> None:
         if not model:
             raise AgentUnavailable(
                 f"the {self.provider} agent needs a model: pass --model NAME or set [agent] model in overnight.toml"
@@ -64,6 +64,11 @@ class Chat(ABC):
         if isinstance(err, (sdk.AuthenticationError, sdk.PermissionDeniedError)):
             return AgentUnavailable(
                 f"{provider} refused the credentials ({status}) at {where}: check {provider.upper()}_API_KEY"
+            )
+        if isinstance(err, sdk.NotFoundError) and "v1/responses" in str(err):
+            return AgentUnavailable(
+                f"{provider} at {where} serves {self.model!r} only through the Responses API ({status}): "
+                '[agent] api = "chat" forbids it; set api = "auto" or "responses"'
             )
         if isinstance(err, sdk.NotFoundError):
             return AgentUnavailable(
@@ -96,10 +101,18 @@ def output_limit_field(model: str, base_url: str) -> str:
 
 
 class OpenAIChat(Chat):
+    """OpenAI's Chat Completions API, or its Responses API (``[agent] api``).
+
+    With "auto", Chat Completions (what every compatible server speaks) until the model
+    answers 404 "only supported in v1/responses" (codex models, some newer ones): then the
+    Responses API, for that call and every later one.
+    """
+
     provider = "openai"
 
-    def __init__(self, model: str, base_url: str, max_output_tokens: int) -> None:
+    def __init__(self, model: str, base_url: str, max_output_tokens: int, api: str = "auto") -> None:
         super().__init__(model, base_url, max_output_tokens)
+        self.api = api
         key = os.environ.get("OPENAI_API_KEY")
         if not key and not self.base_url:
             raise AgentUnavailable("the openai agent needs OPENAI_API_KEY (or --base-url for a local server)")
@@ -111,6 +124,8 @@ class OpenAIChat(Chat):
         self._limit = {output_limit_field(model, self.base_url): max_output_tokens}
 
     def complete(self, system: str, messages: list[dict[str, str]], timeout_s: float) -> Reply:
+        if self.api == "responses":
+            return self._respond(system, messages, timeout_s)
         try:
             response = self._client.chat.completions.create(
                 model=self.model,
@@ -119,17 +134,38 @@ class OpenAIChat(Chat):
                 **self._limit,
             )
         except self._sdk.APIError as err:
+            if self.api == "auto" and isinstance(err, self._sdk.NotFoundError) and "v1/responses" in str(err):
+                self.api = "responses"
+                return self._respond(system, messages, timeout_s)
             raise self._fail(err) from None
         text = response.choices[0].message.content or "" if response.choices else ""
         usage = response.usage
         return Reply(text, getattr(usage, "prompt_tokens", 0) or 0, getattr(usage, "completion_tokens", 0) or 0)
 
+    def _respond(self, system: str, messages: list[dict[str, str]], timeout_s: float) -> Reply:
+        """One call of the Responses API: the rules as instructions, the conversation as input."""
+        try:
+            response = self._client.responses.create(
+                model=self.model,
+                instructions=system,
+                input=messages,
+                max_output_tokens=self.max_output_tokens,
+                store=False,  # nothing of the run is kept on the provider's side
+                timeout=timeout_s,
+            )
+        except self._sdk.APIError as err:
+            raise self._fail(err) from None
+        usage = response.usage
+        return Reply(
+            response.output_text or "", getattr(usage, "input_tokens", 0) or 0, getattr(usage, "output_tokens", 0) or 0
+        )
+
 
 class AnthropicChat(Chat):
     provider = "anthropic"
 
-    def __init__(self, model: str, base_url: str, max_output_tokens: int) -> None:
-        super().__init__(model, base_url, max_output_tokens)
+    def __init__(self, model: str, base_url: str, max_output_tokens: int, api: str = "auto") -> None:
+        super().__init__(model, base_url, max_output_tokens)  # one API: Messages (``api`` is the openai agent's)
         key = os.environ.get("ANTHROPIC_API_KEY")
         if not key:
             raise AgentUnavailable("the anthropic agent needs ANTHROPIC_API_KEY")
