@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shlex
 import signal
 import time
 from collections.abc import Sequence
@@ -84,6 +85,10 @@ class Cgroup:
     def wrap(self, argv: Sequence[str]) -> list[str]:
         """``argv`` started so that it is in this cgroup before it runs."""
         return ["sh", "-c", _JOIN, "overnight-join", str(self.path / "cgroup.procs"), *argv]
+
+    def wrap_shell(self, command: str) -> str:
+        """A shell line that joins this cgroup, then runs ``command`` in the same shell (no second exec)."""
+        return f"echo 0 > {shlex.quote(str(self.path / 'cgroup.procs'))} || exit 125\n{command}"
 
     def pids(self) -> list[int]:
         try:

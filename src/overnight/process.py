@@ -95,7 +95,7 @@ def run_command(
     )
     group = Cgroup.create(token) if sys.platform.startswith("linux") else None
     if group is not None:  # every process of the command in a cgroup it cannot leave (see overnight.cgroup)
-        argv = group.wrap(["sh", "-c", argv] if isinstance(argv, str) else argv)
+        argv = group.wrap_shell(argv) if isinstance(argv, str) else group.wrap(argv)
     cap = int(max_log_mb * (1 << 20))
     redact = secrets.current()  # the controller's credentials: never written from the command's output
     with contextlib.ExitStack() as files:
