@@ -449,3 +449,25 @@ def test_a_cost_budget_that_cannot_be_counted_is_refused_before_anything_starts(
     assert result.code == 0, result.err
     row = _rows(cli, task, "priced")[1]
     assert row["cost_usd"] == pytest.approx((row["tokens_in"] * 1.0 + row["tokens_out"] * 4.0) / 1e6)
+
+
+def test_opencode_edits_even_where_the_users_config_says_ask(
+    task: Repo, cli, fake: Fake, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `opencode run` has nobody to ask: with "edit": "ask" in the user's config the real one rejects
+    # the edit and the proposal ended as no_change. overnight allows edits (only edits) over it.
+    config = tmp_path / "xdg" / "opencode"
+    config.mkdir(parents=True)
+    (config / "opencode.json").write_text(json.dumps({"permission": {"edit": "ask", "bash": "ask"}}))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    monkeypatch.setenv("OPENCODE_CONFIG_CONTENT", json.dumps({"permission": {"bash": "deny"}, "share": "disabled"}))
+    fake.plan({"set": EDIT, "hypothesis": "X to 4 despite ask", "cost": 0.001})
+    result = _run(cli, task, "opencode", model="anthropic/claude-haiku-4-5")
+    assert result.code == 0, result.err
+    assert [r["status"] for r in _rows(cli, task)] == ["baseline", "keep"]
+
+    from overnight.agents.opencode import OpenCode
+    from overnight.config import AgentSection
+
+    told = json.loads(OpenCode(AgentSection(kind="opencode")).settings_env()["OPENCODE_CONFIG_CONTENT"])
+    assert told == {"permission": {"bash": "deny", "edit": "allow"}, "share": "disabled"}  # the user's, plus edits

@@ -131,7 +131,7 @@ class CodingCLI(Agent):
             timeout_s=self.settings.timeout_s,
             env={
                 **secrets.environment(keep=context.config.task.pass_env, prefixes=self.credentials),
-                **dict(self.told),
+                **self.settings_env(),
             },
             stop=context.stop,
             label=self.name,
@@ -160,6 +160,10 @@ class CodingCLI(Agent):
 
     def uncounted(self) -> str:
         return "" if self.reports_cost else prices.unpriced(self.settings)
+
+    def settings_env(self) -> dict[str, str]:
+        """Environment settings the tool is started with (``told``), over what it inherits."""
+        return dict(self.told)
 
     def _scratch(self, context: Context) -> set[Path]:
         return {path for pattern in self.scratch for path in context.worktree.glob(pattern)}

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import os
+
 from overnight.agents import prices
 from overnight.agents._base import Context
 from overnight.agents.coding_cli import CodingCLI, Outcome, count, json_lines
@@ -14,6 +17,21 @@ class OpenCode(CodingCLI):
     install_hint = "install opencode (npm install -g opencode-ai) and log in to a provider"
     state = (".local/share/opencode", ".config/opencode", ".cache/opencode")
     reports_cost = True  # each step_finish event's cost
+
+    def settings_env(self) -> dict[str, str]:
+        """Edits allowed, over the user's own config: `opencode run` has nobody to ask, so a permission
+        that resolves to "ask" (a user's `"edit": "ask"`) is rejected and the proposal ends as no_change.
+        Only edits: the user's policy for shell commands and the rest stays as configured."""
+        try:
+            config = json.loads(os.environ.get("OPENCODE_CONFIG_CONTENT") or "{}")
+        except json.JSONDecodeError:
+            config = {}
+        config = config if isinstance(config, dict) else {}
+        permission = config.get("permission")
+        if not isinstance(permission, dict):  # absent, or one word for every tool
+            permission = {} if permission is None else {"*": permission}
+        config["permission"] = {**permission, "edit": "allow"}
+        return {"OPENCODE_CONFIG_CONTENT": json.dumps(config)}
 
     def argv(self, context: Context, prompt_file: str) -> list[str]:
         return [self.binary, "run", "--format", "json", *self._model("-m"), "Carry out the task described below."]
