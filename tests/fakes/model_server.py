@@ -1,0 +1,186 @@
+"""A scripted coding model behind a real HTTP server on 127.0.0.1, for the real coding CLIs.
+
+It speaks the Anthropic Messages API as Claude Code uses it (``POST /v1/messages``,
+streamed as server-sent events when asked, ``count_tokens`` too) and drives the program
+through its own tools: it reads the task's file with ``Read``, changes one line with
+``Edit``, then ends its turn with a ``Hypothesis:`` line. Requests that offer no edit tool
+(the program's own side calls: titles, summaries) get a short text reply.
+
+The file is found in the working directory the program states in its request ("Primary
+working directory: ..."): each experiment runs in a worktree of its own.
+
+``Script`` says what to change and how to fail: ``error`` (an HTTP status) answers every
+request that offers tools with the provider's error body, as an API outage mid-proposal
+would; ``hang`` holds each such request open for that many seconds.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+_WORKDIR = re.compile(r"[Ww]orking directory: ([^\s\\\"]+)")
+
+
+@dataclass
+class Script:
+    file: str = "train.py"  # relative to the program's working directory
+    old: str = "X = 10"
+    new: str = "X = 4"
+    hypothesis: str = "move X from 10 to 4"
+    error: int = 0  # answer requests that offer tools with this HTTP status
+    hang: float = 0.0  # or hold them open this long
+    usage: tuple[int, int] = (300, 40)  # input, output tokens of each reply
+
+
+class ModelServer:
+    def __init__(self, script: Script) -> None:
+        self.script = script
+        self.requests: list[dict[str, Any]] = []
+        self._lock = threading.Lock()
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def do_HEAD(self) -> None:  # a connectivity probe
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def do_GET(self) -> None:
+                self._json(404, {"type": "error", "error": {"type": "not_found_error", "message": self.path}})
+
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
+                with server._lock:
+                    server.requests.append({"path": self.path, "body": body})
+                if "count_tokens" in self.path:
+                    self._json(200, {"input_tokens": server.script.usage[0]})
+                elif self.path.split("?")[0].endswith("/v1/messages"):
+                    self._messages(body)
+                else:
+                    self._json(404, {"type": "error", "error": {"type": "not_found_error", "message": self.path}})
+
+            def _json(self, status: int, payload: dict[str, Any]) -> None:
+                data = json.dumps(payload).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def _messages(self, body: dict[str, Any]) -> None:
+                script = server.script
+                tools = {t.get("name") for t in body.get("tools", [])}
+                if "Edit" in tools and script.hang:
+                    time.sleep(script.hang)
+                if "Edit" in tools and script.error:
+                    kind = {401: "authentication_error", 429: "rate_limit_error"}.get(script.error, "api_error")
+                    message = f"scripted {script.error} error from the model server"
+                    self._json(script.error, {"type": "error", "error": {"type": kind, "message": message}})
+                    return
+                blocks, stop = server.reply(body, tools)
+                model = body.get("model", "claude")
+                if body.get("stream"):
+                    self._stream(model, blocks, stop)
+                    return
+                content = [
+                    b
+                    if b["type"] == "text"
+                    else {"type": "tool_use", "id": b["id"], "name": b["name"], "input": b["input"]}
+                    for b in blocks
+                ]
+                tokens_in, tokens_out = script.usage
+                self._json(200, {"id": "msg_scripted", "type": "message", "role": "assistant", "model": model,
+                                 "content": content, "stop_reason": stop, "stop_sequence": None,
+                                 "usage": {"input_tokens": tokens_in, "output_tokens": tokens_out}})  # fmt: skip
+
+            def _stream(self, model: str, blocks: list[dict[str, Any]], stop: str) -> None:
+                tokens_in, tokens_out = server.script.usage
+                events: list[tuple[str, dict[str, Any]]] = [("message_start", {"type": "message_start", "message": {
+                    "id": "msg_scripted", "type": "message", "role": "assistant", "model": model, "content": [],
+                    "stop_reason": None, "stop_sequence": None,
+                    "usage": {"input_tokens": tokens_in, "output_tokens": 1}}})]  # fmt: skip
+                for i, block in enumerate(blocks):
+                    if block["type"] == "text":
+                        start = {"type": "text", "text": ""}
+                        delta = {"type": "text_delta", "text": block["text"]}
+                    else:
+                        start = {"type": "tool_use", "id": block["id"], "name": block["name"], "input": {}}
+                        delta = {"type": "input_json_delta", "partial_json": json.dumps(block["input"])}
+                    events += [
+                        ("content_block_start", {"type": "content_block_start", "index": i, "content_block": start}),
+                        ("content_block_delta", {"type": "content_block_delta", "index": i, "delta": delta}),
+                        ("content_block_stop", {"type": "content_block_stop", "index": i}),
+                    ]
+                events += [
+                    (
+                        "message_delta",
+                        {
+                            "type": "message_delta",
+                            "delta": {"stop_reason": stop, "stop_sequence": None},
+                            "usage": {"output_tokens": tokens_out},
+                        },
+                    ),
+                    ("message_stop", {"type": "message_stop"}),
+                ]
+                self.send_response(200)
+                self.send_header("Content-Type", "text/event-stream")
+                self.send_header("Cache-Control", "no-cache")
+                self.send_header("Connection", "close")
+                self.end_headers()
+                for name, data in events:
+                    self.wfile.write(f"event: {name}\ndata: {json.dumps(data)}\n\n".encode())
+                    self.wfile.flush()
+                self.close_connection = True
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def reply(self, body: dict[str, Any], tools: set[Any]) -> tuple[list[dict[str, Any]], str]:
+        """The next turn: Read the file, Edit it, then state the hypothesis (by how many tool results came back)."""
+        script = self.script
+        if "Edit" not in tools:
+            return [{"type": "text", "text": "Editing one constant."}], "end_turn"
+        messages = body.get("messages", [])
+        results = sum(
+            1
+            for m in messages
+            if isinstance(m.get("content"), list)
+            for c in m["content"]
+            if isinstance(c, dict) and c.get("type") == "tool_result"
+        )
+        found = _WORKDIR.search(json.dumps(body))
+        path = f"{found.group(1) if found else '.'}/{script.file}"
+        if results == 0:
+            return [{"type": "tool_use", "id": "toolu_read", "name": "Read", "input": {"file_path": path}}], "tool_use"
+        if results == 1:
+            change = {"file_path": path, "old_string": script.old, "new_string": script.new}
+            return [{"type": "tool_use", "id": "toolu_edit", "name": "Edit", "input": change}], "tool_use"
+        text = f"I changed `{script.old}` to `{script.new}`.\n\nHypothesis: {script.hypothesis}"
+        return [{"type": "text", "text": text}], "end_turn"
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def __enter__(self) -> ModelServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
