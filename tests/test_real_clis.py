@@ -3,16 +3,20 @@
 `.ci/run` installs them into `.clis/` (`npm install --prefix .clis ...`, versions in
 CLI_VERSIONS); where a program is not installed its tests skip and say how to install it.
 Each runs as overnight runs it, in a home folder of its own, pointed at the loopback server
-by its own setting (Claude Code: ANTHROPIC_BASE_URL); the model edits the task's file through
-the program's own edit tool.
+by its own setting (Claude Code: ANTHROPIC_BASE_URL; Codex: a model provider in its
+config.toml with the Responses wire API); the model edits the task's file through the
+program's own edit tool (Claude Code's Edit, Codex's apply_patch).
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import subprocess
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
@@ -22,7 +26,17 @@ from conftest import Repo, ledger_rows, overnight_process
 from fakes.model_server import ModelServer, Script
 
 CLIS = Path(os.environ.get("OVERNIGHT_CLIS", Path(__file__).parent.parent / ".clis")) / "node_modules" / ".bin"
-CLI_VERSIONS = {"claude": "@anthropic-ai/claude-code@2.1.332"}
+CLI_VERSIONS = {"claude": "@anthropic-ai/claude-code@2.1.332", "codex": "@openai/codex@0.171.0"}
+MODELS = {"claude": "sonnet", "codex": "gpt-5.1-codex"}
+CODEX_CONFIG = """\
+model_provider = "scripted"
+
+[model_providers.scripted]
+name = "scripted model on 127.0.0.1"
+base_url = "{url}/v1"
+env_key = "OPENAI_API_KEY"
+wire_api = "responses"
+"""
 
 pytestmark = pytest.mark.slow
 
@@ -43,58 +57,76 @@ def _checkout(repo: Path) -> dict[str, bytes]:
     }
 
 
-def _run_claude(task: Repo, server: ModelServer, tmp_path: Path, tag: str, *extra: str) -> tuple[int, str]:
-    home = tmp_path / f"home-{tag}"
-    home.mkdir()
+@pytest.fixture
+def home() -> Iterator[Path]:
+    """A home folder for the program, outside /tmp: Codex will not make its sandbox helpers under /tmp."""
+    path = Path(tempfile.mkdtemp(prefix="overnight-cli-home-", dir="/var/tmp"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def _run(tool: str, task: Repo, server: ModelServer, home: Path, tag: str, *extra: str) -> tuple[int, str]:
+    """`overnight run --agent TOOL` from inside the user's checkout, as a user starts it."""
     env = {
-        "PATH": f"{_real('claude').parent}{os.pathsep}{os.environ['PATH']}",
-        "HOME": str(home),  # its settings, sessions and projects: not the user's
-        "ANTHROPIC_BASE_URL": server.url,
-        "ANTHROPIC_API_KEY": "sk-ant-scripted-0000",
-        "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",  # no telemetry, no update check: nothing leaves the machine
+        "PATH": f"{_real(tool).parent}{os.pathsep}{os.environ['PATH']}",
+        "HOME": str(home),  # its settings, sessions and caches: not the user's
         "PWD": str(task.path),
     }
-    proc = overnight_process("run", task.path, "--tag", tag, "--agent", "claude", "--model", "sonnet",
+    if tool == "claude":
+        env |= {
+            "ANTHROPIC_BASE_URL": server.url,
+            "ANTHROPIC_API_KEY": "sk-ant-scripted-0000",
+            "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",  # no telemetry, no update check
+        }
+    else:
+        (home / ".codex").mkdir(exist_ok=True)
+        (home / ".codex" / "config.toml").write_text(CODEX_CONFIG.format(url=server.url))
+        env |= {"OPENAI_API_KEY": "sk-scripted-0000"}
+    proc = overnight_process("run", task.path, "--tag", tag, "--agent", tool, "--model", MODELS[tool],
                              "--max-experiments", "1", *extra, env=env, cwd=task.path)  # fmt: skip
     out, err = proc.communicate(timeout=600)
     return proc.returncode, out + err
 
 
-def test_real_claude_code_edits_through_its_edit_tool_and_the_change_is_kept(task: Repo, tmp_path: Path) -> None:
+@pytest.mark.parametrize("tool", ["claude", "codex"])
+def test_the_real_program_edits_through_its_own_tool_and_the_change_is_kept(task: Repo, home: Path, tool: str) -> None:
     before = _checkout(task.path)
     with ModelServer(Script()) as server:
-        code, output = _run_claude(task, server, tmp_path, "cc")
+        code, output = _run(tool, task, server, home, "k")
     assert code == 0, output
-    rows = ledger_rows(task.path, "cc")
+    rows = ledger_rows(task.path, "k")
     assert [r["status"] for r in rows] == ["baseline", "keep"], output
     row = rows[1]
-    assert (row["metric"], row["hypothesis"], row["agent"]) == (2, "move X from 10 to 4", "claude")
+    assert (row["metric"], row["hypothesis"], row["agent"]) == (2, "move X from 10 to 4", tool)
     assert row["tokens_in"] and row["tokens_in"] >= 300 and row["tokens_out"]  # its own usage, every turn summed
-    assert row["cost_usd"] and row["cost_usd"] > 0  # priced by Claude Code itself
-    assert "X = 4" in task.git("show", "overnight/cc:train.py")
+    if tool == "claude":
+        assert row["cost_usd"] and row["cost_usd"] > 0  # priced by Claude Code itself
+    assert "X = 4" in task.git("show", "overnight/k:train.py")
     assert _checkout(task.path) == before  # the user's files, byte for byte
-    tools = [{t.get("name") for t in r["body"].get("tools", [])} for r in server.requests]
-    assert any("Edit" in t for t in tools)  # the program's own tools were offered and used
-    brief = next(r["body"] for r in server.requests if r["body"].get("tools"))
-    assert "Make score small." in str(brief["messages"])  # program.md reached the model
+    asked = [r["body"] for r in server.requests if r["body"].get("tools")]
+    assert asked and "Make score small." in json.dumps(asked[0])  # program.md reached the model
 
 
-def test_real_claude_code_failing_mid_proposal_is_rejected_with_its_own_message(task: Repo, tmp_path: Path) -> None:
+@pytest.mark.parametrize("tool", ["claude", "codex"])
+def test_the_real_program_failing_mid_proposal_is_rejected_with_its_own_message(
+    task: Repo, home: Path, tool: str
+) -> None:
     with ModelServer(Script(error=400)) as server:
-        code, output = _run_claude(task, server, tmp_path, "err")
+        code, output = _run(tool, task, server, home, "err")
     assert code == 0, output
     row = ledger_rows(task.path, "err")[1]
     assert row["status"] == "rejected", row
-    assert "claude failed" in row["reason"] and "scripted 400 error" in row["reason"], row["reason"]
+    assert f"{tool} failed" in row["reason"] and "scripted 400 error" in row["reason"], row["reason"]
 
 
-def test_real_claude_code_hanging_past_the_agent_timeout_is_killed(task: Repo, tmp_path: Path) -> None:
+@pytest.mark.parametrize("tool", ["claude", "codex"])
+def test_the_real_program_hanging_past_the_agent_timeout_is_killed(task: Repo, home: Path, tool: str) -> None:
     with ModelServer(Script(hang=300)) as server:
-        code, output = _run_claude(task, server, tmp_path, "hang", "--agent-timeout", "20")
+        code, output = _run(tool, task, server, home, "hang", "--agent-timeout", "20")
     assert code == 0, output
     row = ledger_rows(task.path, "hang")[1]
     assert row["status"] == "rejected" and "ran past the agent timeout of 20s" in row["reason"], row
-    left = [p for p in _processes() if "claude" in p and str(task.path) in p]
+    left = [p for p in _processes() if tool in p and str(task.path) in p]
     assert not left, left
 
 
@@ -107,8 +139,7 @@ def _processes() -> list[str]:
     return found
 
 
-def test_the_pinned_versions_are_the_ones_installed() -> None:
-    claude = _real("claude")
-    version = subprocess.run([str(claude), "--version"], capture_output=True, text=True, timeout=60).stdout
-    assert version.split()[0] == CLI_VERSIONS["claude"].rsplit("@", 1)[1]
-    assert shutil.which("node")
+@pytest.mark.parametrize("tool", ["claude", "codex"])
+def test_the_pinned_versions_are_the_ones_installed(tool: str) -> None:
+    version = subprocess.run([str(_real(tool)), "--version"], capture_output=True, text=True, timeout=60).stdout
+    assert CLI_VERSIONS[tool].rsplit("@", 1)[1] in version.split()

@@ -1,10 +1,15 @@
 """A scripted coding model behind a real HTTP server on 127.0.0.1, for the real coding CLIs.
 
-It speaks the Anthropic Messages API as Claude Code uses it (``POST /v1/messages``,
-streamed as server-sent events when asked, ``count_tokens`` too) and drives the program
-through its own tools: it reads the task's file with ``Read``, changes one line with
-``Edit``, then ends its turn with a ``Hypothesis:`` line. Requests that offer no edit tool
-(the program's own side calls: titles, summaries) get a short text reply.
+It speaks two wire formats and drives each program through its own tools:
+
+- the Anthropic Messages API as Claude Code uses it (``POST /v1/messages``, streamed as
+  server-sent events when asked, ``count_tokens`` too): it reads the task's file with
+  ``Read``, changes one line with ``Edit``, then ends its turn with a ``Hypothesis:`` line.
+  Requests that offer no edit tool (the program's side calls: titles, summaries) get a
+  short text reply;
+- OpenAI's Responses API as Codex uses it (``POST /v1/responses``, streamed): it calls
+  Codex's ``exec_command`` tool with an ``apply_patch`` patch (which Codex applies itself,
+  as a file change), then answers with the hypothesis once the tool's output comes back.
 
 The file is found in the working directory the program states in its request ("Primary
 working directory: ..."): each experiment runs in a worktree of its own.
@@ -67,6 +72,8 @@ class ModelServer:
                     self._json(200, {"input_tokens": server.script.usage[0]})
                 elif self.path.split("?")[0].endswith("/v1/messages"):
                     self._messages(body)
+                elif self.path.split("?")[0].endswith("/responses"):
+                    self._responses(body)
                 else:
                     self._json(404, {"type": "error", "error": {"type": "not_found_error", "message": self.path}})
 
@@ -104,6 +111,41 @@ class ModelServer:
                                  "content": content, "stop_reason": stop, "stop_sequence": None,
                                  "usage": {"input_tokens": tokens_in, "output_tokens": tokens_out}})  # fmt: skip
 
+            def _responses(self, body: dict[str, Any]) -> None:
+                script = server.script
+                if script.hang:
+                    time.sleep(script.hang)
+                if script.error:
+                    message = f"scripted {script.error} error from the model server"
+                    self._json(script.error, {"error": {"message": message, "type": "invalid_request_error",
+                                                        "param": None, "code": None}})  # fmt: skip
+                    return
+                done = any(
+                    isinstance(i, dict) and i.get("type") == "function_call_output" for i in body.get("input", [])
+                )
+                if not done:
+                    patch = (f"*** Begin Patch\n*** Update File: {script.file}\n@@\n-{script.old}\n+{script.new}\n"
+                             "*** End Patch")  # fmt: skip
+                    arguments = json.dumps({"cmd": f"apply_patch <<'PATCH'\n{patch}\nPATCH\n"})
+                    item: dict[str, Any] = {"type": "function_call", "id": "fc_scripted", "call_id": "call_scripted",
+                                            "name": "exec_command", "arguments": arguments, "status": "completed"}  # fmt: skip
+                else:
+                    text = f"I changed `{script.old}` to `{script.new}`.\n\nHypothesis: {script.hypothesis}"
+                    item = {"type": "message", "id": "msg_scripted", "role": "assistant", "status": "completed",
+                            "content": [{"type": "output_text", "text": text, "annotations": []}]}  # fmt: skip
+                self._events(_response_events(body.get("model", "gpt"), item, script.usage))
+
+            def _events(self, events: list[tuple[str, dict[str, Any]]]) -> None:
+                self.send_response(200)
+                self.send_header("Content-Type", "text/event-stream")
+                self.send_header("Cache-Control", "no-cache")
+                self.send_header("Connection", "close")
+                self.end_headers()
+                for name, data in events:
+                    self.wfile.write(f"event: {name}\ndata: {json.dumps(data)}\n\n".encode())
+                    self.wfile.flush()
+                self.close_connection = True
+
             def _stream(self, model: str, blocks: list[dict[str, Any]], stop: str) -> None:
                 tokens_in, tokens_out = server.script.usage
                 events: list[tuple[str, dict[str, Any]]] = [("message_start", {"type": "message_start", "message": {
@@ -133,15 +175,7 @@ class ModelServer:
                     ),
                     ("message_stop", {"type": "message_stop"}),
                 ]
-                self.send_response(200)
-                self.send_header("Content-Type", "text/event-stream")
-                self.send_header("Cache-Control", "no-cache")
-                self.send_header("Connection", "close")
-                self.end_headers()
-                for name, data in events:
-                    self.wfile.write(f"event: {name}\ndata: {json.dumps(data)}\n\n".encode())
-                    self.wfile.flush()
-                self.close_connection = True
+                self._events(events)
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
@@ -184,3 +218,33 @@ class ModelServer:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _response_events(model: str, item: dict[str, Any], usage: tuple[int, int]) -> list[tuple[str, dict[str, Any]]]:
+    """One Responses API turn holding ``item``, as the stream of events the API sends."""
+    events: list[tuple[str, dict[str, Any]]] = []
+
+    def event(kind: str, **data: Any) -> None:
+        events.append((kind, {"type": kind, "sequence_number": len(events), **data}))
+
+    response = {"id": "resp_scripted", "object": "response", "created_at": int(time.time()), "model": model,
+                "status": "in_progress", "output": []}  # fmt: skip
+    event("response.created", response=response)
+    if item["type"] == "function_call":
+        event("response.output_item.added", output_index=0, item={**item, "arguments": "", "status": "in_progress"})
+        event("response.function_call_arguments.delta", item_id=item["id"], output_index=0, delta=item["arguments"])
+        event("response.function_call_arguments.done", item_id=item["id"], output_index=0, arguments=item["arguments"])
+    else:
+        part = item["content"][0]
+        event("response.output_item.added", output_index=0, item={**item, "content": [], "status": "in_progress"})
+        event("response.content_part.added", item_id=item["id"], output_index=0, content_index=0,
+              part={**part, "text": ""})  # fmt: skip
+        event("response.output_text.delta", item_id=item["id"], output_index=0, content_index=0, delta=part["text"])
+        event("response.output_text.done", item_id=item["id"], output_index=0, content_index=0, text=part["text"])
+        event("response.content_part.done", item_id=item["id"], output_index=0, content_index=0, part=part)
+    event("response.output_item.done", output_index=0, item=item)
+    tokens_in, tokens_out = usage
+    event("response.completed", response={**response, "status": "completed", "output": [item], "usage": {
+        "input_tokens": tokens_in, "input_tokens_details": {"cached_tokens": 0}, "output_tokens": tokens_out,
+        "output_tokens_details": {"reasoning_tokens": 0}, "total_tokens": tokens_in + tokens_out}})  # fmt: skip
+    return events
