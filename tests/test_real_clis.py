@@ -4,8 +4,9 @@
 CLI_VERSIONS); where a program is not installed its tests skip and say how to install it.
 Each runs as overnight runs it, in a home folder of its own, pointed at the loopback server
 by its own setting (Claude Code: ANTHROPIC_BASE_URL; Codex: a model provider in its
-config.toml with the Responses wire API); the model edits the task's file through the
-program's own edit tool (Claude Code's Edit, Codex's apply_patch).
+config.toml with the Responses wire API; Gemini CLI: GOOGLE_GEMINI_BASE_URL and an auth type
+in its settings.json); the model edits the task's file through the
+program's own edit tool (Claude Code's Edit, Codex's apply_patch, Gemini CLI's replace).
 """
 
 from __future__ import annotations
@@ -26,8 +27,13 @@ from conftest import Repo, ledger_rows, overnight_process
 from fakes.model_server import ModelServer, Script
 
 CLIS = Path(os.environ.get("OVERNIGHT_CLIS", Path(__file__).parent.parent / ".clis")) / "node_modules" / ".bin"
-CLI_VERSIONS = {"claude": "@anthropic-ai/claude-code@2.1.332", "codex": "@openai/codex@0.171.0"}
-MODELS = {"claude": "sonnet", "codex": "gpt-5.1-codex"}
+CLI_VERSIONS = {
+    "claude": "@anthropic-ai/claude-code@2.1.332",
+    "codex": "@openai/codex@0.171.0",
+    "gemini": "@google/gemini-cli@0.61.0",
+}
+MODELS = {"claude": "sonnet", "codex": "gpt-5.1-codex", "gemini": "gemini-2.5-pro"}
+TOOLS = list(CLI_VERSIONS)
 CODEX_CONFIG = """\
 model_provider = "scripted"
 
@@ -78,6 +84,12 @@ def _run(tool: str, task: Repo, server: ModelServer, home: Path, tag: str, *extr
             "ANTHROPIC_API_KEY": "sk-ant-scripted-0000",
             "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",  # no telemetry, no update check
         }
+    elif tool == "gemini":
+        # With GOOGLE_GEMINI_BASE_URL set, Gemini CLI takes the auth type from its settings: the
+        # variable alone selects a "gateway" auth it then refuses ("Invalid auth method selected").
+        (home / ".gemini").mkdir(exist_ok=True)
+        (home / ".gemini" / "settings.json").write_text('{"security": {"auth": {"selectedType": "gemini-api-key"}}}')
+        env |= {"GEMINI_API_KEY": "scripted-0000", "GOOGLE_GEMINI_BASE_URL": server.url}
     else:
         (home / ".codex").mkdir(exist_ok=True)
         (home / ".codex" / "config.toml").write_text(CODEX_CONFIG.format(url=server.url))
@@ -88,7 +100,7 @@ def _run(tool: str, task: Repo, server: ModelServer, home: Path, tag: str, *extr
     return proc.returncode, out + err
 
 
-@pytest.mark.parametrize("tool", ["claude", "codex"])
+@pytest.mark.parametrize("tool", TOOLS)
 def test_the_real_program_edits_through_its_own_tool_and_the_change_is_kept(task: Repo, home: Path, tool: str) -> None:
     before = _checkout(task.path)
     with ModelServer(Script()) as server:
@@ -107,7 +119,7 @@ def test_the_real_program_edits_through_its_own_tool_and_the_change_is_kept(task
     assert asked and "Make score small." in json.dumps(asked[0])  # program.md reached the model
 
 
-@pytest.mark.parametrize("tool", ["claude", "codex"])
+@pytest.mark.parametrize("tool", TOOLS)
 def test_the_real_program_failing_mid_proposal_is_rejected_with_its_own_message(
     task: Repo, home: Path, tool: str
 ) -> None:
@@ -117,9 +129,10 @@ def test_the_real_program_failing_mid_proposal_is_rejected_with_its_own_message(
     row = ledger_rows(task.path, "err")[1]
     assert row["status"] == "rejected", row
     assert f"{tool} failed" in row["reason"] and "scripted 400 error" in row["reason"], row["reason"]
+    assert "\x1b" not in row["reason"]  # the program's terminal colours are not part of its message
 
 
-@pytest.mark.parametrize("tool", ["claude", "codex"])
+@pytest.mark.parametrize("tool", TOOLS)
 def test_the_real_program_hanging_past_the_agent_timeout_is_killed(task: Repo, home: Path, tool: str) -> None:
     with ModelServer(Script(hang=300)) as server:
         code, output = _run(tool, task, server, home, "hang", "--agent-timeout", "20")
@@ -139,7 +152,7 @@ def _processes() -> list[str]:
     return found
 
 
-@pytest.mark.parametrize("tool", ["claude", "codex"])
+@pytest.mark.parametrize("tool", TOOLS)
 def test_the_pinned_versions_are_the_ones_installed(tool: str) -> None:
     version = subprocess.run([str(_real(tool)), "--version"], capture_output=True, text=True, timeout=60).stdout
     assert CLI_VERSIONS[tool].rsplit("@", 1)[1] in version.split()

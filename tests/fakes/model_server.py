@@ -7,6 +7,8 @@ It speaks two wire formats and drives each program through its own tools:
   ``Read``, changes one line with ``Edit``, then ends its turn with a ``Hypothesis:`` line.
   Requests that offer no edit tool (the program's side calls: titles, summaries) get a
   short text reply;
+- Google's generateContent API as Gemini CLI uses it (``:streamGenerateContent?alt=sse``):
+  ``read_file``, then ``replace``, then the hypothesis;
 - OpenAI's Responses API as Codex uses it (``POST /v1/responses``, streamed): it calls
   Codex's ``exec_command`` tool with an ``apply_patch`` patch (which Codex applies itself,
   as a file change), then answers with the hypothesis once the tool's output comes back.
@@ -74,6 +76,8 @@ class ModelServer:
                     self._messages(body)
                 elif self.path.split("?")[0].endswith("/responses"):
                     self._responses(body)
+                elif "generatecontent" in self.path.lower():  # generateContent, streamGenerateContent
+                    self._generate(body)
                 else:
                     self._json(404, {"type": "error", "error": {"type": "not_found_error", "message": self.path}})
 
@@ -134,6 +138,47 @@ class ModelServer:
                     item = {"type": "message", "id": "msg_scripted", "role": "assistant", "status": "completed",
                             "content": [{"type": "output_text", "text": text, "annotations": []}]}  # fmt: skip
                 self._events(_response_events(body.get("model", "gpt"), item, script.usage))
+
+            def _generate(self, body: dict[str, Any]) -> None:
+                script = server.script
+                tools = {f.get("name") for t in body.get("tools", []) for f in t.get("functionDeclarations", [])}
+                if "replace" in tools and script.hang:
+                    time.sleep(script.hang)
+                if "replace" in tools and script.error:
+                    message = f"scripted {script.error} error from the model server"
+                    self._json(script.error, {"error": {"code": script.error, "message": message,
+                                                        "status": "INVALID_ARGUMENT"}})  # fmt: skip
+                    return
+                answered = sum(
+                    1 for c in body.get("contents", []) for p in c.get("parts", []) if "functionResponse" in p
+                )
+                if "replace" not in tools:
+                    parts: list[dict[str, Any]] = [{"text": "Editing one constant."}]
+                elif answered == 0:
+                    parts = [{"functionCall": {"name": "read_file", "args": {"file_path": script.file}}}]
+                elif answered == 1:
+                    change = {"file_path": script.file, "old_string": script.old, "new_string": script.new,
+                              "instruction": f"Change {script.old} to {script.new}."}  # fmt: skip
+                    parts = [{"functionCall": {"name": "replace", "args": change}}]
+                else:
+                    parts = [
+                        {"text": f"I changed `{script.old}` to `{script.new}`.\n\nHypothesis: {script.hypothesis}"}
+                    ]
+                tokens_in, tokens_out = script.usage
+                reply = {"candidates": [{"content": {"role": "model", "parts": parts}, "finishReason": "STOP", "index": 0}],
+                         "usageMetadata": {"promptTokenCount": tokens_in, "candidatesTokenCount": tokens_out,
+                                           "totalTokenCount": tokens_in + tokens_out},
+                         "modelVersion": "scripted"}  # fmt: skip
+                if "alt=sse" not in self.path:
+                    self._json(200, reply)
+                    return
+                self.send_response(200)
+                self.send_header("Content-Type", "text/event-stream")
+                self.send_header("Connection", "close")
+                self.end_headers()
+                self.wfile.write(f"data: {json.dumps(reply)}\r\n\r\n".encode())
+                self.wfile.flush()
+                self.close_connection = True
 
             def _events(self, events: list[tuple[str, dict[str, Any]]]) -> None:
                 self.send_response(200)

@@ -28,7 +28,7 @@ from overnight import secrets
 from overnight.agents import prices, prompt
 from overnight.agents._base import Agent, Context
 from overnight.agents.failures import FailureStreak
-from overnight.agents.hypothesis import hypothesis_in, last_line
+from overnight.agents.hypothesis import hypothesis_in, last_line, plain
 from overnight.config import AgentSection
 from overnight.errors import AgentError, AgentUnavailable
 from overnight.process import run_command
@@ -150,7 +150,7 @@ class CodingCLI(Agent):
             raise AgentError(message)
         outcome = self.read(result.output, result.stderr)
         if outcome.error or result.exit_code != 0:
-            reason = outcome.error or last_line(result.stderr) or last_line(result.output) or "no output"
+            reason = plain(outcome.error).strip() or last_line(result.stderr) or last_line(result.output) or "no output"
             message = f"{self.name} failed (exit code {result.exit_code}): {reason[:300]}"
             self._failures.failed(message, outcome.usage)
             raise AgentError(message, outcome.usage)

@@ -31,9 +31,17 @@ def stated(text: str, limit: int = MAX_HYPOTHESIS) -> str:
     return found[-1][:limit] if found else ""
 
 
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")  # terminal colours and cursor moves: not part of a message
+
+
+def plain(text: str) -> str:
+    """``text`` without terminal escapes (colours a tool printed for a terminal)."""
+    return _ANSI.sub("", text)
+
+
 def last_line(text: str, limit: int = MAX_HYPOTHESIS) -> str:
-    """The last non-empty line of ``text``, stripped and cut to ``limit`` characters."""
-    for line in reversed(text.splitlines()):
+    """The last non-empty line of ``text``, stripped of terminal escapes and cut to ``limit`` characters."""
+    for line in reversed(_ANSI.sub("", text).splitlines()):
         if line.strip():
             return line.strip()[:limit]
     return ""
