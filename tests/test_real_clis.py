@@ -5,8 +5,8 @@ CLI_VERSIONS); where a program is not installed its tests skip and say how to in
 Each runs as overnight runs it, in a home folder of its own, pointed at the loopback server
 by its own setting (Claude Code: ANTHROPIC_BASE_URL; Codex: a model provider in its
 config.toml with the Responses wire API; Gemini CLI: GOOGLE_GEMINI_BASE_URL and an auth type
-in its settings.json); the model edits the task's file through the
-program's own edit tool (Claude Code's Edit, Codex's apply_patch, Gemini CLI's replace).
+in its settings.json; opencode: the anthropic provider's baseURL in its opencode.json); the model edits the task's file through the
+program's own edit tool (Claude Code's Edit, Codex's apply_patch, Gemini CLI's replace, opencode's edit).
 """
 
 from __future__ import annotations
@@ -31,8 +31,14 @@ CLI_VERSIONS = {
     "claude": "@anthropic-ai/claude-code@2.1.332",
     "codex": "@openai/codex@0.171.0",
     "gemini": "@google/gemini-cli@0.61.0",
+    "opencode": "opencode-ai@1.18.33",
 }
-MODELS = {"claude": "sonnet", "codex": "gpt-5.1-codex", "gemini": "gemini-2.5-pro"}
+MODELS = {
+    "claude": "sonnet",
+    "codex": "gpt-5.1-codex",
+    "gemini": "gemini-2.5-pro",
+    "opencode": "anthropic/claude-sonnet-4-5",
+}
 TOOLS = list(CLI_VERSIONS)
 CODEX_CONFIG = """\
 model_provider = "scripted"
@@ -84,6 +90,15 @@ def _run(tool: str, task: Repo, server: ModelServer, home: Path, tag: str, *extr
             "ANTHROPIC_API_KEY": "sk-ant-scripted-0000",
             "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",  # no telemetry, no update check
         }
+    elif tool == "opencode":
+        # a user who wants to approve each edit: `opencode run` has nobody to ask (see OpenCode.settings_env)
+        config = {
+            "provider": {"anthropic": {"options": {"baseURL": f"{server.url}/v1"}}},
+            "permission": {"edit": "ask"},
+        }
+        (home / ".config" / "opencode").mkdir(parents=True, exist_ok=True)
+        (home / ".config" / "opencode" / "opencode.json").write_text(json.dumps(config))
+        env |= {"ANTHROPIC_API_KEY": "sk-ant-scripted-0000", "OPENCODE_DISABLE_AUTOUPDATE": "1"}
     elif tool == "gemini":
         # With GOOGLE_GEMINI_BASE_URL set, Gemini CLI takes the auth type from its settings: the
         # variable alone selects a "gateway" auth it then refuses ("Invalid auth method selected").

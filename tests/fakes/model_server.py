@@ -2,7 +2,7 @@
 
 It speaks two wire formats and drives each program through its own tools:
 
-- the Anthropic Messages API as Claude Code uses it (``POST /v1/messages``, streamed as
+- the Anthropic Messages API as Claude Code and opencode use it (``POST /v1/messages``, streamed as
   server-sent events when asked, ``count_tokens`` too): it reads the task's file with
   ``Read``, changes one line with ``Edit``, then ends its turn with a ``Hypothesis:`` line.
   Requests that offer no edit tool (the program's side calls: titles, summaries) get a
@@ -92,9 +92,10 @@ class ModelServer:
             def _messages(self, body: dict[str, Any]) -> None:
                 script = server.script
                 tools = {t.get("name") for t in body.get("tools", [])}
-                if "Edit" in tools and script.hang:
+                editing = bool(tools & {"Edit", "edit"})  # Claude Code's tools, opencode's
+                if editing and script.hang:
                     time.sleep(script.hang)
-                if "Edit" in tools and script.error:
+                if editing and script.error:
                     kind = {401: "authentication_error", 429: "rate_limit_error"}.get(script.error, "api_error")
                     message = f"scripted {script.error} error from the model server"
                     self._json(script.error, {"type": "error", "error": {"type": kind, "message": message}})
@@ -228,9 +229,17 @@ class ModelServer:
         self.thread.start()
 
     def reply(self, body: dict[str, Any], tools: set[Any]) -> tuple[list[dict[str, Any]], str]:
-        """The next turn: Read the file, Edit it, then state the hypothesis (by how many tool results came back)."""
+        """The next turn: read the file, edit it, then state the hypothesis (by how many tool results came back).
+
+        In Claude Code's tools (``Read``, ``Edit``: file_path, old_string, new_string) or opencode's
+        (``read``, ``edit``: filePath, oldString, newString), whichever the request offers.
+        """
         script = self.script
-        if "Edit" not in tools:
+        if "Edit" in tools:
+            read, change, keys = "Read", "Edit", ("file_path", "old_string", "new_string")
+        elif "edit" in tools:
+            read, change, keys = "read", "edit", ("filePath", "oldString", "newString")
+        else:
             return [{"type": "text", "text": "Editing one constant."}], "end_turn"
         messages = body.get("messages", [])
         results = sum(
@@ -243,10 +252,10 @@ class ModelServer:
         found = _WORKDIR.search(json.dumps(body))
         path = f"{found.group(1) if found else '.'}/{script.file}"
         if results == 0:
-            return [{"type": "tool_use", "id": "toolu_read", "name": "Read", "input": {"file_path": path}}], "tool_use"
+            return [{"type": "tool_use", "id": "toolu_read", "name": read, "input": {keys[0]: path}}], "tool_use"
         if results == 1:
-            change = {"file_path": path, "old_string": script.old, "new_string": script.new}
-            return [{"type": "tool_use", "id": "toolu_edit", "name": "Edit", "input": change}], "tool_use"
+            edit = dict(zip(keys, (path, script.old, script.new), strict=True))
+            return [{"type": "tool_use", "id": "toolu_edit", "name": change, "input": edit}], "tool_use"
         text = f"I changed `{script.old}` to `{script.new}`.\n\nHypothesis: {script.hypothesis}"
         return [{"type": "text", "text": text}], "end_turn"
 
