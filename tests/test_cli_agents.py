@@ -93,7 +93,13 @@ GEMINI_PRICES = (0.30, 2.50)  # configured in overnight.toml for the gemini case
 # tool, model, plan, expected (tokens_in, tokens_out, cost_usd)
 CASES = [
     ("claude", "sonnet", {"usage": [1000, 200], "cost": 0.0123}, (1000, 200, 0.0123)),
-    ("codex", "gpt-4o-mini", {"usage": [1000, 200], "reconnects": 2}, (1000, 200, _price(1000, 200, GPT_4O_MINI))),
+    # codex reports half of its input as read from the prompt cache: priced at gpt-4o-mini's cached rate, half the input's
+    (
+        "codex",
+        "gpt-4o-mini",
+        {"usage": [1000, 200], "reconnects": 2},
+        (1000, 200, _price(500, 200, GPT_4O_MINI) + 500 * GPT_4O_MINI[0] / 2 / 1e6),
+    ),
     ("gemini", "gemini-2.5-flash", {"usage": [4000, 300]}, (4000, 300, _price(4000, 300, GEMINI_PRICES))),
     ("opencode", "anthropic/claude-haiku-4-5", {"usage": [3000, 150], "cost": 0.0042}, (3000, 150, 0.0042)),
     ("aider", "gpt-4o-mini", {"usage": [1800, 300], "cost": 0.02, "reflect": True}, (1800, 300, 0.02)),

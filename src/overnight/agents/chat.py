@@ -27,8 +27,10 @@ _COMPLETION_TOKENS_MODELS = re.compile(r"^(o\d|gpt-5)", re.IGNORECASE)
 @dataclass(frozen=True)
 class Reply:
     text: str
-    tokens_in: int
+    tokens_in: int  # every input token, those read from or written to the prompt cache included
     tokens_out: int
+    cached: int = 0  # input tokens read from the cache
+    written: int = 0  # input tokens written to the cache
 
 
 class Chat(ABC):
@@ -140,7 +142,13 @@ class OpenAIChat(Chat):
             raise self._fail(err) from None
         text = response.choices[0].message.content or "" if response.choices else ""
         usage = response.usage
-        return Reply(text, getattr(usage, "prompt_tokens", 0) or 0, getattr(usage, "completion_tokens", 0) or 0)
+        details = getattr(usage, "prompt_tokens_details", None)
+        return Reply(
+            text,
+            getattr(usage, "prompt_tokens", 0) or 0,
+            getattr(usage, "completion_tokens", 0) or 0,
+            cached=getattr(details, "cached_tokens", 0) or 0,
+        )
 
     def _respond(self, system: str, messages: list[dict[str, str]], timeout_s: float) -> Reply:
         """One call of the Responses API: the rules as instructions, the conversation as input."""
@@ -156,8 +164,12 @@ class OpenAIChat(Chat):
         except self._sdk.APIError as err:
             raise self._fail(err) from None
         usage = response.usage
+        details = getattr(usage, "input_tokens_details", None)
         return Reply(
-            response.output_text or "", getattr(usage, "input_tokens", 0) or 0, getattr(usage, "output_tokens", 0) or 0
+            response.output_text or "",
+            getattr(usage, "input_tokens", 0) or 0,
+            getattr(usage, "output_tokens", 0) or 0,
+            cached=getattr(details, "cached_tokens", 0) or 0,
         )
 
 
@@ -184,7 +196,12 @@ class AnthropicChat(Chat):
             raise self._fail(err) from None
         text = "".join(getattr(block, "text", "") for block in response.content)
         usage = response.usage
-        return Reply(text, getattr(usage, "input_tokens", 0) or 0, getattr(usage, "output_tokens", 0) or 0)
+        cached = getattr(usage, "cache_read_input_tokens", 0) or 0
+        written = getattr(usage, "cache_creation_input_tokens", 0) or 0
+        fresh = getattr(usage, "input_tokens", 0) or 0  # Anthropic counts cache reads and writes apart from it
+        return Reply(
+            text, fresh + cached + written, getattr(usage, "output_tokens", 0) or 0, cached=cached, written=written
+        )
 
 
 CHATS: dict[str, type[Chat]] = {"openai": OpenAIChat, "anthropic": AnthropicChat}

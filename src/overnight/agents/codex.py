@@ -36,7 +36,13 @@ class Codex(CodingCLI):
                 text = str(item.get("text") or "")
             elif kind == "turn.completed":
                 u = event.get("usage") or {}  # the thread's running total
-                usage = prices.priced(self.settings, count(u.get("input_tokens")), count(u.get("output_tokens")))
+                usage = prices.priced(
+                    self.settings,
+                    count(u.get("input_tokens")),  # cached and cache-written tokens included
+                    count(u.get("output_tokens")),
+                    cached=count(u.get("cached_input_tokens")),
+                    written=count(u.get("cache_write_input_tokens")),
+                )
             elif kind == "turn.failed":
                 failed = str((event.get("error") or {}).get("message") or "turn failed")
         return Outcome(text, usage, failed)

@@ -32,12 +32,14 @@ class Gemini(CodingCLI):
             return Outcome(error=last_line(stderr) or "no JSON output on stdout")
         if isinstance(data.get("error"), dict):
             return Outcome(error=str(data["error"].get("message") or data["error"]))
-        tokens_in = tokens_out = 0
+        tokens_in = tokens_out = cached = 0
         for model in ((data.get("stats") or {}).get("models") or {}).values():
             tokens = (model or {}).get("tokens") or {}
             tokens_in += count(tokens.get("prompt"))
+            cached += count(tokens.get("cached"))  # part of the prompt, read from the cache
             tokens_out += count(tokens.get("candidates")) + count(tokens.get("thoughts"))
-        return Outcome(str(data.get("response") or ""), prices.priced(self.settings, tokens_in, tokens_out))
+        usage = prices.priced(self.settings, tokens_in, tokens_out, cached=cached)
+        return Outcome(str(data.get("response") or ""), usage)
 
 
 AGENT = Gemini

@@ -52,7 +52,9 @@ class LLMAgent(Agent):
                 self._transport.failed(str(err), usage)
                 raise AgentError(str(err), usage) from None
             self._transport.succeeded()
-            usage = usage + prices.priced(self.settings, reply.tokens_in, reply.tokens_out)
+            usage = usage + prices.priced(
+                self.settings, reply.tokens_in, reply.tokens_out, cached=reply.cached, written=reply.written
+            )
             try:
                 changed = edits.apply(reply.text, context.task_dir, rules.allows, list(context.editable))
             except edits.EditError as err:
