@@ -12,6 +12,7 @@ program's own edit tool (Claude Code's Edit, Codex's apply_patch, Gemini CLI's r
 from __future__ import annotations
 
 import contextlib
+import re
 import json
 import os
 import shutil
@@ -24,21 +25,38 @@ import psutil
 import pytest
 
 from conftest import Repo, ledger_rows, overnight_process
+from fakes.llm_server import FakeLLM
 from fakes.model_server import ModelServer, Script
 
-CLIS = Path(os.environ.get("OVERNIGHT_CLIS", Path(__file__).parent.parent / ".clis")) / "node_modules" / ".bin"
+CLIS = Path(os.environ.get("OVERNIGHT_CLIS", Path(__file__).parent.parent / ".clis"))
 CLI_VERSIONS = {
     "claude": "@anthropic-ai/claude-code@2.1.332",
     "codex": "@openai/codex@0.171.0",
     "gemini": "@google/gemini-cli@0.61.0",
     "opencode": "opencode-ai@1.18.33",
+    "aider": "aider-chat==0.86.2",  # from PyPI, in a venv of its own: .clis/aider-venv, linked from .clis/bin
 }
 MODELS = {
     "claude": "sonnet",
     "codex": "gpt-5.1-codex",
     "gemini": "gemini-2.5-pro",
     "opencode": "anthropic/claude-sonnet-4-5",
+    "aider": "gpt-4o",  # aider asks gpt-4o for SEARCH/REPLACE blocks (its "diff" edit format)
 }
+# What the scripted Chat Completions model answers aider (aider has no tools: it applies the blocks itself).
+AIDER_REPLY = """I will move X closer to its optimum.
+
+Hypothesis: move X from 10 to 4
+
+train.py
+```python
+<<<<<<< SEARCH
+X = 10
+=======
+X = 4
+>>>>>>> REPLACE
+```
+"""
 TOOLS = list(CLI_VERSIONS)
 CODEX_CONFIG = """\
 model_provider = "scripted"
@@ -54,9 +72,15 @@ pytestmark = pytest.mark.slow
 
 
 def _real(tool: str) -> Path:
-    path = CLIS / tool
+    path = CLIS / ("bin" if tool == "aider" else "node_modules/.bin") / tool
     if not path.exists():
-        pytest.skip(f"the real {tool} is not installed: npm install --prefix .clis {CLI_VERSIONS[tool]} (.ci/run does)")
+        how = (
+            "python3 -m venv .clis/aider-venv && .clis/aider-venv/bin/pip install aider-chat==0.86.2 && "
+            "ln -s ../aider-venv/bin/aider .clis/bin/aider"
+            if tool == "aider"
+            else f"npm install --prefix .clis {CLI_VERSIONS[tool]}"
+        )
+        pytest.skip(f"the real {tool} is not installed: {how} (.ci/run does)")
     return path
 
 
@@ -69,6 +93,18 @@ def _checkout(repo: Path) -> dict[str, bytes]:
     }
 
 
+def _server(tool: str, script: Script) -> ModelServer | FakeLLM:
+    """The scripted model: tool calls for the programs that edit through tools, SEARCH/REPLACE text for aider."""
+    if tool != "aider":
+        return ModelServer(script)
+    step: dict[str, object] = {"text": AIDER_REPLY, "usage": script.usage}
+    if script.error:
+        step = {"status": script.error, "message": f"scripted {script.error} error from the model server"}
+    if script.hang:
+        step = {**step, "delay": script.hang}
+    return FakeLLM([step])
+
+
 @pytest.fixture
 def home() -> Iterator[Path]:
     """A home folder for the program, outside /tmp: Codex will not make its sandbox helpers under /tmp."""
@@ -77,7 +113,7 @@ def home() -> Iterator[Path]:
     shutil.rmtree(path, ignore_errors=True)
 
 
-def _run(tool: str, task: Repo, server: ModelServer, home: Path, tag: str, *extra: str) -> tuple[int, str]:
+def _run(tool: str, task: Repo, server: ModelServer | FakeLLM, home: Path, tag: str, *extra: str) -> tuple[int, str]:
     """`overnight run --agent TOOL` from inside the user's checkout, as a user starts it."""
     env = {
         "PATH": f"{_real(tool).parent}{os.pathsep}{os.environ['PATH']}",
@@ -90,6 +126,10 @@ def _run(tool: str, task: Repo, server: ModelServer, home: Path, tag: str, *extr
             "ANTHROPIC_API_KEY": "sk-ant-scripted-0000",
             "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",  # no telemetry, no update check
         }
+    elif tool == "aider":
+        # its price list from the package, not the network
+        env |= {"OPENAI_API_BASE": f"{server.url}/v1", "OPENAI_API_KEY": "sk-scripted-0000",
+                "LITELLM_LOCAL_MODEL_COST_MAP": "True"}  # fmt: skip
     elif tool == "opencode":
         # a user who wants to approve each edit: `opencode run` has nobody to ask (see OpenCode.settings_env)
         config = {
@@ -118,7 +158,7 @@ def _run(tool: str, task: Repo, server: ModelServer, home: Path, tag: str, *extr
 @pytest.mark.parametrize("tool", TOOLS)
 def test_the_real_program_edits_through_its_own_tool_and_the_change_is_kept(task: Repo, home: Path, tool: str) -> None:
     before = _checkout(task.path)
-    with ModelServer(Script()) as server:
+    with _server(tool, Script()) as server:
         code, output = _run(tool, task, server, home, "k")
     assert code == 0, output
     rows = ledger_rows(task.path, "k")
@@ -130,7 +170,7 @@ def test_the_real_program_edits_through_its_own_tool_and_the_change_is_kept(task
         assert row["cost_usd"] and row["cost_usd"] > 0  # priced by Claude Code itself
     assert "X = 4" in task.git("show", "overnight/k:train.py")
     assert _checkout(task.path) == before  # the user's files, byte for byte
-    asked = [r["body"] for r in server.requests if r["body"].get("tools")]
+    asked = [r["body"] for r in server.requests if r["body"].get("tools") or tool == "aider"]
     assert asked and "Make score small." in json.dumps(asked[0])  # program.md reached the model
 
 
@@ -138,7 +178,7 @@ def test_the_real_program_edits_through_its_own_tool_and_the_change_is_kept(task
 def test_the_real_program_failing_mid_proposal_is_rejected_with_its_own_message(
     task: Repo, home: Path, tool: str
 ) -> None:
-    with ModelServer(Script(error=400)) as server:
+    with _server(tool, Script(error=400)) as server:
         code, output = _run(tool, task, server, home, "err")
     assert code == 0, output
     row = ledger_rows(task.path, "err")[1]
@@ -149,7 +189,7 @@ def test_the_real_program_failing_mid_proposal_is_rejected_with_its_own_message(
 
 @pytest.mark.parametrize("tool", TOOLS)
 def test_the_real_program_hanging_past_the_agent_timeout_is_killed(task: Repo, home: Path, tool: str) -> None:
-    with ModelServer(Script(hang=300)) as server:
+    with _server(tool, Script(hang=300)) as server:
         code, output = _run(tool, task, server, home, "hang", "--agent-timeout", "20")
     assert code == 0, output
     row = ledger_rows(task.path, "hang")[1]
@@ -170,4 +210,4 @@ def _processes() -> list[str]:
 @pytest.mark.parametrize("tool", TOOLS)
 def test_the_pinned_versions_are_the_ones_installed(tool: str) -> None:
     version = subprocess.run([str(_real(tool)), "--version"], capture_output=True, text=True, timeout=60).stdout
-    assert CLI_VERSIONS[tool].rsplit("@", 1)[1] in version.split()
+    assert re.split("@|==", CLI_VERSIONS[tool])[-1] in version.split()

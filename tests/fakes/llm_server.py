@@ -8,6 +8,7 @@ Each scripted step is a dict:
   headers  extra response headers (e.g. {"Retry-After": "1"})
   delay    seconds to wait before answering (to exceed a client's timeout)
   usage    (input tokens, output tokens), default (100, 20)
+  message  the error body's message (default "fake <status> error")
 When the script runs out, the last step repeats.
 
 Like OpenAI's API, the Chat Completions endpoint refuses `max_tokens` for the reasoning
@@ -93,7 +94,7 @@ class FakeLLM:
                         else _openai(body, step)
                     )
                 else:
-                    payload = _error(status, anthropic)
+                    payload = _error(status, anthropic, step.get("message"))
                 data = json.dumps(payload).encode()
                 try:
                     self.send_response(status)
@@ -207,9 +208,9 @@ def _anthropic(body: dict[str, Any], step: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _error(status: int, anthropic: bool) -> dict[str, Any]:
+def _error(status: int, anthropic: bool, message: str | None = None) -> dict[str, Any]:
     kind = _ERROR_TYPES.get(status, "api_error" if status >= 500 else "invalid_request_error")
-    message = f"fake {status} error"
+    message = message or f"fake {status} error"
     if anthropic:
         return {"type": "error", "error": {"type": kind, "message": message}}
     return {"error": {"message": message, "type": kind, "code": None, "param": None}}

@@ -7,12 +7,18 @@ import re
 from overnight.agents import prices
 from overnight.agents._base import Context
 from overnight.agents.coding_cli import CodingCLI, Outcome
-from overnight.agents.hypothesis import last_line
+from overnight.agents.hypothesis import last_line, plain
 
 _AIDER_TOKENS = re.compile(
     r"Tokens: ([\d.]+k?) sent(?:, [\d.]+k? cache write)?(?:, [\d.]+k? cache hit)?, ([\d.]+k?) received\."
     r"(?:\s*Cost: \$([\d.]+) message, \$([\d.]+) session\.)?"
 )
+
+
+def _last_paragraph(text: str) -> str:
+    """The last block of non-empty lines, joined: aider wraps its messages at the terminal's width."""
+    blocks = [b for b in re.split(r"\n\s*\n", plain(text)) if b.strip()]
+    return " ".join(line.strip() for line in blocks[-1].splitlines()) if blocks else ""
 
 
 def _aider_count(text: str) -> int:
@@ -43,7 +49,7 @@ class Aider(CodingCLI):
         found = _AIDER_TOKENS.findall(stdout)
         if not found:
             # aider exits 0 even when every model call failed: no usage line means no answer.
-            return Outcome(stdout, None, last_line(stderr) or last_line(stdout) or "aider made no model call")
+            return Outcome(stdout, None, _last_paragraph(stdout) or last_line(stderr) or "aider made no model call")
         tokens_in = sum(_aider_count(sent) for sent, _, _, _ in found)
         tokens_out = sum(_aider_count(received) for _, received, _, _ in found)
         session = found[-1][3]
