@@ -159,3 +159,89 @@ def test_without_an_address_it_starts_a_ray_of_its_own(ray_task: Repo, plan, ray
     assert result.returncode == 0, result.stderr
     assert [r["status"] for r in ledger_rows(ray_task.path, "own")] == ["baseline", "keep"]
     assert "Connecting to existing Ray cluster" not in result.stderr
+
+
+# The blocker: a Ray driver that holds the CPU of every node alive now, until RELEASE appears, so
+# that an experiment can only run on a node that joins later.
+BLOCKER = """\
+import os, sys, time
+import ray
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+address, ready, release = sys.argv[1:4]
+ray.init(address=address, log_to_driver=False)
+
+@ray.remote(num_cpus=1)
+def hold(release):
+    while not os.path.exists(release):
+        time.sleep(0.2)
+
+nodes = [n["NodeID"] for n in ray.nodes() if n["Alive"]]
+refs = [hold.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n, soft=False)).remote(release) for n in nodes]
+while ray.available_resources().get("CPU", 0) > 0:  # every hold has started: no CPU is left
+    time.sleep(0.2)
+open(ready, "w").write(str(len(nodes)))
+ray.get(refs)
+"""
+# Runs only where the node that joined late says so (its raylet's environment reaches the Ray
+# workers, and overnight passes the worker's to the experiment): the first time, it lets the
+# blocker go and kills its own node's raylet, as a machine that dies would.
+LATE_NODE_KILLER = """\
+import os, signal
+import psutil
+X = 10
+mark, release = {mark!r}, {release!r}
+if os.environ.get("OVERNIGHT_TEST_LATE_NODE") == "1":
+    open({ran_late!r}, "a").write(os.environ["OVERNIGHT_EXPERIMENT_ID"] + "\\n")
+    if not os.path.exists(mark):
+        open(mark, "w").write("x")
+        open(release, "w").write("x")
+        raylet = psutil.Process(int(os.environ["OVERNIGHT_RAY_WORKER_PID"])).ppid()
+        os.kill(raylet, signal.SIGKILL)
+print("score:", (X - 3) ** 2 + 1)
+"""
+
+
+def test_a_node_that_joins_mid_run_gets_work_and_one_that_dies_mid_measurement_is_retried_elsewhere(
+    task: Repo, plan, marks: Path, ray_cluster: str, tmp_path: Path
+) -> None:
+    # Last in this file: it adds a node to the session's cluster and kills it.
+    ready, release, ran_late = marks / "held", marks / "release", marks / "ran-late"
+    task.write("train.py", LATE_NODE_KILLER.format(mark=str(marks / "killed"), release=str(release),
+                                                   ran_late=str(ran_late)))  # fmt: skip
+    task.commit("kills the late node once")
+    plan({"1": [["set", "train.py", "X", "5"]]})
+    blocker = subprocess.Popen([sys.executable, "-c", BLOCKER, ray_cluster, str(ready), str(release)], env=ray_env(),
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    run = None
+    try:
+        deadline = time.monotonic() + 600
+        while not ready.exists():  # the cluster's nodes are busy
+            assert blocker.poll() is None, blocker.stderr.read() if blocker.stderr else ""
+            assert time.monotonic() < deadline, "the blocker never held every node"
+            time.sleep(0.5)
+        run = subprocess.Popen(
+            [sys.executable, "-m", "overnight", "run", task.path, "--tag", "late", "--agent-command", AGENT,
+             "--executor", "ray", "--ray-address", ray_cluster, "--max-experiments", "1"],
+            env=ray_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        ledger = task.path / ".overnight" / "late" / "ledger.db"
+        while not ledger.exists():  # the run has started and waits for a node with a free CPU
+            assert run.poll() is None, run.communicate()
+            assert time.monotonic() < deadline, "the run never started"
+            time.sleep(0.5)
+        env = {**ray_env(), "OVERNIGHT_TEST_LATE_NODE": "1"}
+        subprocess.run([RAY, "start", "--address", ray_cluster, "--node-ip-address", "127.0.0.1", "--num-cpus", "1",
+                        "--disable-usage-stats"], env=env, check=True, capture_output=True, timeout=600)  # fmt: skip
+        out, err = run.communicate(timeout=900)
+        assert run.returncode == 0, out + err
+    finally:
+        release.write_text("x")
+        blocker.communicate(timeout=120)  # and closes its pipe
+        if run is not None and run.poll() is None:
+            run.kill()
+            run.communicate()
+    rows = ledger_rows(task.path, "late")
+    assert [r["status"] for r in rows] == ["baseline", "keep"]  # nothing lost, the run finished
+    assert ran_late.read_text().split()[0] == "0"  # the baseline waited for the node that joined, and ran there
+    log = (task.path / ".overnight" / "late" / "logs" / "0.log").read_text()
+    assert "the Ray worker died" in log and "retrying (1 of 2)" in log and "score: 50" in log

@@ -12,9 +12,9 @@ program's own edit tool (Claude Code's Edit, Codex's apply_patch, Gemini CLI's r
 from __future__ import annotations
 
 import contextlib
-import re
 import json
 import os
+import re
 import shutil
 import subprocess
 import tempfile
