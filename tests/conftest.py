@@ -195,6 +195,16 @@ def overnight_process(*args: str | Path, env: dict[str, str] | None = None, **kw
     )
 
 
+def checkout_files(repo: Path) -> dict[str, bytes]:
+    """Every file of the user's checkout, byte for byte (git's internals and overnight's folder aside)."""
+    skip = {repo / ".git", repo / ".overnight"}
+    return {
+        str(p.relative_to(repo)): p.read_bytes()
+        for p in sorted(repo.rglob("*"))
+        if p.is_file() and not any(p == s or s in p.parents for s in skip)
+    }
+
+
 def ledger_rows(task_dir: Path, tag: str | None = None) -> list[dict[str, Any]]:
     """The run's experiments as `overnight log --format json` prints them."""
     args = [sys.executable, "-m", "overnight", "log", str(task_dir), "--format", "json"]

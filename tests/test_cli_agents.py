@@ -21,7 +21,7 @@ from typing import Any
 import psutil
 import pytest
 
-from conftest import Repo
+from conftest import Repo, checkout_files
 
 FAKE_BIN = Path(__file__).parent / "fakes" / "bin"
 TOOLS = ("claude", "codex", "gemini", "opencode", "aider")
@@ -160,16 +160,6 @@ def test_each_cli_edit_is_kept_with_its_hypothesis_tokens_and_cost(
         assert argv[-1] == "train.py" and call["files"] == ["train.py"]  # the editable files join the chat
 
 
-def _checkout(repo: Path) -> dict[str, bytes]:
-    """Every file of the user's checkout, byte for byte (git's internals and overnight's folder aside)."""
-    skip = {repo / ".git", repo / ".overnight"}
-    return {
-        str(p.relative_to(repo)): p.read_bytes()
-        for p in sorted(repo.rglob("*"))
-        if p.is_file() and not any(p == s or s in p.parents for s in skip)
-    }
-
-
 @pytest.mark.parametrize("tool", TOOLS)
 def test_started_from_the_users_checkout_each_cli_edits_only_the_worktree(
     task: Repo, cli, fake: Fake, tool: str, monkeypatch: pytest.MonkeyPatch
@@ -179,12 +169,12 @@ def test_started_from_the_users_checkout_each_cli_edits_only_the_worktree(
     # git root. Nothing of that may reach the user's files, and the change must still be kept.
     monkeypatch.chdir(task.path)
     monkeypatch.setenv("PWD", str(task.path))
-    before, status = _checkout(task.path), task.git("status", "--porcelain")
+    before, status = checkout_files(task.path), task.git("status", "--porcelain")
     fake.plan({"set": EDIT, "hypothesis": f"X to 4 with {tool}", "cost": 0.001})
     result = _run(cli, task, tool, model=next(model for name, model, _, _ in CASES if name == tool))
     assert result.code == 0, result.err
     assert [r["status"] for r in _rows(cli, task)] == ["baseline", "keep"]
-    assert _checkout(task.path) == before
+    assert checkout_files(task.path) == before
     assert task.git("status", "--porcelain") == status
     assert "X = 4" in task.git("show", "overnight/cli:train.py")
     committed = task.git("ls-tree", "-r", "--name-only", "overnight/cli")

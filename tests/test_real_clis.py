@@ -24,9 +24,10 @@ from pathlib import Path
 import psutil
 import pytest
 
-from conftest import Repo, ledger_rows, overnight_process
+from conftest import Repo, checkout_files, ledger_rows, overnight_process
 from fakes.llm_server import FakeLLM
 from fakes.model_server import ModelServer, Script
+from test_llm_agents import GOOD
 
 CLIS = Path(os.environ.get("OVERNIGHT_CLIS", Path(__file__).parent.parent / ".clis"))
 CLI_VERSIONS = {
@@ -43,20 +44,6 @@ MODELS = {
     "opencode": "anthropic/claude-sonnet-4-5",
     "aider": "gpt-4o",  # aider asks gpt-4o for SEARCH/REPLACE blocks (its "diff" edit format)
 }
-# What the scripted Chat Completions model answers aider (aider has no tools: it applies the blocks itself).
-AIDER_REPLY = """I will move X closer to its optimum.
-
-Hypothesis: move X from 10 to 4
-
-train.py
-```python
-<<<<<<< SEARCH
-X = 10
-=======
-X = 4
->>>>>>> REPLACE
-```
-"""
 TOOLS = list(CLI_VERSIONS)
 CODEX_CONFIG = """\
 model_provider = "scripted"
@@ -84,20 +71,11 @@ def _real(tool: str) -> Path:
     return path
 
 
-def _checkout(repo: Path) -> dict[str, bytes]:
-    skip = {repo / ".git", repo / ".overnight"}
-    return {
-        str(p.relative_to(repo)): p.read_bytes()
-        for p in sorted(repo.rglob("*"))
-        if p.is_file() and not any(p == s or s in p.parents for s in skip)
-    }
-
-
 def _server(tool: str, script: Script) -> ModelServer | FakeLLM:
     """The scripted model: tool calls for the programs that edit through tools, SEARCH/REPLACE text for aider."""
     if tool != "aider":
         return ModelServer(script)
-    step: dict[str, object] = {"text": AIDER_REPLY, "usage": script.usage}
+    step: dict[str, object] = {"text": GOOD, "usage": script.usage}  # SEARCH/REPLACE: aider applies it itself
     if script.error:
         step = {"status": script.error, "message": f"scripted {script.error} error from the model server"}
     if script.hang:
@@ -157,7 +135,7 @@ def _run(tool: str, task: Repo, server: ModelServer | FakeLLM, home: Path, tag: 
 
 @pytest.mark.parametrize("tool", TOOLS)
 def test_the_real_program_edits_through_its_own_tool_and_the_change_is_kept(task: Repo, home: Path, tool: str) -> None:
-    before = _checkout(task.path)
+    before = checkout_files(task.path)
     with _server(tool, Script()) as server:
         code, output = _run(tool, task, server, home, "k")
     assert code == 0, output
@@ -169,7 +147,7 @@ def test_the_real_program_edits_through_its_own_tool_and_the_change_is_kept(task
     if tool == "claude":
         assert row["cost_usd"] and row["cost_usd"] > 0  # priced by Claude Code itself
     assert "X = 4" in task.git("show", "overnight/k:train.py")
-    assert _checkout(task.path) == before  # the user's files, byte for byte
+    assert checkout_files(task.path) == before  # the user's files, byte for byte
     asked = [r["body"] for r in server.requests if r["body"].get("tools") or tool == "aider"]
     assert asked and "Make score small." in json.dumps(asked[0])  # program.md reached the model
 

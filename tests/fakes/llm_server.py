@@ -24,8 +24,10 @@ import json
 import re
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
+
+from fakes.loopback import Loopback
 
 _ERROR_TYPES = {401: "authentication_error", 403: "permission_error", 404: "not_found_error", 429: "rate_limit_error"}
 _COMPLETION_TOKENS_ONLY = re.compile(r"^(o\d|gpt-5)")  # after a router's "openai/" prefix
@@ -52,7 +54,7 @@ RESPONSES_ONLY = {
 }
 
 
-class FakeLLM:
+class FakeLLM(Loopback):
     def __init__(self, steps: list[dict[str, Any]]) -> None:
         self.steps = list(steps)
         self.requests: list[dict[str, Any]] = []  # {"path", "body", "at", "headers"}
@@ -107,10 +109,7 @@ class FakeLLM:
                 except (BrokenPipeError, ConnectionResetError):  # the client gave up (timeout)
                     pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
+        super().__init__(Handler)
 
     def _next(self, request: dict[str, Any], scripted: bool = True) -> dict[str, Any]:
         """Record ``request``; return the script's next step (none when not ``scripted``)."""
@@ -121,20 +120,6 @@ class FakeLLM:
             step = self.steps[min(self._served, len(self.steps) - 1)]
             self._served += 1
             return step
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}"
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-    def __enter__(self) -> FakeLLM:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 def _refuses_max_tokens(body: dict[str, Any]) -> bool:

@@ -28,8 +28,10 @@ import re
 import threading
 import time
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
+
+from fakes.loopback import Loopback
 
 _WORKDIR = re.compile(r"[Ww]orking directory: ([^\s\\\"]+)")
 
@@ -45,7 +47,7 @@ class Script:
     usage: tuple[int, int] = (300, 40)  # input, output tokens of each reply
 
 
-class ModelServer:
+class ModelServer(Loopback):
     def __init__(self, script: Script) -> None:
         self.script = script
         self.requests: list[dict[str, Any]] = []
@@ -223,10 +225,7 @@ class ModelServer:
                 ]
                 self._events(events)
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
+        super().__init__(Handler)
 
     def reply(self, body: dict[str, Any], tools: set[Any]) -> tuple[list[dict[str, Any]], str]:
         """The next turn: read the file, edit it, then state the hypothesis (by how many tool results came back).
@@ -258,20 +257,6 @@ class ModelServer:
             return [{"type": "tool_use", "id": "toolu_edit", "name": change, "input": edit}], "tool_use"
         text = f"I changed `{script.old}` to `{script.new}`.\n\nHypothesis: {script.hypothesis}"
         return [{"type": "text", "text": text}], "end_turn"
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}"
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-    def __enter__(self) -> ModelServer:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 def _response_events(model: str, item: dict[str, Any], usage: tuple[int, int]) -> list[tuple[str, dict[str, Any]]]:
