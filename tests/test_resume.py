@@ -101,7 +101,7 @@ def test_ctrl_c_interrupts_gracefully_and_resume_goes_on(task: Repo, plan, cli, 
     _wait_for(marks / "pid-1")
     child = int((marks / "pid-1").read_text())
     controller.send_signal(signal.SIGINT)
-    out, err = controller.communicate(timeout=30)
+    out, err = controller.communicate(timeout=300)
     assert controller.returncode == 130, err
     assert "stopping" in err and "resume:" in out
     assert _gone(child)
@@ -160,7 +160,7 @@ def test_ctrl_c_during_noise_before_a_baseline_exists(task: Repo, marks: Path) -
     controller = overnight_process("noise", task.path, "--tag", "nb", "--runs", "3", env={"TEST_SLEEP": "120"})
     _wait_for(marks / "pid-0")
     controller.send_signal(signal.SIGINT)
-    out, err = controller.communicate(timeout=30)
+    out, err = controller.communicate(timeout=300)
     assert controller.returncode == 130, out + err
     assert "stopped before the baseline was measured" in out and "Traceback" not in err, out + err
     assert [r["status"] for r in ledger_rows(task.path, "nb")] == ["interrupted"]
@@ -172,7 +172,7 @@ def test_ctrl_c_during_noise_keeps_what_was_measured(task: Repo, cli, marks: Pat
     controller = overnight_process("noise", task.path, "--tag", "nm", "--runs", "3", env={"TEST_SLEEP": "120"})
     _wait_for(marks / "pid-0")
     controller.send_signal(signal.SIGINT)
-    out, err = controller.communicate(timeout=30)
+    out, err = controller.communicate(timeout=300)
     assert controller.returncode == 130, out + err
     assert "failed" not in out + err and "Traceback" not in err, out + err
     assert "experiment 0, 2 measurements in all" in out  # the interrupted run adds nothing
@@ -193,7 +193,7 @@ def test_a_second_controller_on_the_same_tag_is_refused(task: Repo, plan, cli, m
         assert "(running)" in status.out
     finally:
         controller.send_signal(signal.SIGINT)
-        controller.communicate(timeout=30)
+        controller.communicate(timeout=300)
 
 
 def test_resume_with_changed_settings_needs_force(task: Repo, plan, cli) -> None:

@@ -218,3 +218,12 @@ def test_an_exploded_value_reads_sensibly() -> None:
     assert views.delta(4.2, 4.0) == "+0.2, +5.00%"
     assert views.delta(1e100, 4.0) == "+1e+100, ×2.5e+99"  # not a percentage of a hundred digits
     assert views.figure(3.04611, 6) == "3.04611 (mean of 6 runs)" and views.figure(3.0, 1) == "3 (1 run)"
+
+
+def test_a_run_that_is_just_starting_has_no_settings_yet(tmp_path: Path) -> None:
+    # The dashboard reads a run the moment its ledger exists, before its settings are written.
+    from overnight.views import RunView
+
+    view = RunView(tag="t", root=tmp_path, paths=None, meta={"config": ""}, experiments=[], running=True,  # type: ignore[arg-type]
+                   measurements={})  # fmt: skip
+    assert view.metric == "metric" and view.goal.value == "min"

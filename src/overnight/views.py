@@ -38,13 +38,21 @@ class RunView:
     running: bool
     measurements: dict[int, list[Measured]]
 
+    def _config(self) -> dict[str, Any]:
+        """The run's settings as recorded; empty while a run that is just starting has not written them yet."""
+        try:
+            config = json.loads(self.meta.get("config") or "{}")
+        except json.JSONDecodeError:
+            return {}
+        return config if isinstance(config, dict) else {}
+
     @property
     def metric(self) -> str:
-        return str(json.loads(self.meta.get("config", "{}")).get("metric", {}).get("name", "metric"))
+        return str(self._config().get("metric", {}).get("name", "metric"))
 
     @property
     def goal(self) -> Goal:
-        return Goal(json.loads(self.meta.get("config", "{}")).get("metric", {}).get("goal", "min"))
+        return Goal(self._config().get("metric", {}).get("goal", "min"))
 
     @property
     def baseline(self) -> Experiment | None:
