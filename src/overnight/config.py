@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from overnight.errors import ConfigError
+from overnight.guards import parse_all as parse_guards
 from overnight.records import Goal
 
 CONFIG_FILE = "overnight.toml"
@@ -93,6 +94,9 @@ class MetricSection:
     file: str = ""  # JSON file written by the run, relative to the task folder
     command: str = ""  # protected evaluator run after the experiment; its output is parsed
     holdout: str = ""  # protected command measuring the same metric on held-out data: baseline and keeps only
+    # conditions on secondary metrics a kept change must also meet, e.g. "peak_memory_mb <= 1.05 * best"
+    # (grammar and semantics: overnight.guards)
+    guards: tuple[str, ...] = ()
 
     def check(self, where: str) -> MetricSection:
         if not self.name.strip():
@@ -114,6 +118,12 @@ class MetricSection:
             raise ConfigError(f"{where} [metric]: set either pattern or file, not both")
         if self.file and (self.file.startswith("/") or ".." in Path(self.file).parts):
             raise ConfigError(f"{where} [metric] file: {self.file!r} must be a path inside the task folder")
+        for guard in parse_guards(self.guards, f"{where} [metric] guards"):
+            if guard.name == self.name:
+                raise ConfigError(
+                    f"{where} [metric] guards: {guard.text!r} guards the metric being optimized; a guard is a "
+                    "constraint on another number of the output (to ask for larger gains, use [judge] min_delta)"
+                )
         return self
 
     @property
@@ -230,6 +240,16 @@ class AgentSection:
 
 
 @dataclass(frozen=True)
+class VerifySection:
+    """[verify]: how `overnight verify` measures at a larger scale (the command line adds to these)."""
+
+    run: str = ""  # the experiment command at scale, instead of [task] run (same folder, same metric)
+
+    def check(self, where: str) -> VerifySection:
+        return self
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole overnight.toml."""
 
@@ -237,14 +257,18 @@ class Config:
     metric: MetricSection = field(default_factory=MetricSection)
     judge: JudgeSection = field(default_factory=JudgeSection)
     agent: AgentSection = field(default_factory=AgentSection)
+    verify: VerifySection = field(default_factory=VerifySection)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     def fingerprint(self) -> str:
-        """A stable text of the settings that define a run (the agent is not one of them)."""
+        """A stable text of the settings that define a run (the agent and [verify] are not among them)."""
         data = self.to_dict()
         del data["agent"]
+        if not data["metric"]["guards"]:  # a run started before guards existed keeps its fingerprint
+            del data["metric"]["guards"]
+        del data["verify"]
         return json.dumps(data, sort_keys=True)
 
 

@@ -26,7 +26,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from overnight import git, host
+from overnight import git, guards, host
 from overnight.agents import Agent
 from overnight.errors import TaskBrokenError
 from overnight.executors import Executor
@@ -146,6 +146,27 @@ class Controller:
             raise TaskBrokenError(self._broken_message(baseline))
         return ""
 
+    def _check_guards(self) -> None:
+        """Refuse to run while the best does not report a metric a guard names: no change could be kept.
+
+        A guard the best itself breaks (an absolute one) is only warned about: changes must meet it.
+        """
+        best = self.state.best
+        rules = guards.of(self.run.task.config)
+        if best is None or not rules:
+            return
+        found = self.worker.measurer.secondary(best, rules)
+        missing = sorted({g.name for g in rules} - set(found))
+        if missing:
+            printed = sorted({*best.metrics, *guards.HARNESS_METRICS})
+            raise TaskBrokenError(
+                f"[metric] guards name {', '.join(missing)}, which the best (experiment {best.id}) did not report; "
+                f"its runs reported: {', '.join(printed)}. Fix the name in [metric] guards, "
+                f"or make the run print a '{missing[0]}: <number>' line"
+            )
+        for reason in guards.broken([g for g in rules if not g.relative], found, found):
+            log.warning("the best (experiment %d) already %s: a change is kept only when it meets it", best.id, reason)
+
     def run_workers(self) -> Summary:
         """Run until a stop condition; worktrees are removed and agents closed at the end.
 
@@ -158,6 +179,7 @@ class Controller:
             worker.open(tip)
         try:
             self._stopped = self._baseline(tip)
+            self._check_guards()
             threads = [
                 threading.Thread(target=self._work, args=(w, started), name=f"worker-{w.index}", daemon=True)
                 for w in self.workers

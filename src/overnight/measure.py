@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
-from overnight import judge, sandbox, secrets
+from overnight import guards, judge, sandbox, secrets
 from overnight.executors import Executor, Job, Measurement
 from overnight.executors.perform import holdout
 from overnight.judge import Action, Decision
@@ -98,9 +98,28 @@ class Measurer:
             else:
                 self._candidate(exp)
         if decision.action is Action.KEEP:
+            broken = self.broken_guards(exp, best)
+            if broken:  # better on the metric, but what else it made worse is not allowed: no follow-up runs
+                self._notes.setdefault(exp.id, {})["broken_guards"] = broken
+                return Decision(Action.DISCARD, f"{'; '.join(broken)} (on the metric: {decision.reason})", decision.improvement)
             return self._kept(exp, best, decision)
         self._screened(exp, best, decision)
         return decision
+
+    def broken_guards(self, exp: Experiment, best: Experiment) -> list[str]:
+        """Why ``exp`` breaks each guard of ``[metric] guards`` it breaks (see overnight.guards): its mean over
+        the runs the judge used against the best's mean over its runs. Empty when every guard holds."""
+        rules = guards.of(self.run.task.config)
+        if not rules:
+            return []
+        return guards.broken(rules, self.secondary(exp, rules), self.secondary(best, rules))
+
+    def secondary(self, exp: Experiment, rules: tuple[guards.Guard, ...]) -> dict[str, float]:
+        """The guarded metrics of ``exp``: means over the runs of its latest round that count."""
+        exp = self.state.get(exp.id)
+        names = {g.name for g in rules}
+        measured = self.state.measurements(exp.id, exp.round)
+        return guards.means(measured, names) if measured else guards.last_reported(exp, names)
 
     def _candidate(self, exp: Experiment) -> None:
         """Measure the candidate once more; a run far worse than its others is set aside."""
