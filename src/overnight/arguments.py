@@ -125,6 +125,30 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--tag", help="the run (default: a new one, whose baseline these runs measure)")
     p.add_argument("--runs", type=int, default=5, help="how many measurements (default: 5)")
 
+    p = sub.add_parser(
+        "verify", help="measure the baseline and the best again at a larger scale; --ablate: each keep's part"
+    )
+    p.add_argument("dir", nargs="?", default=".", type=Path, help="the task folder (default: .)")
+    p.add_argument("--tag", help="the run (default: the most recent run of the task)")
+    p.add_argument("--budget", type=number, help="OVERNIGHT_BUDGET_S at scale, in seconds (default: the task's)")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a module-level UPPER_CASE constant of an editable file to rewrite, else an environment variable "
+        "for the commands (repeat; e.g. --set DEPTH=24)",
+    )
+    p.add_argument("--runs", type=int, default=3, help="runs of each arm, paired by seed (default: 3)")
+    p.add_argument("--ablate", action="store_true", help="also measure the best without each keep in turn")
+    p.add_argument("--format", choices=["text", "json"], default="text", help="text (default) or json")
+    p.add_argument("--slots", type=int, help="measurements at once (default: 1; one per GPU with --gpus)")
+    p.add_argument("--gpus", type=gpus, help="GPU ids, one measurement per GPU (sets CUDA_VISIBLE_DEVICES)")
+    p.add_argument(
+        "--executor", default="local", choices=["local", "ray"], help="where measurements run (default: local)"
+    )
+    p.add_argument("--ray-address", help="for --executor ray: auto, ray://host:10001, ... (default: a local Ray)")
+
     for name, text in (("status", "summarize a run"), ("log", "list a run's experiments")):
         p = sub.add_parser(name, help=text)
         p.add_argument("dir", nargs="?", default=".", type=Path, help="the task folder (default: .)")
@@ -146,6 +170,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("dir", nargs="?", default=".", type=Path, help="the task folder (default: .)")
     p.add_argument("--tag", help="the run (default: the most recent run of the task)")
     p.add_argument("--squash", action="store_true", help="one commit for all the kept changes")
+    p.add_argument(
+        "--only-significant",
+        action="store_true",
+        help="only the keeps whose contribution at scale is positive (from the latest `overnight verify --ablate`)",
+    )
     p.add_argument("--force", action="store_true", help="write the branch again when it exists")
 
     p = sub.add_parser("export", help="copy a run into another tool")
@@ -155,6 +184,16 @@ def parser() -> argparse.ArgumentParser:
     q.add_argument("--tag", help="the run (default: the most recent run of the task)")
     q.add_argument("--tracking-uri", help="where to (default: sqlite:///<repo>/.overnight/<tag>/mlflow.db)")
     q.add_argument("--experiment-name", help="the MLflow experiment (default: overnight/<repo>[/<task>]/<tag>)")
+
+    p = sub.add_parser("brief", help="print the brief the next agent of a run would get (its rules, history, notebook)")
+    p.add_argument("dir", nargs="?", default=".", type=Path, help="the task folder (default: .)")
+    p.add_argument("--tag", help="the run (default: the most recent run of the task)")
+    p.add_argument(
+        "--agent",
+        metavar="KIND",
+        help="as this agent kind reads it: command (JSON), a coding CLI or a chat model (text) "
+        "(default: the agent the run last used)",
+    )
 
     p = sub.add_parser("show", help="one experiment: hypothesis, status, metrics, diff, log")
     p.add_argument("id", type=int, help="the experiment's id")

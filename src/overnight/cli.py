@@ -348,6 +348,41 @@ def cmd_noise(args: argparse.Namespace) -> int:
     return 130 if stop.is_set() else 0
 
 
+def cmd_verify(args: argparse.Namespace) -> int:
+    import json
+
+    from overnight import overrides, secrets, verification
+    from overnight.executors import make_executor
+    from overnight.task import Task
+    from overnight.verify import Scale, Where, verify
+
+    scale = Scale(args.budget, tuple(overrides.parse(s) for s in args.set), args.runs, args.ablate).check()
+    if args.slots is not None and args.slots < 1:
+        raise ConfigError("--slots must be 1 or more")
+    task = Task.load(args.dir)
+    secrets.conceal()
+    gpus = args.gpus.split(",") if args.gpus else []
+    executor = make_executor(args.executor, task, args.ray_address)
+    # Ray spreads a round's arms over the cluster; locally one at a time unless --slots or --gpus say more.
+    slots = args.slots or (64 if args.executor == "ray" else 1)
+    if task.config.task.exclusive:
+        slots, gpus = 1, gpus[:1]
+    out = sys.stderr if args.format == "json" else sys.stdout
+    stop = threading.Event()
+    try:
+        with _stop_on_signals(stop):
+            found = verify(task, args.tag, scale, Where(executor, slots, gpus), stop,
+                           say=lambda line: print(line, file=out, flush=True))  # fmt: skip
+    finally:
+        executor.close()
+    if args.format == "json":
+        print(json.dumps(found.to_json(), indent=2))
+    else:
+        print()
+        print(verification.text(found))
+    return 130 if stop.is_set() else 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from overnight import demo
     from overnight.controller import Limits
@@ -389,7 +424,9 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_finalize(args: argparse.Namespace) -> int:
     from overnight import finalize
 
-    done = finalize.finalize(views.load_view(args.dir, args.tag), squash=args.squash, force=args.force)
+    view = views.load_view(args.dir, args.tag)
+    only = finalize.significant(view) if args.only_significant else None
+    done = finalize.finalize(view, squash=args.squash, force=args.force, only=only)
     what = "one commit" if len(done.commits) == 1 else f"{len(done.commits)} commits"
     kept = ", ".join(f"#{k}" for k in done.keeps)
     print(f"wrote branch {done.branch}: {what}, the kept {'change' if len(done.keeps) == 1 else 'changes'} {kept}")
@@ -402,6 +439,13 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     result = export_mlflow.export(views.load_view(args.dir, args.tag), args.tracking_uri, args.experiment_name)
     print(result.summary())
+    return 0
+
+
+def cmd_brief(args: argparse.Namespace) -> int:
+    from overnight import preview
+
+    print(preview.next_brief(args.dir, args.tag, args.agent))
     return 0
 
 
@@ -433,9 +477,11 @@ COMMANDS = {
     "run": cmd_run,
     "demo": cmd_demo,
     "noise": cmd_noise,
+    "verify": cmd_verify,
     "status": cmd_status,
     "log": cmd_log,
     "show": cmd_show,
+    "brief": cmd_brief,
     "report": cmd_report,
     "finalize": cmd_finalize,
     "export": cmd_export,

@@ -10,6 +10,7 @@ commit for all of them. The run branch and the user's branches are left as they 
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 from overnight import git
@@ -58,8 +59,46 @@ def _commit_tree(view: RunView, commit: str, parent: str, message: str) -> str:
         raise RunStateError(f"could not write the final commits: {err}") from None
 
 
-def finalize(view: RunView, *, squash: bool = False, force: bool = False) -> Finalized:
-    """Write ``overnight/<tag>-final``; refuse to overwrite it unless ``force``."""
+def significant(view: RunView) -> list[int]:
+    """The keeps ``--only-significant`` takes: those whose contribution at scale is positive beyond doubt in
+    the latest `overnight verify --ablate`, and the entangled ones (they cannot be taken out alone)."""
+    from overnight import verification
+
+    confidence = float(json.loads(view.meta.get("config") or "{}").get("judge", {}).get("confidence", 0.95))
+    found = verification.latest(view.paths, view.metric, view.goal, confidence)
+    if found is None or not found.ablation:
+        raise RunStateError(
+            f"run {view.tag} has no ablation yet: run `overnight verify --ablate --tag {view.tag}` first, "
+            "then finalize --only-significant keeps the changes that matter at scale"
+        )
+    if not found.complete:
+        raise RunStateError(f"the latest verification of run {view.tag} was stopped before the end; run it again")
+    chosen = [c.id for c in found.ablation if c.entangled or (c.estimate is not None and c.estimate.significant)]
+    if not chosen:
+        raise RunStateError(
+            f"no keep of run {view.tag} contributes significantly at scale (verification {found.verification.id}); "
+            "nothing to finalize"
+        )
+    return chosen
+
+
+def _picked(view: RunView, e: Experiment, base: str, onto: str) -> str:
+    """The tree of keep ``e`` (made on ``base``) replayed onto ``onto``; raises when it conflicts."""
+    tree = git.replay(view.root, onto, base, e.commit)
+    if tree is None:
+        raise RunStateError(
+            f"keep #{e.id} does not apply without the keeps left out before it (a conflict); "
+            "finalize without --only-significant, or edit the branch by hand"
+        )
+    return tree
+
+
+def finalize(view: RunView, *, squash: bool = False, force: bool = False, only: list[int] | None = None) -> Finalized:
+    """Write ``overnight/<tag>-final``; refuse to overwrite it unless ``force``.
+
+    ``only``: the ids of the keeps to take (``--only-significant``); each is replayed onto the
+    ones taken before it, so the trees differ from the run branch's where keeps were left out.
+    """
     root, start = view.root, view.meta["start_commit"]
     keeps = [e for e in view.experiments if e.status is Status.KEEP]
     if not keeps:
@@ -78,6 +117,16 @@ def finalize(view: RunView, *, squash: bool = False, force: bool = False) -> Fin
     if old and not force:
         raise RunStateError(f"branch {branch} exists; pass --force to write it again")
     ordered = [by_commit[c] for c in chain]
+    trees = {e.id: e.commit for e in ordered}  # what each commit of the final branch holds
+    if only is not None:
+        onto, base = start, start
+        for e in ordered:
+            if e.id in only:
+                onto = trees[e.id] = _picked(view, e, base, onto) if onto != base else e.commit
+            base = e.commit
+        ordered = [e for e in ordered if e.id in only]
+        if not ordered:
+            raise RunStateError(f"none of the keeps asked for is a keep of run {view.tag}")
     commits: list[str] = []
     parent = start
     if squash:
@@ -90,10 +139,10 @@ def finalize(view: RunView, *, squash: bool = False, force: bool = False) -> Fin
             else view.metric
         )
         message = f"overnight run {view.tag}: {len(ordered)} kept changes, {summary}\n\n{body}\n"
-        commits.append(_commit_tree(view, chain[-1], parent, message))
+        commits.append(_commit_tree(view, trees[ordered[-1].id], parent, message))
     else:
         for e in ordered:
-            parent = _commit_tree(view, e.commit, parent, _message(view, e))
+            parent = _commit_tree(view, trees[e.id], parent, _message(view, e))
             commits.append(parent)
     git.update_ref(root, f"refs/heads/{branch}", commits[-1], old)
     return Finalized(branch, commits, [e.id for e in ordered])

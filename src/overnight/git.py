@@ -15,6 +15,7 @@ import contextlib
 import logging
 import os
 import subprocess
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -329,3 +330,23 @@ def task_relative(repo_path: str, task_rel: str) -> str | None:
         return str(path.relative_to(base))
     except ValueError:
         return None
+
+
+def replay(root: Path, onto: str, old: str, new: str) -> str | None:
+    """The tree of ``onto`` with the change from ``old`` to ``new`` applied; None when it conflicts.
+
+    A revert of commit K is ``replay(root, tip, K, K^)``; a cherry-pick of K, ``replay(root, tip, K^, K)``.
+    It works in a temporary index (three-way where the patch's context moved), so no worktree,
+    checkout or ref is touched.
+    """
+    with tempfile.TemporaryDirectory(prefix="overnight-index-") as folder:
+        env = {"GIT_INDEX_FILE": str(Path(folder) / "index")}
+        git("read-tree", onto, cwd=root, env=env)
+        patch = git("diff", "--binary", "--full-index", "--no-color", "--no-ext-diff", old, new, cwd=root)
+        if not patch.strip():
+            return git("rev-parse", f"{onto}^{{tree}}", cwd=root).strip()
+        proc = _start(("apply", "--cached", "--3way", "-"), root, patch, env)
+        proc.communicate()
+        if proc.returncode != 0:
+            return None
+        return git("write-tree", cwd=root, env=env).strip()

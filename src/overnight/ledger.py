@@ -24,7 +24,7 @@ from typing import Any
 
 from overnight import faults
 from overnight.errors import RunStateError
-from overnight.records import Experiment, Measured, Status
+from overnight.records import Experiment, Measured, Note, Status, Verification, VerifyMeasured
 
 MIGRATIONS: list[str] = [
     # version 1
@@ -104,6 +104,40 @@ MIGRATIONS: list[str] = [
     # version 5: the share of the machine other programs used during a measurement
     """
     ALTER TABLE measurements ADD COLUMN contention REAL;
+    """,
+    # version 6: the lab notebook: notes agents leave for later experiments and other workers
+    """
+    CREATE TABLE notes (
+        id INTEGER PRIMARY KEY,
+        experiment INTEGER NOT NULL,
+        worker INTEGER NOT NULL DEFAULT 0,
+        agent TEXT NOT NULL DEFAULT '',
+        at TEXT NOT NULL DEFAULT '',
+        text TEXT NOT NULL
+    );
+    CREATE INDEX notes_experiment ON notes (experiment);
+    """,
+    # version 7: verifications (`overnight verify`): the run's points measured again at a larger scale
+    """
+    CREATE TABLE verifications (
+        id INTEGER PRIMARY KEY,
+        started_at TEXT NOT NULL DEFAULT '',
+        ended_at TEXT NOT NULL DEFAULT '',
+        settings TEXT NOT NULL DEFAULT '{}'
+    );
+    CREATE TABLE verify_measurements (
+        verification INTEGER NOT NULL,
+        arm TEXT NOT NULL,
+        seed INTEGER NOT NULL,
+        commit_hash TEXT NOT NULL DEFAULT '',
+        value REAL,
+        status TEXT NOT NULL DEFAULT 'measured',
+        reason TEXT NOT NULL DEFAULT '',
+        metrics TEXT NOT NULL DEFAULT '{}',
+        duration_s REAL,
+        at TEXT NOT NULL DEFAULT '',
+        PRIMARY KEY (verification, arm, seed)
+    );
     """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -256,6 +290,57 @@ class Ledger:
             args = (experiment_id,)
         return [_measured(r) for r in self._all(sql + " ORDER BY experiment, round, seed", args)]
 
+    @staticmethod
+    def write_notes(db: sqlite3.Connection, notes: list[Note]) -> None:
+        """Append ``notes`` inside a transaction already open on ``db`` (an id of 0 takes the next free one)."""
+        db.executemany(
+            "INSERT INTO notes (id, experiment, worker, agent, at, text) VALUES (?, ?, ?, ?, ?, ?)",
+            [(n.id or None, n.experiment, n.worker, n.agent, n.at, n.text) for n in notes],
+        )
+
+    def notes(self) -> list[Note]:
+        """The notebook, oldest first."""
+        rows = self._all("SELECT id, experiment, worker, agent, at, text FROM notes ORDER BY id")
+        return [Note(id=r["id"], experiment=r["experiment"], worker=r["worker"], agent=r["agent"], at=r["at"], text=r["text"]) for r in rows]
+
+    # -- verifications (`overnight verify`) ------------------------------------------------
+
+    def begin_verification(self, settings: dict[str, Any], started_at: str) -> int:
+        """Record a new verification; its id."""
+        with self.transaction() as db:
+            cursor = db.execute(
+                "INSERT INTO verifications (started_at, settings) VALUES (?, ?)", (started_at, json.dumps(settings))
+            )
+            return int(cursor.lastrowid or 0)
+
+    def end_verification(self, verification: int, ended_at: str) -> None:
+        with self.transaction() as db:
+            db.execute("UPDATE verifications SET ended_at = ? WHERE id = ?", (ended_at, verification))
+
+    def add_verify_measurement(self, m: VerifyMeasured) -> None:
+        row = (m.verification, m.arm, m.seed, m.commit, m.value, m.status, m.reason, json.dumps(m.metrics),
+               m.duration_s, m.at)  # fmt: skip
+        with self.transaction() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO verify_measurements (verification, arm, seed, commit_hash, value, status, "
+                "reason, metrics, duration_s, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                row,
+            )
+
+    def verifications(self) -> list[Verification]:
+        """Every verification of the run, oldest first."""
+        rows = self._all("SELECT id, started_at, ended_at, settings FROM verifications ORDER BY id")
+        return [Verification(r["id"], r["started_at"], r["ended_at"], json.loads(r["settings"])) for r in rows]
+
+    def verify_measurements(self, verification: int) -> list[VerifyMeasured]:
+        """The measurements of one verification, by seed, then arm."""
+        rows = self._all(
+            "SELECT verification, arm, seed, commit_hash, value, status, reason, metrics, duration_s, at "
+            "FROM verify_measurements WHERE verification = ? ORDER BY seed, arm",
+            (verification,),
+        )
+        return [_verify_measured(r) for r in rows]
+
     def spent(self) -> tuple[int, float]:
         """Tokens (in + out) and USD the run's agents have spent so far."""
         row = self._all(
@@ -294,3 +379,10 @@ def _measured(row: sqlite3.Row) -> Measured:
     values["metrics"] = json.loads(values["metrics"])
     load = (row["load_start"], row["load_end"]) if row["load_start"] is not None else None
     return Measured(**values, load=load)
+
+
+def _verify_measured(row: sqlite3.Row) -> VerifyMeasured:
+    names = [n for n in row.keys() if n != "commit_hash"]  # noqa: SIM118 - a Row iterates over its values
+    values: dict[str, Any] = {name: row[name] for name in names}
+    values["metrics"] = json.loads(values["metrics"])
+    return VerifyMeasured(**values, commit=row["commit_hash"])

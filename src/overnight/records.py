@@ -79,6 +79,20 @@ class Proposal:
     usage: Usage | None = None  # None when the agent does not know (a plain command)
     # Free-form facts the agent wants recorded (model, parameters tried); JSON-serialisable.
     info: dict[str, Any] = field(default_factory=dict)
+    # Lines the agent leaves in the run's lab notebook, for later experiments and the other workers.
+    notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Note:
+    """One line of the run's lab notebook: what an agent wrote, with the experiment that wrote it."""
+
+    experiment: int
+    text: str
+    worker: int = 0
+    agent: str = ""
+    at: str = ""  # ISO time it was recorded
+    id: int = 0  # its order in the notebook (given by the ledger)
 
 
 @dataclass(frozen=True)
@@ -200,3 +214,33 @@ class Measured:
     round: int = 0  # 0; one more each time the experiment was rebased onto a newer best and measured anew
     load: tuple[float, float] | None = None  # the machine's 1-minute load average when it started and ended
     contention: float | None = None  # the share of the machine other programs used while it ran (0 to 1)
+
+
+@dataclass(frozen=True)
+class Verification:
+    """One `overnight verify`: the run's points measured again at a larger scale.
+
+    ``settings`` holds what was asked (budget, --set overrides, runs, the command) and the
+    arms measured: ``[{"arm", "experiment", "hypothesis", "commit", "entangled"}]``.
+    """
+
+    id: int
+    started_at: str = ""
+    ended_at: str = ""  # "" while it runs, or when it was stopped before the end
+    settings: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class VerifyMeasured:
+    """One measurement of a verification: an arm ("baseline", "best", "without:<id>") at one seed."""
+
+    verification: int
+    arm: str
+    seed: int
+    commit: str = ""  # what was measured (the arm's commit with the --set overrides applied)
+    value: float | None = None  # None when the measurement failed (see ``status``)
+    status: str = "measured"  # "measured", or the Status value of a failed measurement
+    reason: str = ""
+    metrics: dict[str, float] = field(default_factory=dict)
+    duration_s: float | None = None
+    at: str = ""

@@ -14,10 +14,12 @@ import json
 import time
 from pathlib import Path
 
+from overnight import verification
 from overnight.records import MEASURED, ON_BRANCH, Experiment, Status, chain
 from overnight.views import RunView, change, counts_text, percent, plural, short, usage_text
 
 LABEL_CHARS = 42  # a kept point's label on the plot
+VERIFIED_IMAGE = "verification.png"  # the chart of each keep's contribution at scale (`overnight verify --ablate`)
 
 
 def plot(view: RunView, path: Path) -> Path:
@@ -125,12 +127,21 @@ def markdown(view: RunView, image: str = "progress.png") -> str:
             "|---|---|---|---|---|---|---|",
         ]
         lines += [_keep_row(view, e) for e in keeps]
+    found = _verified(view)
+    if found is not None:
+        lines += ["", *verification.markdown(found, VERIFIED_IMAGE if found.ablation else None)]
     lines += [
         "",
         f"Every experiment: `overnight log --tag {view.tag}`; one of them: `overnight show ID --tag {view.tag}`.",
         "",
     ]
     return "\n".join(lines)
+
+
+def _verified(view: RunView) -> verification.Findings | None:
+    """The run's latest `overnight verify`, if any."""
+    confidence = float(json.loads(view.meta.get("config") or "{}").get("judge", {}).get("confidence", 0.95))
+    return verification.latest(view.paths, view.metric, view.goal, confidence)
 
 
 def _keep_row(view: RunView, e: Experiment) -> str:
@@ -145,6 +156,9 @@ def write(view: RunView, folder: Path | None = None) -> tuple[Path, Path]:
     """Write ``progress.png`` and ``report.md`` (default: ``.overnight/<tag>/report/``)."""
     folder = folder or view.paths.dir / "report"
     image = plot(view, folder / "progress.png")
+    found = _verified(view)
+    if found is not None and found.ablation:
+        verification.plot(found, folder / VERIFIED_IMAGE)
     text = folder / "report.md"
     text.write_text(markdown(view, image.name), encoding="utf-8")
     return image, text

@@ -52,6 +52,9 @@ class Job:
     # Digests of protected files no commit holds (data made by setup), as setup left them: a
     # difference before the run means the agent or an earlier run changed them.
     expected: dict[str, str] = field(default_factory=dict)
+    # Variables set on purpose (`overnight verify --set NAME=VALUE`): unlike ``env``, they travel with
+    # the job to whatever node runs it.
+    settings: dict[str, str] = field(default_factory=dict)
     # Waits for the commit while it is being written, and gives its id; never sent anywhere.
     written: Callable[[], str] | None = field(default=None, repr=False, compare=False)
 

@@ -39,6 +39,7 @@ def environment(job: Job, seed: int) -> dict[str, str]:
     """The environment of the job's commands: its own, and overnight's variables."""
     return {
         **job.env,
+        **job.settings,
         "OVERNIGHT_BUDGET_S": f"{job.config.task.budget_s:g}",
         "OVERNIGHT_EXPERIMENT_ID": str(job.experiment_id),
         "OVERNIGHT_TAG": job.tag,

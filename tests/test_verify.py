@@ -1,0 +1,204 @@
+"""`overnight verify`: a real run's keeps measured again at a larger scale, ablated, and promoted.
+
+The task's score is a known function of its constants: A is worth 3, B 2, and C 1 only at
+SCALE = 1 (nothing at scale). With NOISE set (an environment variable), every run adds noise
+that depends on the seed only, the same for every arm: paired by seed it cancels exactly, so
+the estimates at scale are exact numbers with a zero-width interval.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conftest import AGENT, Repo, Result, task_config
+from overnight import overrides
+from overnight.rundir import RunLock
+from overnight.verify import rounds
+
+SCORED = """\
+import os
+A = 0
+# (a few lines between the constants, so that reverting one keep never touches another's lines)
+#
+#
+#
+B = 0
+#
+#
+#
+#
+C = 0
+#
+#
+#
+#
+SCALE = 1  # the model's size
+seed = int(os.environ["OVERNIGHT_SEED"])
+noise = 0.5 * ((seed * 7) % 5) if os.environ.get("NOISE") else 0.0
+score = 100 - 3 * A - 2 * B - (1 if SCALE == 1 else 0) * C + noise
+print(f"score: {score}")
+print(f"budget: {os.environ['OVERNIGHT_BUDGET_S']}")
+print(f"seed: {seed}")
+"""
+
+KEEPS = {
+    "1": [["set", "train.py", "A", "1"], ["print", "Hypothesis: A on"]],
+    "2": [["set", "train.py", "B", "1"], ["print", "Hypothesis: B on"]],
+    "3": [["set", "train.py", "C", "1"], ["print", "Hypothesis: C on"]],
+}
+
+
+@pytest.fixture
+def scored(task: Repo) -> Repo:
+    task.write("train.py", SCORED)
+    task.commit("a task whose score is a known function of its constants")
+    return task
+
+
+def searched(cli: Callable[..., Result], task: Repo, plan: Callable[..., Path], steps: dict[str, Any], tag: str) -> None:
+    plan(steps)
+    result = cli("run", task.path, "--tag", tag, "--agent-command", AGENT, "--max-experiments", str(len(steps)))
+    assert result.code == 0, result.err
+    statuses = [r["status"] for r in json.loads(cli("log", task.path, "--tag", tag, "--format", "json").out)]
+    assert statuses == ["baseline"] + ["keep"] * len(steps), statuses
+
+
+def refs(task: Repo) -> str:
+    return task.git("for-each-ref", "--format=%(refname) %(objectname)")
+
+
+def test_verify_ablate_measures_each_keep_at_scale(cli, scored: Repo, plan) -> None:
+    searched(cli, scored, plan, KEEPS, "v")
+    before, snapshot = refs(scored), scored.snapshot()
+    result = cli("verify", scored.path, "--tag", "v", "--budget", "7", "--set", "SCALE=2", "--set", "NOISE=1",
+                 "--runs", "3", "--ablate", "--format", "json")  # fmt: skip
+    assert result.code == 0, result.err
+    found = json.loads(result.out)
+    assert found["baseline"] == pytest.approx(100 + 1.0)  # seeds 0, 1, 2: noise 0, 1, 2 → mean 1
+    assert found["best"] == pytest.approx(95 + 1.0)
+    assert found["gain"] == pytest.approx(5) and found["ci"] == pytest.approx([5, 5])  # the noise cancels in pairs
+    ablation = {a["id"]: a for a in found["ablation"]}
+    assert [a["hypothesis"] for a in found["ablation"]] == ["A on", "B on", "C on"]
+    assert ablation[1]["contribution"] == pytest.approx(3) and ablation[1]["significant"]
+    assert ablation[2]["contribution"] == pytest.approx(2) and ablation[2]["ci"] == pytest.approx([2, 2])
+    assert ablation[3]["contribution"] == pytest.approx(0) and not ablation[3]["significant"]  # only at SCALE 1
+    assert found["set"] == [
+        {"name": "SCALE", "value": "2", "kind": "constant", "files": ["train.py"]},
+        {"name": "NOISE", "value": "1", "kind": "environment", "files": []},
+    ]
+    assert "SCALE=2: constant in train.py" in result.err and "NOISE=1: environment" in result.err
+    # Nothing of the user's moved; no ref, worktree or commit left behind.
+    assert refs(scored) == before and scored.snapshot() == snapshot
+    assert len(scored.git("worktree", "list").splitlines()) == 1
+    # The ledger holds every measurement: 5 arms x 3 seeds, at the budget asked for.
+    with sqlite3.connect(scored.path / ".overnight" / "v" / "ledger.db") as db:
+        rows = db.execute("SELECT arm, seed, value, metrics, status FROM verify_measurements").fetchall()
+        (settings,) = db.execute("SELECT settings FROM verifications").fetchone()
+    assert len(rows) == 15 and {r[4] for r in rows} == {"measured"}
+    assert {json.loads(r[3])["budget"] for r in rows} == {7.0}
+    assert sorted({r[0] for r in rows}) == ["baseline", "best", "without:1", "without:2", "without:3"]
+    assert json.loads(settings)["budget_s"] == 7
+    # Logs of each measurement are kept beside the run's.
+    assert (scored.path / ".overnight" / "v" / "logs" / "verify-1-without-3-2.log").exists()
+
+
+def test_text_output_report_and_finalize_only_significant(cli, scored: Repo, plan) -> None:
+    searched(cli, scored, plan, KEEPS, "f")
+    result = cli("verify", scored.path, "--tag", "f", "--set", "SCALE=3", "--runs", "2", "--ablate")
+    assert result.code == 0, result.err
+    assert "gain at scale: +5 [+5, +5] (mean of 2 runs)" in result.out
+    assert "#3" in result.out and "C on" in result.out
+    # The report: a table and a chart of the contributions.
+    report = cli("report", scored.path, "--tag", "f")
+    assert report.code == 0, report.err
+    text = (scored.path / ".overnight" / "f" / "report" / "report.md").read_text()
+    assert "## At scale" in text and "| 3 | C on | +0" in text and "![contributions](verification.png)" in text
+    assert (scored.path / ".overnight" / "f" / "report" / "verification.png").stat().st_size > 1000
+    # finalize --only-significant: A and B, not C.
+    done = cli("finalize", scored.path, "--tag", "f", "--only-significant")
+    assert done.code == 0, done.err
+    assert "#1, #2" in done.out
+    final = scored.git("show", "overnight/f-final:train.py")
+    assert "A = 1" in final and "B = 1" in final and "C = 0" in final
+    assert len(scored.git("rev-list", "main..overnight/f-final").split()) == 2
+
+
+def test_a_keep_whose_revert_conflicts_is_entangled(cli, scored: Repo, plan) -> None:
+    steps = {
+        "1": [["set", "train.py", "A", "1"], ["print", "Hypothesis: A on"]],
+        "2": [["set", "train.py", "A", "2"], ["print", "Hypothesis: A twice"]],  # the same line again
+        "3": [["set", "train.py", "B", "1"], ["print", "Hypothesis: B on"]],
+    }
+    searched(cli, scored, plan, steps, "e")
+    result = cli("verify", scored.path, "--tag", "e", "--runs", "2", "--ablate", "--format", "json")
+    assert result.code == 0, result.err
+    ablation = {a["id"]: a for a in json.loads(result.out)["ablation"]}
+    assert ablation[1]["contribution"] is None and "conflicts" in ablation[1]["entangled"]
+    assert ablation[2]["contribution"] == pytest.approx(3)  # A back from 2 to 1
+    assert ablation[3]["contribution"] == pytest.approx(2)
+    assert "without:1: entangled" in result.err
+    # finalize --only-significant takes the entangled keep along: it cannot be judged alone.
+    assert cli("finalize", scored.path, "--tag", "e", "--only-significant").code == 0
+    assert "A = 2" in scored.git("show", "overnight/e-final:train.py")
+
+
+def test_verify_command_from_overnight_toml(cli, scored: Repo, plan) -> None:
+    scored.write("big.py", "import os\nprint('score:', 7 - float(os.environ['OVERNIGHT_SEED']))\n")
+    scored.write("overnight.toml", task_config() + f'\n[verify]\nrun = "{sys.executable} big.py"\n')
+    scored.commit("a command at scale")
+    searched(cli, scored, plan, {"1": KEEPS["1"]}, "c")
+    result = cli("verify", scored.path, "--tag", "c", "--runs", "2", "--format", "json")
+    assert result.code == 0, result.err
+    found = json.loads(result.out)
+    assert found["baseline"] == found["best"] == pytest.approx(6.5) and found["gain"] == 0
+    assert found["ablation"] == [] and "big.py" in found["command"]
+
+
+def test_bad_input_is_refused_with_a_clear_message(cli, scored: Repo, plan) -> None:
+    searched(cli, scored, plan, {"1": KEEPS["1"]}, "b")
+    cases = [
+        (["--tag", "nope"], "no run with tag 'nope'"),
+        (["--tag", "b", "--runs", "0"], "--runs must be 1 or more"),
+        (["--tag", "b", "--set", "SCALE"], "expected NAME=VALUE"),
+        (["--tag", "b", "--set", "=3"], "expected NAME=VALUE"),
+        (["--tag", "b", "--set", "SCALE=(2"], "not a Python expression"),
+        (["--tag", "b", "--budget", "0"], "--budget must be a positive"),
+    ]
+    for args, message in cases:
+        result = cli("verify", scored.path, *args)
+        assert result.code != 0 and message in result.err, (args, result.err)
+    lock = RunLock(scored.path / ".overnight" / "b" / "lock")
+    lock.acquire()  # as a run in progress holds it
+    try:
+        result = cli("verify", scored.path, "--tag", "b")
+    finally:
+        lock.release()
+    assert result.code != 0 and "run b is running" in result.err
+    nothing_kept = cli("run", scored.path, "--tag", "n", "--agent-command", AGENT, "--max-experiments", "0")
+    assert nothing_kept.code == 0, nothing_kept.err
+    result = cli("verify", scored.path, "--tag", "n")
+    assert result.code != 0 and "kept nothing yet" in result.err
+    assert cli("finalize", scored.path, "--tag", "b", "--only-significant").code != 0
+
+
+def test_rounds_alternate_the_order_of_the_arms() -> None:
+    assert rounds(["baseline", "best", "without:1"], 3) == [
+        ["baseline", "best", "without:1"],
+        ["without:1", "best", "baseline"],
+        ["baseline", "best", "without:1"],
+    ]
+
+
+def test_set_rewrites_module_level_constants_only() -> None:
+    text = "DEPTH = 12  # layers\nDEPTH_X = 1\ndef f():\n    DEPTH = 3\nWIDTH: int = 64\n"
+    (depth, width, env) = overrides.resolve([("DEPTH", "24"), ("WIDTH", "128"), ("depth", "2")], {"m.py": text})
+    assert (depth.kind, width.kind, env.kind) == ("constant", "constant", "environment")
+    after = overrides.rewrite(overrides.rewrite(text, depth), width)
+    assert after == "DEPTH = 24  # layers\nDEPTH_X = 1\ndef f():\n    DEPTH = 3\nWIDTH: int = 128\n"
