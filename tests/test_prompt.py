@@ -37,8 +37,8 @@ def test_the_brief_holds_what_the_agent_needs(tmp_path: Path) -> None:
     assert "`python t.py`" in text and "`loss` (lower is better)" in text
     assert "baseline (the unchanged code): 1\n- current best: 0.8" in text
     assert "t.py\n```\nLR = 0.1\n```" in text
-    assert "- #1 discard loss=1.01 (+0.01 vs its parent): idea number 1" in text
-    assert "- #3 crash: idea number 3 [exited with code 1: boom]" in text
+    assert "- #1 discard loss=1.01 (1 run), +0.01 vs #0's 1 — idea number 1" in text
+    assert "- #3 crash — idea number 3\n    why: exited with code 1: boom" in text
     assert text.index("#1 discard") < text.index("#3 crash")  # newest last
 
 
@@ -47,7 +47,7 @@ def test_a_small_budget_cuts_big_files_and_old_history_and_says_so(tmp_path: Pat
     assert len(text) < 6000 * 4 * 1.2
     assert "are not shown: the file is too long for the prompt" in text
     assert "line_0 = 0" in text and "line_4999 = 4999" in text  # head and tail stay
-    assert "older experiments are not shown)" in text
+    assert "older experiments in #" in text and "are not shown one by one: " in text
     assert "idea number 399" in text and "idea number 5\n" not in text
 
 

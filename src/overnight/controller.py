@@ -26,7 +26,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from overnight import git, guards, host
+from overnight import brief, git, guards, host
 from overnight.agents import Agent
 from overnight.errors import TaskBrokenError
 from overnight.executors import Executor
@@ -135,6 +135,17 @@ class Controller:
                 self._stopped = self._stopped or f"stopped: {exc}"
             self.stop.set()
 
+    def _progress(self, experiment_id: int, started: float) -> brief.Progress:
+        """How far the night has come, for the brief of ``experiment_id``."""
+        return brief.Progress(
+            experiment=experiment_id,
+            kept=sum(1 for e in self.state.history() if e.status is Status.KEEP),
+            started=self._started,
+            max_experiments=self.limits.max_experiments,
+            elapsed_s=time.monotonic() - started,
+            max_time_s=self.limits.max_time_s,
+        )
+
     def _baseline(self, tip: str, runs: int | None = None) -> str:
         """Measure the baseline when the run has none; returns a stop reason, or ""."""
         if self.state.baseline is not None:
@@ -174,6 +185,8 @@ class Controller:
         """
         started = time.monotonic()
         had_baseline = self.state.baseline is not None
+        for worker in self.workers:
+            worker.progress = lambda experiment_id: self._progress(experiment_id, started)
         tip = self.run.branch.tip() or self.run.start_commit
         for worker in self.workers:
             worker.open(tip)

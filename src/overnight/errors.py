@@ -55,12 +55,18 @@ class TaskBrokenError(OvernightError):
 class AgentError(OvernightError):
     """An agent failed to produce a proposal; the experiment is rejected and the run goes on.
 
-    ``usage`` carries what the failed attempt still cost (a records.Usage), when known.
+    ``usage`` carries what the failed attempt still cost (a records.Usage), when known;
+    ``hypothesis`` what the agent said it tried, and ``notes`` what it wrote for the lab
+    notebook, when it said so before failing (both are recorded: a failed try still teaches).
     """
 
-    def __init__(self, message: str, usage: object | None = None) -> None:
+    def __init__(
+        self, message: str, usage: object | None = None, *, hypothesis: str = "", notes: tuple[str, ...] = ()
+    ) -> None:
         super().__init__(message)
         self.usage = usage
+        self.hypothesis = hypothesis
+        self.notes = notes
 
 
 class AgentUnavailable(OvernightError):

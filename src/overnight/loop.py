@@ -37,9 +37,11 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable, Sequence
 from dataclasses import replace
+from pathlib import Path
 
-from overnight import faults, git, secrets
+from overnight import brief, faults, git, secrets
 from overnight.agents import Agent, Context
 from overnight.commits import Committed
 from overnight.errors import AgentError, AgentUnavailable, GitError, OvernightError
@@ -78,6 +80,8 @@ class Worker:
         self.worktree = Worktree(run.task.root, run.paths.worktrees / f"w{index}")
         self.measurer = Measurer(run, executor, self.worktree, self.stop, slots)
         self._fatal: AgentUnavailable | None = None  # raised once its experiment is recorded
+        # the night's progress as the controller sees it (its limits), for the brief; None: not known
+        self.progress: Callable[[int], brief.Progress] | None = None
 
     def open(self, commit: str) -> None:
         self.worktree.create(commit)
@@ -157,10 +161,12 @@ class Worker:
     def _ask(self, exp: Experiment) -> Experiment:
         """3. The agent proposes: it edits the worktree and says what it tried; recorded, and in flight."""
         assert self.agent is not None
+        context = self._context(exp)
         try:
-            proposal = self.agent.propose(self._context(exp))
+            proposal = self.agent.propose(context)
         except AgentError as err:
             self._spent(exp.id, err.usage)
+            self._noted(exp, err.notes, context.notes_path, err.hypothesis)
             raise Ended(Status.INTERRUPTED if self.stop.is_set() else Status.REJECTED, str(err)) from None
         except AgentUnavailable as err:  # recorded like any failed proposal, then the run stops
             self._fatal = err
@@ -171,6 +177,7 @@ class Worker:
         except Exception as err:  # a bug in an agent (or its SDK) fails this proposal, not the night
             log.warning("agent %s raised", self.agent.name, exc_info=True)
             raise Ended(Status.REJECTED, f"the agent failed: {type(err).__name__}: {err}") from None
+        self._noted(exp, proposal.notes, context.notes_path)
         if self.stop.is_set():
             raise Ended(Status.INTERRUPTED, "stopped while the agent was proposing")
         # One printable line without credentials: it becomes a commit message, a TSV field and a table cell.
@@ -180,6 +187,18 @@ class Worker:
         exp = self.state.propose(_with_usage(exp, proposal.usage))
         faults.point("proposed")
         return exp
+
+    def _noted(self, exp: Experiment, notes: Sequence[str], path: Path | None, hypothesis: str = "") -> None:
+        """Record the notes an agent left (in its reply, or appended to its notes file) in the notebook;
+        and the hypothesis of a proposal that failed, when the agent still said what it tried."""
+        texts = list(notes)
+        if path is not None and path.is_file():
+            texts += path.read_text(encoding="utf-8", errors="replace").splitlines()
+        cleaned = [brief.clean_note(t) for t in texts]
+        self.state.note(exp.id, [t for t in cleaned if t][: brief.MAX_NOTES])
+        said = brief.clean_note(hypothesis)
+        if said and not self.state.get(exp.id).hypothesis:
+            self.state.propose(replace(self.state.get(exp.id), hypothesis=said))
 
     def _inspect(self, exp: Experiment) -> tuple[Experiment, Change]:
         """4. See what the agent changed, and refuse what breaks the rules or was tried before."""
@@ -271,6 +290,22 @@ class Worker:
     def _context(self, exp: Experiment) -> Context:
         task = self.run.task
         baseline, best, history, running = self.state.snapshot()
+        shown = tuple(e if e.holdout is None else replace(e, holdout=None) for e in history)  # kept hidden
+        notes_path = self.run.paths.notes(exp.id)
+        notes_path.parent.mkdir(parents=True, exist_ok=True)
+        notes_path.unlink(missing_ok=True)  # a resumed run's experiment starts with an empty notes file
+        facts = brief.gather(
+            config=task.config,
+            history=shown,
+            running=[e for e in running if e.id != exp.id],
+            samples=self.state.samples(),
+            notes=self.state.notes(),
+            logs=self.run.paths.logs,
+            root=task.root,
+            best=best,
+            progress=self.progress(exp.id) if self.progress else None,
+            notes_path=notes_path,
+        )
         return Context(
             experiment_id=exp.id,
             program=task.program,
@@ -281,13 +316,19 @@ class Worker:
             baseline=baseline.metric if baseline else None,
             best=best.metric if best else None,
             best_commit=exp.parent,
-            history=tuple(e if e.holdout is None else replace(e, holdout=None) for e in history),  # kept hidden
+            history=shown,
             running=running,
             log_path=self.run.paths.log(exp.id, "agent"),
             brief_path=self.run.paths.brief(exp.id),
             stop=self.stop,
             token=f"{self.run.id}:{exp.id}:agent",
-            sandbox=replace(self.measurer.sandbox, network=True) if self.measurer.sandbox else None,
+            sandbox=replace(
+                self.measurer.sandbox, network=True, writable=(*self.measurer.sandbox.writable, notes_path.parent)
+            )
+            if self.measurer.sandbox
+            else None,
+            facts=facts,
+            notes_path=notes_path,
         )
 
     def _ref(self, experiment_id: int, round: int = 0) -> str:

@@ -56,6 +56,10 @@ class RunPaths:
     def brief(self, experiment_id: int) -> Path:
         return self.dir / "briefs" / f"{experiment_id}.json"
 
+    def notes(self, experiment_id: int) -> Path:
+        """Where the agent of an experiment may append notes for the notebook (outside the worktree)."""
+        return self.dir / "notes" / f"{experiment_id}.md"
+
 
 def paths_for(root: Path, tag: str) -> RunPaths:
     return RunPaths(root / STATE_DIR / tag)

@@ -20,6 +20,7 @@ The events, in the order an experiment meets them::
     keep      it ended kept: recorded, then the run branch moves to it (compare-and-swap)
     undo      the best, measured again, is no longer better than the best it replaced: the run
               branch moves back to that one, and the keep is recorded as a discard
+    note      its agent left notes in the run's lab notebook (any time after propose)
 
 The run's state is handed to the controller, its workers and their measurers once, at
 construction. Thread-safety: every method may be called from any worker thread.
@@ -37,7 +38,7 @@ from overnight.errors import OvernightError, RunStateError
 from overnight.git import Branch
 from overnight.judge import Gain, Noise, mean
 from overnight.ledger import Ledger
-from overnight.records import DISTURBED, MEASURED, ON_BRANCH, Experiment, Measured, Status, Usage, chain
+from overnight.records import DISTURBED, MEASURED, ON_BRANCH, Experiment, Measured, Note, Status, Usage, chain, now_iso
 
 
 class Event(enum.StrEnum):
@@ -54,6 +55,7 @@ class Event(enum.StrEnum):
     FINISH = "finish"
     KEEP = "keep"
     UNDO = "undo"
+    NOTE = "note"
 
 
 Watcher = Callable[[Event, Experiment], None]
@@ -91,10 +93,12 @@ class RunState:
         # a resumed run starts these anew)
         self._screened: dict[tuple[int, int], list[float | None]] = {}
         self._branch_seen: tuple[object, ...] | None = None  # the branch's stamp when last found in place
+        self._notes: list[Note] = []  # the lab notebook, oldest first
         self._load()
         self._ledger.written_elsewhere()  # from here on, only this run writes its ledger
 
     def _load(self) -> None:
+        self._notes = self._ledger.notes()
         for m in self._ledger.measurements():
             key = (m.experiment, m.round)
             self._measured.setdefault(key, []).append(m)
@@ -355,6 +359,29 @@ class RunState:
                 self._samples.pop((experiment_id, round), None)
             self._experiments[exp.id] = exp
             self._tell(Event.ASIDE, exp)
+
+    def notes(self) -> tuple[Note, ...]:
+        """The lab notebook, oldest first."""
+        with self._lock:
+            return tuple(self._notes)
+
+    def note(self, experiment_id: int, texts: Iterable[str]) -> tuple[Note, ...]:
+        """Add what the agent of ``experiment_id`` wrote to the notebook, one note per text (empty ones skipped)."""
+        with self._lock:
+            exp = self._experiments[experiment_id]
+            at = now_iso()
+            top = self._notes[-1].id if self._notes else 0
+            added = [
+                Note(experiment=exp.id, text=text, worker=exp.worker, agent=exp.agent, at=at, id=top + i + 1)
+                for i, text in enumerate(t for t in texts if t)
+            ]
+            if not added:
+                return ()
+            with self._ledger.transaction() as db:
+                Ledger.write_notes(db, added)
+            self._notes += added
+            self._tell(Event.NOTE, exp)
+        return tuple(added)
 
     def finish(self, exp: Experiment) -> Experiment:
         """``exp`` ended with its (final) status, any but keep: recorded, and it joins the history.

@@ -18,7 +18,7 @@ from typing import Any, TypedDict
 from overnight import git
 from overnight.errors import ConfigError, GitError, RunStateError
 from overnight.ledger import Ledger
-from overnight.records import MEASURED, ON_BRANCH, Experiment, Goal, Measured, Status, Usage
+from overnight.records import MEASURED, ON_BRANCH, Experiment, Goal, Measured, Note, Status, Usage
 from overnight.rundir import RunLock, RunPaths, check_tag, latest_tag, paths_for
 
 TAIL_LINES = 200  # lines of a log that tail() keeps by default
@@ -37,6 +37,7 @@ class RunView:
     experiments: list[Experiment]
     running: bool
     measurements: dict[int, list[Measured]]
+    notes: tuple[Note, ...] = ()  # the lab notebook, oldest first
 
     def _config(self) -> dict[str, Any]:
         """The run's settings as recorded; empty while a run that is just starting has not written them yet."""
@@ -163,7 +164,8 @@ def view_of(root: Path, rel: str, tag: str | None) -> RunView:
         measurements: dict[int, list[Measured]] = {}
         for m in ledger.measurements():
             measurements.setdefault(m.experiment, []).append(m)
-    return RunView(tag, root, paths, meta, experiments, RunLock(paths.lock).held_by_other(), measurements)
+        notes = tuple(ledger.notes())
+    return RunView(tag, root, paths, meta, experiments, RunLock(paths.lock).held_by_other(), measurements, notes)
 
 
 # -- pieces of text and data that every way of looking at a run shares ----------------------------
@@ -400,6 +402,8 @@ def show_text(view: RunView, experiment_id: int, tail_lines: int = 30) -> str:
             + (f", others used {100 * m.contention:.0f}% of the machine" if m.contention else "") + ")"
             for m in view.measurements[e.id]
         ))  # fmt: skip
+    for note in (n for n in view.notes if n.experiment == e.id):
+        lines.append(f"note:        {note.text}")
     lines += _diff_lines(experiment_diff(view, e))
     for path in (view.paths.log(e.id, "agent"), view.paths.log(e.id)):
         end = tail(path, tail_lines)

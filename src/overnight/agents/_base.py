@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from overnight.brief import Facts
 from overnight.config import Config
 from overnight.records import Experiment, Goal, Proposal
 from overnight.sandbox import Sandbox
@@ -51,6 +52,10 @@ class Context:
     token: str = ""  # give it to process.run_command so a resumed run can kill what a dead one left
     running: tuple[Experiment, ...] = ()  # what other workers are trying right now (their hypotheses)
     sandbox: Sandbox | None = None  # run agent commands in it (``[task] sandbox``)
+    # What the harness knows beyond the files: the keep rule, every past experiment in detail, the
+    # notebook, the night's progress (see overnight.brief); None when built without a run (tests, tools).
+    facts: Facts | None = None
+    notes_path: Path | None = None  # lines appended to this file go into the lab notebook
 
     @property
     def metric(self) -> str:
@@ -62,7 +67,7 @@ class Context:
 
     def brief(self) -> dict[str, Any]:
         """The context as JSON-ready data (what command agents read from OVERNIGHT_BRIEF)."""
-        return {
+        data: dict[str, Any] = {
             "experiment_id": self.experiment_id,
             "program": self.program,
             "metric": {"name": self.metric, "goal": self.goal.value},
@@ -86,7 +91,11 @@ class Context:
                 for e in self.history
             ],
             "running": [{"id": e.id, "hypothesis": e.hypothesis, "agent": e.agent} for e in self.running],
+            "notes_path": str(self.notes_path) if self.notes_path else "",
         }
+        if self.facts is not None:  # the same facts the text brief gives chat models and coding CLIs
+            data.update(self.facts.data())
+        return data
 
     def write_brief(self) -> Path:
         self.brief_path.parent.mkdir(parents=True, exist_ok=True)

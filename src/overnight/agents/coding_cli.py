@@ -28,7 +28,7 @@ from overnight import secrets
 from overnight.agents import prices, prompt
 from overnight.agents._base import Agent, Context
 from overnight.agents.failures import FailureStreak
-from overnight.agents.hypothesis import hypothesis_in, last_line, plain
+from overnight.agents.hypothesis import hypothesis_in, last_line, noted, plain, stated
 from overnight.config import AgentSection
 from overnight.errors import AgentError, AgentUnavailable
 from overnight.process import run_command
@@ -153,10 +153,11 @@ class CodingCLI(Agent):
             reason = plain(outcome.error).strip() or last_line(result.stderr) or last_line(result.output) or "no output"
             message = f"{self.name} failed (exit code {result.exit_code}): {reason[:300]}"
             self._failures.failed(message, outcome.usage)
-            raise AgentError(message, outcome.usage)
+            raise AgentError(message, outcome.usage, hypothesis=stated(outcome.text), notes=noted(outcome.text))
         self._failures.succeeded()
         return Proposal(hypothesis_in(outcome.text) or f"{self.name} edit", agent=self.name, usage=outcome.usage,
-                        info={"model": self.settings.model} if self.settings.model else {})  # fmt: skip
+                        info={"model": self.settings.model} if self.settings.model else {},
+                        notes=noted(outcome.text))  # fmt: skip
 
     def uncounted(self) -> str:
         return "" if self.reports_cost else prices.unpriced(self.settings)

@@ -4,7 +4,9 @@ The command runs in the experiment's task folder with these variables:
 
 * ``OVERNIGHT_BRIEF``: path to a JSON file (outside the worktree) with program.md,
   the metric and its goal, the baseline and best values, and the history;
-* ``OVERNIGHT_EXPERIMENT_ID``, ``OVERNIGHT_WORKTREE``, ``OVERNIGHT_TASK_DIR``.
+* ``OVERNIGHT_EXPERIMENT_ID``, ``OVERNIGHT_WORKTREE``, ``OVERNIGHT_TASK_DIR``;
+* ``OVERNIGHT_NOTES``: a file (outside the worktree) whose lines go into the run's lab
+  notebook, shown to every later agent; ``Note: ...`` output lines go there too.
 
 Its hypothesis is its last ``Hypothesis: ...`` output line (markdown allowed), else its
 last non-empty line. A command that fails or runs past its timeout is reported as an AgentError
@@ -15,7 +17,7 @@ from __future__ import annotations
 
 from overnight import secrets
 from overnight.agents._base import Agent, Context
-from overnight.agents.hypothesis import hypothesis_in, last_line
+from overnight.agents.hypothesis import hypothesis_in, last_line, noted, stated
 from overnight.errors import AgentError, ConfigError
 from overnight.process import run_command
 from overnight.records import Proposal
@@ -40,6 +42,7 @@ class CommandAgent(Agent):
             "OVERNIGHT_EXPERIMENT_ID": str(context.experiment_id),
             "OVERNIGHT_WORKTREE": str(context.worktree),
             "OVERNIGHT_TASK_DIR": str(context.task_dir),
+            "OVERNIGHT_NOTES": str(context.notes_path or ""),
         }
         result = run_command(
             self.command,
@@ -58,5 +61,9 @@ class CommandAgent(Agent):
             raise AgentError(f"the agent command ran past its timeout of {self.timeout_s:g}s and was killed")
         if result.exit_code != 0:
             tail = last_line(result.output) or "no output"
-            raise AgentError(f"the agent command exited with code {result.exit_code}: {tail}")
-        return Proposal(hypothesis=hypothesis_in(result.output), agent=self.name)
+            raise AgentError(
+                f"the agent command exited with code {result.exit_code}: {tail}",
+                hypothesis=stated(result.output),
+                notes=noted(result.output),
+            )
+        return Proposal(hypothesis=hypothesis_in(result.output), agent=self.name, notes=noted(result.output))

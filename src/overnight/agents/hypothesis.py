@@ -14,6 +14,7 @@ MAX_HYPOTHESIS = 300  # characters; the ledger and the commit message keep it sh
 # Markdown may come before the label (`**`, `- `, `#`, `>`) and between it and the colon (`**`);
 # `[^\w\n]` keeps the match on one line.
 _LABELLED = re.compile(r"^[^\w\n]*hypothesis[^\w\n:]*:(.*)$", re.IGNORECASE | re.MULTILINE)
+_NOTE = re.compile(r"^[^\w\n]*note[^\w\n:]*:(.*)$", re.IGNORECASE | re.MULTILINE)  # a line for the notebook
 
 
 def _unwrapped(value: str) -> str:
@@ -48,5 +49,15 @@ def last_line(text: str, limit: int = MAX_HYPOTHESIS) -> str:
 
 
 def hypothesis_in(text: str, limit: int = MAX_HYPOTHESIS) -> str:
-    """What an agent's output says it tried: its last ``Hypothesis:`` line, else its last non-empty line."""
-    return stated(text, limit) or last_line(text, limit)
+    """What an agent's output says it tried: its last ``Hypothesis:`` line, else its last non-empty line
+    that is not a ``Note:`` line."""
+    return stated(text, limit) or last_line(_NOTE.sub("", text), limit)
+
+
+MAX_NOTES = 5  # notes taken from one output: a notebook, not a transcript
+
+
+def noted(text: str) -> tuple[str, ...]:
+    """The values of the ``Note:`` lines of ``text`` (markdown allowed, as for the hypothesis), at most MAX_NOTES."""
+    found = [_unwrapped(v) for v in _NOTE.findall(plain(text))]
+    return tuple(v for v in found if v)[:MAX_NOTES]

@@ -12,8 +12,9 @@ from importlib import resources
 from pathlib import Path
 from string import Template
 
+from overnight import brief as briefing
 from overnight.agents._base import Context
-from overnight.records import MEASURED, ON_BRANCH, Experiment, Status
+from overnight.agents.textfiles import read_text
 
 CHARS_PER_TOKEN = 4
 
@@ -58,8 +59,8 @@ def _cut(text: str, limit: int) -> str:
 
 def _read(path: Path) -> str | None:
     try:
-        return path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError):
+        return read_text(path)[0]  # in its own encoding (Latin-1, UTF-16, ...): what the edits will match
+    except (OSError, ValueError):  # unreadable, or not text (NotText)
         return None
 
 
@@ -89,39 +90,11 @@ def _files(context: Context, limit: int) -> str:
     return "\n".join(shown[name] for name in context.editable)
 
 
-def _history_line(exp: Experiment, metric: str, parents: dict[str, float]) -> str:
-    head = f"#{exp.id} {exp.status.value}"
-    if exp.metric is not None and exp.status in MEASURED:
-        head += f" {metric}={exp.metric:.6g}"
-        parent = parents.get(exp.parent)
-        if parent is not None and exp.status is not Status.BASELINE:
-            head += f" ({exp.metric - parent:+.4g} vs its parent)"
-    line = f"- {head}: {exp.hypothesis}"
-    if exp.status not in MEASURED and exp.reason:
-        line += f" [{exp.reason[:160]}]"
-    return line
-
-
-def _history(context: Context, limit: int) -> str:
-    parents = {e.commit: e.metric for e in context.history if e.status in ON_BRANCH and e.metric is not None}
-    lines: list[str] = []
-    size = 0
-    for exp in reversed(context.history):  # newest first while there is room
-        line = _history_line(exp, context.metric, parents)
-        if size + len(line) + 1 > limit:
-            break
-        lines.append(line)
-        size += len(line) + 1
-    left_out = len(context.history) - len(lines)
-    lines.reverse()
-    if left_out:
-        lines.insert(0, f"({left_out} older experiments are not shown)")
-    return "\n".join(lines) if lines else "(none yet)"
-
-
 def brief(context: Context, budget_tokens: int) -> str:
-    """The brief as text, within about ``budget_tokens``: files get half of what is left, history the rest."""
+    """The brief as text, within about ``budget_tokens``: files get half of what is left, the history
+    and the notebook the rest (the notebook at most a quarter of it)."""
     budget = budget_tokens * CHARS_PER_TOKEN
+    facts = context.facts or facts_of(context)
     values = {
         "program": context.program.strip(),
         "run": context.config.task.run,
@@ -130,12 +103,24 @@ def brief(context: Context, budget_tokens: int) -> str:
         "direction": "lower" if context.goal.value == "min" else "higher",
         "baseline": _number(context.baseline),
         "best": _number(context.best),
+        "rule": briefing.rule_text(facts),
+        "progress": facts.progress.text() if facts.progress else "(not known)",
         "editable_list": "\n".join(f"- {name}" for name in context.editable),
+        "running": briefing.running_text(facts),
         "files": "",
         "history": "",
+        "notebook": "",
     }
     skeleton = template("brief").substitute(values)
     room = max(4000, budget - len(skeleton))
     values["files"] = _files(context, room // 2)
-    values["history"] = _history(context, max(1000, room - len(values["files"])))
+    left = max(1000, room - len(values["files"]))
+    values["notebook"] = briefing.notebook_text(facts, left // 4)
+    values["history"] = briefing.history_text(facts, max(800, left - len(values["notebook"])))
     return template("brief").substitute(values)
+
+
+def facts_of(context: Context) -> briefing.Facts:
+    """Facts from the context alone (no ledger, logs or git): for a context built without them."""
+    samples = {(e.id, e.round): [e.metric] for e in context.history if e.metric is not None}
+    return briefing.gather(config=context.config, history=context.history, running=context.running, samples=samples)

@@ -1,0 +1,527 @@
+"""What the harness tells an agent beyond the files: the facts of the brief.
+
+Every agent kind gets the same facts: chat models and coding CLIs read them as text
+(:func:`text`, inside the prompt that ``agents/prompt.py`` assembles), command agents as
+JSON (:meth:`Facts.data`, in the file ``OVERNIGHT_BRIEF`` names). They are gathered once
+per proposal (:func:`gather`) from the run's state as it is then, or from the ledger by
+``overnight brief``:
+
+* the keep rule in one line: the threshold, the noise with the runs it was pooled from,
+  and how many runs a candidate may take, so "worse" is not read into noise;
+* every past experiment: its status, its estimate with its number of runs, its difference
+  from the best it was judged against, why it ended, the secondary metrics that moved
+  notably (a busy machine halves the steps a budget buys: the agent should not blame its
+  change), the tail of the log of a crash, timeout or failed gate, the diff of recent ones;
+* what the other workers are trying now, the lab notebook, the night's progress.
+
+A history longer than the budget loses its least useful parts first: the diffs and log
+tails of older experiments, then the old middle one experiment at a time (summarised by
+status), never the keeps or the most recent; the text says what it left out.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from overnight import judge, secrets, views
+from overnight.config import Config
+from overnight.errors import GitError
+from overnight.records import MEASURED, ON_BRANCH, Experiment, Goal, Note, Status
+
+RECENT = 12  # the most recent experiments are shown in full
+TAIL_LINES = 30  # lines of a failed experiment's log shown
+DIFF_LINES = 40  # lines of one experiment's diff shown
+DIFFS_OF_KEEPS = 3  # the diffs of the last keeps shown...
+DIFFS_OF_RECENT = 4  # ...and of the last experiments
+NOTABLE = 0.2  # a secondary metric that moved by this share of its value is named
+MAX_CHANGED = 5  # secondary metrics named per experiment
+FAILED = (Status.CRASH, Status.TIMEOUT, Status.GATE_FAILED, Status.NO_METRIC)  # their log tail is shown
+MAX_NOTE_CHARS = 500  # one note, at most
+MAX_NOTES = 10  # notes per experiment, at most
+
+
+@dataclass(frozen=True)
+class Progress:
+    """How far the night has come, for the agent of one experiment."""
+
+    experiment: int  # the id of the experiment being proposed
+    kept: int  # keeps so far in the run
+    started: int = 0  # experiments this invocation has started
+    max_experiments: int | None = None  # this invocation's --max-experiments
+    elapsed_s: float = 0.0  # since this invocation started
+    max_time_s: float | None = None  # this invocation's --max-time
+
+    def text(self) -> str:
+        parts = [f"This is experiment {self.experiment} of the run; {views.plural(self.kept, 'change')} kept so far."]
+        if self.max_experiments is not None:
+            left = max(0, self.max_experiments - self.started)
+            parts.append(
+                f"{views.plural(left, 'more experiment')} after this one (--max-experiments {self.max_experiments})."
+            )
+        if self.max_time_s is not None:
+            left_s = max(0.0, self.max_time_s - self.elapsed_s)
+            parts.append(f"About {_duration(left_s)} of the {_duration(self.max_time_s)} allowed are left.")
+        if self.max_experiments is None and self.max_time_s is None:
+            parts.append("The run has no experiment or time limit: it goes on until it is stopped.")
+        return " ".join(parts)
+
+    def data(self) -> dict[str, Any]:
+        return {
+            "experiment": self.experiment,
+            "kept": self.kept,
+            "started": self.started,
+            "max_experiments": self.max_experiments,
+            "experiments_left": None if self.max_experiments is None else max(0, self.max_experiments - self.started),
+            "elapsed_s": round(self.elapsed_s, 1),
+            "max_time_s": self.max_time_s,
+            "time_left_s": None if self.max_time_s is None else round(max(0.0, self.max_time_s - self.elapsed_s), 1),
+        }
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One finished experiment as agents see it."""
+
+    id: int
+    status: str
+    hypothesis: str
+    agent: str
+    worker: int
+    metric: float | None  # its estimate: the mean of ``runs`` runs
+    runs: int
+    reference_id: int | None  # the best it was judged against (or proposed on)
+    reference: float | None  # that best's estimate as it was judged against
+    reference_runs: int
+    delta: float | None  # metric − reference, in the metric's units
+    verdict: str  # "better", "worse", "within the noise" or "" (not measured)
+    gain_ci: tuple[float, float] | None  # the interval of the gain (goal's direction), when the judge made one
+    reason: str
+    changed: dict[str, tuple[float, float]]  # secondary metrics that moved notably: name → (reference's, its)
+    tail: str = ""  # the redacted end of its log (crash, timeout, failed gate, no metric)
+    diff: str = ""  # its change, cut to DIFF_LINES (recent experiments and keeps only)
+    notes: tuple[str, ...] = ()  # what its agent wrote in the notebook
+
+    @property
+    def kept(self) -> bool:
+        return self.status in (Status.KEEP.value, Status.BASELINE.value)
+
+    def line(self, metric: str) -> str:
+        """The experiment in one line: status, estimate, comparison, hypothesis."""
+        head = f"#{self.id} {self.status}"
+        if self.metric is not None:
+            head += f" {metric}={self.metric:.6g} ({views.figure_runs(max(1, self.runs))})"
+            if self.delta is not None and self.reference is not None and self.status != Status.BASELINE.value:
+                against = f"#{self.reference_id}" if self.reference_id is not None else "its best"
+                head += f", {self.delta:+.4g} vs {against}'s {self.reference:.6g}"
+                if self.verdict:
+                    head += f": {self.verdict}"
+        return f"- {head} — {self.hypothesis or '(no hypothesis)'}"
+
+    def details(self) -> list[str]:
+        """The lines under the experiment's line: why it ended, what else moved, its notes."""
+        out: list[str] = []
+        if self.reason and self.status not in (Status.BASELINE.value,):
+            out.append(f"    why: {views.short(self.reason, 400, one_line=True)}")
+        if self.gain_ci is not None and self.status == Status.KEEP.value:
+            out.append(f"    gain in the goal's direction: interval [{self.gain_ci[0]:.4g}, {self.gain_ci[1]:.4g}]")
+        if self.changed:
+            moved = ", ".join(
+                f"{name} {before:.4g} → {after:.4g} ({_pct(before, after)})"
+                for name, (before, after) in self.changed.items()
+            )
+            out.append(f"    also moved: {moved}")
+        for note in self.notes:
+            out.append(f"    note: {note}")
+        return out
+
+    def data(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "status": self.status,
+            "hypothesis": self.hypothesis,
+            "agent": self.agent,
+            "worker": self.worker,
+            "metric": self.metric,
+            "runs": self.runs,
+            "judged_against": None
+            if self.reference is None
+            else {"id": self.reference_id, "estimate": self.reference, "runs": self.reference_runs},
+            "delta": self.delta,
+            "verdict": self.verdict,
+            "gain_ci": list(self.gain_ci) if self.gain_ci else None,
+            "reason": self.reason,
+            "changed_metrics": {k: {"before": b, "after": a} for k, (b, a) in self.changed.items()},
+            "log_tail": self.tail,
+            "diff": self.diff,
+            "notes": list(self.notes),
+        }
+
+
+@dataclass(frozen=True)
+class Facts:
+    """Everything the brief says beyond program.md and the files (see the module docstring)."""
+
+    metric: str
+    rule: str
+    guards: tuple[str, ...]
+    progress: Progress | None
+    entries: tuple[Entry, ...]  # finished experiments, in the order they finished
+    running: tuple[tuple[int, str, str, int], ...]  # (id, hypothesis, agent, worker) of experiments in flight
+    notes: tuple[Note, ...]  # the whole notebook, oldest first
+    notes_path: str = ""  # where this agent may append notes (one per line)
+    noise: dict[str, Any] = field(default_factory=dict)  # the noise the rule was stated with
+
+    def data(self) -> dict[str, Any]:
+        """The facts as JSON-ready data (command agents read them from OVERNIGHT_BRIEF)."""
+        return {
+            "rule": self.rule,
+            "noise": self.noise,
+            "guards": list(self.guards),
+            "progress": None if self.progress is None else self.progress.data(),
+            "experiments": [e.data() for e in self.entries],
+            "running": [{"id": i, "hypothesis": h, "agent": a, "worker": w} for i, h, a, w in self.running],
+            "notes": [
+                {"experiment": n.experiment, "worker": n.worker, "agent": n.agent, "text": n.text} for n in self.notes
+            ],
+            "notes_path": self.notes_path,
+        }
+
+
+def clean_note(text: str) -> str:
+    """One note as the notebook keeps it: one printable line without credentials, at most MAX_NOTE_CHARS.
+
+    A leading ``Note:`` and list markers are dropped: agents write them as they please.
+    """
+    line = "".join(c for c in " ".join(text.split()) if c.isprintable())
+    line = line.lstrip("-*• ").strip()
+    if line[:5].lower() == "note:":
+        line = line[5:].strip()
+    line = secrets.current().redact(line)
+    return line if len(line) <= MAX_NOTE_CHARS else line[: MAX_NOTE_CHARS - 1] + "…"
+
+
+# -- gathering ---------------------------------------------------------------------------------------
+
+
+def gather(
+    *,
+    config: Config,
+    history: Sequence[Experiment],
+    running: Sequence[Experiment] = (),
+    samples: Mapping[tuple[int, int], Sequence[float]],
+    notes: Sequence[Note] = (),
+    logs: Path | None = None,
+    root: Path | None = None,
+    best: Experiment | None = None,
+    progress: Progress | None = None,
+    notes_path: Path | None = None,
+) -> Facts:
+    """The facts for the next proposal.
+
+    ``history`` is the finished experiments in the order they finished; ``samples`` every
+    measured value by (experiment, round); ``logs`` the run's log folder (for the tails of
+    failed experiments) and ``root`` the repository (for diffs); either may be None to
+    leave those out. Holdout values are never read: the agents must not see them.
+    """
+    noise = judge.Noise.pooled(samples.values())
+    level = best.metric if best is not None and best.metric is not None else None
+    if level is not None:
+        noise = noise.at(level)
+    pooled_runs = sum(len(v) for v in samples.values() if len(v) > 1)
+    by_commit = {e.commit: e for e in history if e.status in ON_BRANCH and e.commit}
+    by_id = {e.id: e for e in history}
+    written: dict[int, list[str]] = {}
+    for note in notes:
+        written.setdefault(note.experiment, []).append(note.text)
+    keeps = [e.id for e in history if e.status is Status.KEEP][-DIFFS_OF_KEEPS:]
+    recent = [e.id for e in history if e.commit and e.commit != e.parent][-DIFFS_OF_RECENT:]
+    entries = [
+        _entry(
+            exp, by_commit, by_id, noise.sd, written.get(exp.id, ()), config.metric.goal_enum, config.metric.name,
+            logs=logs, root=root if exp.id in keeps or exp.id in recent else None,
+        )
+        for exp in history
+    ]  # fmt: skip
+    return Facts(
+        metric=config.metric.name,
+        rule=rule(config, noise, pooled_runs, level),
+        guards=guards(config),
+        progress=progress,
+        entries=tuple(entries),
+        running=tuple((e.id, e.hypothesis, e.agent, e.worker) for e in running if e.hypothesis),
+        notes=tuple(notes),
+        notes_path=str(notes_path) if notes_path else "",
+        noise={"sd": noise.sd, "runs": pooled_runs, "relative": noise.relative},
+    )
+
+
+def rule(config: Config, noise: judge.Noise, runs: int, best: float | None) -> str:
+    """The keep rule in one line, with the noise it is applied with."""
+    section = config.metric
+    rules = config.judge
+    direction = "lower" if section.goal_enum.value == "min" else "higher"
+    if rules.rel_delta:
+        margin = f"{100 * rules.rel_delta:g}% of the best" + (
+            f" ({judge.threshold(rules, best):.4g})" if best is not None else ""
+        )
+    else:
+        margin = f"{rules.min_delta:g}" if rules.min_delta else ""
+    once = "never on a single run; " if rules.confirm else ""
+    by = f" by more than {margin}" if margin else ""
+    text = (
+        f"Keep rule: a change is kept only when its {section.name} ({direction} is better) beats the best's{by} "
+        f"with {100 * rules.confidence:g}% confidence ({once}a candidate is screened on 1 run and may take up "
+        f"to {rules.max_repeats} runs). "
+    )
+    sd = noise.sd
+    if sd is None:
+        return text + "The run-to-run noise is not known yet (no experiment has been measured twice)."
+    if sd == 0:
+        return text + f"The metric has shown no noise ({runs} runs measured more than once): every difference is real."
+    scale = " (it scales with the metric's level)" if noise.relative else ""
+    return text + (
+        f"Run-to-run noise: standard deviation {sd:.3g}{scale}, pooled from {runs} runs. A difference of one run "
+        f"smaller than about {2 * sd:.3g} is noise, not evidence: 'discard' means 'not proven better', not 'worse'."
+    )
+
+
+def guards(config: Config) -> tuple[str, ...]:
+    """The guards on secondary metrics, one line each (see ``[metric] guards``)."""
+    found = getattr(config.metric, "guards", ())
+    try:
+        from overnight import guards as guarding  # optional until guards land
+    except ImportError:
+        return tuple(str(g) for g in found)
+    describe = getattr(guarding, "describe", None)
+    return tuple(describe(config)) if describe is not None else tuple(str(g) for g in found)
+
+
+def _entry(
+    exp: Experiment,
+    by_commit: Mapping[str, Experiment],
+    by_id: Mapping[int, Experiment],
+    sd: float | None,
+    notes: Sequence[str],
+    goal: Goal,
+    metric: str,
+    *,
+    logs: Path | None,
+    root: Path | None,
+) -> Entry:
+    measured = exp.status in MEASURED and exp.metric is not None
+    reference, ref_id, ref_runs = None, None, 0
+    judged = exp.info.get("judged_against")
+    parent = by_commit.get(exp.parent)
+    if exp.status is Status.DISCARD and isinstance(judged, dict) and judged.get("estimate") is not None:
+        reference, ref_id, ref_runs = float(judged["estimate"]), judged.get("id"), int(judged.get("runs") or 0)
+    elif parent is not None and parent.id != exp.id:
+        reference, ref_id, ref_runs = parent.metric, parent.id, parent.runs
+    delta = exp.metric - reference if measured and reference is not None and exp.metric is not None else None
+    ci = (exp.ci_low, exp.ci_high) if exp.ci_low is not None and exp.ci_high is not None else None
+    verdict = ""
+    if delta is not None and reference is not None and exp.metric is not None:
+        verdict = _verdict(exp, goal.improvement(exp.metric, reference), ci, sd, ref_runs)
+    changed = _changed(exp, by_id.get(ref_id) if ref_id is not None else parent, skip=metric)
+    tail = ""
+    if logs is not None and exp.status in FAILED:
+        found = views.tail(logs / f"{exp.id}.log", TAIL_LINES)
+        tail = secrets.current().redact(found["text"]) if found["exists"] else ""
+    diff = ""
+    if root is not None and exp.commit and exp.parent and exp.commit != exp.parent:
+        try:
+            diff = _cut_lines(views.commit_diff(root, exp.parent, exp.commit), DIFF_LINES)
+        except GitError:
+            diff = ""
+    return Entry(
+        id=exp.id,
+        status=exp.status.value,
+        hypothesis=exp.hypothesis,
+        agent=exp.agent,
+        worker=exp.worker,
+        metric=exp.metric if measured else None,
+        runs=exp.runs if measured else 0,
+        reference_id=ref_id,
+        reference=reference,
+        reference_runs=ref_runs,
+        delta=delta,
+        verdict=verdict,
+        gain_ci=ci,
+        reason=exp.reason,
+        changed=changed,
+        tail=tail,
+        diff=diff,
+        notes=tuple(notes),
+    )
+
+
+def _verdict(exp: Experiment, gain: float, ci: tuple[float, float] | None, sd: float | None, ref_runs: int) -> str:
+    """Better, worse or within the noise (``gain`` in the goal's direction): from the judge's interval when it
+    made one, else from the pooled noise."""
+    if exp.status is Status.KEEP:
+        return "better"
+    if ci is not None:
+        return "better" if ci[0] > 0 else "worse" if ci[1] < 0 else "within the noise"
+    if sd is None:
+        return ""
+    if sd == 0:
+        return "better, but by less than the threshold" if gain > 0 else "worse" if gain < 0 else "no difference"
+    se = sd * math.sqrt(1 / max(1, exp.runs) + 1 / max(1, ref_runs))
+    if abs(gain) <= 2 * se:
+        return "within the noise"
+    return "worse" if gain < 0 else "better, but not proven"
+
+
+def _changed(exp: Experiment, reference: Experiment | None, skip: str) -> dict[str, tuple[float, float]]:
+    """Secondary metrics (not ``skip``, the metric) that moved by NOTABLE of their value against the
+    reference (at most MAX_CHANGED)."""
+    if reference is None or not exp.metrics or not reference.metrics:
+        return {}
+    moved: list[tuple[float, str, float, float]] = []
+    for name, after in exp.metrics.items():
+        if name == skip:
+            continue
+        before = reference.metrics.get(name)
+        if not isinstance(after, int | float) or not isinstance(before, int | float) or before == after:
+            continue
+        if not (math.isfinite(before) and math.isfinite(after)):
+            continue
+        scale = abs(before) if before else abs(after)
+        share = abs(after - before) / scale if scale else 0.0
+        if share >= NOTABLE:
+            moved.append((share, name, float(before), float(after)))
+    moved.sort(reverse=True)
+    return {name: (before, after) for _, name, before, after in moved[:MAX_CHANGED]}
+
+
+def _pct(before: float, after: float) -> str:
+    if not before:
+        return "from 0"
+    return f"{100 * (after - before) / abs(before):+.0f}%"
+
+
+def _cut_lines(text: str, limit: int) -> str:
+    lines = text.rstrip().splitlines()
+    if len(lines) <= limit:
+        return "\n".join(lines)
+    return "\n".join([*lines[:limit], f"[... {len(lines) - limit} more lines of the diff not shown ...]"])
+
+
+def _duration(seconds: float) -> str:
+    if seconds >= 3600:
+        return f"{seconds / 3600:.1f} h"
+    if seconds >= 60:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds:.0f} s"
+
+
+# -- as text, within a budget ------------------------------------------------------------------------
+
+
+def rule_text(facts: Facts) -> str:
+    """The keep rule and the guards."""
+    lines = [facts.rule]
+    if facts.guards:
+        lines.append("Guards (a change that breaks one is discarded, however good its metric):")
+        lines += [f"- {g}" for g in facts.guards]
+    return "\n".join(lines)
+
+
+def running_text(facts: Facts) -> str:
+    if not facts.running:
+        return "(no other experiment is in flight)"
+    return "\n".join(f"- #{i} (worker {w}, {a or 'agent'}): {h}" for i, h, a, w in facts.running)
+
+
+def notebook_text(facts: Facts, limit: int) -> str:
+    """The notebook within ``limit`` characters: the newest notes first to be kept, shown oldest first."""
+    how = (
+        "To add to it, end your reply with lines that start with `Note:` (what you learnt, a dead end, an idea "
+        "for later; short)" + (f", or append lines to the file {facts.notes_path}" if facts.notes_path else "") + "."
+    )
+    if not facts.notes:
+        return f"(empty: no agent has left a note yet)\n{how}"
+    lines: list[str] = []
+    size = 0
+    for note in reversed(facts.notes):
+        line = f"- #{note.experiment} (worker {note.worker}{', ' + note.agent if note.agent else ''}): {note.text}"
+        if size + len(line) + 1 > limit and lines:
+            break
+        lines.append(line)
+        size += len(line) + 1
+    left = len(facts.notes) - len(lines)
+    lines.reverse()
+    if left:
+        lines.insert(0, f"({views.plural(left, 'older note')} not shown for room)")
+    return "\n".join([*lines, how])
+
+
+def history_text(facts: Facts, limit: int) -> str:
+    """The history within about ``limit`` characters, oldest first.
+
+    Kept in this order while there is room: the keeps and the RECENT most recent
+    experiments (their lines, reasons and notes; newest first), the log tails of recent
+    failures, the diffs, then the old middle one line at a time, newest first. What does
+    not fit is summarised by status, and the text says what it left out.
+    """
+    entries = facts.entries
+    if not entries:
+        return "(none yet)"
+    recent = {e.id for e in entries[-RECENT:]}
+    pieces: list[tuple[int, int, int, str, str]] = []  # (priority, age, id, part, text)
+    for age, e in enumerate(reversed(entries)):
+        block = "\n".join([e.line(facts.metric), *e.details()])
+        if e.kept or e.id in recent:
+            pieces.append((0 if e.kept else 1, age, e.id, "line", block))
+            if e.tail:
+                pieces.append(
+                    (2, age, e.id, "tail", _fenced(f"the end of its log ({e.tail.count(chr(10)) + 1} lines)", e.tail))
+                )
+            if e.diff:
+                pieces.append((3, age, e.id, "diff", _fenced("its diff", e.diff)))
+        else:
+            pieces.append((4, age, e.id, "line", block))
+    pieces.sort(key=lambda p: (p[0], p[1]))
+    chosen: dict[tuple[int, str], str] = {}
+    size = 0
+    reserve = 300  # room for the lines that say what was left out
+    newest = entries[-1].id
+    for _, _, ident, part, text in pieces:
+        if size + len(text) + 1 > limit - reserve and (ident, part) != (newest, "line"):
+            continue  # a smaller piece further down may still fit
+        chosen[(ident, part)] = text
+        size += len(text) + 1
+    out: list[str] = []
+    dropped = Counter[str]()
+    dropped_ids: list[int] = []
+    left_out = Counter[str]()
+    for e in entries:
+        if (e.id, "line") not in chosen:
+            dropped[e.status] += 1
+            dropped_ids.append(e.id)
+            continue
+        out.append(chosen[(e.id, "line")])
+        for part in ("tail", "diff"):
+            if (e.id, part) in chosen:
+                out.append(chosen[(e.id, part)])
+            elif getattr(e, part):
+                left_out[part] += 1
+    said: list[str] = []
+    if dropped_ids:
+        span = f"#{dropped_ids[0]}–#{dropped_ids[-1]}" if len(dropped_ids) > 1 else f"#{dropped_ids[0]}"
+        counts = ", ".join(f"{n} {status}" for status, n in dropped.most_common())
+        said.append(
+            f"({views.plural(len(dropped_ids), 'older experiment')} in {span} are not shown one by one: {counts})"
+        )
+    if left_out:
+        parts = [views.plural(n, "log tail" if part == "tail" else "diff") for part, n in left_out.items()]
+        said.append(f"(left out for room: {' and '.join(parts)} of older experiments)")
+    return "\n".join(said + out)
+
+
+def _fenced(title: str, body: str) -> str:
+    return f"    {title}:\n    ```\n" + "\n".join("    " + line for line in body.splitlines()) + "\n    ```"
