@@ -53,6 +53,7 @@ timeout_s = 30
 [metric]
 name = "score"
 goal = "min"
+guards = ["num_steps >= 0.5 * best"]
 
 [judge]
 min_delta = 0.0
@@ -104,6 +105,7 @@ def test_a_later_agent_is_told_every_outcome_in_detail(night: Repo, marks: Path)
     assert "Keep rule:" in first["rule"] and "95% confidence" in first["rule"]
     assert "standard deviation 0.01" in first["rule"] and "pooled from 3 runs" in first["rule"]
     assert first["noise"]["runs"] == 3
+    assert len(first["guards"]) == 1 and "num_steps" in first["guards"][0] and "150" in first["guards"][0]
     by_id = {e["id"]: e for e in later["experiments"]}
     keep, crash, discard, failed = by_id[1], by_id[2], by_id[3], by_id[4]
     assert keep["status"] == "keep" and keep["runs"] >= 2 and keep["judged_against"]["id"] == 0

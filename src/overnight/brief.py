@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from overnight import judge, secrets, views
+from overnight import guards, judge, secrets, views
 from overnight.config import Config
 from overnight.errors import GitError
 from overnight.records import MEASURED, ON_BRANCH, Experiment, Goal, Note, Status
@@ -250,7 +250,7 @@ def gather(
     return Facts(
         metric=config.metric.name,
         rule=rule(config, noise, pooled_runs, level),
-        guards=guards(config),
+        guards=guard_lines(config, best),
         progress=progress,
         entries=tuple(entries),
         running=tuple((e.id, e.hypothesis, e.agent, e.worker) for e in running if e.hypothesis),
@@ -290,15 +290,9 @@ def rule(config: Config, noise: judge.Noise, runs: int, best: float | None) -> s
     )
 
 
-def guards(config: Config) -> tuple[str, ...]:
-    """The guards on secondary metrics, one line each (see ``[metric] guards``)."""
-    found = getattr(config.metric, "guards", ())
-    try:
-        from overnight import guards as guarding  # optional until guards land
-    except ImportError:
-        return tuple(str(g) for g in found)
-    describe = getattr(guarding, "describe", None)
-    return tuple(describe(config)) if describe is not None else tuple(str(g) for g in found)
+def guard_lines(config: Config, best: Experiment | None) -> tuple[str, ...]:
+    """The guards on secondary metrics, one line each with today's limit (see ``[metric] guards``)."""
+    return tuple(guards.describe(config, best.metrics if best is not None else None))
 
 
 def _entry(
