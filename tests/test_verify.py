@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from conftest import AGENT, Repo, Result, task_config
+from dashboard_support import get, running
 from overnight import overrides
 from overnight.rundir import RunLock
 from overnight.verify import rounds
@@ -121,6 +122,11 @@ def test_text_output_report_and_finalize_only_significant(cli, scored: Repo, pla
     text = (scored.path / ".overnight" / "f" / "report" / "report.md").read_text()
     assert "## At scale" in text and "| 3 | C on | +0" in text and "![contributions](verification.png)" in text
     assert (scored.path / ".overnight" / "f" / "report" / "verification.png").stat().st_size > 1000
+    # The dashboard shows it beside the run.
+    with running(scored.path, "f") as server:
+        shown = get(server, "/api/run")["verification"]
+    assert shown["gain"] == pytest.approx(5) and [a["id"] for a in shown["ablation"]] == [1, 2, 3]
+    assert "SCALE=3 (constant)" in shown["scale"]
     # finalize --only-significant: A and B, not C.
     done = cli("finalize", scored.path, "--tag", "f", "--only-significant")
     assert done.code == 0, done.err

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from overnight import git, views
+from overnight import git, verification, views
 from overnight._version import __version__
 from overnight.errors import ConfigError, OvernightError, RunStateError
 from overnight.records import Experiment, Status
@@ -101,9 +101,17 @@ def run_summary(view: views.RunView) -> dict[str, Any]:
             "tokens_out": usage.tokens_out,
             "tokens": usage.tokens_in + usage.tokens_out,
             "cost_usd": usage.cost_usd,
+            "verification": _verified(view),
         }
     )
     return summary
+
+
+def _verified(view: views.RunView) -> dict[str, Any] | None:
+    """The run's latest `overnight verify` (overnight.verification's JSON), or None."""
+    confidence = float(json.loads(view.meta.get("config") or "{}").get("judge", {}).get("confidence", 0.95))
+    found = verification.latest(view.paths, view.metric, view.goal, confidence)
+    return None if found is None else {**found.to_json(), "scale": verification.scale_text(found.settings)}
 
 
 def _row(view: views.RunView, exp: Experiment) -> dict[str, Any]:

@@ -160,6 +160,33 @@
     renderChart();
     renderFilters();
     renderTable();
+    renderVerification();
+  }
+
+  // The latest `overnight verify` of the run: the gain at scale and each keep's contribution.
+  function renderVerification() {
+    const v = state.run && state.run.verification;
+    $("#verify-panel").hidden = !v;
+    if (!v) return;
+    const interval = (ci) => (ci ? `[${signed(ci[0])}, ${signed(ci[1])}]` : "–");
+    $("#verify-scale").textContent = `verification ${v.verification}: ${v.scale}${v.complete ? "" : " (stopped before the end)"}`;
+    $("#verify-gain").textContent =
+      `baseline ${num(v.baseline)} → best ${num(v.best)}: gain ${signed(v.gain)} ${interval(v.ci)} ` +
+      `(${v.pairs} paired runs, ${Math.round(v.confidence * 100)}% interval; positive = better)`;
+    const body = $("#verify-table tbody");
+    body.replaceChildren(
+      ...v.ablation.map((a) =>
+        el(
+          "tr",
+          {},
+          el("td", { class: "num" }, String(a.id)),
+          el("td", {}, clip(a.hypothesis, 80)),
+          el("td", { class: "num" }, a.entangled ? "entangled" : signed(a.contribution)),
+          el("td", {}, a.entangled ? a.entangled : interval(a.ci)),
+          el("td", {}, a.significant ? "yes" : "no"),
+        ),
+      ),
+    );
   }
 
   function renderClock() {
