@@ -14,7 +14,7 @@ import pytest
 from conftest import Repo, ledger_rows
 from fakes.llm_server import FakeLLM
 from overnight.agents._base import Context
-from overnight.agents.chat import Chat, Reply, output_limit_field
+from overnight.agents.chat import Chat, OpenAIChat, Reply, output_limit_field
 from overnight.agents.llm import LLMAgent
 from overnight.config import parse_config
 from overnight.errors import AgentError
@@ -313,3 +313,152 @@ def test_a_server_that_is_not_there_is_named(task: Repo, cli, keys) -> None:
     assert result.code == 0, result.err
     row = ledger_rows(task.path, "gone")[1]
     assert row["status"] == "rejected" and f"openai at {url} could not be reached" in row["reason"]
+
+
+# A reply that reached the output limit inside its second block, and the rest, sent when asked.
+CUT_OFF = """Hypothesis: move X from 10 to 4 and say that it cannot crash
+Note: X below 3 was never tried
+
+train.py
+<<<<<<< SEARCH
+X = 10
+=======
+X = 4
+>>>>>>> REPLACE
+
+train.py
+<<<<<<< SEARCH
+CRASH = 0
+=======
+CRASH = 0  # this exp"""
+
+REST = """train.py
+<<<<<<< SEARCH
+CRASH = 0
+=======
+CRASH = 0  # this experiment never crashes
+>>>>>>> REPLACE
+"""
+
+
+def _said_last(request: dict) -> str:
+    """The last thing the agent said to the model in ``request``, whichever the wire format."""
+    body = request["body"]
+    turns = body.get("messages") or body.get("input")
+    return turns[-1]["content"]
+
+
+@pytest.mark.parametrize(
+    ("provider", "api", "path"),
+    [
+        ("openai", "chat", "/v1/chat/completions"),  # finish_reason "length"
+        ("openai", "responses", "/v1/responses"),  # status "incomplete", incomplete_details.reason "max_output_tokens"
+        ("anthropic", "auto", "/v1/messages"),  # stop_reason "max_tokens"
+    ],
+)
+def test_a_reply_cut_off_at_the_output_limit_keeps_its_blocks_and_the_rest_is_asked_shorter(
+    task: Repo, cli, keys, provider: str, api: str, path: str
+) -> None:
+    task.write("overnight.toml", (task.path / "overnight.toml").read_text() + f'\n[agent]\napi = "{api}"\n')
+    task.commit(f"{api} api")
+    with FakeLLM([{"text": CUT_OFF, "usage": (1000, 20), "cut_off": True}, {"text": REST}]) as server:
+        result = _run(cli, task, server, "--max-experiments", "1", provider=provider)
+    assert result.code == 0, result.err
+    assert [r["path"] for r in server.requests] == [path, path]
+    follow_up = _said_last(server.requests[1])
+    assert "Your reply was cut off: it reached the output limit of 8192 tokens inside Block 2 (train.py)." in follow_up
+    assert "Your block 1 applied and is in the files now; do not send it again." in follow_up
+    assert "fewer and smaller blocks" in follow_up
+    row = ledger_rows(task.path, "llm")[1]
+    assert (row["status"], row["hypothesis"]) == ("keep", "move X from 10 to 4 and say that it cannot crash")
+    assert row["tokens_out"] == 8192 + 20  # the cut-off reply used the whole limit
+    kept = task.git("show", "overnight/llm:train.py")
+    assert "X = 4\n" in kept and "CRASH = 0  # this experiment never crashes\n" in kept
+
+
+PARTLY = """Hypothesis: move X from 10 to 4 and say that it cannot crash
+
+train.py
+<<<<<<< SEARCH
+X = 10
+=======
+X = 4
+>>>>>>> REPLACE
+
+train.py
+<<<<<<< SEARCH
+CRASH = 1
+=======
+CRASH = 0  # this experiment never crashes
+>>>>>>> REPLACE
+"""
+
+
+def test_blocks_that_apply_are_kept_and_only_the_failed_ones_are_asked_again(task: Repo, cli, keys) -> None:
+    with FakeLLM([{"text": PARTLY}, {"text": REST}]) as server:
+        result = _run(cli, task, server, "--max-experiments", "1")
+    assert result.code == 0, result.err
+    follow_up = _said_last(server.requests[1])
+    assert "Your block 1 applied and is in the files now; do not send it again." in follow_up
+    assert "Block 2 (train.py): the SEARCH lines do not match any lines of train.py" in follow_up
+    assert "CRASH = 0" in follow_up and "Block 1 (train.py)" not in follow_up
+    assert "Send again only the blocks that failed" in follow_up
+    row = ledger_rows(task.path, "llm")[1]
+    assert (row["status"], row["hypothesis"]) == ("keep", "move X from 10 to 4 and say that it cannot crash")
+    kept = task.git("show", "overnight/llm:train.py")
+    assert "X = 4\n" in kept and "CRASH = 0  # this experiment never crashes\n" in kept
+
+
+def test_replies_cut_off_every_time_are_rejected_with_the_limit_named(task: Repo, cli, keys) -> None:
+    with FakeLLM([{"text": CUT_OFF.split("train.py")[0] + "train.py\n<<<<<<< SEA", "cut_off": True}]) as server:
+        result = _run(cli, task, server, "--max-experiments", "1", "--agent-retries", "1")
+    assert result.code == 0, result.err
+    follow_up = _said_last(server.requests[1])
+    assert "output limit of 8192 tokens before any complete SEARCH/REPLACE block" in follow_up
+    assert "Nothing was changed" in follow_up
+    row = ledger_rows(task.path, "llm")[1]
+    assert row["status"] == "rejected"
+    assert (
+        "2 of the model's replies were cut off at the output limit (8192 tokens; raise [agent] max_output_tokens)"
+        in (row["reason"])
+    )
+
+
+def _context(folder: Path, train: bytes = b"X = 10\nCRASH = 0\n") -> Context:
+    config = parse_config({"task": {"run": "python train.py", "editable": ["train.py"]}, "metric": {"name": "score"}})
+    (folder / "train.py").write_bytes(train)
+    return Context(
+        experiment_id=1, program="Make score small.", config=config, worktree=folder, task_dir=folder,
+        editable=("train.py",), baseline=50.0, best=50.0, best_commit="c0", history=(),
+        log_path=folder / "a.log", brief_path=folder / "b.json",
+    )  # fmt: skip
+
+
+def test_notes_and_a_cut_off_reply_with_nothing_missing(tmp_path: Path, keys) -> None:
+    # Cut off after its last block: the model is asked for the rest and answers that nothing is missing.
+    first = (
+        CUT_OFF.split("train.py\n<<<<<<< SEARCH\nCRASH")[0]
+        + "Note: X = 4 should be close\nNote: X below 3 was never tried\n"
+    )
+    context = _context(tmp_path)
+    with FakeLLM(
+        [{"text": first, "cut_off": True}, {"text": "Hypothesis: move X to 4\nNote: one block was enough"}]
+    ) as server:
+        agent = LLMAgent(OpenAIChat("local-model", server.url + "/v1", 8192), context.config.agent)
+        proposal = agent.propose(context)
+    assert "If nothing is missing, reply with your Hypothesis line alone." in _said_last(server.requests[1])
+    assert proposal.hypothesis == "move X to 4"
+    assert proposal.notes == ("X below 3 was never tried", "X = 4 should be close", "one block was enough")
+    assert (tmp_path / "train.py").read_text() == "X = 4\nCRASH = 0\n"
+
+
+def test_a_latin_1_file_is_shown_and_edited_in_latin_1(tmp_path: Path, keys) -> None:
+    context = _context(tmp_path, "# r\u00e9glage fin\nX = 10\nCRASH = 0\n".encode("latin-1"))
+    with FakeLLM([{"text": GOOD.replace("X = 4", "X = 4  # d\u00e9j\u00e0 mieux")}]) as server:
+        agent = LLMAgent(OpenAIChat("local-model", server.url + "/v1", 8192), context.config.agent)
+        proposal = agent.propose(context)
+    assert "# r\u00e9glage fin\nX = 10" in server.requests[0]["body"]["messages"][1]["content"]  # shown, decoded
+    assert proposal.hypothesis == "move X from 10 to 4"
+    assert (
+        tmp_path / "train.py"
+    ).read_bytes() == "# r\u00e9glage fin\nX = 4  # d\u00e9j\u00e0 mieux\nCRASH = 0\n".encode("latin-1")

@@ -9,6 +9,11 @@ Each scripted step is a dict:
   delay    seconds to wait before answering (to exceed a client's timeout)
   usage    (input tokens, output tokens), default (100, 20)
   message  the error body's message (default "fake <status> error")
+  cut_off  the reply stopped at the request's output limit, said as each API says it: Chat
+           Completions `finish_reason: "length"`; Responses `status: "incomplete"` with
+           `incomplete_details: {"reason": "max_output_tokens"}`; Anthropic `stop_reason:
+           "max_tokens"`. The output tokens are then the limit asked for. (`text` is the
+           reply as far as it got.)
 When the script runs out, the last step repeats.
 
 Like OpenAI's API, the Chat Completions endpoint refuses `max_tokens` for the reasoning
@@ -127,15 +132,25 @@ def _refuses_max_tokens(body: dict[str, Any]) -> bool:
     return "max_tokens" in body and bool(_COMPLETION_TOKENS_ONLY.match(model))
 
 
-def _openai(body: dict[str, Any], step: dict[str, Any]) -> dict[str, Any]:
+def _tokens(body: dict[str, Any], step: dict[str, Any]) -> tuple[int, int]:
+    """The step's usage; a reply cut off at the output limit used all of it, as the real APIs count."""
     tokens_in, tokens_out = step.get("usage", (100, 20))
+    if step.get("cut_off"):
+        limits = ("max_completion_tokens", "max_tokens", "max_output_tokens")
+        tokens_out = next((int(body[k]) for k in limits if body.get(k)), tokens_out)
+    return tokens_in, tokens_out
+
+
+def _openai(body: dict[str, Any], step: dict[str, Any]) -> dict[str, Any]:
+    tokens_in, tokens_out = _tokens(body, step)
+    finish = "length" if step.get("cut_off") else "stop"
     return {
         "id": "chatcmpl-fake",
         "object": "chat.completion",
         "created": int(time.time()),
         "model": body.get("model", "fake"),
         "choices": [
-            {"index": 0, "message": {"role": "assistant", "content": step.get("text", "")}, "finish_reason": "stop"}
+            {"index": 0, "message": {"role": "assistant", "content": step.get("text", "")}, "finish_reason": finish}
         ],
         "usage": {"prompt_tokens": tokens_in, "completion_tokens": tokens_out, "total_tokens": tokens_in + tokens_out},
     }
@@ -143,14 +158,15 @@ def _openai(body: dict[str, Any], step: dict[str, Any]) -> dict[str, Any]:
 
 def _response(body: dict[str, Any], step: dict[str, Any]) -> dict[str, Any]:
     """A Responses API object: the reply as one output message of output_text content."""
-    tokens_in, tokens_out = step.get("usage", (100, 20))
+    tokens_in, tokens_out = _tokens(body, step)
+    status = "incomplete" if step.get("cut_off") else "completed"
     return {
         "id": "resp_fake",
         "object": "response",
         "created_at": int(time.time()),
-        "status": "completed",
+        "status": status,
         "error": None,
-        "incomplete_details": None,
+        "incomplete_details": {"reason": "max_output_tokens"} if step.get("cut_off") else None,
         "instructions": body.get("instructions"),
         "max_output_tokens": body.get("max_output_tokens"),
         "model": body.get("model", "fake"),
@@ -158,7 +174,7 @@ def _response(body: dict[str, Any], step: dict[str, Any]) -> dict[str, Any]:
             {
                 "type": "message",
                 "id": "msg_fake",
-                "status": "completed",
+                "status": status,  # the message item is incomplete too
                 "role": "assistant",
                 "content": [{"type": "output_text", "text": step.get("text", ""), "annotations": []}],
             }
@@ -180,14 +196,14 @@ def _response(body: dict[str, Any], step: dict[str, Any]) -> dict[str, Any]:
 
 
 def _anthropic(body: dict[str, Any], step: dict[str, Any]) -> dict[str, Any]:
-    tokens_in, tokens_out = step.get("usage", (100, 20))
+    tokens_in, tokens_out = _tokens(body, step)
     return {
         "id": "msg_fake",
         "type": "message",
         "role": "assistant",
         "model": body.get("model", "fake"),
         "content": [{"type": "text", "text": step.get("text", "")}],
-        "stop_reason": "end_turn",
+        "stop_reason": "max_tokens" if step.get("cut_off") else "end_turn",
         "stop_sequence": None,
         "usage": {"input_tokens": tokens_in, "output_tokens": tokens_out},
     }

@@ -31,6 +31,7 @@ class Reply:
     tokens_out: int
     cached: int = 0  # input tokens read from the cache
     written: int = 0  # input tokens written to the cache
+    cut_off: bool = False  # the reply stopped at the output limit (max_output_tokens), not where the model ended it
 
 
 class Chat(ABC):
@@ -148,6 +149,8 @@ class OpenAIChat(Chat):
             getattr(usage, "prompt_tokens", 0) or 0,
             getattr(usage, "completion_tokens", 0) or 0,
             cached=getattr(details, "cached_tokens", 0) or 0,
+            # "length": the token limit was reached (OpenAI, vLLM, llama.cpp and Ollama's compatible endpoint alike)
+            cut_off=bool(response.choices) and response.choices[0].finish_reason == "length",
         )
 
     def _respond(self, system: str, messages: list[dict[str, str]], timeout_s: float) -> Reply:
@@ -165,11 +168,13 @@ class OpenAIChat(Chat):
             raise self._fail(err) from None
         usage = response.usage
         details = getattr(usage, "input_tokens_details", None)
+        incomplete = getattr(response, "incomplete_details", None)
         return Reply(
             response.output_text or "",
             getattr(usage, "input_tokens", 0) or 0,
             getattr(usage, "output_tokens", 0) or 0,
             cached=getattr(details, "cached_tokens", 0) or 0,
+            cut_off=response.status == "incomplete" and getattr(incomplete, "reason", "") == "max_output_tokens",
         )
 
 
@@ -200,7 +205,13 @@ class AnthropicChat(Chat):
         written = getattr(usage, "cache_creation_input_tokens", 0) or 0
         fresh = getattr(usage, "input_tokens", 0) or 0  # Anthropic counts cache reads and writes apart from it
         return Reply(
-            text, fresh + cached + written, getattr(usage, "output_tokens", 0) or 0, cached=cached, written=written
+            text,
+            fresh + cached + written,
+            getattr(usage, "output_tokens", 0) or 0,
+            cached=cached,
+            written=written,
+            # the reply reached max_tokens, or filled what was left of the model's context window
+            cut_off=response.stop_reason in ("max_tokens", "model_context_window_exceeded"),
         )
 
 

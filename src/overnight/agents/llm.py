@@ -1,13 +1,17 @@
 """LLM agents (`openai`, `anthropic`): ask a chat model for SEARCH/REPLACE edits.
 
-One proposal is one conversation: the brief goes out; a reply whose edits do not
-apply is answered with what went wrong (written for the model) and retried up to
-``retries`` times; then the experiment is rejected with the reason. The whole
-conversation shares the agent's timeout, and every call has its own.
+One proposal is one conversation: the brief goes out; the blocks of each reply that apply
+are written to the worktree at once and kept. A reply with blocks that do not apply is
+answered with which blocks applied and what went wrong with the others (written for the
+model), and only those are asked again; a reply cut off at the output limit is answered
+with a request for the rest, shorter. Up to ``retries`` follow-ups; then the experiment is
+rejected with the reason. The whole conversation shares the agent's timeout, and every
+call has its own.
 """
 
 from __future__ import annotations
 
+import re
 import time
 
 from overnight.agents import edits, prices, prompt
@@ -20,6 +24,7 @@ from overnight.errors import AgentError
 from overnight.globs import Rules
 from overnight.records import Proposal, Usage
 
+_NOTHING_NEW = "Your reply has no block that had not applied already; send the blocks that failed, fixed."
 CALL_TIMEOUT_S = 600.0  # one call's limit (the SDK retries within the remaining time of the proposal)
 
 
@@ -39,7 +44,13 @@ class LLMAgent(Agent):
         messages = [{"role": "user", "content": prompt.brief(context, self.settings.context_tokens)}]
         rules = Rules(context.config.task.editable, context.config.task.protected)
         usage = Usage()
-        problems = ""
+        done: set[tuple[str, str, str]] = set()  # the blocks applied so far: in the worktree
+        changed: set[str] = set()
+        hypothesis = ""
+        notes: list[str] = []
+        problems = ""  # what went wrong with the last reply, for the final message
+        cut_offs = 0
+        owed = False  # the last follow-up asked for blocks that had failed: a reply must bring some
         tries = 0
         for _ in range(self.settings.retries + 1):
             remaining = deadline - time.monotonic()
@@ -55,22 +66,92 @@ class LLMAgent(Agent):
             usage = usage + prices.priced(
                 self.settings, reply.tokens_in, reply.tokens_out, cached=reply.cached, written=reply.written
             )
-            try:
-                changed = edits.apply(reply.text, context.task_dir, rules.allows, list(context.editable))
-            except edits.EditError as err:
-                problems = str(err)
-                messages += [
-                    {"role": "assistant", "content": reply.text},
-                    {"role": "user", "content": prompt.template("retry").substitute(problems=problems)},
-                ]
-                continue
-            edits.write(changed, context.task_dir)
-            # Only a stated hypothesis: a reply's last line is the end of a SEARCH/REPLACE block.
-            hypothesis = stated(reply.text) or f"edit {', '.join(sorted(changed))}"
-            return Proposal(hypothesis, agent=self.name, usage=usage, info={"model": self.chat.model})
+            outcome = edits.apply(
+                reply.text, context.task_dir, rules.allows, list(context.editable), done=done, cut_off=reply.cut_off
+            )
+            edits.write(outcome, context.task_dir)  # what applies is kept, whatever becomes of the rest
+            earlier = bool(done)
+            done |= {b.key for b in outcome.parsed.blocks if b.index in outcome.applied}
+            changed |= outcome.changed.keys()
+            hypothesis = stated(outcome.parsed.outside) or hypothesis
+            notes += [note for note in outcome.parsed.notes if note not in notes]
+            if reply.cut_off:
+                cut_offs += 1
+                problems = f"the reply was cut off at the output limit ({self.settings.max_output_tokens} tokens)"
+                follow_up = self._cut_off(outcome, earlier)
+            elif outcome.problems or (not outcome.applied and (owed or not done)):
+                problems = "\n\n".join(outcome.problems) or (_NOTHING_NEW if outcome.repeated else edits.NO_BLOCKS)
+                follow_up = prompt.template("retry").substitute(applied=_applied(outcome, earlier), problems=problems)
+            else:  # every block applied; or, after a cut-off reply, the model says nothing is missing
+                return Proposal(
+                    hypothesis or f"edit {', '.join(sorted(changed))}",
+                    agent=self.name,
+                    usage=usage,
+                    info={"model": self.chat.model},
+                    notes=tuple(notes[: edits.MAX_NOTES]),
+                )
+            owed = bool(outcome.problems)
+            messages += [
+                {"role": "assistant", "content": reply.text},
+                {"role": "user", "content": _tidy(follow_up)},
+            ]
         if not problems:
             raise AgentError(f"{self.name}: the proposal ran out of time ({self.settings.timeout_s:g}s)", usage)
         cut_short = ""
         if tries <= self.settings.retries:  # the time limit (or a stop) ended the retries early
             cut_short = " (the run is stopping)" if context.stop.is_set() else " (no time was left for more)"
+        if cut_offs:
+            problems = (
+                f"{cut_offs} of the model's replies were cut off at the output limit "
+                f"({self.settings.max_output_tokens} tokens; raise [agent] max_output_tokens); last: {problems}"
+            )
         raise AgentError(f"the model's edits did not apply after {tries} tries{cut_short}: {problems[:400]}", usage)
+
+    def _cut_off(self, outcome: edits.Outcome, earlier: bool) -> str:
+        """The follow-up to a reply that reached the output limit: what applied, and a request for the rest."""
+        parsed = outcome.parsed
+        if parsed.unclosed:
+            where = f"inside {parsed.unclosed}"
+        elif parsed.blocks:
+            where = f"after block {parsed.blocks[-1].index}"
+        else:
+            where = "before any complete SEARCH/REPLACE block"
+        something = earlier or bool(outcome.applied)
+        return prompt.template("cut_off").substitute(
+            limit=self.settings.max_output_tokens,
+            where=where,
+            applied=_applied(outcome, earlier),
+            problems="\n\n".join(outcome.problems),
+            finish="If nothing is missing, reply with your Hypothesis line alone." if something else "",
+        )
+
+
+def _numbers(indexes: list[int]) -> str:
+    """``[1, 3, 4]`` → ``blocks 1, 3 and 4``."""
+    names = [str(i) for i in indexes]
+    if len(names) == 1:
+        return f"block {names[0]}"
+    return f"blocks {', '.join(names[:-1])} and {names[-1]}"
+
+
+def _applied(outcome: edits.Outcome, earlier: bool) -> str:
+    """One or two sentences for the model: which blocks applied (and stay), which were already in."""
+    said = []
+    if outcome.applied:
+        are, them = ("is", "it") if len(outcome.applied) == 1 else ("are", "them")
+        said.append(f"Your {_numbers(outcome.applied)} applied and {are} in the files now; do not send {them} again.")
+    if outcome.repeated:
+        was = "it was" if len(outcome.repeated) == 1 else "they were"
+        said.append(f"Your {_numbers(outcome.repeated)} had applied before, so {was} skipped.")
+    if not said:
+        said.append(
+            "The blocks that applied before are in the files now; none of this reply applied."
+            if earlier
+            else "Nothing was changed: the files are as they were."
+        )
+    return " ".join(said)
+
+
+def _tidy(text: str) -> str:
+    """A filled template without the blank lines an empty part leaves."""
+    return re.sub(r"\n{3,}", "\n\n", text).strip() + "\n"
