@@ -7,6 +7,7 @@ with the time it needs on a busy machine; every run connects to it with --ray-ad
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -245,3 +246,23 @@ def test_a_node_that_joins_mid_run_gets_work_and_one_that_dies_mid_measurement_i
     assert ran_late.read_text().split()[0] == "0"  # the baseline waited for the node that joined, and ran there
     log = (task.path / ".overnight" / "late" / "logs" / "0.log").read_text()
     assert "the Ray worker died" in log and "retrying (1 of 2)" in log and "score: 50" in log
+
+
+def test_verify_spreads_its_measurements_over_the_ray_cluster(task: Repo, plan, ray_cluster: str) -> None:
+    from test_verify import KEEPS, SCORED
+
+    task.write("train.py", SCORED)
+    task.commit("a task whose score is a known function of its constants")
+    plan({"1": KEEPS["1"], "2": KEEPS["2"]})
+    searched = overnight("run", task.path, "--tag", "v", "--agent-command", AGENT, "--max-experiments", "2")
+    assert searched.returncode == 0, searched.stderr
+    # NOISE is an environment variable the Ray workers do not have: it travels with each job.
+    result = overnight("verify", task.path, "--tag", "v", "--executor", "ray", "--ray-address", ray_cluster,
+                       "--set", "NOISE=1", "--set", "SCALE=2", "--runs", "2", "--ablate", "--format", "json")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    found = json.loads(result.stdout)
+    assert found["gain"] == 5 and found["ci"] == [5, 5] and found["baseline"] == 100.5
+    assert [(a["id"], a["contribution"]) for a in found["ablation"]] == [(1, 3), (2, 2)]
+    log = (task.path / ".overnight" / "v" / "logs" / "verify-1-best-1.log").read_text()
+    assert "score: 96.0" in log  # 95 at scale + the noise of seed 1, measured on a node
+    assert len(task.git("worktree", "list").splitlines()) == 1

@@ -47,6 +47,7 @@ score = 100 - 3 * A - 2 * B - (1 if SCALE == 1 else 0) * C + noise
 print(f"score: {score}")
 print(f"budget: {os.environ['OVERNIGHT_BUDGET_S']}")
 print(f"seed: {seed}")
+print(f"gpu: {os.environ.get('CUDA_VISIBLE_DEVICES', '-1')}")
 """
 
 KEEPS = {
@@ -63,7 +64,9 @@ def scored(task: Repo) -> Repo:
     return task
 
 
-def searched(cli: Callable[..., Result], task: Repo, plan: Callable[..., Path], steps: dict[str, Any], tag: str) -> None:
+def searched(
+    cli: Callable[..., Result], task: Repo, plan: Callable[..., Path], steps: dict[str, Any], tag: str
+) -> None:
     plan(steps)
     result = cli("run", task.path, "--tag", tag, "--agent-command", AGENT, "--max-experiments", str(len(steps)))
     assert result.code == 0, result.err
@@ -208,3 +211,14 @@ def test_set_rewrites_module_level_constants_only() -> None:
     assert (depth.kind, width.kind, env.kind) == ("constant", "constant", "environment")
     after = overrides.rewrite(overrides.rewrite(text, depth), width)
     assert after == "DEPTH = 24  # layers\nDEPTH_X = 1\ndef f():\n    DEPTH = 3\nWIDTH: int = 128\n"
+
+
+def test_gpus_give_each_measurement_of_a_round_its_own_gpu(cli, scored: Repo, plan) -> None:
+    searched(cli, scored, plan, {"1": KEEPS["1"]}, "g")
+    result = cli("verify", scored.path, "--tag", "g", "--runs", "2", "--gpus", "3,5")
+    assert result.code == 0, result.err
+    with sqlite3.connect(scored.path / ".overnight" / "g" / "ledger.db") as db:
+        rows = db.execute("SELECT seed, metrics FROM verify_measurements").fetchall()
+    gpus = [(seed, json.loads(metrics)["gpu"]) for seed, metrics in rows]
+    assert len(gpus) == 4 and {g for _, g in gpus} <= {3.0, 5.0}
+    assert all(sorted(g for s, g in gpus if s == seed) == [3.0, 5.0] for seed in (0, 1))  # one round: both GPUs
