@@ -133,7 +133,7 @@ def test_text_output_report_and_finalize_only_significant(cli, scored: Repo, pla
     # finalize --only-significant: A and B, not C.
     done = cli("finalize", scored.path, "--tag", "f", "--only-significant")
     assert done.code == 0, done.err
-    assert "#1, #2" in done.out
+    assert "#1, #2" in done.out and "left out: #3" in done.out
     final = scored.git("show", "overnight/f-final:train.py")
     assert "A = 1" in final and "B = 1" in final and "C = 0" in final
     assert len(scored.git("rev-list", "main..overnight/f-final").split()) == 2

@@ -430,6 +430,11 @@ def cmd_finalize(args: argparse.Namespace) -> int:
     what = "one commit" if len(done.commits) == 1 else f"{len(done.commits)} commits"
     kept = ", ".join(f"#{k}" for k in done.keeps)
     print(f"wrote branch {done.branch}: {what}, the kept {'change' if len(done.keeps) == 1 else 'changes'} {kept}")
+    if only is not None:
+        left = [e.id for e in view.experiments if e.status.value == "keep" and e.id not in done.keeps]
+        if left:
+            print(f"left out: {', '.join(f'#{k}' for k in left)} (no significant contribution at scale: "
+                  "see `overnight report` or `overnight verify --ablate`)")  # fmt: skip
     print(f"review it: git log -p {done.branch}; share it: git push origin {done.branch}")
     return 0
 

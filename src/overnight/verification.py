@@ -207,7 +207,7 @@ def scale_text(settings: dict[str, Any]) -> str:
         parts.append(f"budget {settings['budget_s']:g} s")
     for item in settings.get("set", []):
         parts.append(f"{item['name']}={item['value']} ({item['kind']})")
-    if settings.get("command"):
+    if settings.get("verify_run"):
         parts.append(f"command {settings['command']!r}")
     parts.append(f"{settings.get('runs', '?')} runs each, paired seeds")
     return ", ".join(parts)

@@ -239,6 +239,7 @@ def _verify(
         "budget_s": config.task.budget_s,
         "set": [o.to_json() for o in sets],
         "command": config.task.run,
+        "verify_run": bool(task.config.verify.run.strip()),  # the command is [verify] run's
         "runs": scale.runs,
         "ablate": scale.ablate,
         "executor": where.executor.name,
