@@ -31,7 +31,7 @@ from pathlib import Path
 
 from overnight import git, overrides, sandbox, secrets
 from overnight.config import Config, default_timeout
-from overnight.errors import ConfigError, RunStateError
+from overnight.errors import ConfigError, GitError, RunStateError
 from overnight.executors import Executor, Job
 from overnight.ledger import Ledger
 from overnight.records import Experiment, Status, VerifyMeasured, chain, now_iso
@@ -124,7 +124,7 @@ def _editable_texts(task: Task, commits: list[str]) -> dict[str, str]:
             repo_path = rel if task.rel == "." else f"{task.rel}/{rel}"
             try:
                 texts[rel] = git.git("show", f"{commit}:{repo_path}", cwd=task.root)
-            except Exception:  # binary or vanished: it holds no constant to set
+            except (GitError, UnicodeDecodeError):  # binary or vanished: it holds no constant to set
                 continue
     return texts
 
@@ -153,10 +153,15 @@ def _prepare(task: Task, arm: Arm, folder: Path, sets: list[overrides.Override])
     changed = overrides.apply(task.in_worktree(arm.path), sets)
     arm.commit = arm.source
     if changed:
+        # Plumbing, not `git commit`: the user's hooks and signing have no business with this commit.
         git.git("add", "--", *changed, cwd=task.in_worktree(arm.path))
+        tree = git.git("write-tree", cwd=arm.path).strip()
         names = ", ".join(f"{o.name}={o.value}" for o in sets if o.kind == overrides.CONSTANT)
-        git.git("commit", "-q", "--no-verify", "-m", f"overnight verify: {names}", cwd=arm.path, env=_IDENTITY)
-        arm.commit = git.git("rev-parse", "HEAD", cwd=arm.path).strip()
+        message = f"overnight verify: {names}\n"
+        arm.commit = git.git(
+            "commit-tree", tree, "-p", arm.source, "-F", "-", cwd=arm.path, input=message, env=_IDENTITY
+        ).strip()
+        git.git("update-ref", "--no-deref", "HEAD", arm.commit, cwd=arm.path)  # the worktree's own HEAD
 
 
 def _job(
