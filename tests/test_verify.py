@@ -9,22 +9,24 @@ the estimates at scale are exact numbers with a zero-width interval.
 from __future__ import annotations
 
 import json
+import signal
 import sqlite3
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from conftest import AGENT, Repo, Result, task_config
+from conftest import AGENT, Repo, Result, overnight_process, task_config
 from dashboard_support import get, running
 from overnight import overrides
 from overnight.rundir import RunLock
 from overnight.verify import rounds
 
 SCORED = """\
-import os
+import os, time
 A = 0
 # (a few lines between the constants, so that reverting one keep never touches another's lines)
 #
@@ -42,6 +44,7 @@ C = 0
 #
 SCALE = 1  # the model's size
 seed = int(os.environ["OVERNIGHT_SEED"])
+time.sleep(float(os.environ.get("NAP", "0")) * seed)  # NAP: the runs after the first round hang
 noise = 0.5 * ((seed * 7) % 5) if os.environ.get("NOISE") else 0.0
 score = 100 - 3 * A - 2 * B - (1 if SCALE == 1 else 0) * C + noise
 print(f"score: {score}")
@@ -222,3 +225,27 @@ def test_gpus_give_each_measurement_of_a_round_its_own_gpu(cli, scored: Repo, pl
     gpus = [(seed, json.loads(metrics)["gpu"]) for seed, metrics in rows]
     assert len(gpus) == 4 and {g for _, g in gpus} <= {3.0, 5.0}
     assert all(sorted(g for s, g in gpus if s == seed) == [3.0, 5.0] for seed in (0, 1))  # one round: both GPUs
+
+
+def test_ctrl_c_stops_verify_and_leaves_what_was_measured(cli, scored: Repo, plan) -> None:
+    searched(cli, scored, plan, {"1": KEEPS["1"]}, "i")
+    before = refs(scored)
+    proc = overnight_process("verify", scored.path, "--tag", "i", "--set", "NAP=600", "--runs", "2")
+    ledger = scored.path / ".overnight" / "i" / "ledger.db"
+    deadline = time.monotonic() + 300
+    while True:  # the first round (no nap) recorded: the second hangs until stopped
+        with sqlite3.connect(ledger) as db:
+            if db.execute("SELECT COUNT(*) FROM verify_measurements").fetchone()[0] == 2:
+                break
+        assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()
+        time.sleep(0.2)
+    time.sleep(1)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 130, err
+    assert "stopped before the end" in out
+    with sqlite3.connect(ledger) as db:
+        assert db.execute("SELECT ended_at FROM verifications").fetchall() == [("",)]
+        assert db.execute("SELECT COUNT(*) FROM verify_measurements").fetchone()[0] == 2
+    assert len(scored.git("worktree", "list").splitlines()) == 1 and refs(scored) == before
+    assert cli("finalize", scored.path, "--tag", "i", "--only-significant").code != 0
