@@ -302,11 +302,13 @@ def plot(f: Findings, path: Path) -> Path:
         color = "#2e9d4e" if e.significant else ("#b0b0b0" if e.value >= 0 else "#c0392b")
         err = None if e.low is None or e.high is None else [[e.value - e.low], [e.high - e.value]]
         ax.barh(y, e.value, color=color, xerr=err, capsize=3, ecolor="#333333")
+        ax.plot([e.value], [y], "o", color="#333333", markersize=3)  # a contribution of zero shows too
     ax.set_yticks(range(len(rows)))
     ax.set_yticklabels([f"#{c.id} {c.hypothesis[:40]}" for c in rows], fontsize=8)
     ax.axvline(0, color="#333333", linewidth=0.8)
     ax.set_xlabel(f"contribution to {f.metric} at scale (positive = better; {f.confidence:.0%} interval)")
-    ax.set_title(f"which keeps matter at scale: {scale_text(f.settings)}", fontsize=9)
+    ax.set_title(f"which keeps matter at scale: {scale_text(f.settings)}\n"
+                 "green: helps (interval above 0), grey: not shown to help, red: a negative estimate", fontsize=9)  # fmt: skip
     ax.grid(True, axis="x", alpha=0.25)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
