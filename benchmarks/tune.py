@@ -1,16 +1,22 @@
-"""The tune agent (Optuna TPE) against random search on the same budget.
+"""The tune agent on two tasks, each a real `overnight run` on a fresh git repository.
 
-The task has a known optimum: three constants (a learning rate on a log scale, an
-integer width, a momentum) and a loss that is 0 exactly at LEARNING_RATE = 0.01,
-WIDTH = 64, MOMENTUM = 0.9; a width over 200 crashes. Both samplers get the same
-search space (the tune agent's defaults), the same seeds and the same number of
-experiments; each run is a real `overnight run` on a fresh git repository. We report
-the best loss found after 10, 20 and 30 experiments (median over seeds), and in how
-many seeds TPE ended ahead. `--vary` is the agent's `[agent.tune] vary` for both
-samplers (constants changed per experiment, at most; 0: all of them); the default is
-the agent's own.
+quickstart: the examples/quickstart task (fit a cubic's four coefficients, all 0 at the
+start; lower mse is better). The tune agent (`--agent tune`, one run per seed) against
+the example's own agent, `propose.py`, which nudges one coefficient at random by a step
+that shrinks as changes are kept. The coefficients start at 0, which the tune agent does
+not search unless given a range: the benchmark gives each `[-span, span]` (`--span 0`
+gives none, which is how versions before 0.x ran it: they searched [-1, 1] around a 0).
+`propose.py` draws from a generator seeded by the experiment id, so its run is the same
+for every seed: it runs once.
 
-    python benchmarks/tune.py  # --experiments 30 --seeds 5 --vary 2
+known: a task whose optimum is known: three constants (a learning rate on a log scale, an
+integer width, a momentum) and a loss that is 0 exactly at LEARNING_RATE = 0.01, WIDTH = 64,
+MOMENTUM = 0.9; a width over 200 crashes. The tune agent with its TPE sampler against the
+same agent with Optuna's random sampler: same search space, seeds and budget.
+
+We report the best metric after 10, 20 and 30 experiments (median over seeds).
+
+    python benchmarks/tune.py  # --experiments 30 --seeds 5 --span 5 --task 0 (0: both, 1: quickstart, 2: known)
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ import tempfile
 from pathlib import Path
 
 from _repo import arguments, git_repo
-from overnight.config import TuneSection
+from overnight import demo
 
 TRAIN = """import math
 
@@ -38,16 +44,10 @@ print(f"loss: {loss:.6f}")
 """
 
 
-def _run(root: Path, sampler: str, seed: int, experiments: int, vary: int) -> list[float]:
-    config = (
-        f'[task]\nrun = "{sys.executable} train.py"\neditable = ["train.py"]\nbudget_s = 5\n'
-        f'[metric]\nname = "loss"\ngoal = "min"\n'
-        f'[agent]\nkind = "tune"\n[agent.tune]\nsampler = "{sampler}"\nseed = {seed}\nvary = {vary}\n'
-    )
-    files = {"train.py": TRAIN, "program.md": "Minimize the loss.\n", "overnight.toml": config}
-    repo = git_repo(root / f"{sampler}-{seed}", files)
+def _curve(repo: Path, experiments: int, *extra: str) -> list[float]:
+    """Run `overnight run` on ``repo``; the best metric after each experiment."""
     run = [sys.executable, "-m", "overnight", "run", str(repo), "--tag", "b", "--max-experiments", str(experiments)]
-    subprocess.run(run, check=True, capture_output=True)
+    subprocess.run([*run, *extra], check=True, capture_output=True, env=None)
     log = subprocess.run([sys.executable, "-m", "overnight", "log", str(repo), "--format", "json"],
                          check=True, capture_output=True, text=True)  # fmt: skip
     rows = json.loads(log.stdout)
@@ -56,26 +56,65 @@ def _run(root: Path, sampler: str, seed: int, experiments: int, vary: int) -> li
         if row["status"] == "keep":
             best = row["metric"]
         curve.append(best)
-    return curve
+    return curve + [best] * (experiments - len(curve))  # a run that stopped early keeps its best
+
+
+def _known(root: Path, sampler: str, seed: int, experiments: int) -> list[float]:
+    config = (
+        f'[task]\nrun = "{sys.executable} train.py"\neditable = ["train.py"]\nbudget_s = 5\n'
+        f'[metric]\nname = "loss"\ngoal = "min"\n'
+        f'[agent]\nkind = "tune"\n[agent.tune]\nsampler = "{sampler}"\nseed = {seed}\n'
+    )
+    files = {"train.py": TRAIN, "program.md": "Minimize the loss.\n", "overnight.toml": config}
+    return _curve(git_repo(root / f"{sampler}-{seed}", files), experiments)
+
+
+def _quickstart(root: Path, agent: str, seed: int, experiments: int, span: float) -> list[float]:
+    repo = demo.prepare("quickstart", root / f"quickstart-{agent}-{seed}")
+    if agent == "tune":
+        ranges = ", ".join(f"{n} = [{-span}, {span}]" for n in "ABCD")
+        config = repo / "overnight.toml"
+        extra = f"\n[agent.tune]\nseed = {seed}\n" + (f"ranges = {{ {ranges} }}\n" if span else "")
+        config.write_text(config.read_text() + extra)
+        subprocess.run(["git", "commit", "-q", "-am", "tune settings"], cwd=repo, check=True, capture_output=True)
+        return _curve(repo, experiments, "--agent", "tune")
+    return _curve(repo, experiments)
+
+
+def _table(title: str, curves: dict[str, list[list[float]]], experiments: int, seeds: int) -> None:
+    marks = [m for m in (10, 20, 30) if m <= experiments] or [experiments]
+    print(f"\n{title}: best found (median of {seeds} seeds)")
+    print("| agent | " + " | ".join(f"after {m}" for m in marks) + " |")
+    print("|---|" + "---|" * len(marks))
+    for name, runs in curves.items():
+        print(f"| {name} | " + " | ".join(f"{statistics.median(r[m - 1] for r in runs):.4f}" for m in marks) + " |")
 
 
 def main() -> None:
-    args = arguments(__doc__, experiments=30, seeds=5, vary=TuneSection().vary)
-    print(f"[agent.tune] vary = {args.vary}", flush=True)
-    curves: dict[str, list[list[float]]] = {"tpe": [], "random": []}
+    args = arguments(__doc__, experiments=30, seeds=5, span=5.0, task=0)
     with tempfile.TemporaryDirectory() as tmp:
-        for seed in range(args.seeds):
-            for sampler in curves:
-                curves[sampler].append(_run(Path(tmp), sampler, seed, args.experiments, args.vary))
-            print(f"seed {seed}: " + ", ".join(f"{s} {c[-1][-1]:.4f}" for s, c in curves.items()), flush=True)
-    marks = [m for m in (10, 20, 30) if m <= args.experiments]
-    print(f"\nbaseline loss 1.4334; best loss found (median of {args.seeds} seeds):")
-    print("| sampler | " + " | ".join(f"after {m}" for m in marks) + " |")
-    print("|---|" + "---|" * len(marks))
-    for sampler, runs in curves.items():
-        print(f"| {sampler} | " + " | ".join(f"{statistics.median(r[m - 1] for r in runs):.4f}" for m in marks) + " |")
-    ahead = sum(t[-1] < r[-1] for t, r in zip(curves["tpe"], curves["random"], strict=True))
-    print(f"TPE ended ahead of random search in {ahead} of {args.seeds} seeds")
+        root = Path(tmp)
+        if args.task in (0, 1):
+            quick: dict[str, list[list[float]]] = {"tune": [], "propose.py (random nudge)": []}
+            quick["propose.py (random nudge)"].append(_quickstart(root, "nudge", 0, args.experiments, args.span))
+            print(f"quickstart propose.py: {quick['propose.py (random nudge)'][0][-1]:.4f}", flush=True)
+            for seed in range(args.seeds):
+                quick["tune"].append(_quickstart(root, "tune", seed, args.experiments, args.span))
+                print(f"quickstart seed {seed}: tune {quick['tune'][-1][-1]:.4f}", flush=True)
+            span = f"[-{args.span:g}, {args.span:g}]" if args.span else "none given"
+            _table(f"quickstart (mse; baseline 3.0420; ranges {span})", quick, args.experiments, args.seeds)
+            nudge = quick["propose.py (random nudge)"][0][-1]
+            ahead = sum(r[-1] < nudge for r in quick["tune"])
+            print(f"tune ended ahead of propose.py in {ahead} of {args.seeds} seeds")
+        if args.task in (0, 2):
+            known: dict[str, list[list[float]]] = {"tpe": [], "random": []}
+            for seed in range(args.seeds):
+                for sampler in known:
+                    known[sampler].append(_known(root, sampler, seed, args.experiments))
+                print(f"known seed {seed}: " + ", ".join(f"{s} {c[-1][-1]:.4f}" for s, c in known.items()), flush=True)
+            _table("known optimum (loss; baseline 1.4334)", known, args.experiments, args.seeds)
+            ahead = sum(t[-1] < r[-1] for t, r in zip(known["tpe"], known["random"], strict=True))
+            print(f"TPE ended ahead of random search in {ahead} of {args.seeds} seeds")
 
 
 if __name__ == "__main__":

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 import tomllib
+from collections.abc import Sequence
 from pathlib import Path
 
-from overnight.config import CONFIG_FILE, PROGRAM_FILE, default_timeout, parse_config
+from overnight.agents.constants import Constant, find_constants, format_value
+from overnight.agents.space import search_space
+from overnight.config import CONFIG_FILE, PROGRAM_FILE, TuneSection, default_timeout, parse_config
 
 _CONFIG = """\
 # overnight task file: what may change, how an experiment runs, what is measured.
@@ -36,6 +39,12 @@ min_delta = 0.0                # keep a change only if it beats the best by more
 kind = "tune"                  # tune (offline, no LLM), command, openai, anthropic, claude, codex, gemini, opencode, aider
 # model = ""                   # for LLM and coding-CLI agents
 # command = "python propose.py" # for kind = "command": edits the files, prints `Hypothesis: ...`
+{tune}"""
+
+_NO_CONSTANTS = """\
+# [agent.tune]                 # what the tune agent changes: the UPPER_CASE = <number or bool> constants
+# include = ["LEARNING_RATE"]  # of the editable .py files (init found none); see README, "tune"
+# ranges = { LEARNING_RATE = [0.0001, 0.01] }
 """
 
 _PROGRAM = """\
@@ -56,7 +65,62 @@ reads `{metric}`, and keeps the change only if it beats the best so far.
 """
 
 
-def render_config(run: str, editable: list[str], metric: str, goal: str, budget_s: float = 300) -> str:
+def tune_stub(constants: Sequence[Constant]) -> str:
+    """The ``[agent.tune]`` part of a new overnight.toml: the constants found, and the space the
+    tune agent would search by default, written out for the user to narrow.
+
+    ``include`` lists the constants it would tune (a constant added to the code later is then
+    left alone until named there: safe by default); each default range is a comment, and each
+    constant it leaves alone is named with the reason, a 0 with a range to fill in.
+    """
+    if not constants:
+        return _NO_CONSTANTS
+    space = search_space(list(constants), TuneSection())
+    names = [d.name for d in space.dimensions]
+    lines = [
+        "",
+        "[agent.tune]",
+        "# The constants init found in the editable files. The tune agent changes only those in include:",
+        "# delete what must stay as it is.",
+        f"include = {json.dumps(names)}",
+    ]
+    lines += [f"# left alone: {n} ({why.split(';')[0]})" for n, why in space.left_alone.items()]
+    lines += [
+        "",
+        "[agent.tune.ranges]",
+        "# Each range below is what the tune agent searches by default; uncomment one to change it.",
+    ]
+    for dim in space.dimensions:
+        if dim.scale != "bool":
+            low, high = (int(dim.low), int(dim.high)) if dim.scale.startswith("int") else (dim.low, dim.high)
+            lines.append(f"# {dim.name} = [{format_value(low)}, {format_value(high)}]  # {dim.scale} scale")
+    by_name = {c.name: c for c in constants}
+    for name, why in space.left_alone.items():
+        if why.startswith("is 0") and not by_name[name].is_bool:
+            lines.append(f"# {name} = [0.0, 1.0]  # is 0: give it a range (and add it to include) to tune it")
+    return "\n".join(lines) + "\n"
+
+
+def found_constants(directory: Path, editable: Sequence[str]) -> list[Constant]:
+    """The constants of the editable .py files already in ``directory`` (unparsable ones skipped)."""
+    found: list[Constant] = []
+    files = sorted({p for glob in editable for p in directory.glob(glob) if p.suffix == ".py" and p.is_file()})
+    for path in files:
+        try:
+            found += find_constants(path.read_text(encoding="utf-8"), path.relative_to(directory).as_posix())
+        except (SyntaxError, UnicodeDecodeError, OSError, ValueError):
+            continue  # init writes what it can; the tune agent says what it cannot parse when it runs
+    return found
+
+
+def render_config(
+    run: str,
+    editable: list[str],
+    metric: str,
+    goal: str,
+    budget_s: float = 300,
+    constants: Sequence[Constant] = (),
+) -> str:
     """The text of a new overnight.toml; validated before it is returned."""
     text = _CONFIG.format(
         run=json.dumps(run),
@@ -66,6 +130,7 @@ def render_config(run: str, editable: list[str], metric: str, goal: str, budget_
         metric=json.dumps(metric),
         name=metric,
         goal=json.dumps(goal),
+        tune=tune_stub(constants),
     )
     parse_config(tomllib.loads(text), CONFIG_FILE)
     return text
@@ -83,7 +148,9 @@ def render_program(run: str, editable: list[str], metric: str, goal: str) -> str
 def write_task(directory: Path, run: str, editable: list[str], metric: str, goal: str) -> tuple[list[Path], list[Path]]:
     """Write the missing task files. Returns (written, left as they were)."""
     files = {
-        directory / CONFIG_FILE: render_config(run, editable, metric, goal),
+        directory / CONFIG_FILE: render_config(
+            run, editable, metric, goal, constants=found_constants(directory, editable)
+        ),
         directory / PROGRAM_FILE: render_program(run, editable, metric, goal),
     }
     written, kept = [], []
