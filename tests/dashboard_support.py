@@ -80,10 +80,18 @@ min_delta = 0.0
 # What the scripted agent does, experiment by experiment.
 PLAN: dict[str, list[list[object]]] = {
     "1": [["set", "train.py", "LR", "0.003"], ["print", "Hypothesis: raise the learning rate from 1e-3 to 3e-3"]],
-    "2": [["set", "train.py", "WIDTH", "128"], ["print", "Hypothesis: halve the width to 128 for more steps"]],
+    "2": [
+        ["set", "train.py", "WIDTH", "128"],
+        ["print", "Hypothesis: halve the width to 128 for more steps"],
+        ["print", "Note: a narrower model trains more steps but loses more per step"],
+    ],
     "3": [["set", "train.py", "WARMUP", "200"], ["print", "Hypothesis: warm the learning rate up over 200 steps"]],
     "4": [["set", "train.py", "CRASH", "1"], ["print", "Hypothesis: fuse the q, k, v projections into one matmul"]],
-    "5": [["set", "train.py", "LR", "0.01"], ["print", "Hypothesis: push the learning rate further, to 1e-2"]],
+    "5": [
+        ["set", "train.py", "LR", "0.01"],
+        ["print", "Hypothesis: push the learning rate further, to 1e-2"],
+        ["print", "Note: 1e-2 overshoots; 3e-3 looks near the best learning rate"],
+    ],
     "6": [["set", "train.py", "DEPTH", "6"], ["print", "Hypothesis: deepen the model from 4 to 6 layers"]],
     "7": [["write", "prepare.py", "CACHE = True\n"], ["print", "Hypothesis: cache the tokenized data in prepare.py"]],
     "8": [["set", "train.py", "SLEEP", "30"], ["print", "Hypothesis: train for twice as many steps"]],

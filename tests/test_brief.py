@@ -143,6 +143,12 @@ def test_the_notebook_is_in_the_ledger_and_in_show(night: Repo, cli) -> None:
     shown = cli("show", "1", night.path, "--tag", "b").out
     assert "note:        X closer to 3 lowers the score a lot" in shown
     assert "note:        X below 3 is untested" in shown
+    report = cli("report", night.path, "--tag", "b")
+    assert report.code == 0, report.err
+    text = (paths_for(night.path, "b").dir / "report" / "report.md").read_text()
+    assert "## Lab notebook" in text
+    assert "- #1 (keep; worker 0, command): X closer to 3 lowers the score a lot" in text
+    assert "- #4 (rejected; worker 0, command): the schedule is fragile" in text
 
 
 def test_overnight_brief_prints_the_next_brief_for_each_kind(night: Repo, cli) -> None:

@@ -88,6 +88,16 @@ def test_the_page_in_a_browser(browser_page: Any, server: DashboardServer, tmp_p
     expect(page.locator("#detail-id")).to_have_text("#7")
     assert page.locator("#detail-diff span.add").all_inner_texts() == ["+CACHE = True"]
 
+    # The lab notebook: newest first; a note's experiment is a link.
+    notes = page.locator("#notebook li")
+    assert notes.count() == 2
+    assert notes.first.inner_text() == "#5 (worker 0, command): 1e-2 overshoots; 3e-3 looks near the best learning rate"
+    notes.nth(1).locator("a").click()
+    expect(page.locator("#detail-id")).to_have_text("#2")
+    assert page.locator("#detail-notes li").all_inner_texts() == [
+        "a narrower model trains more steps but loses more per step"
+    ]
+
     # The screenshot the README shows: OVERNIGHT_DASHBOARD_SCREENSHOT=docs/dashboard.png to refresh it.
     page.click("#experiments tbody tr[data-id='9']")
     page.click("#detail .tab[data-log='experiment']")

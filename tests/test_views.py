@@ -105,6 +105,7 @@ def test_show_without_the_commit_falls_back_to_the_saved_diff(finished: Repo) ->
 
 def test_the_diff_of_two_commits_is_asked_of_git_once(finished: Repo, monkeypatch: pytest.MonkeyPatch) -> None:
     view = views.load_view(finished.path, "v")
+    views.commit_diff.cache_clear()  # the run's briefs (in this process) asked for diffs already
     calls: list[tuple[str, ...]] = []
     real = git.git
     monkeypatch.setattr(git, "git", lambda *args, **kw: calls.append(args) or real(*args, **kw))

@@ -130,6 +130,7 @@ def markdown(view: RunView, image: str = "progress.png") -> str:
     found = _verified(view)
     if found is not None:
         lines += ["", *verification.markdown(found, VERIFIED_IMAGE if found.ablation else None)]
+    lines += _notebook(view)
     lines += [
         "",
         f"Every experiment: `overnight log --tag {view.tag}`; one of them: `overnight show ID --tag {view.tag}`.",
@@ -142,6 +143,18 @@ def _verified(view: RunView) -> verification.Findings | None:
     """The run's latest `overnight verify`, if any."""
     confidence = float(json.loads(view.meta.get("config") or "{}").get("judge", {}).get("confidence", 0.95))
     return verification.latest(view.paths, view.metric, view.goal, confidence)
+
+
+def _notebook(view: RunView) -> list[str]:
+    """The lab notebook section: every note the agents left, with the experiment that wrote it."""
+    if not view.notes:
+        return []
+    statuses = {e.id: e.status.value for e in view.experiments}
+    lines = ["", "## Lab notebook", "", "What the agents wrote for each other during the run, oldest first.", ""]
+    for note in view.notes:
+        who = f"worker {note.worker}" + (f", {note.agent}" if note.agent else "")
+        lines.append(f"- #{note.experiment} ({statuses.get(note.experiment, '?')}; {who}): {note.text}")
+    return lines
 
 
 def _keep_row(view: RunView, e: Experiment) -> str:

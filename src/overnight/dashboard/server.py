@@ -37,7 +37,7 @@ from urllib.parse import urlsplit
 from overnight import git, verification, views
 from overnight._version import __version__
 from overnight.errors import ConfigError, OvernightError, RunStateError
-from overnight.records import Experiment, Status
+from overnight.records import Experiment, Note, Status
 from overnight.rundir import check_tag
 
 log = logging.getLogger(__name__)
@@ -102,9 +102,14 @@ def run_summary(view: views.RunView) -> dict[str, Any]:
             "tokens": usage.tokens_in + usage.tokens_out,
             "cost_usd": usage.cost_usd,
             "verification": _verified(view),
+            "notes": [_note(n) for n in view.notes],
         }
     )
     return summary
+
+
+def _note(note: Note) -> dict[str, Any]:
+    return {"experiment": note.experiment, "worker": note.worker, "agent": note.agent, "at": note.at, "text": note.text}
 
 
 def _verified(view: views.RunView) -> dict[str, Any] | None:
@@ -145,6 +150,7 @@ def experiment_detail(view: views.RunView, experiment_id: int) -> dict[str, Any]
             "diff_truncated": cut,
             "diff_error": diff.error,
             "measurements": [dataclasses.asdict(m) for m in view.measurements.get(exp.id, [])],
+            "notes": [n.text for n in view.notes if n.experiment == exp.id],
             "logs": {
                 "experiment": views.tail(view.paths.log(exp.id), TAIL_LINES),
                 "agent": views.tail(view.paths.log(exp.id, "agent"), TAIL_LINES),

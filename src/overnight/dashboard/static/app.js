@@ -161,6 +161,27 @@
     renderFilters();
     renderTable();
     renderVerification();
+    renderNotebook();
+  }
+
+  // The notes agents left for each other, newest first; each links to the experiment that wrote it.
+  function renderNotebook() {
+    const notes = (state.run && state.run.notes) || [];
+    $("#notebook-panel").hidden = notes.length === 0;
+    $("#notebook-count").textContent = notes.length === 1 ? "1 note" : `${notes.length} notes`;
+    $("#notebook").replaceChildren(
+      ...notes
+        .slice()
+        .reverse()
+        .map((n) => {
+          const link = el("a", { href: "#", class: "note-exp", text: `#${n.experiment}` });
+          link.addEventListener("click", (ev) => {
+            ev.preventDefault();
+            select(n.experiment);
+          });
+          return el("li", { "data-note": String(n.experiment) }, link, ` (worker ${n.worker}${n.agent ? ", " + n.agent : ""}): `, n.text);
+        }),
+    );
   }
 
   // The latest `overnight verify` of the run: the gain at scale and each keep's contribution.
@@ -592,6 +613,9 @@
     const reason = $("#detail-reason");
     reason.hidden = !e.reason;
     reason.textContent = e.reason || "";
+    const noted = $("#detail-notes");
+    noted.hidden = !(e.notes && e.notes.length);
+    noted.replaceChildren(...(e.notes || []).map((text) => el("li", { text })));
 
     const dl = $("#detail-facts");
     dl.replaceChildren();
