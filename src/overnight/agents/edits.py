@@ -186,12 +186,26 @@ def _reindent(replace: list[str], found: list[str], search: list[str]) -> list[s
     return out
 
 
-def _likeness(window: list[str], search: list[str]) -> float:
-    """How alike two runs of lines are: line by line, then character by character (cheaply when long)."""
-    lines = difflib.SequenceMatcher(None, [s.strip() for s in window], [s.strip() for s in search], autojunk=False)
-    a, b = "".join(window), "".join(search)
-    chars = difflib.SequenceMatcher(None, a, b, autojunk=False)
-    return lines.ratio() + (chars.ratio() if len(a) + len(b) <= 2000 else chars.quick_ratio())
+class _Likeness:
+    """How alike a run of lines is to ``search``: line by line, then character by character (cheaply when long).
+
+    difflib indexes its second sequence once per matcher, so ``search`` is indexed once for all windows.
+    """
+
+    def __init__(self, search: list[str]) -> None:
+        self.lines = difflib.SequenceMatcher(None, autojunk=False)
+        self.lines.set_seq2([s.strip() for s in search])
+        text = "".join(search)
+        self.chars = difflib.SequenceMatcher(None, autojunk=False)
+        self.chars.set_seq2(text)
+        self.short = len(text) <= 1000
+
+    def __call__(self, window: list[str]) -> float:
+        text = "".join(window)
+        self.lines.set_seq1([s.strip() for s in window])
+        self.chars.set_seq1(text)
+        exact = self.short and len(text) <= 4000  # ratio() is quadratic at worst; quick_ratio() linear
+        return self.lines.ratio() + (self.chars.ratio() if exact else self.chars.quick_ratio())
 
 
 def closest(content: list[str], search: list[str]) -> int:
@@ -208,7 +222,13 @@ def closest(content: list[str], search: list[str]) -> int:
     sums = [0, *accumulate(scores)]
     windows = range(len(content) - n + 1)
     best = heapq.nlargest(CANDIDATES, windows, key=lambda i: (sums[i + n] - sums[i], -i))
-    return max(best, key=lambda i: (_likeness(content[i : i + n], search), -i))
+    likeness = _Likeness(search)
+    return max(best, key=lambda i: (likeness(content[i : i + n]), -i))
+
+
+def _clip(line: str, limit: int = 400) -> str:
+    """A line as the model is shown it: a very long one (minified code, data) cut short."""
+    return line if len(line) <= limit else line[:limit] + " [...]\n"
 
 
 def _miss(where: str, path: str, content: list[str], search: list[str]) -> str:
@@ -223,11 +243,11 @@ def _miss(where: str, path: str, content: list[str], search: list[str]) -> str:
     change = next((op for op in ops if op[0] != "equal"), None)
     if change is not None:
         tag, i1, _, j1, _ = change
-        have = window[i1].rstrip("\n") if i1 < len(window) else "(the end of the lines)"
-        wrote = search[j1].rstrip("\n") if j1 < len(search) and tag != "delete" else "(nothing)"
+        have = _clip(window[i1]).rstrip("\n") if i1 < len(window) else "(the end of the lines)"
+        wrote = _clip(search[j1]).rstrip("\n") if j1 < len(search) and tag != "delete" else "(nothing)"
         differs = f"The first difference: your SEARCH has `{wrote}` where the file has `{have}`.\n"
         show_from = max(0, i1 - 5) if len(window) > SHOWN else 0
-    shown = window[show_from : show_from + SHOWN]
+    shown = [_clip(line) for line in window[show_from : show_from + SHOWN]]
     span = f"lines {at + show_from + 1}-{at + show_from + len(shown)}"
     advice = ""
     if len(search) > LONG_SEARCH:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 import time
+from dataclasses import dataclass, field
 
 from overnight.agents import edits, prices, prompt
 from overnight.agents._base import Agent, Context
@@ -44,13 +45,7 @@ class LLMAgent(Agent):
         messages = [{"role": "user", "content": prompt.brief(context, self.settings.context_tokens)}]
         rules = Rules(context.config.task.editable, context.config.task.protected)
         usage = Usage()
-        done: set[tuple[str, str, str]] = set()  # the blocks applied so far: in the worktree
-        changed: set[str] = set()
-        hypothesis = ""
-        notes: list[str] = []
-        problems = ""  # what went wrong with the last reply, for the final message
-        cut_offs = 0
-        owed = False  # the last follow-up asked for blocks that had failed: a reply must bring some
+        progress = _Progress(self.settings.max_output_tokens)
         tries = 0
         for _ in range(self.settings.retries + 1):
             remaining = deadline - time.monotonic()
@@ -67,63 +62,87 @@ class LLMAgent(Agent):
                 self.settings, reply.tokens_in, reply.tokens_out, cached=reply.cached, written=reply.written
             )
             outcome = edits.apply(
-                reply.text, context.task_dir, rules.allows, list(context.editable), done=done, cut_off=reply.cut_off
+                reply.text, context.task_dir, rules.allows, list(context.editable), progress.done, reply.cut_off
             )
             edits.write(outcome, context.task_dir)  # what applies is kept, whatever becomes of the rest
-            earlier = bool(done)
-            done |= {b.key for b in outcome.parsed.blocks if b.index in outcome.applied}
-            changed |= outcome.changed.keys()
-            hypothesis = stated(outcome.parsed.outside) or hypothesis
-            notes += [note for note in outcome.parsed.notes if note not in notes]
-            if reply.cut_off:
-                cut_offs += 1
-                problems = f"the reply was cut off at the output limit ({self.settings.max_output_tokens} tokens)"
-                follow_up = self._cut_off(outcome, earlier)
-            elif outcome.problems or (not outcome.applied and (owed or not done)):
-                problems = "\n\n".join(outcome.problems) or (_NOTHING_NEW if outcome.repeated else edits.NO_BLOCKS)
-                follow_up = prompt.template("retry").substitute(applied=_applied(outcome, earlier), problems=problems)
-            else:  # every block applied; or, after a cut-off reply, the model says nothing is missing
+            follow_up = progress.answer(outcome, reply.cut_off)
+            if follow_up is None:
                 return Proposal(
-                    hypothesis or f"edit {', '.join(sorted(changed))}",
+                    progress.hypothesis or f"edit {', '.join(sorted(progress.changed))}",
                     agent=self.name,
                     usage=usage,
                     info={"model": self.chat.model},
-                    notes=tuple(notes[: edits.MAX_NOTES]),
+                    notes=tuple(progress.notes[: edits.MAX_NOTES]),
                 )
-            owed = bool(outcome.problems)
-            messages += [
-                {"role": "assistant", "content": reply.text},
-                {"role": "user", "content": _tidy(follow_up)},
-            ]
-        if not problems:
+            messages += [{"role": "assistant", "content": reply.text}, {"role": "user", "content": follow_up}]
+        if not progress.problems:
             raise AgentError(f"{self.name}: the proposal ran out of time ({self.settings.timeout_s:g}s)", usage)
         cut_short = ""
         if tries <= self.settings.retries:  # the time limit (or a stop) ended the retries early
             cut_short = " (the run is stopping)" if context.stop.is_set() else " (no time was left for more)"
-        if cut_offs:
-            problems = (
-                f"{cut_offs} of the model's replies were cut off at the output limit "
-                f"({self.settings.max_output_tokens} tokens; raise [agent] max_output_tokens); last: {problems}"
-            )
-        raise AgentError(f"the model's edits did not apply after {tries} tries{cut_short}: {problems[:400]}", usage)
-
-    def _cut_off(self, outcome: edits.Outcome, earlier: bool) -> str:
-        """The follow-up to a reply that reached the output limit: what applied, and a request for the rest."""
-        parsed = outcome.parsed
-        if parsed.unclosed:
-            where = f"inside {parsed.unclosed}"
-        elif parsed.blocks:
-            where = f"after block {parsed.blocks[-1].index}"
-        else:
-            where = "before any complete SEARCH/REPLACE block"
-        something = earlier or bool(outcome.applied)
-        return prompt.template("cut_off").substitute(
-            limit=self.settings.max_output_tokens,
-            where=where,
-            applied=_applied(outcome, earlier),
-            problems="\n\n".join(outcome.problems),
-            finish="If nothing is missing, reply with your Hypothesis line alone." if something else "",
+        raise AgentError(
+            f"the model's edits did not apply after {tries} tries{cut_short}: {progress.why()[:400]}", usage
         )
+
+
+@dataclass
+class _Progress:
+    """One conversation so far: the blocks applied (in the worktree), what the model said, what it still owes."""
+
+    limit: int  # the output limit of a reply, in tokens
+    done: set[tuple[str, str, str]] = field(default_factory=set)  # Block.key of every block applied
+    changed: set[str] = field(default_factory=set)
+    hypothesis: str = ""
+    notes: list[str] = field(default_factory=list)
+    owed: bool = False  # the last follow-up asked again for failed blocks: a reply must apply some
+    cut_offs: int = 0
+    problems: str = ""  # what went wrong with the last reply
+
+    def answer(self, outcome: edits.Outcome, cut_off: bool) -> str | None:
+        """Take in a reply whose blocks that applied are written; the follow-up for the model, or None when done."""
+        earlier = bool(self.done)
+        self.done |= {b.key for b in outcome.parsed.blocks if b.index in outcome.applied}
+        self.changed |= outcome.changed.keys()
+        self.hypothesis = stated(outcome.parsed.outside) or self.hypothesis
+        self.notes += [note for note in outcome.parsed.notes if note not in self.notes]
+        owed, self.owed = self.owed, bool(outcome.problems)
+        if cut_off:
+            self.cut_offs += 1
+            self.problems = f"the reply was cut off at the output limit ({self.limit} tokens)"
+            return _tidy(_cut_off(outcome, earlier, self.limit))
+        if outcome.problems or (not outcome.applied and (owed or not self.done)):
+            self.problems = "\n\n".join(outcome.problems) or (_NOTHING_NEW if outcome.repeated else edits.NO_BLOCKS)
+            return _tidy(
+                prompt.template("retry").substitute(applied=_applied(outcome, earlier), problems=self.problems)
+            )
+        return None  # every block applied; or, asked for the rest of a cut-off reply, the model says nothing is missing
+
+    def why(self) -> str:
+        """Why the conversation ended without a proposal, for the experiment's reason."""
+        if not self.cut_offs:
+            return self.problems
+        return (
+            f"{self.cut_offs} of the model's replies were cut off at the output limit ({self.limit} tokens; "
+            f"raise [agent] max_output_tokens); last: {self.problems}"
+        )
+
+
+def _cut_off(outcome: edits.Outcome, earlier: bool, limit: int) -> str:
+    """The follow-up to a reply that reached the output limit: what applied, and a request for the rest."""
+    parsed = outcome.parsed
+    if parsed.unclosed:
+        where = f"inside {parsed.unclosed}"
+    elif parsed.blocks:
+        where = f"after block {parsed.blocks[-1].index}"
+    else:
+        where = "before any complete SEARCH/REPLACE block"
+    return prompt.template("cut_off").substitute(
+        limit=limit,
+        where=where,
+        applied=_applied(outcome, earlier),
+        problems="\n\n".join(outcome.problems),
+        finish="If nothing is missing, reply with your Hypothesis line alone." if earlier or outcome.applied else "",
+    )
 
 
 def _numbers(indexes: list[int]) -> str:
