@@ -225,8 +225,8 @@ def gather(
 
     ``history`` is the finished experiments in the order they finished; ``samples`` every
     measured value by (experiment, round); ``logs`` the run's log folder (for the tails of
-    failed experiments) and ``root`` the repository (for diffs); either may be None to
-    leave those out. Holdout values are never read: the agents must not see them.
+    the failed ones among the RECENT latest) and ``root`` the repository (for the diffs of
+    the latest keeps and experiments); either may be None to leave those out. Holdout values are never read: the agents must not see them.
     """
     noise = judge.Noise.pooled(samples.values())
     level = best.metric if best is not None and best.metric is not None else None
@@ -240,10 +240,11 @@ def gather(
         written.setdefault(note.experiment, []).append(note.text)
     keeps = [e.id for e in history if e.status is Status.KEEP][-DIFFS_OF_KEEPS:]
     recent = [e.id for e in history if e.commit and e.commit != e.parent][-DIFFS_OF_RECENT:]
+    latest = {e.id for e in history[-RECENT:]}  # only their log tails are read: older ones are not shown
     entries = [
         _entry(
             exp, by_commit, by_id, noise.sd, written.get(exp.id, ()), config.metric.goal_enum, config.metric.name,
-            logs=logs, root=root if exp.id in keeps or exp.id in recent else None,
+            logs=logs if exp.id in latest else None, root=root if exp.id in keeps or exp.id in recent else None,
         )
         for exp in history
     ]  # fmt: skip
