@@ -33,7 +33,19 @@ from pathlib import Path, PurePosixPath
 
 from overnight.agents.textfiles import Form, NotText, load, read_text
 
-__all__ = ["Block", "EditError", "NotText", "Outcome", "Parsed", "apply", "apply_block", "parse", "read_text", "write"]
+__all__ = [
+    "Block",
+    "EditError",
+    "NotText",
+    "Outcome",
+    "Parsed",
+    "apply",
+    "apply_block",
+    "closest",
+    "parse",
+    "read_text",
+    "write",
+]
 
 SEARCH = re.compile(r"^\s*<{5,9} ?SEARCH\s*$")
 DIVIDER = re.compile(r"^\s*={5,9}\s*$")
