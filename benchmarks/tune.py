@@ -5,7 +5,7 @@ start; lower mse is better). The tune agent (`--agent tune`, one run per seed) a
 the example's own agent, `propose.py`, which nudges one coefficient at random by a step
 that shrinks as changes are kept. The coefficients start at 0, which the tune agent does
 not search unless given a range: the benchmark gives each `[-span, span]` (`--span 0`
-gives none, which is how versions before 0.x ran it: they searched [-1, 1] around a 0).
+gives none: the tune agent then refuses the task, and older versions searched [-1, 1]).
 `propose.py` draws from a generator seeded by the experiment id, so its run is the same
 for every seed: it runs once.
 
@@ -14,9 +14,10 @@ integer width, a momentum) and a loss that is 0 exactly at LEARNING_RATE = 0.01,
 MOMENTUM = 0.9; a width over 200 crashes. The tune agent with its TPE sampler against the
 same agent with Optuna's random sampler: same search space, seeds and budget.
 
-We report the best metric after 10, 20 and 30 experiments (median over seeds).
+We report the best metric after 10, 20 and 30 experiments (median over seeds). `--vary` is
+the agent's `[agent.tune] vary` (constants changed per experiment, at most; 0: all).
 
-    python benchmarks/tune.py  # --experiments 30 --seeds 5 --span 5 --task 0 (0: both, 1: quickstart, 2: known)
+    python benchmarks/tune.py  # --experiments 30 --seeds 5 --span 5 --task 0 (0: both, 1: quickstart, 2: known) --vary 2
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from pathlib import Path
 
 from _repo import arguments, git_repo
 from overnight import demo
+from overnight.config import TuneSection
 
 TRAIN = """import math
 
@@ -47,7 +49,9 @@ print(f"loss: {loss:.6f}")
 def _curve(repo: Path, experiments: int, *extra: str) -> list[float]:
     """Run `overnight run` on ``repo``; the best metric after each experiment."""
     run = [sys.executable, "-m", "overnight", "run", str(repo), "--tag", "b", "--max-experiments", str(experiments)]
-    subprocess.run([*run, *extra], check=True, capture_output=True, env=None)
+    done = subprocess.run([*run, *extra], capture_output=True, text=True)
+    if done.returncode != 0:  # e.g. --span 0: the tune agent leaves the zeros of quickstart alone
+        raise SystemExit(f"overnight run {repo.name} failed:\n{done.stderr}")
     log = subprocess.run([sys.executable, "-m", "overnight", "log", str(repo), "--format", "json"],
                          check=True, capture_output=True, text=True)  # fmt: skip
     rows = json.loads(log.stdout)
@@ -59,22 +63,22 @@ def _curve(repo: Path, experiments: int, *extra: str) -> list[float]:
     return curve + [best] * (experiments - len(curve))  # a run that stopped early keeps its best
 
 
-def _known(root: Path, sampler: str, seed: int, experiments: int) -> list[float]:
+def _known(root: Path, sampler: str, seed: int, experiments: int, vary: int) -> list[float]:
     config = (
         f'[task]\nrun = "{sys.executable} train.py"\neditable = ["train.py"]\nbudget_s = 5\n'
         f'[metric]\nname = "loss"\ngoal = "min"\n'
-        f'[agent]\nkind = "tune"\n[agent.tune]\nsampler = "{sampler}"\nseed = {seed}\n'
+        f'[agent]\nkind = "tune"\n[agent.tune]\nsampler = "{sampler}"\nseed = {seed}\nvary = {vary}\n'
     )
     files = {"train.py": TRAIN, "program.md": "Minimize the loss.\n", "overnight.toml": config}
     return _curve(git_repo(root / f"{sampler}-{seed}", files), experiments)
 
 
-def _quickstart(root: Path, agent: str, seed: int, experiments: int, span: float) -> list[float]:
+def _quickstart(root: Path, agent: str, seed: int, experiments: int, span: float, vary: int) -> list[float]:
     repo = demo.prepare("quickstart", root / f"quickstart-{agent}-{seed}")
     if agent == "tune":
         ranges = ", ".join(f"{n} = [{-span}, {span}]" for n in "ABCD")
         config = repo / "overnight.toml"
-        extra = f"\n[agent.tune]\nseed = {seed}\n" + (f"ranges = {{ {ranges} }}\n" if span else "")
+        extra = f"\n[agent.tune]\nseed = {seed}\nvary = {vary}\n" + (f"ranges = {{ {ranges} }}\n" if span else "")
         config.write_text(config.read_text() + extra)
         subprocess.run(["git", "commit", "-q", "-am", "tune settings"], cwd=repo, check=True, capture_output=True)
         return _curve(repo, experiments, "--agent", "tune")
@@ -91,15 +95,18 @@ def _table(title: str, curves: dict[str, list[list[float]]], experiments: int, s
 
 
 def main() -> None:
-    args = arguments(__doc__, experiments=30, seeds=5, span=5.0, task=0)
+    args = arguments(__doc__, experiments=30, seeds=5, span=5.0, task=0, vary=TuneSection().vary)
+    print(f"[agent.tune] vary = {args.vary}", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         if args.task in (0, 1):
             quick: dict[str, list[list[float]]] = {"tune": [], "propose.py (random nudge)": []}
-            quick["propose.py (random nudge)"].append(_quickstart(root, "nudge", 0, args.experiments, args.span))
+            quick["propose.py (random nudge)"].append(
+                _quickstart(root, "nudge", 0, args.experiments, args.span, args.vary)
+            )
             print(f"quickstart propose.py: {quick['propose.py (random nudge)'][0][-1]:.4f}", flush=True)
             for seed in range(args.seeds):
-                quick["tune"].append(_quickstart(root, "tune", seed, args.experiments, args.span))
+                quick["tune"].append(_quickstart(root, "tune", seed, args.experiments, args.span, args.vary))
                 print(f"quickstart seed {seed}: tune {quick['tune'][-1][-1]:.4f}", flush=True)
             span = f"[-{args.span:g}, {args.span:g}]" if args.span else "none given"
             _table(f"quickstart (mse; baseline 3.0420; ranges {span})", quick, args.experiments, args.seeds)
@@ -110,7 +117,7 @@ def main() -> None:
             known: dict[str, list[list[float]]] = {"tpe": [], "random": []}
             for seed in range(args.seeds):
                 for sampler in known:
-                    known[sampler].append(_known(root, sampler, seed, args.experiments))
+                    known[sampler].append(_known(root, sampler, seed, args.experiments, args.vary))
                 print(f"known seed {seed}: " + ", ".join(f"{s} {c[-1][-1]:.4f}" for s, c in known.items()), flush=True)
             _table("known optimum (loss; baseline 1.4334)", known, args.experiments, args.seeds)
             ahead = sum(t[-1] < r[-1] for t, r in zip(known["tpe"], known["random"], strict=True))

@@ -324,3 +324,25 @@ def test_init_without_constants_writes_a_commented_stub() -> None:
     text = render_config("python3 train.py", ["train.py"], "loss", "min")
     assert "# [agent.tune]" in text and "\n[agent.tune]" not in text
     assert tune_stub([]) in text
+
+
+def test_a_task_of_zeros_says_which_to_give_ranges(repo: Repo, cli) -> None:
+    repo.write("model.py", "A = 0.0\nB = 0\n\n\ndef predict(x):\n    return A + B * x\n")
+    repo.write("evaluate.py", "import model\nprint('mse:', (model.predict(1.0) - 2) ** 2)\n")
+    repo.write(
+        "overnight.toml",
+        '[task]\nrun = "python3 evaluate.py"\neditable = ["model.py"]\nbudget_s = 5\n'
+        '[metric]\nname = "mse"\ngoal = "min"\n[agent]\nkind = "tune"\n',
+    )
+    repo.write("program.md", "Fit.\n")
+    repo.commit("zeros")
+    result = cli("run", repo.path, "--tag", "z", "--max-experiments", "1")
+    assert result.code == 6 and "no constants to tune" in result.err
+    assert "Left alone: A, B: is 0, with no scale to search around; give it [agent.tune] ranges" in result.err
+    repo.write(
+        "overnight.toml", (repo.path / "overnight.toml").read_text() + "[agent.tune]\nranges = { A = [-5, 5] }\n"
+    )
+    repo.commit("a range")
+    assert cli("run", repo.path, "--tag", "y", "--max-experiments", "3").code == 0
+    rows = ledger_rows(repo.path, "y")
+    assert all(_changed(r["hypothesis"]) == ["A"] for r in rows[1:])  # B, still 0 without a range, stays

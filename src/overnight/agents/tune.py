@@ -98,10 +98,13 @@ class TuneAgent(Agent):
     def _start(self, constants: list[Constant], context: Context) -> None:
         space = search_space(constants, self.settings)
         if not space.dimensions:
-            why = "; ".join(f"{n} {r}" for n, r in space.left_alone.items())
+            grouped: dict[str, list[str]] = {}
+            for name, reason in space.left_alone.items():
+                grouped.setdefault(reason, []).append(name)
+            why = "; ".join(f"{', '.join(names)}: {reason}" for reason, names in grouped.items())
             raise AgentUnavailable(
                 "tune: no constants to tune: the editable .py files have no module-level "
-                "UPPER_CASE = <number or bool> assignments it may change" + (f" (left alone: {why})" if why else "")
+                "UPPER_CASE = <number or bool> assignments it may change" + (f". Left alone: {why}" if why else "")
             )
         space = self._as_recorded(space, context)
         self._space = space
