@@ -340,7 +340,7 @@ def log_table(view: RunView, width: int = 60) -> str:
             ref, _ = view.reference(e)
             delta = f"{e.metric - ref:+.4g}" if ref is not None else ""
         hyp = short(e.hypothesis, width)
-        if e.reason and e.status not in MEASURED:
+        if e.reason and (e.status not in MEASURED or e.info.get("broken_guards")):  # a guard's discard says which
             hyp = f"{hyp}  [{e.reason[:60]}]"
         rows.append(
             f"{e.id:>4}  {e.status.value:<11} {_num(e.metric):>12} {delta:>12} {e.runs or '':>4} "
