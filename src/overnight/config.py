@@ -178,13 +178,16 @@ class JudgeSection:
 
 @dataclass(frozen=True)
 class TuneSection:
-    """[agent.tune]: the offline optimizer's search space."""
+    """[agent.tune]: the offline optimizer's search space (its defaults: overnight.agents.space)."""
 
-    include: tuple[str, ...] = ()  # constants to tune (default: every UPPER_CASE number it finds)
+    # constants to tune (default: every UPPER_CASE number or bool it finds, less those it leaves
+    # alone: names that look like hardware facts or seeds, tuned once named here; zeros, tuned
+    # once given a range)
+    include: tuple[str, ...] = ()
     exclude: tuple[str, ...] = ()  # constants never to touch
     ranges: dict[str, tuple[float, float]] = field(default_factory=dict)  # NAME = [low, high]
     seed: int = 0
-    startup: int = 5  # random proposals before the TPE model takes over
+    startup: int = 5  # random proposals before TPE and the steps near the best take over
     sampler: str = "tpe"  # "tpe", or "random" (a baseline for comparisons)
     vary: int = 2  # constants changed per experiment, at most (the others keep the best's values); 0: all
 
