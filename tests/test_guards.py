@@ -14,7 +14,7 @@ from conftest import AGENT, Repo, Result, ledger_rows
 from overnight import guards
 from overnight.config import parse_config
 from overnight.errors import ConfigError
-from overnight.records import DISTURBED, Measured
+from overnight.records import DISTURBED, Experiment, Measured, Status
 
 # score = (X - 3)^2 + 1 (lower is better), and two secondary metrics the agent can move.
 TRAIN = """\
@@ -174,6 +174,11 @@ def test_describe_gives_one_line_per_guard_for_the_brief() -> None:
         "mem must stay at most 1.05 × the best's mem (the best's is 760: at most 798)",
         "acc must stay at least the best's acc - 0.5 (the best's is 90: at least 89.5)",
     ]
+    best = Experiment(3, Status.KEEP, metrics={"mem": 200.0}, peak_memory_mb=900.0)
+    assert (
+        guards.describe(config, best)[0]
+        == "mem must stay at most 1.05 × the best's mem (the best's is 200: at most 210)"
+    )
     assert guards.describe(parse_config(config_with())) == []
 
 

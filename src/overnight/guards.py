@@ -184,13 +184,17 @@ def of(config: Config) -> tuple[Guard, ...]:
     return parse_all(config.metric.guards)
 
 
-def describe(config: Config, best: Mapping[str, float] | None = None) -> list[str]:
+def describe(config: Config, best: Mapping[str, float] | Experiment | None = None) -> list[str]:
     """One line per guard for an agent's brief (empty without guards).
 
-    ``best`` is the best's secondary metrics (see :func:`means`), to show each relative guard's
-    current limit; without it the lines say the rule alone.
+    ``best`` is the best experiment (its last run's numbers are shown) or its secondary metrics
+    (see :func:`means`), to show each relative guard's current limit; without it the lines say
+    the rule alone.
     """
-    return [g.describe(None if best is None else best.get(g.name)) for g in of(config)]
+    rules = of(config)
+    if isinstance(best, Experiment):
+        best = last_reported(best, {g.name for g in rules})
+    return [g.describe(None if best is None else best.get(g.name)) for g in rules]
 
 
 def means(measurements: Iterable[Measured], names: Iterable[str]) -> dict[str, float]:
