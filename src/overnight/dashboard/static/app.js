@@ -515,7 +515,8 @@
     body.replaceChildren(
       ...rows.map((r) => {
         const hyp = el("td", { class: "hyp", title: r.hypothesis }, r.hypothesis || "");
-        if (r.reason && !["keep", "discard", "baseline"].includes(r.status)) {
+        // a discard's reason is the judge's, except when it broke a guard: then it says which
+        if (r.reason && (!["keep", "discard", "baseline"].includes(r.status) || (r.info && r.info.broken_guards))) {
           hyp.append(el("span", { class: "reason", text: ` ${clip(r.reason, 90)}` }));
         }
         const tr = el(
