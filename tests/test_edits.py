@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from overnight.agents.edits import MAX_NOTE, MAX_NOTES, NO_BLOCKS, Block, EditError, apply, apply_block, parse, write
-from overnight.agents.hypothesis import MAX_HYPOTHESIS, hypothesis_in, last_line, stated
+from overnight.agents.edits import MAX_NOTE, NO_BLOCKS, Block, EditError, apply, apply_block, parse, write
+from overnight.agents.hypothesis import MAX_HYPOTHESIS, MAX_NOTES, hypothesis_in, last_line, stated
 from overnight.agents.textfiles import NotText, read_text
 
 CODE = "def f(x):\n    if x:\n        return 1\n    return 2\n"

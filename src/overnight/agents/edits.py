@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from itertools import accumulate
 from pathlib import Path, PurePosixPath
 
+from overnight.agents.hypothesis import noted
 from overnight.agents.textfiles import Form, NotText, load, read_text
 
 __all__ = [
@@ -51,9 +52,7 @@ SEARCH = re.compile(r"^\s*<{5,9} ?SEARCH\s*$")
 DIVIDER = re.compile(r"^\s*={5,9}\s*$")
 REPLACE = re.compile(r"^\s*>{5,9} ?REPLACE\s*$")
 FENCE = re.compile(r"^\s*(```|~~~)")
-NOTE = re.compile(r"^[^\w\n]*note[^\w\n:]*:(.*)$", re.IGNORECASE)  # `Note:`, `**Note:**`, `- note:`
 WHOLE_FILE_LINES = 400  # an empty SEARCH may replace a file up to this long
-MAX_NOTES = 5  # notes kept from one reply
 MAX_NOTE = 300  # characters of one note
 CANDIDATES = 8  # windows of a file compared closely with a SEARCH that missed
 SHOWN = 40  # lines of the closest match shown to the model
@@ -91,12 +90,10 @@ class Parsed:
     def notes(self) -> tuple[str, ...]:
         """The reply's ``Note:`` lines outside its blocks: at most MAX_NOTES, each cut to MAX_NOTE characters."""
         found: list[str] = []
-        for line in self.outside.splitlines():
-            match = NOTE.match(line)
-            text = " ".join(match.group(1).strip().strip("*`").split()) if match else ""
-            if text and text[:MAX_NOTE] not in found:
+        for text in noted(self.outside):
+            if text[:MAX_NOTE] not in found:
                 found.append(text[:MAX_NOTE])
-        return tuple(found[:MAX_NOTES])
+        return tuple(found)
 
 
 @dataclass

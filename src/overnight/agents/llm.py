@@ -19,7 +19,7 @@ from overnight.agents import edits, prices, prompt
 from overnight.agents._base import Agent, Context
 from overnight.agents.chat import Chat
 from overnight.agents.failures import FailureStreak
-from overnight.agents.hypothesis import stated
+from overnight.agents.hypothesis import MAX_NOTES, stated
 from overnight.config import AgentSection
 from overnight.errors import AgentError
 from overnight.globs import Rules
@@ -72,7 +72,7 @@ class LLMAgent(Agent):
                     agent=self.name,
                     usage=usage,
                     info={"model": self.chat.model},
-                    notes=tuple(progress.notes[: edits.MAX_NOTES]),
+                    notes=tuple(progress.notes[:MAX_NOTES]),
                 )
             messages += [{"role": "assistant", "content": reply.text}, {"role": "user", "content": follow_up}]
         if not progress.problems:
@@ -81,7 +81,10 @@ class LLMAgent(Agent):
         if tries <= self.settings.retries:  # the time limit (or a stop) ended the retries early
             cut_short = " (the run is stopping)" if context.stop.is_set() else " (no time was left for more)"
         raise AgentError(
-            f"the model's edits did not apply after {tries} tries{cut_short}: {progress.why()[:400]}", usage
+            f"the model's edits did not apply after {tries} tries{cut_short}: {progress.why()[:400]}",
+            usage,
+            hypothesis=progress.hypothesis,  # what it tried is still worth telling the next agent
+            notes=tuple(progress.notes[:MAX_NOTES]),
         )
 
 
