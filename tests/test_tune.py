@@ -76,6 +76,7 @@ DEVICE_BATCH_SIZE = 128
 SEED = 42
 USE_X = True
 GRAD_CLIP = 1.0
+PEAK_LR = 0.003  # a learning rate, not a hardware fact
 """
 
 
@@ -86,7 +87,7 @@ def test_a_real_training_script_gets_a_safe_space_by_default() -> None:
     assert "hardware" in space.left_alone["H100_BF16_PEAK_FLOPS"] and "seed" in space.left_alone["SEED"]
     assert [w.split()[1] for w in space.warnings] == ["WARMUP_RATIO", "FINAL_LR_FRAC"]  # zeros: a warning each
     assert "TOTAL_BATCH_SIZE" not in dims and "ADAM_BETAS" not in dims  # expressions are not literals
-    assert dims["USE_X"].scale == "bool"
+    assert dims["USE_X"].scale == "bool" and dims["PEAK_LR"].scale == "logit"
     assert (dims["DEPTH"].scale, dims["DEPTH"].low, dims["DEPTH"].high) == ("int-log", 2, 32)
     assert dims["GRAD_CLIP"].scale == "log" and (dims["GRAD_CLIP"].low, dims["GRAD_CLIP"].high) == (0.1, 10.0)
     values = {c.name: c.value for c in find_constants(AUTORESEARCH, "train.py")}
@@ -298,7 +299,7 @@ def test_init_writes_tune_stubs_from_the_constants_it_finds(repo: Repo, cli) -> 
     text = (repo.path / "overnight.toml").read_text()
     config = load_config(repo.path / "overnight.toml")
     tunable = ["ASPECT_RATIO", "HEAD_DIM", "EMBEDDING_LR", "UNEMBEDDING_LR", "MATRIX_LR", "SCALAR_LR",
-               "WEIGHT_DECAY", "WARMDOWN_RATIO", "DEPTH", "DEVICE_BATCH_SIZE", "USE_X", "GRAD_CLIP"]  # fmt: skip
+               "WEIGHT_DECAY", "WARMDOWN_RATIO", "DEPTH", "DEVICE_BATCH_SIZE", "USE_X", "GRAD_CLIP", "PEAK_LR"]  # fmt: skip
     assert list(config.agent.tune.include) == tunable and config.agent.tune.ranges == {}
     assert "# left alone: H100_BF16_PEAK_FLOPS (looks like a hardware fact)\n" in text
     assert "# left alone: SEED (looks like a seed)\n" in text
@@ -308,7 +309,7 @@ def test_init_writes_tune_stubs_from_the_constants_it_finds(repo: Repo, cli) -> 
     assert "# FINAL_LR_FRAC = [0.0, 1.0]  # is 0: give it a range" in text
     # each stub, uncommented, is a valid setting that keeps the default's scale
     ranges = [m.group(1) for m in re.finditer(r"^# ([A-Z][A-Z0-9_]* = \[[^\]]*\])", text, re.M)]
-    assert len(ranges) == 13  # the 11 tunable numbers and the 2 zeros
+    assert len(ranges) == 14  # the 12 tunable numbers and the 2 zeros
     data = tomllib.loads(text.replace("[agent.tune.ranges]", "[agent.tune.ranges]\n" + "\n".join(ranges)))
     uncommented = parse_config(data).agent.tune
     constants = find_constants(AUTORESEARCH, "train.py")

@@ -13,7 +13,7 @@ hyperparameters (autoresearch's ``train.py`` has ``H100_BF16_PEAK_FLOPS`` beside
   of the same span;
 * left alone, each with its reason (kept in the record and printed at the start): a 0
   (no scale to search around: give it a range), a name that looks like a hardware fact
-  or a seed (``*FLOPS*``, ``*PEAK*``, ``*BANDWIDTH*``, ``SEED``; naming it in ``include``
+  or a seed (``*FLOPS*``, ``*PEAK*`` but ``PEAK_LR``, ``*BANDWIDTH*``, ``SEED``; naming it in ``include``
   or ``ranges`` tunes it anyway), one outside ``include`` or inside ``exclude``, and a
   name defined in two editable files.
 
@@ -197,7 +197,7 @@ def _ranged(c: Constant, low: float, high: float) -> Dimension | str:
 def _looks_fixed(name: str) -> str:
     """Why ``name`` looks like a fact rather than a hyperparameter ("" when it does not)."""
     parts = name.split("_")
-    if "PEAK" in name:
+    if "PEAK" in name and "LR" not in parts:  # PEAK_LR is the schedule's top learning rate, no fact
         return "looks like a hardware fact"
     for marks, why in _LEFT_ALONE:
         if any(p in marks for p in parts):

@@ -137,7 +137,8 @@ class TuneAgent(Agent):
         dims = []
         for dim in space.dimensions:
             old = from_record(dim.name, recorded.get(dim.name))
-            dims.append(old if old is not None and old.origin == dim.origin == "default" else dim)
+            same = old is not None and old.scale == dim.scale and old.origin == dim.origin == "default"
+            dims.append(old if same and old is not None else dim)
         return Space(tuple(dims), space.left_alone, space.warnings)
 
     # -- the study -------------------------------------------------------------------------
