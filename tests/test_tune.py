@@ -280,6 +280,7 @@ def test_the_search_space_is_safe_printed_and_recorded(repo: Repo, cli, caplog: 
                                        "origin": "default"}  # fmt: skip
     assert set(first["space"]) == {"DECAY", "USE_TRICK"} and set(first["left_alone"]) == {"SEED", "PEAK_FLOPS", "BIAS"}
     assert all("space" not in r["info"] for r in rows[2:])  # recorded once per agent
+    assert rows[1]["info"]["sampled"] == "random start"
     kept = repo.git("show", "overnight/s:train.py")
     assert "USE_TRICK = False  # a flag" in kept  # the flag was tried both ways
     assert any(r["info"]["sampled"] == "near the best" for r in rows[1:])  # once the model has data

@@ -226,10 +226,11 @@ class TuneAgent(Agent):
         current: dict[str, Value] = {name: by_name[name].value for name in self._dims}
         pick = random.Random(f"{self.settings.seed}:{context.experiment_id}")
         names = sorted(current)
-        near = (
-            self.settings.sampler == "tpe"
-            and len(self._values()) > self.settings.startup
-            and pick.random() < NEAR_SHARE
+        measured = len(self._values())  # the baseline's among them
+        near = self.settings.sampler == "tpe" and measured > self.settings.startup and pick.random() < NEAR_SHARE
+        # (TPE draws at random until it has `startup` completed trials)
+        drawn = (
+            "near the best" if near else "random start" if measured < self.settings.startup else self.settings.sampler
         )
         step = self._step()
         for _ in range(10):  # integers and rounding can land on the current values: ask again
@@ -258,7 +259,7 @@ class TuneAgent(Agent):
             path.write_text(rewrite(path.read_text(encoding="utf-8"), file_changes), encoding="utf-8")
         self._pending[context.experiment_id] = trial
         described = ", ".join(f"{c.name} {format_value(c.value)} -> {format_value(v)}" for c, v in changes.items())
-        info: dict[str, Any] = {"params": chosen, "sampled": "near the best" if near else self.settings.sampler}
+        info: dict[str, Any] = {"params": chosen, "sampled": drawn}
         if not self._recorded and self._space is not None:
             self._recorded = True
             info["space"] = {d.name: d.record() for d in self._space.dimensions}
