@@ -4,8 +4,8 @@ quickstart: the examples/quickstart task (fit a cubic's four coefficients, all 0
 start; lower mse is better). The tune agent (`--agent tune`, one run per seed) against
 the example's own agent, `propose.py`, which nudges one coefficient at random by a step
 that shrinks as changes are kept. The coefficients start at 0, which the tune agent does
-not search unless given a range: the benchmark gives each `[-span, span]` (`--span 0`
-gives none: the tune agent then refuses the task, and older versions searched [-1, 1]).
+not search unless given a range: the example's overnight.toml gives each [-5, 5]
+(`--span S` gives [-S, S] instead).
 `propose.py` draws from a generator seeded by the experiment id, so its run is the same
 for every seed: it runs once.
 
@@ -17,12 +17,13 @@ same agent with Optuna's random sampler: same search space, seeds and budget.
 We report the best metric after 10, 20 and 30 experiments (median over seeds). `--vary` is
 the agent's `[agent.tune] vary` (constants changed per experiment, at most; 0: all).
 
-    python benchmarks/tune.py  # --experiments 30 --seeds 5 --span 5 --task 0 (0: both, 1: quickstart, 2: known) --vary 2
+    python benchmarks/tune.py  # --experiments 30 --seeds 5 --span 0 --task 0 (0: both, 1: quickstart, 2: known) --vary 2
 """
 
 from __future__ import annotations
 
 import json
+import re
 import statistics
 import subprocess
 import sys
@@ -76,10 +77,12 @@ def _known(root: Path, sampler: str, seed: int, experiments: int, vary: int) -> 
 def _quickstart(root: Path, agent: str, seed: int, experiments: int, span: float, vary: int) -> list[float]:
     repo = demo.prepare("quickstart", root / f"quickstart-{agent}-{seed}")
     if agent == "tune":
-        ranges = ", ".join(f"{n} = [{-span}, {span}]" for n in "ABCD")
         config = repo / "overnight.toml"
-        extra = f"\n[agent.tune]\nseed = {seed}\nvary = {vary}\n" + (f"ranges = {{ {ranges} }}\n" if span else "")
-        config.write_text(config.read_text() + extra)
+        text = config.read_text().replace("[agent.tune]\n", f"[agent.tune]\nseed = {seed}\nvary = {vary}\n")
+        if span:
+            ranges = ", ".join(f"{n} = [{-span:g}, {span:g}]" for n in "ABCD")
+            text = re.sub(r"^ranges = .*$", f"ranges = {{ {ranges} }}", text, flags=re.M)
+        config.write_text(text)
         subprocess.run(["git", "commit", "-q", "-am", "tune settings"], cwd=repo, check=True, capture_output=True)
         return _curve(repo, experiments, "--agent", "tune")
     return _curve(repo, experiments)
@@ -95,7 +98,7 @@ def _table(title: str, curves: dict[str, list[list[float]]], experiments: int, s
 
 
 def main() -> None:
-    args = arguments(__doc__, experiments=30, seeds=5, span=5.0, task=0, vary=TuneSection().vary)
+    args = arguments(__doc__, experiments=30, seeds=5, span=0.0, task=0, vary=TuneSection().vary)
     print(f"[agent.tune] vary = {args.vary}", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
@@ -108,7 +111,7 @@ def main() -> None:
             for seed in range(args.seeds):
                 quick["tune"].append(_quickstart(root, "tune", seed, args.experiments, args.span, args.vary))
                 print(f"quickstart seed {seed}: tune {quick['tune'][-1][-1]:.4f}", flush=True)
-            span = f"[-{args.span:g}, {args.span:g}]" if args.span else "none given"
+            span = f"[-{args.span:g}, {args.span:g}]" if args.span else "the example's, [-5, 5]"
             _table(f"quickstart (mse; baseline 3.0420; ranges {span})", quick, args.experiments, args.seeds)
             nudge = quick["propose.py (random nudge)"][0][-1]
             ahead = sum(r[-1] < nudge for r in quick["tune"])

@@ -348,3 +348,12 @@ def test_a_task_of_zeros_says_which_to_give_ranges(repo: Repo, cli) -> None:
     assert cli("run", repo.path, "--tag", "y", "--max-experiments", "3").code == 0
     rows = ledger_rows(repo.path, "y")
     assert all(_changed(r["hypothesis"]) == ["A"] for r in rows[1:])  # B, still 0 without a range, stays
+
+
+def test_the_quickstart_demo_runs_with_the_tune_agent(tmp_path: Path, cli) -> None:
+    # its coefficients start at 0: the example gives them ranges, without which tune would refuse
+    result = cli("demo", tmp_path / "demo", "--example", "quickstart", "--agent", "tune", "--max-experiments", "20")
+    assert result.code == 0, result.err
+    rows = ledger_rows(tmp_path / "demo", "demo")
+    assert set(rows[1]["info"]["space"]) == {"A", "B", "C", "D"} and rows[1]["info"]["left_alone"] == {}
+    assert min(r["metric"] for r in rows if r["status"] == "keep") < rows[0]["metric"] / 4
