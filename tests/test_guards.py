@@ -223,7 +223,7 @@ def test_a_change_that_breaks_a_guard_is_discarded_with_the_guard_named(
     assert "X = 5" in task.git("show", "overnight/g:train.py")
 
     table = cli("log", task.path, "--tag", "g")
-    assert table.code == 0 and "[breaks guard params <= 10: 12 > 10" in table.out
+    assert table.code == 0 and "[breaks guard params <= 10: 12 > 10]\n" in table.out
     shown = cli("show", "2", task.path, "--tag", "g")
     assert shown.code == 0 and "breaks guard mem <= 1.05 * best: 200 > 1.05 × 100 = 105" in shown.out
     # The guards are part of the run's recorded settings.

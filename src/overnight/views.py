@@ -340,7 +340,10 @@ def log_table(view: RunView, width: int = 60) -> str:
             ref, _ = view.reference(e)
             delta = f"{e.metric - ref:+.4g}" if ref is not None else ""
         hyp = short(e.hypothesis, width)
-        if e.reason and (e.status not in MEASURED or e.info.get("broken_guards")):  # a guard's discard says which
+        broken = e.info.get("broken_guards")
+        if broken:  # a discard that broke a guard says which, with the numbers (the rest of its reason is the judge's)
+            hyp = f"{hyp}  [{broken[0]}{' (and more)' if len(broken) > 1 else ''}]"
+        elif e.reason and e.status not in MEASURED:
             hyp = f"{hyp}  [{e.reason[:60]}]"
         rows.append(
             f"{e.id:>4}  {e.status.value:<11} {_num(e.metric):>12} {delta:>12} {e.runs or '':>4} "
