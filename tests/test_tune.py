@@ -357,3 +357,19 @@ def test_the_quickstart_demo_runs_with_the_tune_agent(tmp_path: Path, cli) -> No
     rows = ledger_rows(tmp_path / "demo", "demo")
     assert set(rows[1]["info"]["space"]) == {"A", "B", "C", "D"} and rows[1]["info"]["left_alone"] == {}
     assert min(r["metric"] for r in rows if r["status"] == "keep") < rows[0]["metric"] / 4
+
+
+def test_ranges_keep_each_constant_its_kind() -> None:
+    source = "WIDTH = 16\nDROP = 0.1\nSHIFT = -2.0\nLAYERS = -3\nFLAG = False\nLR = 0.5\n"
+    settings = TuneSection(ranges={"WIDTH": (0.2, 0.9), "FLAG": (0.0, 5.0), "LR": (1e-4, 2.0), "DROP": (0.0, 0.5)})
+    space = search_space(find_constants(source, "m.py"), settings)
+    dims = {d.name: d for d in space.dimensions}
+    assert "fewer than two integers" in space.left_alone["WIDTH"]  # an integer stays an integer
+    assert dims["FLAG"].scale == "bool"
+    assert (dims["LR"].scale, dims["DROP"].scale) == ("log", "linear")  # the user's range may leave (0, 1)
+    assert (dims["SHIFT"].scale, dims["SHIFT"].low, dims["SHIFT"].high) == ("linear", -20.0, -0.2)
+    assert (dims["LAYERS"].scale, dims["LAYERS"].low, dims["LAYERS"].high) == ("int", -12, -1)
+    for dim in dims.values():  # every point of the distribution decodes to a value of the constant's kind
+        for unit in (0.0, 0.37, 1.0):
+            value = dim.from_unit(unit)
+            assert dim.low <= value <= dim.high and dim.decode(dim.encode(value)) == value
