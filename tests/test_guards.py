@@ -254,3 +254,19 @@ def test_a_bad_guard_in_overnight_toml_stops_before_anything_is_created(repo: Re
     assert "NAME OP best + K" in result.err
     assert not (task.path / ".overnight").exists()
     assert task.snapshot() == before
+
+
+def test_a_guard_added_to_a_resumed_run_must_name_a_metric_its_best_reports(
+    repo: Repo, plan: Callable[..., Path], cli: Callable[..., Result]
+) -> None:
+    task = guarded_task(repo, [])
+    plan({"*": [["set", "train.py", "X", "8"]]})
+    assert cli("run", task.path, "--tag", "r", "--agent-command", AGENT, "--max-experiments", "1").code == 0
+    task.write("overnight.toml", CONFIG.format(python=sys.executable, guards='["memory <= best"]'))
+    task.commit("a guard")
+    changed = cli("run", task.path, "--tag", "r", "--agent-command", AGENT, "--max-experiments", "1")
+    assert changed.code == 5 and "[metric] guards: [] → ['memory <= best']" in changed.err
+    assert "editable" not in changed.err  # only what changed is listed
+    forced = cli("run", task.path, "--tag", "r", "--agent-command", AGENT, "--max-experiments", "1", "--force")
+    assert forced.code == 3 and "name memory, which the best (experiment 1) did not report" in forced.err
+    assert [r["status"] for r in ledger_rows(task.path, "r")] == ["baseline", "keep"]  # the run is kept as it was

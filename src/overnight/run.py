@@ -126,7 +126,7 @@ class Run:
                 f"run {self.tag} belongs to the task in {meta('task')!r}, not {self.task.rel!r}; use another --tag"
             )
         old = json.loads(meta("config") or "{}")
-        new = self.task.config.to_dict()
+        new = json.loads(json.dumps(self.task.config.to_dict()))  # as recorded: lists, not tuples, compare equal
         if meta("fingerprint") == self.task.config.fingerprint():
             return
         changed = [
