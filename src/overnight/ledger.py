@@ -301,7 +301,12 @@ class Ledger:
     def notes(self) -> list[Note]:
         """The notebook, oldest first."""
         rows = self._all("SELECT id, experiment, worker, agent, at, text FROM notes ORDER BY id")
-        return [Note(id=r["id"], experiment=r["experiment"], worker=r["worker"], agent=r["agent"], at=r["at"], text=r["text"]) for r in rows]
+        return [
+            Note(
+                id=r["id"], experiment=r["experiment"], worker=r["worker"], agent=r["agent"], at=r["at"], text=r["text"]
+            )
+            for r in rows
+        ]
 
     # -- verifications (`overnight verify`) ------------------------------------------------
 
