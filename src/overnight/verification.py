@@ -293,7 +293,7 @@ def plot(f: Findings, path: Path) -> Path:
     import matplotlib.pyplot as plt
 
     rows = list(reversed(f.ablation))  # the first keep on top
-    fig, ax = plt.subplots(figsize=(9, 1.2 + 0.45 * max(1, len(rows))), dpi=120)
+    fig, ax = plt.subplots(figsize=(10, 1.6 + 0.45 * max(1, len(rows))), dpi=120)
     for y, c in enumerate(rows):
         e = c.estimate
         if e is None or e.value is None:
@@ -304,11 +304,11 @@ def plot(f: Findings, path: Path) -> Path:
         ax.barh(y, e.value, color=color, xerr=err, capsize=3, ecolor="#333333")
         ax.plot([e.value], [y], "o", color="#333333", markersize=3)  # a contribution of zero shows too
     ax.set_yticks(range(len(rows)))
-    ax.set_yticklabels([f"#{c.id} {c.hypothesis[:40]}" for c in rows], fontsize=8)
+    ax.set_yticklabels([f"#{c.id} {c.hypothesis[:60]}" for c in rows], fontsize=8)
     ax.axvline(0, color="#333333", linewidth=0.8)
     ax.set_xlabel(f"contribution to {f.metric} at scale (positive = better; {f.confidence:.0%} interval)")
-    ax.set_title(f"which keeps matter at scale: {scale_text(f.settings)}\n"
-                 "green: helps (interval above 0), grey: not shown to help, red: a negative estimate", fontsize=9)  # fmt: skip
+    legend = "green: helps (interval above 0), grey: not shown to help, red: a negative estimate"
+    ax.set_title(f"which keeps matter at scale\n{scale_text(f.settings)}\n{legend}", fontsize=8)
     ax.grid(True, axis="x", alpha=0.25)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
