@@ -104,6 +104,7 @@ def test_verify_ablate_measures_each_keep_at_scale(cli, scored: Repo, plan) -> N
     # Nothing of the user's moved; no ref, worktree or commit left behind.
     assert refs(scored) == before and scored.snapshot() == snapshot
     assert len(scored.git("worktree", "list").splitlines()) == 1
+    assert not (scored.path / ".overnight" / "v" / "verify" / "1").exists()
     # The ledger holds every measurement: 5 arms x 3 seeds, at the budget asked for.
     with sqlite3.connect(scored.path / ".overnight" / "v" / "ledger.db") as db:
         rows = db.execute("SELECT arm, seed, value, metrics, status FROM verify_measurements").fetchall()
@@ -197,7 +198,11 @@ def test_bad_input_is_refused_with_a_clear_message(cli, scored: Repo, plan) -> N
     assert nothing_kept.code == 0, nothing_kept.err
     result = cli("verify", scored.path, "--tag", "n")
     assert result.code != 0 and "kept nothing yet" in result.err
-    assert cli("finalize", scored.path, "--tag", "b", "--only-significant").code != 0
+    result = cli("finalize", scored.path, "--tag", "b", "--only-significant")
+    assert result.code != 0 and "no ablation yet" in result.err
+    assert cli("verify", scored.path, "--tag", "b", "--runs", "1", "--ablate").code == 0
+    result = cli("finalize", scored.path, "--tag", "b", "--only-significant")
+    assert result.code != 0 and "--runs 2 or more" in result.err
 
 
 def test_rounds_alternate_the_order_of_the_arms() -> None:

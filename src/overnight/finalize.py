@@ -10,7 +10,6 @@ commit for all of them. The run branch and the user's branches are left as they 
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 
 from overnight import git
@@ -64,8 +63,7 @@ def significant(view: RunView) -> list[int]:
     the latest `overnight verify --ablate`, and the entangled ones (they cannot be taken out alone)."""
     from overnight import verification
 
-    confidence = float(json.loads(view.meta.get("config") or "{}").get("judge", {}).get("confidence", 0.95))
-    found = verification.latest(view.paths, view.metric, view.goal, confidence)
+    found = verification.latest(view)
     if found is None or not found.ablation:
         raise RunStateError(
             f"run {view.tag} has no ablation yet: run `overnight verify --ablate --tag {view.tag}` first, "
@@ -73,6 +71,11 @@ def significant(view: RunView) -> list[int]:
         )
     if not found.complete:
         raise RunStateError(f"the latest verification of run {view.tag} was stopped before the end; run it again")
+    if all(c.estimate is None or c.estimate.pairs < 2 for c in found.ablation):
+        raise RunStateError(
+            f"verification {found.verification.id} of run {view.tag} has fewer than two runs per arm: no interval "
+            "tells a contribution from noise; verify again with --runs 2 or more"
+        )
     chosen = [c.id for c in found.ablation if c.entangled or (c.estimate is not None and c.estimate.significant)]
     if not chosen:
         raise RunStateError(

@@ -141,8 +141,7 @@ def markdown(view: RunView, image: str = "progress.png") -> str:
 
 def _verified(view: RunView) -> verification.Findings | None:
     """The run's latest `overnight verify`, if any."""
-    confidence = float(json.loads(view.meta.get("config") or "{}").get("judge", {}).get("confidence", 0.95))
-    return verification.latest(view.paths, view.metric, view.goal, confidence)
+    return verification.latest(view)
 
 
 def _notebook(view: RunView) -> list[str]:

@@ -19,6 +19,7 @@ cannot be taken out alone, and has no contribution of its own.
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +28,7 @@ from typing import Any
 from overnight import judge
 from overnight.ledger import Ledger
 from overnight.records import Goal, Verification, VerifyMeasured
-from overnight.rundir import RunPaths
+from overnight.views import RunView
 
 BASELINE = "baseline"
 BEST = "best"
@@ -189,15 +190,20 @@ def summarize(
     )
 
 
-def latest(paths: RunPaths, metric: str, goal: Goal, confidence: float) -> Findings | None:
-    """The run's most recent verification, or None when it was never verified."""
-    if not paths.ledger.exists():
+def latest(view: RunView) -> Findings | None:
+    """The run's most recent verification, or None when it was never verified.
+
+    Its intervals are at the run's recorded ``[judge] confidence``, like every estimate of the run.
+    """
+    if not view.paths.ledger.exists():
         return None
-    with Ledger(paths.ledger) as ledger:
+    config = json.loads(view.meta.get("config") or "{}")
+    confidence = float(config.get("judge", {}).get("confidence", 0.95)) if isinstance(config, dict) else 0.95
+    with Ledger(view.paths.ledger) as ledger:
         done = ledger.verifications()
         if not done:
             return None
-        return summarize(done[-1], ledger.verify_measurements(done[-1].id), metric, goal, confidence)
+        return summarize(done[-1], ledger.verify_measurements(done[-1].id), view.metric, view.goal, confidence)
 
 
 def scale_text(settings: dict[str, Any]) -> str:

@@ -24,6 +24,7 @@ from __future__ import annotations
 import concurrent.futures
 import dataclasses
 import logging
+import shutil
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -38,7 +39,7 @@ from overnight.records import Experiment, Status, VerifyMeasured, chain, now_iso
 from overnight.rundir import RunLock, paths_for
 from overnight.slots import Slots
 from overnight.task import Task
-from overnight.verification import BASELINE, BEST, Findings, summarize, without
+from overnight.verification import BASELINE, BEST, Findings, latest, without
 from overnight.views import view_of
 
 log = logging.getLogger(__name__)
@@ -284,8 +285,10 @@ def _verify(
                 if arm.path is not None:
                     git.git("worktree", "remove", "--force", str(arm.path), cwd=task.root, check=False)
             git.git("worktree", "prune", cwd=task.root, check=False)
-        done = next(v for v in ledger.verifications() if v.id == vid)
-        return summarize(done, ledger.verify_measurements(vid), view.metric, view.goal, config.judge.confidence)
+            shutil.rmtree(folder, ignore_errors=True)
+    found = latest(view_of(task.root, task.rel, tag))  # this one: the run's lock is held
+    assert found is not None and found.verification.id == vid
+    return found
 
 
 def _measure(

@@ -114,8 +114,7 @@ def _note(note: Note) -> dict[str, Any]:
 
 def _verified(view: views.RunView) -> dict[str, Any] | None:
     """The run's latest `overnight verify` (overnight.verification's JSON), or None."""
-    confidence = float(json.loads(view.meta.get("config") or "{}").get("judge", {}).get("confidence", 0.95))
-    found = verification.latest(view.paths, view.metric, view.goal, confidence)
+    found = verification.latest(view)
     return None if found is None else {**found.to_json(), "scale": verification.scale_text(found.settings)}
 
 
