@@ -101,7 +101,9 @@ class Measurer:
             broken = self.broken_guards(exp, best)
             if broken:  # better on the metric, but what else it made worse is not allowed: no follow-up runs
                 self._notes.setdefault(exp.id, {})["broken_guards"] = broken
-                return Decision(Action.DISCARD, f"{'; '.join(broken)} (on the metric: {decision.reason})", decision.improvement)
+                return Decision(
+                    Action.DISCARD, f"{'; '.join(broken)} (on the metric: {decision.reason})", decision.improvement
+                )
             return self._kept(exp, best, decision)
         self._screened(exp, best, decision)
         return decision
