@@ -22,7 +22,8 @@ status), never the keeps or the most recent; the text says what it left out.
 from __future__ import annotations
 
 import math
-from collections import Counter
+import threading
+from collections import Counter, OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -192,6 +193,26 @@ class Facts:
         }
 
 
+_DIFFS: OrderedDict[tuple[str, str], str] = OrderedDict()  # (parent, commit) → patch, as written with the commit
+_DIFFS_KEPT = 256
+_DIFFS_LOCK = threading.Lock()
+
+
+def remember_diff(parent: str, commit: str, patch: str) -> None:
+    """Keep the patch of a commit just written (commits.Committed.diff): the briefs that show it then
+    need no `git diff` of their own, on the path from one experiment to the next."""
+    with _DIFFS_LOCK:
+        _DIFFS[(parent, commit)] = patch
+        while len(_DIFFS) > _DIFFS_KEPT:
+            _DIFFS.popitem(last=False)
+
+
+def _diff(root: Path, parent: str, commit: str) -> str:
+    with _DIFFS_LOCK:
+        known = _DIFFS.get((parent, commit))
+    return known if known is not None else views.commit_diff(root, parent, commit)
+
+
 def clean_note(text: str) -> str:
     """One note as the notebook keeps it: one printable line without credentials, at most MAX_NOTE_CHARS.
 
@@ -329,7 +350,7 @@ def _entry(
     diff = ""
     if root is not None and exp.commit and exp.parent and exp.commit != exp.parent:
         try:
-            diff = _cut_lines(views.commit_diff(root, exp.parent, exp.commit), DIFF_LINES)
+            diff = _cut_lines(_diff(root, exp.parent, exp.commit), DIFF_LINES)
         except GitError:
             diff = ""
     return Entry(

@@ -64,6 +64,7 @@ class Committed:
         self.commit = ""
         self.insertions = 0
         self.deletions = 0
+        self.diff = ""  # the change as a patch (git diff-tree -p), once written
         self._worktree, self._change, self._message, self._ref = worktree, change, message, ref
         self._work = Background(self._write)
 
@@ -92,12 +93,16 @@ class Committed:
             commit = wt.objects.ask(f"{scratch}\n", 1)[0]
             # the worktree's own index holds the change: its HEAD follows
             moves = f"start\ncreate {self._ref} {commit}\noption no-deref\nupdate HEAD {commit}\ncommit\n"
-        stats = Pending("diff-tree", "-r", "--numstat", "--no-renames", "-z", change.parent, commit, cwd=wt.path,
+        # One process for the line counts and the patch (the agents' brief shows it): the counts come
+        # first, one line per file, then a blank line and the patch. Paths are quoted without -z; only
+        # the counts before them are read.
+        stats = Pending("diff-tree", "-r", "-p", "--numstat", "--no-renames", change.parent, commit, cwd=wt.path,
                         env=env)  # fmt: skip
         wt.refs.ask(moves, 2)
-        for entry in stats.wait().split("\0"):
+        counts, _, self.diff = stats.wait().partition("\n\n")
+        for entry in counts.splitlines():
             fields = entry.split("\t")
-            if len(fields) >= 2:
+            if len(fields) >= 3:
                 self.insertions += int(fields[0]) if fields[0].isdigit() else 0
                 self.deletions += int(fields[1]) if fields[1].isdigit() else 0
         self.commit = commit

@@ -341,6 +341,7 @@ class Worker:
         except GitError as err:
             raise Ended(Status.REJECTED, f"the change could not be committed: {err}") from None
         exp = self.state.get(experiment_id)
+        brief.remember_diff(exp.parent, done.commit, done.diff)
         return self.state.update(replace(exp, commit=done.commit, insertions=done.insertions, deletions=done.deletions))
 
     def _rebase(self, exp: Experiment, onto: Experiment) -> Experiment:
