@@ -1,7 +1,7 @@
 """What the harness tells an agent beyond the files: the facts of the brief.
 
 Every agent kind gets the same facts: chat models and coding CLIs read them as text
-(:func:`text`, inside the prompt that ``agents/prompt.py`` assembles), command agents as
+(``agents/prompt.py`` writes them into the prompt), command agents as
 JSON (:meth:`Facts.data`, in the file ``OVERNIGHT_BRIEF`` names). They are gathered once
 per proposal (:func:`gather`) from the run's state as it is then, or from the ledger by
 ``overnight brief``:
@@ -14,16 +14,14 @@ per proposal (:func:`gather`) from the run's state as it is then, or from the le
   change), the tail of the log of a crash, timeout or failed gate, the diff of recent ones;
 * what the other workers are trying now, the lab notebook, the night's progress.
 
-A history longer than the budget loses its least useful parts first: the diffs and log
-tails of older experiments, then the old middle one experiment at a time (summarised by
-status), never the keeps or the most recent; the text says what it left out.
+How the text fits a budget (the least useful parts go first) is ``agents/prompt.py``'s part.
 """
 
 from __future__ import annotations
 
 import math
 import threading
-from collections import Counter, OrderedDict
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,20 +54,6 @@ class Progress:
     max_experiments: int | None = None  # this invocation's --max-experiments
     elapsed_s: float = 0.0  # since this invocation started
     max_time_s: float | None = None  # this invocation's --max-time
-
-    def text(self) -> str:
-        parts = [f"This is experiment {self.experiment} of the run; {views.plural(self.kept, 'change')} kept so far."]
-        if self.max_experiments is not None:
-            left = max(0, self.max_experiments - self.started)
-            parts.append(
-                f"{views.plural(left, 'more experiment')} after this one (--max-experiments {self.max_experiments})."
-            )
-        if self.max_time_s is not None:
-            left_s = max(0.0, self.max_time_s - self.elapsed_s)
-            parts.append(f"About {_duration(left_s)} of the {_duration(self.max_time_s)} allowed are left.")
-        if self.max_experiments is None and self.max_time_s is None:
-            parts.append("The run has no experiment or time limit: it goes on until it is stopped.")
-        return " ".join(parts)
 
     def data(self) -> dict[str, Any]:
         return {
@@ -110,35 +94,6 @@ class Entry:
     @property
     def kept(self) -> bool:
         return self.status in (Status.KEEP.value, Status.BASELINE.value)
-
-    def line(self, metric: str) -> str:
-        """The experiment in one line: status, estimate, comparison, hypothesis."""
-        head = f"#{self.id} {self.status}"
-        if self.metric is not None:
-            head += f" {metric}={self.metric:.6g} ({views.figure_runs(max(1, self.runs))})"
-            if self.delta is not None and self.reference is not None and self.status != Status.BASELINE.value:
-                against = f"#{self.reference_id}" if self.reference_id is not None else "its best"
-                head += f", {self.delta:+.4g} vs {against}'s {self.reference:.6g}"
-                if self.verdict:
-                    head += f": {self.verdict}"
-        return f"- {head} — {self.hypothesis or '(no hypothesis)'}"
-
-    def details(self) -> list[str]:
-        """The lines under the experiment's line: why it ended, what else moved, its notes."""
-        out: list[str] = []
-        if self.reason and self.status not in (Status.BASELINE.value,):
-            out.append(f"    why: {views.short(self.reason, 400, one_line=True)}")
-        if self.gain_ci is not None and self.status == Status.KEEP.value:
-            out.append(f"    gain in the goal's direction: interval [{self.gain_ci[0]:.4g}, {self.gain_ci[1]:.4g}]")
-        if self.changed:
-            moved = ", ".join(
-                f"{name} {before:.4g} → {after:.4g} ({_pct(before, after)})"
-                for name, (before, after) in self.changed.items()
-            )
-            out.append(f"    also moved: {moved}")
-        for note in self.notes:
-            out.append(f"    note: {note}")
-        return out
 
     def data(self) -> dict[str, Any]:
         return {
@@ -414,130 +369,8 @@ def _changed(exp: Experiment, reference: Experiment | None, skip: str) -> dict[s
     return {name: (before, after) for _, name, before, after in moved[:MAX_CHANGED]}
 
 
-def _pct(before: float, after: float) -> str:
-    if not before:
-        return "from 0"
-    return f"{100 * (after - before) / abs(before):+.0f}%"
-
-
 def _cut_lines(text: str, limit: int) -> str:
     lines = text.rstrip().splitlines()
     if len(lines) <= limit:
         return "\n".join(lines)
     return "\n".join([*lines[:limit], f"[... {len(lines) - limit} more lines of the diff not shown ...]"])
-
-
-def _duration(seconds: float) -> str:
-    if seconds >= 3600:
-        return f"{seconds / 3600:.1f} h"
-    if seconds >= 60:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds:.0f} s"
-
-
-# -- as text, within a budget ------------------------------------------------------------------------
-
-
-def rule_text(facts: Facts) -> str:
-    """The keep rule and the guards."""
-    lines = [facts.rule]
-    if facts.guards:
-        lines.append("Guards (a change that breaks one is discarded, however good its metric):")
-        lines += [f"- {g}" for g in facts.guards]
-    return "\n".join(lines)
-
-
-def running_text(facts: Facts) -> str:
-    if not facts.running:
-        return "(no other experiment is in flight)"
-    return "\n".join(f"- #{i} (worker {w}, {a or 'agent'}): {h}" for i, h, a, w in facts.running)
-
-
-def notebook_text(facts: Facts, limit: int) -> str:
-    """The notebook within ``limit`` characters: the newest notes first to be kept, shown oldest first."""
-    how = (
-        "To add to it, end your reply with lines that start with `Note:` (what you learnt, a dead end, an idea "
-        "for later; short)" + (f", or append lines to the file {facts.notes_path}" if facts.notes_path else "") + "."
-    )
-    if not facts.notes:
-        return f"(empty: no agent has left a note yet)\n{how}"
-    lines: list[str] = []
-    size = 0
-    for note in reversed(facts.notes):
-        line = f"- #{note.experiment} (worker {note.worker}{', ' + note.agent if note.agent else ''}): {note.text}"
-        if size + len(line) + 1 > limit and lines:
-            break
-        lines.append(line)
-        size += len(line) + 1
-    left = len(facts.notes) - len(lines)
-    lines.reverse()
-    if left:
-        lines.insert(0, f"({views.plural(left, 'older note')} not shown for room)")
-    return "\n".join([*lines, how])
-
-
-def history_text(facts: Facts, limit: int) -> str:
-    """The history within about ``limit`` characters, oldest first.
-
-    Kept in this order while there is room: the keeps and the RECENT most recent
-    experiments (their lines, reasons and notes; newest first), the log tails of recent
-    failures, the diffs, then the old middle one line at a time, newest first. What does
-    not fit is summarised by status, and the text says what it left out.
-    """
-    entries = facts.entries
-    if not entries:
-        return "(none yet)"
-    recent = {e.id for e in entries[-RECENT:]}
-    pieces: list[tuple[int, int, int, str, str]] = []  # (priority, age, id, part, text)
-    for age, e in enumerate(reversed(entries)):
-        block = "\n".join([e.line(facts.metric), *e.details()])
-        if e.kept or e.id in recent:
-            pieces.append((0 if e.kept else 1, age, e.id, "line", block))
-            if e.tail:
-                pieces.append(
-                    (2, age, e.id, "tail", _fenced(f"the end of its log ({e.tail.count(chr(10)) + 1} lines)", e.tail))
-                )
-            if e.diff:
-                pieces.append((3, age, e.id, "diff", _fenced("its diff", e.diff)))
-        else:
-            pieces.append((4, age, e.id, "line", block))
-    pieces.sort(key=lambda p: (p[0], p[1]))
-    chosen: dict[tuple[int, str], str] = {}
-    size = 0
-    reserve = 300  # room for the lines that say what was left out
-    newest = entries[-1].id
-    for _, _, ident, part, text in pieces:
-        if size + len(text) + 1 > limit - reserve and (ident, part) != (newest, "line"):
-            continue  # a smaller piece further down may still fit
-        chosen[(ident, part)] = text
-        size += len(text) + 1
-    out: list[str] = []
-    dropped = Counter[str]()
-    dropped_ids: list[int] = []
-    left_out = Counter[str]()
-    for e in entries:
-        if (e.id, "line") not in chosen:
-            dropped[e.status] += 1
-            dropped_ids.append(e.id)
-            continue
-        out.append(chosen[(e.id, "line")])
-        for part in ("tail", "diff"):
-            if (e.id, part) in chosen:
-                out.append(chosen[(e.id, part)])
-            elif getattr(e, part):
-                left_out[part] += 1
-    said: list[str] = []
-    if dropped_ids:
-        span = f"#{dropped_ids[0]}–#{dropped_ids[-1]}" if len(dropped_ids) > 1 else f"#{dropped_ids[0]}"
-        counts = ", ".join(f"{n} {status}" for status, n in dropped.most_common())
-        said.append(
-            f"({views.plural(len(dropped_ids), 'older experiment')} in {span} are not shown one by one: {counts})"
-        )
-    if left_out:
-        parts = [views.plural(n, "log tail" if part == "tail" else "diff") for part, n in left_out.items()]
-        said.append(f"(left out for room: {' and '.join(parts)} of older experiments)")
-    return "\n".join(said + out)
-
-
-def _fenced(title: str, body: str) -> str:
-    return f"    {title}:\n    ```\n" + "\n".join("    " + line for line in body.splitlines()) + "\n    ```"
