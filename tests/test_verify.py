@@ -244,7 +244,10 @@ def test_ctrl_c_stops_verify_and_leaves_what_was_measured(cli, scored: Repo, pla
                 break
         assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()
         time.sleep(0.2)
-    time.sleep(1)
+    logs = scored.path / ".overnight" / "i" / "logs"
+    while not list(logs.glob("verify-*-1.log")):  # the second round's first run has started (and naps)
+        assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()
+        time.sleep(0.2)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=300)
     assert proc.returncode == 130, err
