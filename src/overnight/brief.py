@@ -41,7 +41,7 @@ NOTABLE = 0.2  # a secondary metric that moved by this share of its value is nam
 MAX_CHANGED = 5  # secondary metrics named per experiment
 FAILED = (Status.CRASH, Status.TIMEOUT, Status.GATE_FAILED, Status.NO_METRIC)  # their log tail is shown
 MAX_NOTE_CHARS = 500  # one note, at most
-MAX_NOTES = 10  # notes per experiment, at most
+NOTES_PER_EXPERIMENT = 10  # notes kept from one experiment, at most
 
 
 @dataclass(frozen=True)

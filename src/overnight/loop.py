@@ -195,7 +195,7 @@ class Worker:
         if path is not None and path.is_file():
             texts += path.read_text(encoding="utf-8", errors="replace").splitlines()
         cleaned = [brief.clean_note(t) for t in texts]
-        self.state.note(exp.id, [t for t in cleaned if t][: brief.MAX_NOTES])
+        self.state.note(exp.id, [t for t in cleaned if t][: brief.NOTES_PER_EXPERIMENT])
         said = brief.clean_note(hypothesis)
         if said and not self.state.get(exp.id).hypothesis:
             self.state.propose(replace(self.state.get(exp.id), hypothesis=said))
