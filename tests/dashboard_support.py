@@ -75,6 +75,7 @@ goal = "min"
 
 [judge]
 min_delta = 0.0
+exact = true  # the scripted train.py has no randomness: equal repeats are exact
 """
 
 # What the scripted agent does, experiment by experiment.

@@ -101,11 +101,26 @@ def test_repeats_come_before_any_decision() -> None:
     assert decide([2.0], [1.0], QUIET, Goal.MIN, JudgeSection(repeats=3)).action is Action.MEASURE_CANDIDATE
 
 
-def test_a_deterministic_metric_needs_no_statistics() -> None:
-    exact = Noise.pooled([[1.0, 1.0]])
-    assert decide([0.9], [1.0, 1.0], exact, Goal.MIN, RULE).action is Action.MEASURE_CANDIDATE  # still confirmed
-    decision = decide([0.9, 0.9], [1.0, 1.0], exact, Goal.MIN, RULE)
+def test_a_metric_declared_exact_needs_no_statistics() -> None:
+    exact, declared = Noise.pooled([[1.0, 1.0]]), JudgeSection(exact=True)
+    assert decide([0.9], [1.0, 1.0], exact, Goal.MIN, declared).action is Action.MEASURE_CANDIDATE  # still confirmed
+    decision = decide([0.9, 0.9], [1.0, 1.0], exact, Goal.MIN, declared)
     assert decision.action is Action.KEEP and decision.ci_low == decision.ci_high == pytest.approx(0.1)
+    assert "an exact metric" in decision.reason
+    assert compare([0.9, 0.9], [1.0, 1.0], exact, Goal.MIN, declared).low == pytest.approx(0.1)
+
+
+def test_runs_that_repeat_exactly_are_not_taken_as_exact_unless_declared() -> None:
+    """A script that fixes its own seed gives the same value on every run: that is no evidence of an exact
+    metric, so no zero-width interval, and the reason says why."""
+    repeated = Noise.pooled([[1.0, 1.0], [0.95, 0.95, 0.95]])
+    decision = decide([0.9, 0.9], [1.0, 1.0], repeated, Goal.MIN, RULE)
+    assert decision.action is Action.KEEP and decision.ci_low is None and decision.ci_high is None
+    assert "every run repeated its value exactly" in decision.reason and "seed" in decision.reason
+    gain = compare([0.9, 0.9], [1.0, 1.0], repeated, Goal.MIN, RULE)
+    assert gain.low is None and gain.repeated and "seed does not reach the script" in gain.text()
+    small = decide([0.99], [1.0, 1.0], repeated, Goal.MIN, JudgeSection(min_delta=0.02))
+    assert small.action is Action.DISCARD and "threshold 0.02" in small.reason
 
 
 def test_one_estimate_of_a_gain() -> None:

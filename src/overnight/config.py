@@ -21,6 +21,7 @@ from typing import Any
 from overnight.errors import ConfigError
 from overnight.guards import parse_all as parse_guards
 from overnight.records import Goal
+from overnight.seeds import is_constant_name
 
 CONFIG_FILE = "overnight.toml"
 PROGRAM_FILE = "program.md"
@@ -149,6 +150,10 @@ class JudgeSection:
     disturbed_load: float = 0.25
     # before a run, wait up to this long while other programs use disturbed_load more of the machine than usual
     wait_for_quiet_s: float = 120.0
+    # the module-level constant the script seeds itself with ("SEED"): set to each run's seed in the measured
+    # copy, so that repeated runs are different draws (see overnight.seeds)
+    seed: str = ""
+    exact: bool = False  # the metric has no noise at all (no randomness, no timing): equal repeats are exact
 
     def check(self, where: str) -> JudgeSection:
         for key in ("min_delta", "rel_delta"):
@@ -173,6 +178,13 @@ class JudgeSection:
             raise ConfigError(
                 f"{where} [judge] disturbed_load: expected a share from 0 to 1, got {self.disturbed_load}"
             )
+        if self.seed and not is_constant_name(self.seed):
+            raise ConfigError(
+                f"{where} [judge] seed: expected the name of a module-level UPPER_CASE constant of an editable file "
+                f'that seeds the script, e.g. seed = "SEED"; got {self.seed!r}'
+            )
+        if self.seed and self.exact:
+            raise ConfigError(f"{where} [judge]: a metric with a seed is not exact; set seed or exact, not both")
         return self
 
 
@@ -271,6 +283,9 @@ class Config:
         del data["agent"]
         if not data["metric"]["guards"]:  # a run started before guards existed keeps its fingerprint
             del data["metric"]["guards"]
+        for key in ("seed", "exact"):  # nor before a seed could be named or a metric declared exact
+            if not data["judge"][key]:
+                del data["judge"][key]
         del data["verify"]
         return json.dumps(data, sort_keys=True)
 

@@ -57,6 +57,8 @@ FOLLOW_UP_RUNS = 1  # runs of a kept change before it becomes the best (skipped 
 RECHECK_OF = 3  # the best is measured again when the last RECHECK_OF screened-out candidates...
 RECHECK_Z = -1.0  # ...averaged below this many standard errors against it
 RECHECK_UNKNOWN = 2  # or after this many screened out in a row while the noise is unknown
+#: what a reason says when every repeated run gave the same value and the metric is not declared exact
+REPEATED = "noise unknown: every run repeated its value exactly, so the seed does not reach the script"
 SUSPICIOUS = 4.0  # a first run this many standard deviations worse than the best is checked before discarding
 CLIP = 4.0  # deviations beyond this many robust standard deviations count as that many in the pooled noise
 RELATIVE_EVIDENCE = 2.0  # −2 log-likelihood the relative noise model must gain to be used (see Noise.relative)
@@ -117,11 +119,13 @@ class Noise:
         for values in samples:
             if len(values) > 1:
                 mean = sum(values) / len(values)
-                deviations += [v - mean for v in values]
+                # runs that repeat a value exactly deviate by nothing (not by the rounding of their mean)
+                same = max(values) == min(values)
+                deviations += [0.0 if same else v - mean for v in values]
                 df += len(values) - 1
                 positive = positive and mean > 0
                 if positive:
-                    relative += [(v - mean) / mean for v in values]
+                    relative += [0.0 if same else (v - mean) / mean for v in values]
                     log_level += (len(values) - 1) * math.log(mean)
         if not df:
             return cls()
@@ -197,11 +201,12 @@ class Gain:
     high: float | None
     runs: int  # the change's measurements behind the estimate
     reference_runs: int  # and its reference's
+    repeated: bool = False  # no interval because every run repeated its value exactly (a seed that does not vary)
 
     def text(self) -> str:
         runs = f"mean of {_runs(self.runs)} vs {self.reference_runs}"
         if self.low is None or self.high is None:
-            return f"gain {self.gain:.6g} ({runs}; noise unknown)"
+            return f"gain {self.gain:.6g} ({runs}; {REPEATED if self.repeated else 'noise unknown'})"
         return f"gain {self.gain:.6g} [{self.low:.3g}, {self.high:.3g}] ({runs})"
 
 
@@ -211,10 +216,17 @@ def compare(
     """The estimated gain of ``candidate`` over ``reference``: the one estimate every view shows."""
     gain = goal.improvement(mean(candidate), mean(reference))
     noise = (others + Noise.pooled([candidate, reference])).at(mean(reference))
-    if noise.sd is None:
-        return Gain(gain, None, None, len(candidate), len(reference))
+    if noise.sd is None or unvaried(noise, rule):
+        return Gain(gain, None, None, len(candidate), len(reference), repeated=unvaried(noise, rule))
     half = t_quantile(rule.confidence, noise.df) * noise.sd * math.sqrt(1 / len(candidate) + 1 / len(reference))
     return Gain(gain, gain - half, gain + half, len(candidate), len(reference))
+
+
+def unvaried(noise: Noise, rule: JudgeSection) -> bool:
+    """Whether every run measured more than once repeated its value exactly, and the task has not declared the
+    metric exact (``[judge] exact``): then the repeats say nothing about the noise. A script that fixes its
+    own seed does this; it is not evidence that the metric is exact (see overnight.seeds)."""
+    return bool(noise.df) and noise.ss == 0 and not rule.exact
 
 
 def mean(values: Sequence[float]) -> float:
@@ -247,20 +259,29 @@ def decide(
     runs = f"{_runs(looks)} vs {len(best)}"
     noise = (others + Noise.pooled([candidate, best])).at(mean(best))
     sd = noise.sd
-    if sd is None:  # nothing measured twice yet: the threshold alone screens
+    # Nothing measured twice yet, or every repeat gave the same value without the metric being declared exact
+    # (a script that fixes its seed): the noise is unknown, and the threshold alone screens.
+    if sd is None or unvaried(noise, rule):
+        unknown = REPEATED if sd is not None else "noise unknown"
         if gain <= bar:
-            return Decision(Action.DISCARD, f"{_worse(gain)} the best by {abs(gain):.6g} (threshold {bar:.6g})", gain)
+            return Decision(
+                Action.DISCARD, f"{_worse(gain)} the best by {abs(gain):.6g} (threshold {bar:.6g}; {unknown})", gain
+            )
         if looks == 1 and rule.confirm:
             return Decision(Action.MEASURE_CANDIDATE, "looks better; confirming with another measurement", gain)
         if len(best) < looks:
             return Decision(Action.MEASURE_BEST, "the best is measured as often as the candidate", gain)
-        return Decision(Action.KEEP, f"better than the best by {gain:.6g} (threshold {bar:.6g}; noise unknown)", gain)
+        return Decision(
+            Action.KEEP, f"better than the best by {gain:.6g} ({runs}; threshold {bar:.6g}; {unknown})", gain
+        )
     if looks > 1 and len(best) < looks:
         return Decision(Action.MEASURE_BEST, "the best is measured as often as the candidate", gain)
     se = sd * math.sqrt(1 / looks + 1 / len(best))
-    if se == 0:  # a deterministic metric: no statistics needed
+    if se == 0:  # a metric declared exact ([judge] exact), and no run has varied: no statistics needed
         if gain > bar and (looks > 1 or not rule.confirm):
-            return Decision(Action.KEEP, f"better than the best by {gain:.6g} ({runs}; no noise)", gain, gain, gain)
+            return Decision(
+                Action.KEEP, f"better than the best by {gain:.6g} ({runs}; an exact metric)", gain, gain, gain
+            )
         if gain > bar:
             return Decision(Action.MEASURE_CANDIDATE, "looks better; confirming with another measurement", gain)
         return Decision(Action.DISCARD, f"{_worse(gain)} the best by {abs(gain):.6g} (threshold {bar:.6g})", gain)

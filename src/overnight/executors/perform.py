@@ -11,10 +11,11 @@ from the job's typed fields at the moment a command starts: ``OVERNIGHT_BUDGET_S
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import threading
 
-from overnight import globs, integrity, metrics
+from overnight import globs, integrity, metrics, seeds
 from overnight.executors._base import Job, Measurement
 from overnight.process import run_command
 from overnight.records import RunResult, Status
@@ -66,7 +67,22 @@ def _run(job: Job, command: str, label: str, seed: int, stop: threading.Event | 
 
 
 def perform(job: Job, stop: threading.Event | None = None) -> Measurement:
-    """Run the job's commands in order; stop at the first that fails."""
+    """Run the job's commands in order; stop at the first that fails.
+
+    With ``[judge] seed``, the constant it names is set to the job's seed for the length of the
+    measurement (see overnight.seeds); a commit that no longer assigns it is rejected.
+    """
+    name = job.config.judge.seed
+    if not name:
+        return _perform(job, stop)
+    try:
+        with seeds.planted(job.task_dir, job.config.task.editable, name, job.seed):
+            return _perform(job, stop)
+    except seeds.SeedMissing as missing:
+        return Measurement(Status.REJECTED, str(missing))
+
+
+def _perform(job: Job, stop: threading.Event | None) -> Measurement:
     task = job.config.task
     timeout = task.timeout_s
 
@@ -129,7 +145,12 @@ def _shown(paths: list[str]) -> str:
 
 def holdout(job: Job, stop: threading.Event | None = None) -> tuple[float | None, str]:
     """The held-out metric of the job's commit: ``[metric] holdout``'s output, read like the metric."""
-    result = _run(job, job.config.metric.holdout, "holdout", 0, stop)
+    name = job.config.judge.seed
+    try:
+        with seeds.planted(job.task_dir, job.config.task.editable, name, 0) if name else contextlib.nullcontext():
+            result = _run(job, job.config.metric.holdout, "holdout", 0, stop)
+    except seeds.SeedMissing as missing:
+        return None, str(missing)
     failure = _failed(result, "holdout", job.config.task.timeout_s)
     if failure:
         return None, failure[1]
