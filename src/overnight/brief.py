@@ -258,8 +258,15 @@ def rule(config: Config, noise: judge.Noise, runs: int, best: float | None) -> s
     sd = noise.sd
     if sd is None:
         return text + "The run-to-run noise is not known yet (no experiment has been measured twice)."
+    if sd == 0 and rules.exact:
+        return text + f"The metric is exact (declared so; {runs} runs measured more than once): every difference is real."
     if sd == 0:
-        return text + f"The metric has shown no noise ({runs} runs measured more than once): every difference is real."
+        return text + (
+            f"Every run of a commit has given the same value ({runs} runs measured more than once): the seed does "
+            "not reach the script, so the run-to-run noise is unknown. A difference may be a re-roll of the random "
+            "stream, not a real gain: changing the seed, the order of random draws or the number of draws is no "
+            "improvement."
+        )
     scale = " (it scales with the metric's level)" if noise.relative else ""
     return text + (
         f"Run-to-run noise: standard deviation {sd:.3g}{scale}, pooled from {runs} runs. A difference of one run "

@@ -100,9 +100,11 @@ def cmd_init(args: argparse.Namespace) -> int:
     missing = [flag for flag, value in (("--run", run), ("--editable", editable), ("--metric", metric)) if not value]
     if missing:
         raise ConfigError(f"overnight init needs {', '.join(missing)} (or run it on a terminal to be asked)")
-    written, kept = write_task(args.dir, run, editable, metric, goal or "min")
+    written, kept, said = write_task(args.dir, run, editable, metric, goal or "min")
     for path in written:
         print(f"wrote {path}")
+    for line in said if written else ():
+        print(line)
     for path in kept:
         print(f"kept {path} (it exists; init never overwrites)")
     if not written:
@@ -190,16 +192,28 @@ def cmd_run(args: argparse.Namespace) -> int:
 def _view(task: Task, state: RunState) -> Iterator[None]:
     """The live view on a terminal (unless OVERNIGHT_PLAIN is set), plain lines otherwise: it watches the run."""
     from overnight import live
+    from overnight.records import Experiment
+    from overnight.state import Event
 
+    alert = live.unvaried_alert(state, task.config.judge)
     if sys.stdout.isatty() and not os.environ.get("OVERNIGHT_PLAIN"):
         from rich.console import Console
 
         config = task.config
-        with live.LiveView(Console(), config.metric.name, config.metric.goal_enum, config.task.budget_s, state) as view:
+        with live.LiveView(
+            Console(), config.metric.name, config.metric.goal_enum, config.task.budget_s, state, alert
+        ) as view:
             state.watch(view.watch)
             yield
     else:
-        state.watch(live.plain(announce=task.config.task.budget_s >= 5))  # slow experiments: say what runs
+        watch = live.plain(announce=task.config.task.budget_s >= 5)  # slow experiments: say what runs
+
+        def plain(event: Event, exp: Experiment) -> None:
+            watch(event, exp)
+            if event in (Event.FINISH, Event.KEEP) and alert.fresh():
+                print(f"warning: {alert.text()}", flush=True)
+
+        state.watch(plain)
         yield
 
 
@@ -287,6 +301,12 @@ def _run(
             f"agent {agents[0].name}{many}",
             flush=True,
         )
+        from overnight import seeds
+
+        judged = task.config.judge
+        note = seeds.start_note(task.dir, task.config.task.editable, judged.seed, judged.exact)
+        if note:
+            print(note, flush=True)
         controller = Controller(run, agents, executor, limits, stop=stop, slots=slots)
         with _stop_on_signals(stop), _view(task, run.state):
             summary = controller.run_workers()
@@ -334,7 +354,15 @@ def cmd_noise(args: argparse.Namespace) -> int:
         run.close()
     metric = task.config.metric.name
     print(f"{metric}: " + ", ".join(f"{v:.6g}" for v in values))
-    if len(everything) >= 2:
+    from overnight import seeds
+
+    if len(everything) >= 2 and len(set(everything)) == 1 and not task.config.judge.exact:
+        # Not "standard deviation 0, min_delta = 0": equal runs are what a script that fixes its own seed gives.
+        print(f"experiment {best.id}: every one of its {len(everything)} measurements gave {everything[0]:.6g}.")
+        print(f"The seeds 0 to {len(everything) - 1} did not reach the script: {seeds.NO_SEED_HELP}.")
+        for line in seeds.survey(task.dir, [*task.config.task.editable, "*.py"]).advice():
+            print(f"  {line}")
+    elif len(everything) >= 2:
         sd = statistics.stdev(everything)
         print(
             f"experiment {best.id}, {len(everything)} measurements in all: mean {statistics.mean(everything):.6g}, "

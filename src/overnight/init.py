@@ -7,6 +7,7 @@ import tomllib
 from collections.abc import Sequence
 from pathlib import Path
 
+from overnight import globs, seeds
 from overnight.agents.constants import Constant, find_constants, format_value
 from overnight.agents.space import search_space
 from overnight.config import CONFIG_FILE, PROGRAM_FILE, TuneSection, default_timeout, parse_config
@@ -34,7 +35,7 @@ goal = {goal}                  # "min" or "max"
 
 [judge]
 min_delta = 0.0                # keep a change only if it beats the best by more than this
-
+{seed}
 [agent]
 kind = "tune"                  # tune (offline, no LLM), command, openai, anthropic, claude, codex, gemini, opencode, aider
 # model = ""                   # for LLM and coding-CLI agents
@@ -62,6 +63,8 @@ reads `{metric}`, and keeps the change only if it beats the best so far.
 ## What to respect
 - Do not change how `{metric}` is measured.
 - Keep the code runnable within the time budget.
+- Each change is measured on several runs with different seeds; a new seed, another order of random
+  draws or one more draw is a re-roll, not an improvement: do not propose one.
 """
 
 
@@ -101,6 +104,34 @@ def tune_stub(constants: Sequence[Constant]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def seed_setting(directory: Path, editable: Sequence[str]) -> tuple[str, list[str]]:
+    """The ``[judge] seed`` line of a new overnight.toml (or a comment), and what init says about seeds.
+
+    A script that reads OVERNIGHT_SEED needs nothing. A seed-like constant of an editable file
+    (``SEED = 42``) is named, so that the harness sets it per run; otherwise the lines say what
+    to change (see overnight.seeds).
+    """
+    found = seeds.survey(directory, [*editable, "*.py"])
+    if found.seeded:
+        return "", [f"seed: {', '.join(found.reads_env)} read OVERNIGHT_SEED: each run of a commit is its own draw"]
+    editable_constants = [(f, n) for f, n in found.constants if globs.matches(f, editable)]
+    if editable_constants:
+        file, name = next(((f, n) for f, n in editable_constants if n == "SEED"), editable_constants[0])
+        line = f"{f'seed = {json.dumps(name)}':<30} # set to each run's seed in the measured copy (README: seeds)\n"
+        return line, [
+            f'seed: {file} fixes its seed in {name}; wrote [judge] seed = "{name}", so the harness sets {name} to '
+            "each run's seed and repeated runs are different draws (the commit keeps its value)"
+        ]
+    named = '# seed = "SEED"'
+    comment = f"{named:<30} # the constant your script seeds itself with (README: seeds)\n"
+    advice = found.advice() or [
+        "seed: init found no seed in the task's scripts. If they fix one (e.g. torch.manual_seed(0)), every run of a "
+        'commit gives the same value: read os.environ["OVERNIGHT_SEED"], or put the seed in a constant and name it '
+        "in [judge] seed; if the metric has no randomness at all, set [judge] exact = true"
+    ]
+    return comment, [line if line.startswith("seed:") else f"seed: {line}" for line in advice]
+
+
 def found_constants(directory: Path, editable: Sequence[str]) -> list[Constant]:
     """The constants of the editable .py files already in ``directory`` (unparsable ones skipped)."""
     found: list[Constant] = []
@@ -120,9 +151,12 @@ def render_config(
     goal: str,
     budget_s: float = 300,
     constants: Sequence[Constant] = (),
+    seed: str = "",
 ) -> str:
-    """The text of a new overnight.toml; validated before it is returned."""
+    """The text of a new overnight.toml (``seed``: its [judge] seed line, see :func:`seed_setting`);
+    validated before it is returned."""
     text = _CONFIG.format(
+        seed=seed,
         run=json.dumps(run),
         editable=json.dumps(editable),
         budget=f"{budget_s:g}",
@@ -145,11 +179,14 @@ def render_program(run: str, editable: list[str], metric: str, goal: str) -> str
     )
 
 
-def write_task(directory: Path, run: str, editable: list[str], metric: str, goal: str) -> tuple[list[Path], list[Path]]:
-    """Write the missing task files. Returns (written, left as they were)."""
+def write_task(
+    directory: Path, run: str, editable: list[str], metric: str, goal: str
+) -> tuple[list[Path], list[Path], list[str]]:
+    """Write the missing task files. Returns (written, left as they were, what init found about seeds)."""
+    seed, said = seed_setting(directory, editable) if directory.is_dir() else ("", [])
     files = {
         directory / CONFIG_FILE: render_config(
-            run, editable, metric, goal, constants=found_constants(directory, editable)
+            run, editable, metric, goal, constants=found_constants(directory, editable), seed=seed
         ),
         directory / PROGRAM_FILE: render_program(run, editable, metric, goal),
     }
@@ -162,4 +199,4 @@ def write_task(directory: Path, run: str, editable: list[str], metric: str, goal
             written.append(path)
         except FileExistsError:
             kept.append(path)
-    return written, kept
+    return written, kept, said

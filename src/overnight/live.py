@@ -22,8 +22,10 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
+from overnight import judge, seeds
+from overnight.config import JudgeSection
 from overnight.records import MEASURED, Experiment, Goal, Status
-from overnight.state import Event
+from overnight.state import Event, RunState
 
 _STYLE = {Status.KEEP: "bold green", Status.BASELINE: "cyan", Status.DISCARD: "dim"}
 
@@ -57,6 +59,30 @@ def plain(announce: bool) -> Callable[[Event, Experiment], None]:
     return watch
 
 
+class Alert:
+    """A warning the run's views show once it holds: every repeated run gave the same value while the metric
+    is not declared exact (the seed does not reach the script: see overnight.seeds)."""
+
+    def __init__(self, state: RunState, rule: JudgeSection) -> None:
+        self.state, self.rule = state, rule
+        self._shown = False
+
+    def text(self) -> str:
+        noise = self.state.noise()
+        return seeds.unvaried_note(noise.df) if judge.unvaried(noise, self.rule) else ""
+
+    def fresh(self) -> bool:
+        """True the first time the warning holds (a plain output prints it once)."""
+        if self._shown or not self.text():
+            return False
+        self._shown = True
+        return True
+
+
+def unvaried_alert(state: RunState, rule: JudgeSection) -> Alert:
+    return Alert(state, rule)
+
+
 class Snapshots(Protocol):
     """What the view reads of a run (a :class:`~overnight.state.RunState` is one)."""
 
@@ -82,9 +108,17 @@ class LiveView:
     follows which experiment each worker is on, its measurement under way, and the last outcomes.
     """
 
-    def __init__(self, console: Console, metric: str, goal: Goal, budget_s: float, standing: Snapshots) -> None:
+    def __init__(
+        self,
+        console: Console,
+        metric: str,
+        goal: Goal,
+        budget_s: float,
+        standing: Snapshots,
+        alert: Alert | None = None,
+    ) -> None:
         self.metric, self.goal, self.budget_s = metric, goal, budget_s
-        self.standing = standing
+        self.standing, self.alert = standing, alert
         self.workers: dict[int, _Now] = {}
         self.recent: deque[Experiment] = deque(maxlen=6)
         self._lock = threading.Lock()
@@ -146,4 +180,6 @@ class LiveView:
         last.add_column(ratio=1, no_wrap=True, overflow="ellipsis")
         for exp in recent[-4:]:
             last.add_row(Text(line(exp), style=_STYLE.get(exp.status, "yellow")))
-        return Group(head, running, Text("last outcomes", style="bold"), last)
+        warning = self.alert.text() if self.alert is not None else ""
+        shown = [Text(f"warning: {warning}", style="bold yellow")] if warning else []
+        return Group(head, *shown, running, Text("last outcomes", style="bold"), last)

@@ -103,6 +103,27 @@ class SeedMissing(Exception):
     """``[judge] seed`` names a constant that no editable file assigns."""
 
 
+def missing(name: str) -> str:
+    """What to say when no editable file assigns the seed constant ``name``."""
+    return (
+        f'[judge] seed = "{name}": no editable .py file assigns {name} at module level (as `{name} = 42`), '
+        f"so every run of this commit would be the same draw; keep the line `{name} = ...` (the harness sets it "
+        "to each run's seed), or change [judge] seed"
+    )
+
+
+def assigned(task_dir: Path, editable: Sequence[str], name: str) -> list[str]:
+    """The editable ``.py`` files (task-relative) that assign the constant ``name`` at module level."""
+    found = []
+    for path in _scripts(task_dir, editable):
+        try:
+            if _spans(path.read_text(encoding="utf-8"), name):
+                found.append(path.relative_to(task_dir).as_posix())
+        except (OSError, UnicodeDecodeError, SyntaxError, ValueError):
+            continue
+    return found
+
+
 @contextlib.contextmanager
 def planted(task_dir: Path, editable: Sequence[str], name: str, value: int) -> Iterator[list[str]]:
     """For the length of the block, every editable file that assigns the constant ``name`` at module
@@ -122,11 +143,7 @@ def planted(task_dir: Path, editable: Sequence[str], name: str, value: int) -> I
             if changed != text:
                 path.write_text(changed, encoding="utf-8")
     if not original:
-        raise SeedMissing(
-            f'[judge] seed = "{name}": no editable .py file assigns {name} at module level (as `{name} = 42`), '
-            f"so every run of this commit would be the same draw; keep the line `{name} = ...` (the harness sets it "
-            "to each run's seed), or change [judge] seed"
-        )
+        raise SeedMissing(missing(name))
     try:
         yield [p.relative_to(task_dir).as_posix() for p in original]
     finally:
@@ -193,3 +210,29 @@ def survey(task_dir: Path, files: Sequence[str]) -> Survey:
             for match in _LITERAL_CALL.finditer(line):
                 literals.append((rel, number, match.group(0)))
     return Survey(tuple(reads), tuple(dict.fromkeys(constants)), tuple(literals))
+
+
+def start_note(task_dir: Path, editable: Sequence[str], seed: str, exact: bool) -> str:
+    """What the start of a run (and ``overnight init``) says about seeds: "" when a seed reaches the script
+    (``[judge] seed`` named, or a script reads OVERNIGHT_SEED) or the metric is declared exact."""
+    if seed or exact:
+        return ""
+    found = survey(task_dir, [*editable, "*.py"])
+    if found.seeded:
+        return ""
+    lines = [
+        "seed: no script of the task reads OVERNIGHT_SEED and [judge] seed is not set. If the script fixes "
+        f"its own seed, {NO_SEED_HELP}.",
+        *(f"  {line}" for line in found.advice()),
+    ]
+    return "\n".join(lines)
+
+
+def unvaried_note(repeats: int) -> str:
+    """What every view says once every experiment measured more than once repeated its value exactly
+    (``repeats``: the measurements after each experiment's first)."""
+    return (
+        f"every run of a commit has given the same value ({repeats} repeated measurements, each equal to its "
+        f"experiment's first): the seed does not reach the script, and {NO_SEED_HELP}"
+    )
+

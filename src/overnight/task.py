@@ -9,7 +9,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from overnight import git, sandbox
+from overnight import git, sandbox, seeds
 from overnight.config import CONFIG_FILE, Config, load_config, load_program
 from overnight.errors import ConfigError
 from overnight.git import task_relative
@@ -99,6 +99,9 @@ class Task:
         """
         self.check_files()
         self.check_commands()
+        seed = self.config.judge.seed
+        if seed and not seeds.assigned(self.dir, self.config.task.editable, seed):
+            raise ConfigError(f"{self.dir / CONFIG_FILE} {seeds.missing(seed)}")
         if self.config.task.sandbox:
             sandbox.require()
         git.ensure_clean(self.root, git.modified_files(self.root))

@@ -47,6 +47,7 @@ class Estimate:
     low: float | None  # None with fewer than two pairs
     high: float | None
     pairs: int
+    repeated: bool = False  # no interval: each arm's runs repeated one value, the metric not declared exact
 
     @property
     def significant(self) -> bool:
@@ -57,16 +58,23 @@ class Estimate:
         if self.value is None:
             return "no pair measured"
         runs = "1 run" if self.pairs == 1 else f"mean of {self.pairs} runs"
+        if self.repeated:
+            return f"{self.value:+.6g} ({runs}; no interval: {judge.REPEATED})"
         if self.low is None or self.high is None:
             return f"{self.value:+.6g} ({runs}; no interval)"
         return f"{self.value:+.6g} [{self.low:+.4g}, {self.high:+.4g}] ({runs})"
 
     def to_json(self) -> dict[str, Any]:
-        return {"value": self.value, "low": self.low, "high": self.high, "pairs": self.pairs}
+        return {"value": self.value, "low": self.low, "high": self.high, "pairs": self.pairs, "repeated": self.repeated}
 
 
-def paired(candidate: dict[int, float], reference: dict[int, float], goal: Goal, confidence: float) -> Estimate:
-    """The gain of ``candidate`` over ``reference`` (values by seed), from the seeds both have."""
+def paired(
+    candidate: dict[int, float], reference: dict[int, float], goal: Goal, confidence: float, exact: bool = False
+) -> Estimate:
+    """The gain of ``candidate`` over ``reference`` (values by seed), from the seeds both have.
+
+    Arms whose every run gave the same value give no interval unless the metric is declared ``exact``:
+    that is what a script whose seed does not vary gives, not a certainty."""
     seeds = sorted(set(candidate) & set(reference))
     diffs = [goal.improvement(candidate[s], reference[s]) for s in seeds]
     if not diffs:
@@ -74,6 +82,8 @@ def paired(candidate: dict[int, float], reference: dict[int, float], goal: Goal,
     center = judge.mean(diffs)
     if len(diffs) < 2:
         return Estimate(center, None, None, 1)
+    if not exact and all(max(arm[s] for s in seeds) == min(arm[s] for s in seeds) for arm in (candidate, reference)):
+        return Estimate(center, None, None, len(diffs), repeated=True)
     sd = math.sqrt(sum((d - center) ** 2 for d in diffs) / (len(diffs) - 1))
     half = judge.t_quantile(1 - (1 - confidence) / 2, len(diffs) - 1) * sd / math.sqrt(len(diffs))
     return Estimate(center, center - half, center + half, len(diffs))
@@ -153,7 +163,12 @@ class Findings:
 
 
 def summarize(
-    verification: Verification, measured: list[VerifyMeasured], metric: str, goal: Goal, confidence: float
+    verification: Verification,
+    measured: list[VerifyMeasured],
+    metric: str,
+    goal: Goal,
+    confidence: float,
+    exact: bool = False,
 ) -> Findings:
     """The findings of ``verification`` from its measurements."""
     values: dict[str, dict[int, float]] = {}
@@ -170,7 +185,7 @@ def summarize(
         if not name.startswith(WITHOUT):
             continue
         reason = str(arm.get("entangled") or "")
-        estimate = None if reason else paired(best, values.get(name, {}), goal, confidence)
+        estimate = None if reason else paired(best, values.get(name, {}), goal, confidence, exact)
         ablation.append(
             Contribution(
                 int(arm["experiment"]), str(arm.get("hypothesis", "")), str(arm.get("commit", "")), estimate, reason
@@ -184,7 +199,7 @@ def summarize(
         judge.mean(list(best.values())) if best else None,
         {arm: len(v) for arm, v in values.items()},
         failed,
-        paired(best, base, goal, confidence),
+        paired(best, base, goal, confidence, exact),
         ablation,
         confidence,
     )
@@ -198,12 +213,13 @@ def latest(view: RunView) -> Findings | None:
     if not view.paths.ledger.exists():
         return None
     config = json.loads(view.meta.get("config") or "{}")
-    confidence = float(config.get("judge", {}).get("confidence", 0.95)) if isinstance(config, dict) else 0.95
+    judged = config.get("judge", {}) if isinstance(config, dict) else {}
+    confidence, exact = float(judged.get("confidence", 0.95)), bool(judged.get("exact", False))
     with Ledger(view.paths.ledger) as ledger:
         done = ledger.verifications()
         if not done:
             return None
-        return summarize(done[-1], ledger.verify_measurements(done[-1].id), view.metric, view.goal, confidence)
+        return summarize(done[-1], ledger.verify_measurements(done[-1].id), view.metric, view.goal, confidence, exact)
 
 
 def scale_text(settings: dict[str, Any]) -> str:

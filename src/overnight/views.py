@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypedDict
 
-from overnight import git
+from overnight import git, seeds
 from overnight.errors import ConfigError, GitError, RunStateError
 from overnight.ledger import Ledger
-from overnight.records import MEASURED, ON_BRANCH, Experiment, Goal, Measured, Note, Status, Usage
+from overnight.records import DISTURBED, MEASURED, ON_BRANCH, Experiment, Goal, Measured, Note, Status, Usage
 from overnight.rundir import RunLock, RunPaths, check_tag, latest_tag, paths_for
 
 TAIL_LINES = 200  # lines of a log that tail() keeps by default
@@ -54,6 +54,29 @@ class RunView:
     @property
     def goal(self) -> Goal:
         return Goal(self._config().get("metric", {}).get("goal", "min"))
+
+    @functools.cached_property
+    def unvaried(self) -> int:
+        """The repeated measurements of the run (each experiment's after its first) when every one gave the
+        same value as its experiment's first and the metric is not declared exact (``[judge] exact``), else 0:
+        the seed does not reach the script (overnight.seeds)."""
+        if self._config().get("judge", {}).get("exact"):
+            return 0
+        groups: dict[tuple[int, int], set[float]] = {}
+        counts: Counter[tuple[int, int]] = Counter()
+        for measured in self.measurements.values():
+            for m in measured:
+                if m.value is not None and m.kind != DISTURBED:
+                    groups.setdefault((m.experiment, m.round), set()).add(m.value)
+                    counts[(m.experiment, m.round)] += 1
+        repeated = [key for key, n in counts.items() if n > 1]
+        if not repeated or any(len(groups[key]) > 1 for key in repeated):
+            return 0
+        return sum(counts[key] - 1 for key in repeated)
+
+    def unvaried_text(self) -> str:
+        """The warning every view shows while :attr:`unvaried` holds, or ""."""
+        return seeds.unvaried_note(self.unvaried) if self.unvaried else ""
 
     @property
     def baseline(self) -> Experiment | None:
@@ -323,6 +346,8 @@ def status_text(view: RunView) -> str:
     if view.experiments:
         last = view.experiments[-1]
         lines.append(f"last:        #{last.id} {last.status.value} {_num(last.metric)}  {last.hypothesis}")
+    if view.unvaried:
+        lines.append(f"warning:     {view.unvaried_text()}")
     if not view.running:
         folder = view.root / view.meta["task"] if view.meta.get("task") not in (None, "", ".") else view.root
         lines.append(f"resume:      overnight run {shlex.quote(str(folder))} --tag {view.tag}")
@@ -405,6 +430,8 @@ def show_text(view: RunView, experiment_id: int, tail_lines: int = 30) -> str:
             + (f", others used {100 * m.contention:.0f}% of the machine" if m.contention else "") + ")"
             for m in view.measurements[e.id]
         ))  # fmt: skip
+    if view.unvaried:
+        lines.append(f"noise:       {view.unvaried_text()}")
     for note in (n for n in view.notes if n.experiment == e.id):
         lines.append(f"note:        {note.text}")
     lines += _diff_lines(experiment_diff(view, e))
