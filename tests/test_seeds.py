@@ -109,13 +109,13 @@ def test_a_commit_that_drops_the_seed_constant_is_rejected(fixed: Repo, plan, cl
     plan({"1": [["write", "train.py", FIXED.replace("SEED = 42\n", "").replace("(SEED)", "(1)")]]})
     assert cli("run", fixed.path, "--tag", "d", "--agent-command", AGENT, "--max-experiments", "1").code == 0
     row = ledger_rows(fixed.path, "d")[1]
-    assert row["status"] == "rejected" and 'no editable .py file assigns SEED' in row["reason"]
+    assert row["status"] == "rejected" and "no editable .py file assigns SEED" in row["reason"]
 
 
 def test_a_seed_no_file_assigns_is_refused_before_anything_runs(fixed: Repo, cli) -> None:
     fixed.write("overnight.toml", CONFIG.format(judge='seed = "RANDOM_SEED"'))
     fixed.commit("wrong name")
-    with pytest.raises(ConfigError, match="no editable .py file assigns RANDOM_SEED"):
+    with pytest.raises(ConfigError, match=r"no editable \.py file assigns RANDOM_SEED"):
         Task.load(fixed.path).check_ready()
     result = cli("run", fixed.path, "--tag", "w", "--agent-command", AGENT, "--max-experiments", "1")
     assert result.code != 0 and "RANDOM_SEED" in result.err
@@ -123,7 +123,9 @@ def test_a_seed_no_file_assigns_is_refused_before_anything_runs(fixed: Repo, cli
 
 
 def test_assign_rewrites_module_level_assignments_only() -> None:
-    text = '"""Docs: SEED = 1 is the default."""\nSEED: int = int(\n    42\n)  # the seed\nX = 1\ndef f():\n    SEED = 3\n'
+    text = (
+        '"""Docs: SEED = 1 is the default."""\nSEED: int = int(\n    42\n)  # the seed\nX = 1\ndef f():\n    SEED = 3\n'
+    )
     out = seeds.assign(text, "SEED", 7)
     assert out == '"""Docs: SEED = 1 is the default."""\nSEED: int = 7  # the seed\nX = 1\ndef f():\n    SEED = 3\n'
     assert seeds.assign("X = 1\n", "SEED", 7) is None

@@ -259,7 +259,9 @@ def rule(config: Config, noise: judge.Noise, runs: int, best: float | None) -> s
     if sd is None:
         return text + "The run-to-run noise is not known yet (no experiment has been measured twice)."
     if sd == 0 and rules.exact:
-        return text + f"The metric is exact (declared so; {runs} runs measured more than once): every difference is real."
+        return (
+            text + f"The metric is exact (declared so; {runs} runs measured more than once): every difference is real."
+        )
     if sd == 0:
         return text + (
             f"Every run of a commit has given the same value ({runs} runs measured more than once): the seed does "

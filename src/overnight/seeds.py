@@ -235,4 +235,3 @@ def unvaried_note(repeats: int) -> str:
         f"every run of a commit has given the same value ({repeats} repeated measurements, each equal to its "
         f"experiment's first): the seed does not reach the script, and {NO_SEED_HELP}"
     )
-
