@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from overnight import pysource
 from overnight.errors import ConfigError
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -49,15 +50,15 @@ def parse(text: str) -> tuple[str, str]:
     return name, value
 
 
-def _line(name: str) -> re.Pattern[str]:
-    # A module-level assignment: at the start of a line, optionally annotated (NAME: int = 3); a trailing
-    # comment stays.
-    return re.compile(rf"^{re.escape(name)}[ \t]*(?::[^=\n]*)?=(?!=)[ \t]*(.*?)(?:[ \t]+#.*)?[ \t]*$", re.M)
-
-
 def assigns(text: str, name: str) -> bool:
-    """Whether ``text`` (a file's content) assigns ``name`` at module level."""
-    return bool(_CONSTANT.match(name)) and _line(name).search(text) is not None
+    """Whether ``text`` (a file's content) assigns ``name`` at module level (found by parsing, so a docstring
+    or a comment that mentions it does not count)."""
+    if not _CONSTANT.match(name):
+        return False
+    try:
+        return bool(pysource.value_spans(text, name))
+    except (SyntaxError, ValueError):
+        return False
 
 
 def resolve(pairs: list[tuple[str, str]], editable: dict[str, str]) -> list[Override]:
@@ -70,6 +71,11 @@ def resolve(pairs: list[tuple[str, str]], editable: dict[str, str]) -> list[Over
     for name, value in pairs:
         if name in seen:
             raise ConfigError(f"--set {name}: given twice")
+        if name.upper().startswith("OVERNIGHT_"):
+            raise ConfigError(
+                f"--set {name}: the harness sets the OVERNIGHT_ variables itself for every run (the seed, the budget, "
+                "the experiment), and would override it; use --budget for the budget, and set the script's own names"
+            )
         seen.add(name)
         files = tuple(sorted(path for path, text in editable.items() if assigns(text, name)))
         if not files:
@@ -87,32 +93,48 @@ def resolve(pairs: list[tuple[str, str]], editable: dict[str, str]) -> list[Over
 
 
 def rewrite(text: str, override: Override) -> str:
-    """``text`` with every module-level assignment of the constant set to its value."""
-
-    def replace(match: re.Match[str]) -> str:
-        start, end = match.span(1)
-        whole = match.group(0)
-        offset = match.start(0)
-        return whole[: start - offset] + override.value + whole[end - offset :]
-
-    return _line(override.name).sub(replace, text)
+    """``text`` with every module-level assignment of the constant set to its value (all of a value written
+    over several lines); ``text`` unchanged when it assigns none."""
+    changed = pysource.assign(text, override.name, override.value)
+    return text if changed is None else changed
 
 
 def apply(task_dir: Path, overrides: list[Override]) -> list[str]:
-    """Rewrite the constants in the files under ``task_dir``; the files changed (task-relative)."""
+    """Rewrite the constants in the files under ``task_dir``; the files changed (task-relative).
+
+    A file is rewritten only as the regular file it is: a symbolic link (which a kept change may have made
+    to point anywhere, the user's checkout included) is refused, never written through, and so is a file
+    that no longer parses after the rewrite.
+    """
     changed = []
     for o in overrides:
         if o.kind != CONSTANT:
             continue
         for rel in o.files:
             path = task_dir / rel
+            if path.is_symlink():
+                raise ConfigError(
+                    f"--set {o.name}: {rel} is a symbolic link in this commit; verify rewrites only regular files "
+                    "inside its own worktrees"
+                )
             if not path.is_file():  # this arm's commit lacks the file (a keep added it)
                 continue
             before = path.read_text(encoding="utf-8")
             after = rewrite(before, o)
-            if after != before:
-                path.write_text(after, encoding="utf-8")
-                changed.append(rel)
+            if after == before:
+                continue
+            try:
+                ast.parse(after)
+            except SyntaxError as err:
+                raise ConfigError(
+                    f"--set {o.name}={o.value}: {rel} would not parse after the rewrite ({err.msg}, line {err.lineno})"
+                ) from None
+            # Replace the file rather than write into it: a link swapped in meanwhile is not followed either.
+            temporary = path.with_name(f".{path.name}.overnight-set")
+            temporary.write_text(after, encoding="utf-8")
+            temporary.chmod(path.stat().st_mode)
+            temporary.replace(path)
+            changed.append(rel)
     return changed
 
 

@@ -28,7 +28,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from overnight import globs
+from overnight import globs, pysource
 
 _CONSTANT = re.compile(r"^[A-Z_][A-Z0-9_]*$")
 _SEEDISH = re.compile(r"(^|_)(RANDOM_)?SEED(S)?($|_)")
@@ -52,41 +52,10 @@ def is_constant_name(name: str) -> bool:
     return bool(_CONSTANT.match(name))
 
 
-def _spans(source: str, name: str) -> list[tuple[int, int, int, int]]:
-    """(line, col, end_line, end_col) of the value of each module-level assignment of ``name``."""
-    found = []
-    for node in ast.parse(source).body:
-        if isinstance(node, ast.Assign) and len(node.targets) == 1:
-            target, value = node.targets[0], node.value
-        elif isinstance(node, ast.AnnAssign) and node.value is not None:
-            target, value = node.target, node.value
-        else:
-            continue
-        if isinstance(target, ast.Name) and target.id == name:
-            assert value.end_lineno is not None and value.end_col_offset is not None
-            found.append((value.lineno, value.col_offset, value.end_lineno, value.end_col_offset))
-    return found
-
-
-def _offset(lines: list[str], line: int, col: int) -> int:
-    """Character offset of (1-based line, byte column) in the text split into ``lines``."""
-    return sum(len(x) for x in lines[: line - 1]) + len(lines[line - 1].encode()[:col].decode(errors="ignore"))
-
-
 def assign(source: str, name: str, value: int) -> str | None:
     """``source`` with every module-level assignment of ``name`` set to ``value``; None when it has none
     (or does not parse)."""
-    try:
-        spans = _spans(source, name)
-    except (SyntaxError, ValueError):
-        return None
-    if not spans:
-        return None
-    lines = source.splitlines(keepends=True)
-    for line, col, end_line, end_col in sorted(spans, reverse=True):
-        start, end = _offset(lines, line, col), _offset(lines, end_line, end_col)
-        source = source[:start] + str(value) + source[end:]
-    return source
+    return pysource.assign(source, name, str(value))
 
 
 def _scripts(task_dir: Path, editable: Sequence[str]) -> list[Path]:
@@ -117,7 +86,7 @@ def assigned(task_dir: Path, editable: Sequence[str], name: str) -> list[str]:
     found = []
     for path in _scripts(task_dir, editable):
         try:
-            if _spans(path.read_text(encoding="utf-8"), name):
+            if pysource.value_spans(path.read_text(encoding="utf-8"), name):
                 found.append(path.relative_to(task_dir).as_posix())
         except (OSError, UnicodeDecodeError, SyntaxError, ValueError):
             continue

@@ -12,6 +12,8 @@ import math
 import re
 from dataclasses import dataclass
 
+from overnight.pysource import offset
+
 Value = int | float | bool
 
 _UPPER = re.compile(r"^[A-Z][A-Z0-9_]*$")
@@ -71,17 +73,11 @@ def find_constants(source: str, file: str) -> list[Constant]:
     return found
 
 
-def _offset(lines: list[str], line: int, col: int) -> int:
-    """Character offset of (1-based line, byte column) in the text split into ``lines``."""
-    text = lines[line - 1]
-    return sum(len(x) for x in lines[: line - 1]) + len(text.encode()[:col].decode(errors="ignore"))
-
-
 def rewrite(source: str, changes: dict[Constant, Value]) -> str:
     """``source`` with each constant's literal replaced by its new value; all else kept."""
     lines = source.splitlines(keepends=True)
     spans = sorted(
-        ((_offset(lines, c.line, c.col), _offset(lines, c.end_line, c.end_col), v) for c, v in changes.items()),
+        ((offset(lines, c.line, c.col), offset(lines, c.end_line, c.end_col), v) for c, v in changes.items()),
         key=lambda span: span[0],
         reverse=True,
     )
