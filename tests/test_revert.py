@@ -172,3 +172,20 @@ def test_paths_are_repository_relative(repo: Repo) -> None:
     keeps = chained(repo, "task/train.py", ["A = 0\nB = 0\n", "A = 1\nB = 0\n", "A = 1\nB = 2\n"])
     found = revert.ablations(repo.path, keeps, keeps[-1].commit)
     assert shown(repo, found[0].commit, "task/train.py") == "A = 0\nB = 2\n"
+
+
+def test_a_keep_that_cannot_be_taken_out_even_in_a_group_is_entangled(repo: Repo) -> None:
+    """A keep whose lines are nowhere in the best, nor before the later keeps (here: not on the best's chain)."""
+    repo.write("train.py", "A = 0\n")
+    base = repo.commit("baseline")
+    repo.write("train.py", "A = 3\n")
+    other = repo.commit("another line of work")
+    repo.write("train.py", "A = 5\n")
+    side = repo.commit("a change the best does not hold: A 3 -> 5")
+    repo.git("checkout", "-q", base)
+    repo.write("train.py", "A = 7\n")
+    best = repo.commit("the best")
+    (found, last) = revert.ablations(repo.path, [revert.Change(1, other, side), revert.Change(2, base, best)], best)
+    assert found.ids == (1, 2) and found.commit == ""
+    assert "even with the keeps after it" in found.entangled and "keep #1 in train.py" in found.entangled
+    assert last.ids == (2,) and shown(repo, last.commit) == "A = 0\n"
