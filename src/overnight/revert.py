@@ -156,7 +156,8 @@ def _blob(root: Path, tree: str, path: str) -> tuple[str, str] | None:
 
 def _by_git(root: Path, env: dict[str, str], change: Change, path: str) -> bool:
     """Revert ``change`` in ``path`` alone with git's three-way apply, in the index ``env`` names."""
-    patch = git.git(
+    # Bytes throughout: a text file need not be UTF-8.
+    patch = git.git_bytes(
         "diff", "--binary", "--full-index", *_DIFF, "--src-prefix=a/", "--dst-prefix=b/",
         change.commit, change.parent, "--", path, cwd=root,
     )  # fmt: skip
@@ -166,7 +167,6 @@ def _by_git(root: Path, env: dict[str, str], change: Change, path: str) -> bool:
         ["git", "apply", "--cached", "--3way", "-"],
         cwd=root,
         input=patch,
-        text=True,
         capture_output=True,
         env={**os.environ, **env},
         start_new_session=True,
