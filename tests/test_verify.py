@@ -143,7 +143,7 @@ def test_text_output_report_and_finalize_only_significant(cli, scored: Repo, pla
     assert len(scored.git("rev-list", "main..overnight/f-final").split()) == 2
 
 
-def test_a_keep_whose_revert_conflicts_is_entangled(cli, scored: Repo, plan) -> None:
+def test_keeps_that_change_the_same_line_are_taken_out_together(cli, scored: Repo, plan) -> None:
     steps = {
         "1": [["set", "train.py", "A", "1"], ["print", "Hypothesis: A on"]],
         "2": [["set", "train.py", "A", "2"], ["print", "Hypothesis: A twice"]],  # the same line again
@@ -152,14 +152,54 @@ def test_a_keep_whose_revert_conflicts_is_entangled(cli, scored: Repo, plan) -> 
     searched(cli, scored, plan, steps, "e")
     result = cli("verify", scored.path, "--tag", "e", "--runs", "2", "--ablate", "--format", "json")
     assert result.code == 0, result.err
-    ablation = {a["id"]: a for a in json.loads(result.out)["ablation"]}
-    assert ablation[1]["contribution"] is None and "conflicts" in ablation[1]["entangled"]
-    assert ablation[2]["contribution"] == pytest.approx(3)  # A back from 2 to 1
-    assert ablation[3]["contribution"] == pytest.approx(2)
-    assert "without:1: entangled" in result.err
-    # finalize --only-significant takes the entangled keep along: it cannot be judged alone.
-    assert cli("finalize", scored.path, "--tag", "e", "--only-significant").code == 0
+    found = json.loads(result.out)["ablation"]
+    assert [(a["id"], a["together"], a["entangled"]) for a in found] == [
+        (1, [1, 2], None),
+        (2, [2], None),
+        (3, [3], None),
+    ]
+    assert found[0]["contribution"] == pytest.approx(6) and found[0]["significant"]  # A back from 2 to 0
+    assert found[0]["hypotheses"] == ["A on", "A twice"]
+    assert found[1]["contribution"] == pytest.approx(3)  # A back from 2 to 1
+    assert found[2]["contribution"] == pytest.approx(2)
+    assert "without:1+2: #1 and #2 together: they change the same lines" in result.err
+    with sqlite3.connect(scored.path / ".overnight" / "e" / "ledger.db") as db:
+        arms = {r[0] for r in db.execute("SELECT arm FROM verify_measurements")}
+    assert arms == {"baseline", "best", "without:1+2", "without:2", "without:3"}
+    text = cli("verify", scored.path, "--tag", "e", "--runs", "2", "--ablate")
+    assert "#1+2" in text.out and "#1 and #2 together: they change the same lines" in text.out
+    assert cli("report", scored.path, "--tag", "e").code == 0
+    report = (scored.path / ".overnight" / "e" / "report" / "report.md").read_text()
+    assert "| 1, 2 | #1 and #2 together: they change the same lines (A on; A twice) | +6" in report
+    # finalize --only-significant: a significant group counts for all its keeps.
+    done = cli("finalize", scored.path, "--tag", "e", "--only-significant")
+    assert done.code == 0 and "#1, #2, #3" in done.out, done.out
     assert "A = 2" in scored.git("show", "overnight/e-final:train.py")
+
+
+ADJACENT = """\
+import os
+A = 0
+B = 0
+C = 0
+SCALE = 1
+seed = int(os.environ["OVERNIGHT_SEED"])
+print(f"score: {100 - 3 * A - 2 * B - (1 if SCALE == 1 else 0) * C}")
+"""
+
+
+def test_keeps_on_adjacent_lines_each_have_a_contribution(cli, task: Repo, plan) -> None:
+    """A = 0, B = 0, C = 0 on three lines in a row, each set by another keep: none is entangled."""
+    task.write("train.py", ADJACENT)
+    task.commit("constants on adjacent lines")
+    searched(cli, task, plan, KEEPS, "a")
+    before = refs(task)
+    result = cli("verify", task.path, "--tag", "a", "--set", "SCALE=2", "--runs", "2", "--ablate", "--format", "json")
+    assert result.code == 0, result.err
+    found = json.loads(result.out)["ablation"]
+    assert [(a["id"], a["entangled"]) for a in found] == [(1, None), (2, None), (3, None)], result.err
+    assert [a["contribution"] for a in found] == pytest.approx([3, 2, 0])
+    assert "entangled" not in result.err and refs(task) == before
 
 
 def test_verify_command_from_overnight_toml(cli, scored: Repo, plan) -> None:

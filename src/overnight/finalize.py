@@ -60,7 +60,11 @@ def _commit_tree(view: RunView, commit: str, parent: str, message: str) -> str:
 
 def significant(view: RunView) -> list[int]:
     """The keeps ``--only-significant`` takes: those whose contribution at scale is positive beyond doubt in
-    the latest `overnight verify --ablate`, and the entangled ones (they cannot be taken out alone)."""
+    the latest `overnight verify --ablate`, and the entangled ones (they cannot be taken out alone).
+
+    A group (keeps that change the same lines, taken out together and measured as one) counts
+    as a whole: when its contribution is significant every keep of it is taken, else none is
+    taken for it (a later keep of the group measured alone can still be taken on its own)."""
     from overnight import verification
 
     found = verification.latest(view)
@@ -76,7 +80,8 @@ def significant(view: RunView) -> list[int]:
             f"verification {found.verification.id} of run {view.tag} has fewer than two runs per arm: no interval "
             "tells a contribution from noise; verify again with --runs 2 or more"
         )
-    chosen = [c.id for c in found.ablation if c.entangled or (c.estimate is not None and c.estimate.significant)]
+    entangled = {c.id for c in found.ablation if c.entangled}
+    chosen = sorted(entangled | set(found.significant()))
     if not chosen:
         raise RunStateError(
             f"no keep of run {view.tag} contributes significantly at scale (verification {found.verification.id}); "

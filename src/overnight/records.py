@@ -221,7 +221,9 @@ class Verification:
     """One `overnight verify`: the run's points measured again at a larger scale.
 
     ``settings`` holds what was asked (budget, --set overrides, runs, the command) and the
-    arms measured: ``[{"arm", "experiment", "hypothesis", "commit", "entangled"}]``.
+    arms measured: ``[{"arm", "experiment", "hypothesis", "commit", "entangled"}]``, and for keeps
+    taken out together (arm ``without:<id>+<id>``) also ``"together"`` (their ids, ``experiment``'s
+    first) and ``"hypotheses"``; verifications recorded before groups have neither.
     """
 
     id: int
@@ -232,7 +234,7 @@ class Verification:
 
 @dataclass(frozen=True)
 class VerifyMeasured:
-    """One measurement of a verification: an arm ("baseline", "best", "without:<id>") at one seed."""
+    """One measurement of a verification: an arm ("baseline", "best", "without:<id>", "without:<id>+<id>") at one seed."""
 
     verification: int
     arm: str

@@ -12,9 +12,13 @@ over the seeds both arms measured, with a two-sided Student t interval at the ru
 the pairs, which is what makes a handful of runs at scale worth something.
 
 A keep's **contribution** is the gain of the final best over the best without that keep
-(its commit reverted): positive means the keep helps at scale. A keep whose revert no
-longer applies to the best (a later keep edited the same lines) is **entangled**: it
-cannot be taken out alone, and has no contribution of its own.
+(its commit reverted): positive means the keep helps at scale. Keeps that edit different
+lines (adjacent ones included) are each taken out alone (overnight.revert). A keep whose
+lines a later keep rewrote cannot be: it is taken out **together** with the later keeps
+that changed its lines (arm ``without:<id>+<id>...``, the keep's id first), and that one
+contribution belongs to the group. A keep that cannot be taken out even so is
+**entangled**, and has no contribution. Verifications recorded before groups existed
+(only ``without:<id>`` arms, some entangled) read as they did.
 """
 
 from __future__ import annotations
@@ -32,11 +36,19 @@ from overnight.views import RunView
 
 BASELINE = "baseline"
 BEST = "best"
-WITHOUT = "without:"  # the arm of the best without one keep: "without:<experiment id>"
+WITHOUT = "without:"  # the arm of the best without one keep: "without:<experiment id>", a group "without:3+5"
 
 
-def without(experiment_id: int) -> str:
-    return f"{WITHOUT}{experiment_id}"
+def without(*experiment_ids: int) -> str:
+    """The arm of the best without these keeps: "without:3", or "without:3+5" for keeps taken out together."""
+    return WITHOUT + "+".join(str(i) for i in experiment_ids)
+
+
+def together_text(ids: list[int] | tuple[int, ...]) -> str:
+    """ "#3 and #5 together: they change the same lines" (the keeps of one group)."""
+    names = [f"#{i}" for i in ids]
+    listed = names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
+    return f"{listed} together: they change the same lines"
 
 
 @dataclass(frozen=True)
@@ -91,18 +103,45 @@ def paired(
 
 @dataclass(frozen=True)
 class Contribution:
-    """One keep's part in the best at scale: the best's gain over the best without it."""
+    """One keep's part in the best at scale: the best's gain over the best without it.
+
+    For keeps that change the same lines, one contribution stands for the group: ``id`` is
+    the earliest, ``together`` all of them (with their ``hypotheses``), taken out at once.
+    """
 
     id: int
     hypothesis: str
     commit: str
     estimate: Estimate | None  # None when entangled
     entangled: str = ""  # why it could not be taken out, or ""
+    together: tuple[int, ...] = ()  # a group's keeps (``id`` first); () for a keep taken out alone
+    hypotheses: tuple[str, ...] = ()  # theirs, in the same order
+
+    @property
+    def ids(self) -> tuple[int, ...]:
+        """The keeps this contribution is of: the group's, or the one keep's."""
+        return self.together if len(self.together) > 1 else (self.id,)
+
+    @property
+    def grouped(self) -> bool:
+        return len(self.ids) > 1
+
+    def name(self) -> str:
+        """ "#3", or "#3+5" for a group."""
+        return "#" + "+".join(str(i) for i in self.ids)
+
+    def describe(self) -> str:
+        """The hypothesis, or for a group: "#3 and #5 together: they change the same lines (h3; h5)"."""
+        if not self.grouped:
+            return self.hypothesis
+        return f"{together_text(self.ids)} ({'; '.join(self.hypotheses or (self.hypothesis,))})"
 
     def to_json(self) -> dict[str, Any]:
         e = self.estimate
         return {
             "id": self.id,
+            "together": list(self.ids),
+            "hypotheses": list(self.hypotheses) if self.grouped else [self.hypothesis],
             "hypothesis": self.hypothesis,
             "commit": self.commit,
             "contribution": None if e is None else e.value,
@@ -137,8 +176,10 @@ class Findings:
         return self.verification.settings
 
     def significant(self) -> list[int]:
-        """The keeps whose contribution at scale is positive beyond doubt."""
-        return [c.id for c in self.ablation if c.estimate is not None and c.estimate.significant]
+        """The keeps whose contribution at scale is positive beyond doubt, in order: every keep of a
+        significant group counts (they were taken out together; none of them was measured alone)."""
+        found = {i for c in self.ablation if c.estimate is not None and c.estimate.significant for i in c.ids}
+        return sorted(found)
 
     def to_json(self) -> dict[str, Any]:
         s = self.settings
@@ -186,9 +227,16 @@ def summarize(
             continue
         reason = str(arm.get("entangled") or "")
         estimate = None if reason else paired(best, values.get(name, {}), goal, confidence, exact)
+        together = tuple(int(i) for i in arm.get("together") or ())  # absent before groups, and for one keep
         ablation.append(
             Contribution(
-                int(arm["experiment"]), str(arm.get("hypothesis", "")), str(arm.get("commit", "")), estimate, reason
+                int(arm["experiment"]),
+                str(arm.get("hypothesis", "")),
+                str(arm.get("commit", "")),
+                estimate,
+                reason,
+                together,
+                tuple(str(h) for h in arm.get("hypotheses") or ()),
             )
         )
     return Findings(
@@ -253,7 +301,9 @@ def text(f: Findings) -> str:
         for c in f.ablation:
             what = f"entangled: {c.entangled}" if c.estimate is None else c.estimate.text()
             mark = "  significant" if c.estimate is not None and c.estimate.significant else ""
-            lines.append(f"  #{c.id:<4} {what}{mark}  {c.hypothesis[:60]}")
+            lines.append(f"  {c.name():<5} {what}{mark}  {c.hypothesis[:60]}")
+            if c.grouped:
+                lines.append(f"        {together_text(c.ids)}")
     for arm, reasons in f.failed.items():
         lines.append(f"failed runs of {arm}: {len(reasons)} ({reasons[0][:160]})")
     return "\n".join(lines)
@@ -289,16 +339,17 @@ def markdown(f: Findings, image: str | None) -> list[str]:
             "|---|---|---|---|---|",
         ]
         for c in f.ablation:
-            hypothesis = c.hypothesis.replace("|", "\\|")
+            hypothesis = c.describe().replace("|", "\\|")
+            ids = ", ".join(str(i) for i in c.ids)
             if c.estimate is None:
-                lines.append(f"| {c.id} | {hypothesis} | entangled: {c.entangled} | – | – |")
+                lines.append(f"| {ids} | {hypothesis} | entangled: {c.entangled} | – | – |")
             else:
                 yes = "yes" if c.estimate.significant else "no"
-                lines.append(f"| {c.id} | {hypothesis} | {_cell(c.estimate)} | {c.estimate.pairs} | {yes} |")
+                lines.append(f"| {ids} | {hypothesis} | {_cell(c.estimate)} | {c.estimate.pairs} | {yes} |")
         lines += [
             "",
             "`overnight finalize --only-significant` builds the final branch from the significant keeps "
-            "(and the entangled ones, which cannot be taken out alone).",
+            "(every keep of a significant group, and the entangled ones, which cannot be judged alone).",
         ]
     return [*lines, ""]
 
@@ -326,7 +377,7 @@ def plot(f: Findings, path: Path) -> Path:
         ax.barh(y, e.value, color=color, xerr=err, capsize=3, ecolor="#333333")
         ax.plot([e.value], [y], "o", color="#333333", markersize=3)  # a contribution of zero shows too
     ax.set_yticks(range(len(rows)))
-    ax.set_yticklabels([f"#{c.id} {c.hypothesis[:60]}" for c in rows], fontsize=8)
+    ax.set_yticklabels([f"{c.name()} {c.describe()[:60]}" for c in rows], fontsize=8)
     ax.axvline(0, color="#333333", linewidth=0.8)
     ax.set_xlabel(f"contribution to {f.metric} at scale (positive = better; {f.confidence:.0%} interval)")
     legend = "green: helps (interval above 0), grey: not shown to help, red: a negative estimate"

@@ -3,8 +3,10 @@
 The search ran on a cheap proxy (a short budget, a small model); verify asks whether its
 keeps hold at full scale, and with ``ablate``, which of them matter. Each **arm** is a
 tree to measure: the baseline, the best, and (ablating) the best without each keep, that
-keep's commit reverted (:func:`overnight.git.replay`, in a temporary index; a revert that
-conflicts makes the keep *entangled*, reported and not measured). Every arm gets its own detached
+keep's commit reverted (overnight.revert: git's three-way apply, else line by line, in a
+temporary index). A keep whose lines a later keep rewrote is taken out together with the
+later keeps that changed its lines, as one arm ``without:<id>+<id>``; a keep that cannot
+be taken out even so is *entangled*, reported and not measured. Every arm gets its own detached
 worktree under ``.overnight/<tag>/verify/<id>/``, where the ``--set`` constants are
 rewritten and the result committed without a ref (so an executor that ships commits, Ray,
 can ship it); the worktrees are removed at the end and no ref is left.
@@ -30,7 +32,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from overnight import git, overrides, sandbox, secrets
+from overnight import git, overrides, revert, sandbox, secrets
 from overnight.config import Config, default_timeout
 from overnight.errors import ConfigError, GitError, RunStateError
 from overnight.executors import Executor, Job
@@ -39,7 +41,7 @@ from overnight.records import Experiment, Status, VerifyMeasured, chain, now_iso
 from overnight.rundir import RunLock, paths_for
 from overnight.slots import Slots
 from overnight.task import Task
-from overnight.verification import BASELINE, BEST, Findings, latest, without
+from overnight.verification import BASELINE, BEST, Findings, latest, together_text, without
 from overnight.views import view_of
 
 log = logging.getLogger(__name__)
@@ -73,10 +75,11 @@ class Scale:
 class Arm:
     """One tree to measure, in its own worktree."""
 
-    name: str  # "baseline", "best", "without:<id>"
-    experiment: Experiment  # the point of the chain it stands for (the keep taken out, for an ablation)
+    name: str  # "baseline", "best", "without:<id>", or "without:<id>+<id>..." for keeps taken out together
+    experiment: Experiment  # the point of the chain it stands for (the keep taken out, the first of a group)
     source: str  # the commit it is made from
     entangled: str = ""  # why the keep could not be taken out; such an arm is not measured
+    together: tuple[Experiment, ...] = ()  # an ablation's keeps taken out (the first is ``experiment``)
     path: Path | None = None  # its worktree
     commit: str = ""  # what is measured: ``source`` with the overrides applied
     setup_done: bool = False
@@ -96,24 +99,20 @@ class Where:
     gpus: list[str] = field(default_factory=list)
 
 
-def _revert(root: Path, keep: Experiment, onto: str) -> str | None:
-    """A commit of ``onto`` with ``keep``'s change taken out, or None when that conflicts."""
-    parent = keep.parent or git.git("rev-parse", f"{keep.commit}^", cwd=root).strip()
-    tree = git.replay(root, onto, keep.commit, parent)
-    if tree is None:
-        return None
-    message = f"overnight verify: experiment {keep.id} taken out\n"
-    return git.git("commit-tree", tree, "-p", onto, "-F", "-", cwd=root, input=message, env=_IDENTITY).strip()
-
-
 def _arms(task: Task, points: list[Experiment], ablate: bool) -> list[Arm]:
     base, best = points[0], points[-1]
     arms = [Arm(BASELINE, base, base.commit), Arm(BEST, best, best.commit)]
     if ablate:
-        for keep in points[1:]:
-            commit = _revert(task.root, keep, best.commit)
-            reason = "" if commit else "its revert conflicts with later keeps (they edit the same lines)"
-            arms.append(Arm(without(keep.id), keep, commit or "", reason))
+        keeps = points[1:]
+        by_id = {k.id: k for k in keeps}
+        changes = [
+            revert.Change(k.id, k.parent or git.git("rev-parse", f"{k.commit}^", cwd=task.root).strip(), k.commit)
+            for k in keeps
+        ]
+        for found in revert.ablations(task.root, changes, best.commit):
+            together = tuple(by_id[i] for i in found.ids)
+            name = without(*found.ids) if found.commit else without(found.ids[0])
+            arms.append(Arm(name, together[0], found.commit, found.entangled, together=together))
     return arms
 
 
@@ -256,6 +255,11 @@ def _verify(
                 "hypothesis": a.experiment.hypothesis,
                 "commit": a.experiment.commit,
                 "entangled": a.entangled,
+                **(
+                    {"together": [e.id for e in a.together], "hypotheses": [e.hypothesis for e in a.together]}
+                    if len(a.together) > 1
+                    else {}
+                ),
             }
             for a in arms
         ],
@@ -273,6 +277,8 @@ def _verify(
         for arm in arms:
             if arm.entangled:
                 say(f"{arm.name}: entangled, not measured: {arm.entangled}")
+            elif len(arm.together) > 1:
+                say(f"{arm.name}: {together_text([e.id for e in arm.together])}")
         try:
             for arm in measured:
                 _prepare(task, arm, folder, sets)

@@ -195,13 +195,21 @@
       `baseline ${num(v.baseline)} → best ${num(v.best)}: gain ${signed(v.gain)} ${interval(v.ci)} ` +
       `(${v.pairs} paired runs, ${Math.round(v.confidence * 100)}% interval; positive = better)`;
     const body = $("#verify-table tbody");
+    // A group (keeps that change the same lines) was taken out at once: one row names all its keeps.
+    const ids = (a) => a.together || [a.id];
+    const together = (a) => {
+      const names = ids(a).map((i) => `#${i}`);
+      return `${names.slice(0, -1).join(", ")} and ${names[names.length - 1]} together: they change the same lines`;
+    };
+    const what = (a) =>
+      ids(a).length > 1 ? `${together(a)} (${(a.hypotheses || [a.hypothesis]).join("; ")})` : a.hypothesis;
     body.replaceChildren(
       ...v.ablation.map((a) =>
         el(
           "tr",
           {},
-          el("td", { class: "num" }, String(a.id)),
-          el("td", {}, clip(a.hypothesis, 80)),
+          el("td", { class: "num" }, ids(a).join("+")),
+          el("td", {}, clip(what(a), 120)),
           el("td", { class: "num" }, a.entangled ? "entangled" : signed(a.contribution)),
           el("td", {}, a.entangled ? a.entangled : interval(a.ci)),
           el("td", {}, a.significant ? "yes" : "no"),
