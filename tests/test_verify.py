@@ -297,3 +297,54 @@ def test_ctrl_c_stops_verify_and_leaves_what_was_measured(cli, scored: Repo, pla
         assert db.execute("SELECT COUNT(*) FROM verify_measurements").fetchone()[0] == 2
     assert len(scored.git("worktree", "list").splitlines()) == 1 and refs(scored) == before
     assert cli("finalize", scored.path, "--tag", "i", "--only-significant").code != 0
+
+
+def test_a_verify_killed_mid_measurement_is_cleaned_up_by_the_next(cli, scored: Repo, plan, tmp_path: Path) -> None:
+    """kill -9 leaves the measured process running and the arms' worktrees registered: the next verify of the run
+    stops the one and removes the others before it measures."""
+    searched(cli, scored, plan, {"1": KEEPS["1"]}, "k")
+    marks = tmp_path / "pids"
+    marks.mkdir()
+    nap = tmp_path / "nap.py"  # outside the repository: the arms are checked out at the run's commits
+    nap.write_text(f"import os, time\nopen(os.path.join({str(marks)!r}, str(os.getpid())), 'w')\ntime.sleep(600)\n")
+    scored.write("overnight.toml", task_config() + f'\n[verify]\nrun = "{sys.executable} {nap}"\n')
+    scored.commit("a verify command that hangs")
+    proc = overnight_process("verify", scored.path, "--tag", "k", "--runs", "1")
+    deadline = time.monotonic() + 300
+    while not list(marks.iterdir()):  # the first arm's measurement is running
+        assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()
+        time.sleep(0.2)
+    proc.kill()
+    proc.communicate()
+    (pid,) = (int(p.name) for p in marks.iterdir())
+    assert Path(f"/proc/{pid}").exists()  # orphaned, still running
+    assert len(scored.git("worktree", "list").splitlines()) > 1
+    scored.write("overnight.toml", task_config())
+    scored.commit("verify as the run measured")
+    result = cli("verify", scored.path, "--tag", "k", "--runs", "1")
+    assert result.code == 0, result.err
+    said = result.out.splitlines()[0]  # the orphan's shell and python, each counted
+    assert said.startswith("cleaned up after a verification of run k that did not end:") and "processes stopped" in said
+    assert said.endswith("2 worktrees removed")
+    deadline = time.monotonic() + 60
+    while Path(f"/proc/{pid}").exists() and "zombie" not in _state(pid):
+        assert time.monotonic() < deadline, "the orphan of the killed verify is still running"
+        time.sleep(0.2)
+    assert len(scored.git("worktree", "list").splitlines()) == 1
+    assert not list((scored.path / ".overnight" / "k" / "verify").glob("*/*"))
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/status").read_text().split("State:")[1].split("\n")[0]
+    except (OSError, IndexError):
+        return "zombie"
+
+
+def test_a_verification_in_which_every_arm_fails_exits_non_zero(cli, scored: Repo, plan) -> None:
+    searched(cli, scored, plan, {"1": KEEPS["1"]}, "f")
+    scored.write("overnight.toml", task_config() + '\n[verify]\nrun = "exit 3"\n')
+    scored.commit("a verify command that always fails")
+    result = cli("verify", scored.path, "--tag", "f", "--runs", "2")
+    assert result.code == 3 and "nothing was verified" in result.err
+    assert "failed runs of baseline: 2" in result.out

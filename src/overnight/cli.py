@@ -408,7 +408,16 @@ def cmd_verify(args: argparse.Namespace) -> int:
     else:
         print()
         print(verification.text(found))
-    return 130 if stop.is_set() else 0
+    if stop.is_set():
+        return 130
+    if found.gain.value is None:  # not one seed measured by both the baseline and the best: nothing was verified
+        print(
+            "overnight: error: verify measured no seed on both the baseline and the best (see the failed runs above "
+            "and their logs under .overnight/<tag>/logs/verify-*): nothing was verified",
+            file=sys.stderr,
+        )
+        return TaskBrokenError.exit_code
+    return 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

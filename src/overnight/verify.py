@@ -37,12 +37,13 @@ from overnight.config import Config, default_timeout
 from overnight.errors import ConfigError, GitError, RunStateError
 from overnight.executors import Executor, Job
 from overnight.ledger import Ledger
+from overnight.process import kill_token_holders
 from overnight.records import Experiment, Status, VerifyMeasured, chain, now_iso
 from overnight.rundir import RunLock, paths_for
 from overnight.slots import Slots
 from overnight.task import Task
 from overnight.verification import BASELINE, BEST, Findings, latest, together_text, without
-from overnight.views import view_of
+from overnight.views import plural, view_of
 
 log = logging.getLogger(__name__)
 
@@ -222,9 +223,27 @@ def verify(
         )
     lock.acquire()
     try:
+        _clean_up_after_a_dead_verify(task, view.tag, say)
         return _verify(task, view.tag, scale, where, stop, say)
     finally:
         lock.release()
+
+
+def _clean_up_after_a_dead_verify(task: Task, tag: str, say: Callable[[str], None]) -> None:
+    """What a verify that was killed (kill -9, a power cut) left behind: the processes it was measuring, still
+    running, and its arms' worktrees. Under the run's lock, so no verify of this run is running now."""
+    killed = kill_token_holders(f"verify:{tag}:")
+    folder = paths_for(task.root, tag).dir / "verify"
+    left = sorted(p for p in folder.glob("*/*") if p.is_dir()) if folder.is_dir() else []
+    for path in left:
+        git.git("worktree", "remove", "--force", str(path), cwd=task.root, check=False)
+    if left or killed:
+        git.git("worktree", "prune", cwd=task.root, check=False)
+        shutil.rmtree(folder, ignore_errors=True)
+        say(
+            f"cleaned up after a verification of run {tag} that did not end: "
+            f"{killed} {'process' if killed == 1 else 'processes'} stopped, {plural(len(left), 'worktree')} removed"
+        )
 
 
 def _verify(
