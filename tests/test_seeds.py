@@ -82,6 +82,8 @@ def test_a_change_of_the_seed_value_is_the_no_op_it_is(fixed: Repo, plan, cli) -
     rows = ledger_rows(fixed.path, "r")
     assert rows[1]["status"] == "discard" and rows[1]["metric"] == rows[0]["metric"]  # the same draws as the best
     assert "not better than the best by 0" in rows[1]["reason"]
+    brief = cli("brief", fixed.path, "--tag", "r", "--agent", "claude").out
+    assert "The harness sets SEED to each run's seed" in brief
 
 
 def test_without_a_seed_re_rolls_are_not_given_zero_width_intervals(fixed: Repo, plan, cli) -> None:
@@ -102,6 +104,8 @@ def test_without_a_seed_re_rolls_are_not_given_zero_width_intervals(fixed: Repo,
     assert "the seed does not reach the script" in shown.out
     status = cli("status", fixed.path, "--tag", "u")
     assert "the seed does not reach the script" in status.out
+    brief = cli("brief", fixed.path, "--tag", "u", "--agent", "claude").out
+    assert "Every run of a commit has given the same value" in brief and "every difference is real" not in brief
 
 
 def test_a_commit_that_drops_the_seed_constant_is_rejected(fixed: Repo, plan, cli) -> None:

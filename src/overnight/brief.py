@@ -255,6 +255,11 @@ def rule(config: Config, noise: judge.Noise, runs: int, best: float | None) -> s
         f"with {100 * rules.confidence:g}% confidence ({once}a candidate is screened on 1 run and may take up "
         f"to {rules.max_repeats} runs). "
     )
+    if rules.seed:
+        text += (
+            f"The harness sets {rules.seed} to each run's seed (run n of every commit gets seed n): a change of its "
+            "value changes nothing. "
+        )
     sd = noise.sd
     if sd is None:
         return text + "The run-to-run noise is not known yet (no experiment has been measured twice)."
