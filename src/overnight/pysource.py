@@ -10,14 +10,14 @@ value's characters change; comments and formatting stay as the author wrote them
 from __future__ import annotations
 
 import ast
+from collections.abc import Iterator
 
 Span = tuple[int, int, int, int]  # (line, col, end_line, end_col) of a value, 1-based lines, byte columns
 
 
-def value_spans(source: str, name: str) -> list[Span]:
-    """Where the value of each module-level assignment of ``name`` stands; raises SyntaxError/ValueError
-    when ``source`` does not parse."""
-    found = []
+def assignments(source: str) -> Iterator[tuple[str, ast.expr]]:
+    """(name, value) of each module-level assignment to one plain name (``NAME = ...``, ``NAME: T = ...``), in
+    order; raises SyntaxError/ValueError when ``source`` does not parse."""
     for node in ast.parse(source).body:
         if isinstance(node, ast.Assign) and len(node.targets) == 1:
             target, value = node.targets[0], node.value
@@ -25,10 +25,19 @@ def value_spans(source: str, name: str) -> list[Span]:
             target, value = node.target, node.value
         else:
             continue
-        if isinstance(target, ast.Name) and target.id == name:
-            assert value.end_lineno is not None and value.end_col_offset is not None
-            found.append((value.lineno, value.col_offset, value.end_lineno, value.end_col_offset))
-    return found
+        if isinstance(target, ast.Name):
+            yield target.id, value
+
+
+def span(value: ast.expr) -> Span:
+    assert value.end_lineno is not None and value.end_col_offset is not None
+    return value.lineno, value.col_offset, value.end_lineno, value.end_col_offset
+
+
+def value_spans(source: str, name: str) -> list[Span]:
+    """Where the value of each module-level assignment of ``name`` stands; raises SyntaxError/ValueError
+    when ``source`` does not parse."""
+    return [span(value) for found, value in assignments(source) if found == name]
 
 
 def offset(lines: list[str], line: int, col: int) -> int:

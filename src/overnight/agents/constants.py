@@ -12,7 +12,7 @@ import math
 import re
 from dataclasses import dataclass
 
-from overnight.pysource import offset
+from overnight.pysource import assignments, offset, span
 
 Value = int | float | bool
 
@@ -54,22 +54,13 @@ def _literal(node: ast.expr) -> Value | None:
 def find_constants(source: str, file: str) -> list[Constant]:
     """Module-level ``UPPER_CASE = number or bool`` (or annotated) assignments of ``source``."""
     found = []
-    for node in ast.parse(source).body:
-        if isinstance(node, ast.Assign) and len(node.targets) == 1:
-            target, value = node.targets[0], node.value
-        elif isinstance(node, ast.AnnAssign) and node.value is not None:
-            target, value = node.target, node.value
-        else:
-            continue
+    for name, value in assignments(source):
         literal = _literal(value)
-        if not isinstance(target, ast.Name) or not _UPPER.match(target.id) or literal is None:
+        if not _UPPER.match(name) or literal is None:
             continue
         if isinstance(literal, float) and not math.isfinite(literal):
             continue
-        assert value.end_lineno is not None and value.end_col_offset is not None
-        found.append(
-            Constant(file, target.id, literal, value.lineno, value.col_offset, value.end_lineno, value.end_col_offset)
-        )
+        found.append(Constant(file, name, literal, *span(value)))
     return found
 
 
