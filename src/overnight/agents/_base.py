@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from overnight.agents import jsonbrief
 from overnight.brief import Facts
 from overnight.config import Config
 from overnight.records import Experiment, Goal, Proposal
@@ -98,8 +99,10 @@ class Context:
         return data
 
     def write_brief(self) -> Path:
+        """Write the JSON brief, within its budget; only the latest briefs stay on disk (agents/jsonbrief.py)."""
         self.brief_path.parent.mkdir(parents=True, exist_ok=True)
-        self.brief_path.write_text(json.dumps(self.brief()), encoding="utf-8")
+        self.brief_path.write_text(json.dumps(jsonbrief.bounded(self.brief())), encoding="utf-8")
+        jsonbrief.prune(self.brief_path.parent, self.experiment_id)
         return self.brief_path
 
 
