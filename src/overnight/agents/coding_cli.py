@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from overnight import secrets
-from overnight.agents import prices, prompt
+from overnight.agents import jsonbrief, prices, prompt
 from overnight.agents._base import Agent, Context
 from overnight.agents.failures import FailureStreak
 from overnight.agents.hypothesis import hypothesis_in, last_line, noted, plain, stated
@@ -119,6 +119,7 @@ class CodingCLI(Agent):
         prompt_file = context.brief_path.with_suffix(".prompt.md")
         prompt_file.parent.mkdir(parents=True, exist_ok=True)
         prompt_file.write_text(brief, encoding="utf-8")
+        jsonbrief.prune(prompt_file.parent, context.experiment_id)  # only the latest briefs stay on disk
         sandbox = None
         if context.sandbox is not None:
             home = Path.home()

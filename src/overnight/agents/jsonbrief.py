@@ -78,11 +78,13 @@ def bounded(data: dict[str, Any], limit: int = BUDGET_CHARS) -> dict[str, Any]:
 
 
 def prune(folder: Path, experiment_id: int, kept: int = KEPT) -> None:
-    """Remove the briefs in ``folder`` of experiments ``kept`` or more before ``experiment_id``."""
+    """Remove the briefs in ``folder`` (``ID.json``, ``ID.prompt.md``) of experiments ``kept`` or more
+    before ``experiment_id``."""
     try:
-        found = list(folder.glob("*.json"))
+        found = list(folder.iterdir())
     except OSError:
         return
     for path in found:
-        if path.stem.isdigit() and int(path.stem) <= experiment_id - kept:
+        ident = path.name.split(".", 1)[0]
+        if ident.isdigit() and int(ident) <= experiment_id - kept:
             path.unlink(missing_ok=True)
