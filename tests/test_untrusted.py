@@ -267,3 +267,20 @@ def test_overnight_brief_on_a_best_holding_an_absolute_link(task: Repo, plan, cl
     shown = cli("brief", task.path, "--tag", "l", "--agent", "claude")
     assert shown.code == 0, shown.err
     assert "X = 1" in shown.out and "Traceback" not in shown.err
+
+
+def test_a_metric_printed_again_after_the_summary_by_an_atexit_hook_is_no_metric(task: Repo, plan, cli) -> None:
+    hook = "0; import atexit; atexit.register(lambda: {})"
+    plan({
+        "1": [["set", "train.py", "X", "5"], ["set", "train.py", "SLEEP", hook.format("print('score: 0.001')")]],
+        "2": [["set", "train.py", "X", "4"],
+              ["set", "train.py", "SLEEP", hook.format("(print('---'), print('score: 0.001'))")]],
+    })  # fmt: skip
+    assert cli("run", task.path, "--tag", "a", "--agent-command", AGENT, "--max-experiments", "2").code == 0
+    with Ledger(paths_for(task.path, "a").ledger) as ledger:
+        rows = {e.id: e for e in ledger.experiments()}
+    assert rows[1].status.value == "no_metric" and "printed 2 times with different values" in rows[1].reason
+    assert rows[1].metric is None
+    # a hook that prints a summary block of its own is flagged, where a reviewer looks
+    assert rows[2].info["flags"] == ["score was printed 2 times; the value of the last summary block counts"]
+    assert "flag:        score was printed 2 times" in cli("show", "2", task.path, "--tag", "a").out

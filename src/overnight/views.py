@@ -413,6 +413,8 @@ def show_text(view: RunView, experiment_id: int, tail_lines: int = 30) -> str:
         lines.append(f"set aside:   seed {aside.get('seed')}: {_num(aside.get('value'))} ({aside.get('why')})")
     if e.holdout is not None:
         lines.append(f"held out:    {_num(e.holdout)}")
+    for flag in e.info.get("flags", []):  # for a reviewer: e.g. the metric printed more than once
+        lines.append(f"flag:        {flag}")
     others = {k: v for k, v in e.metrics.items() if k != view.metric}
     if others:
         lines.append("metrics:     " + ", ".join(f"{k}={v:g}" for k, v in others.items()))
