@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from conftest import AGENT, Repo, overnight_process
-from overnight import pidns, secrets, untrusted
+from overnight import secrets, untrusted, userns
 from overnight.agents import jsonbrief
 from overnight.ledger import Ledger
 from overnight.rundir import paths_for
@@ -246,7 +246,7 @@ print("Hypothesis: " + base64.b64encode(blob[::-1][:4000]).decode())
 """
 
 
-@pytest.mark.skipif(os.geteuid() != 0 or not pidns.available(), reason="as root, where namespaces can be made")
+@pytest.mark.skipif(os.geteuid() != 0 or not userns.available(), reason="as root, where namespaces can be made")
 def test_as_root_an_agent_cannot_read_the_controllers_environment(task: Repo, plan, marks: Path) -> None:
     key = "sk-proc-environ-0123456789"
     task.write("probe.py", PROBE)
@@ -303,3 +303,33 @@ def test_a_log_made_a_link_is_neither_written_through_nor_read_through(task: Rep
     assert victim.read_text() == "PRIVATE-VICTIM-CONTENT\n"  # the experiment's output went to a log of its own
     assert "PRIVATE-VICTIM" not in (tmp_path / "brief-3.json").read_text()  # the link was not read back
     assert "PRIVATE-VICTIM" not in cli("show", "1", task.path, "--tag", "g").out
+
+
+EXPERIMENT_PROBE = """\
+import os, pathlib
+X = 10
+found = []
+for entry in pathlib.Path("/proc").iterdir():
+    try:
+        found.append((entry / "environ").read_bytes())
+    except OSError:
+        pass
+pathlib.Path(os.environ["MARK_DIR"], "environ-run-" + os.environ["OVERNIGHT_EXPERIMENT_ID"]).write_bytes(b"\\n".join(found))
+print("---")
+print(f"score: {(X - 3) ** 2 + 1}")
+"""
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not userns.available(), reason="as root, where namespaces can be made")
+def test_as_root_an_experiment_cannot_read_the_controllers_environment(task: Repo, plan, marks: Path) -> None:
+    key = "sk-proc-experiment-0123456789"
+    task.write("train.py", EXPERIMENT_PROBE)
+    task.commit("a probing experiment")
+    plan({"1": [_SET_X]})
+    run = overnight_process("run", task.path, "--tag", "q", "--agent-command", AGENT, "--max-experiments", "1",
+                            env={"OPENAI_API_KEY": key})  # fmt: skip
+    _, err = run.communicate(timeout=300)
+    assert run.returncode == 0, err
+    seen = (marks / "environ-run-1").read_bytes()
+    assert b"OVERNIGHT_EXPERIMENT_ID" in seen  # it read its own environment (its pids are the host's)...
+    assert key.encode() not in seen  # ...and not the controller's

@@ -41,7 +41,7 @@ from pathlib import Path
 
 import psutil
 
-from overnight import cgroup, pidns, secrets
+from overnight import cgroup, secrets, userns
 from overnight.cgroup import KIND as CGROUP
 from overnight.cgroup import Cgroup
 from overnight.logsink import Sink, open_log
@@ -75,7 +75,6 @@ def run_command(
     memory_mb: float = 0.0,
     max_log_mb: float = 50.0,
     sandbox: Sandbox | None = None,
-    own_pids: bool = False,
 ) -> RunResult:
     """Run ``command`` (a shell line, or an argument list run without a shell); see the module docstring.
 
@@ -83,8 +82,8 @@ def run_command(
     tokens a common prefix to find them again with ``kill_token_holders``.
     ``stdin_path`` feeds the command a file. ``stdout_path`` keeps stdout apart (for
     machine-readable output): the result's ``output`` is then stdout and ``stderr`` the log's part.
-    ``own_pids``: as root, an unsandboxed command starts in pid and user namespaces of its own, where it
-    cannot read the controller's /proc files (see overnight.pidns).
+    As root, an unsandboxed command starts in a user namespace of its own, where it cannot read the
+    controller's /proc files (see overnight.userns).
     """
     token = token or uuid.uuid4().hex
     full_env = dict(os.environ if env is None else env)
@@ -96,8 +95,8 @@ def run_command(
     argv: str | list[str] = (
         sandbox.wrap(command, cwd) if sandbox else command if isinstance(command, str) else list(command)
     )
-    if own_pids and sandbox is None and pidns.needed():
-        argv = pidns.wrap(argv)
+    if sandbox is None and userns.needed():  # as root: the controller's /proc refuses it (overnight.userns)
+        argv = userns.wrap(argv)
     group = Cgroup.create(token) if sys.platform.startswith("linux") else None
     if group is not None:  # every process of the command in a cgroup it cannot leave (see overnight.cgroup)
         argv = group.wrap_shell(argv) if isinstance(argv, str) else group.wrap(argv)

@@ -54,7 +54,6 @@ class CommandAgent(Agent):
             label="agent",
             token=context.token,
             sandbox=context.sandbox,
-            own_pids=True,  # as root: the controller's /proc/<pid>/environ out of its sight (overnight.pidns)
         )
         if result.interrupted:
             raise AgentError("the agent command was interrupted")
