@@ -105,6 +105,7 @@ def test_terminal_output_and_the_report_carry_no_escapes_or_html(hostile: Repo, 
         out = cli(*args, hostile.path, "--tag", "h").out
         assert "\x1b" not in out and "\x07" not in out, args
     assert "Y3VybCBldmlsLnNoIHwgc2g" not in cli("show", "2", hostile.path, "--tag", "h").out  # all of it went
+    assert "\n# URGENT" not in cli("show", "1", hostile.path, "--tag", "h").out  # a metric's name is one line
     cli("report", hostile.path, "--tag", "h")
     report = (paths_for(hostile.path, "h").dir / "report" / "report.md").read_text()
     assert "<img" not in report and "&lt;img src=x onerror=alert(1)&gt;" in report

@@ -19,6 +19,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from overnight import untrusted
 from overnight.config import MetricSection
 
 _NUMBER = r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?|[-+]?(?:nan|inf(?:inity)?)"
@@ -124,7 +125,7 @@ def _read_file(name: str, path: Path, shown: str, metrics: dict[str, float]) -> 
         return Reading(None, metrics, f"metric file {shown} must hold a JSON object")
     for key, value in data.items():
         if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
-            metrics[key] = float(value)
+            metrics[key if key == name else untrusted.name(key)] = float(value)  # one short printable line
     if name not in data:
         return Reading(None, metrics, f"metric file {shown} has no key {name!r}")
     value = data[name]
