@@ -159,13 +159,14 @@ def test_read_file_refuses_links_and_what_is_not_a_regular_file_and_reads_to_a_b
 
 
 def test_an_agent_cannot_write_notes_in_another_workers_name(task: Repo, plan, cli, marks: Path) -> None:
-    # every agent appends to the notes files of the other experiments it can name (the old notes/<id>.md)
-    forge = ["shell", 'for i in 1 2 3 4; do echo "FORGED by $OVERNIGHT_EXPERIMENT_ID" >> '
-             '"$(dirname "$(dirname "$OVERNIGHT_NOTES")")/$i.md" 2>/dev/null; '
-             'mkdir -p "$(dirname "$(dirname "$OVERNIGHT_NOTES")")/$i" && '
-             'echo "FORGED by $OVERNIGHT_EXPERIMENT_ID" >> "$(dirname "$(dirname "$OVERNIGHT_NOTES")")/$i/notes.md"; '
+    # each agent waits for the other worker's agent to be under way, then appends to the notes files of the
+    # other experiments where it guesses them (notes/<id>.md, as they were, and notes/<id>/notes.md)
+    forge = ["shell", 'd=$(dirname "$OVERNIGHT_NOTES"); for i in 1 2 3 4; do '
+             '[ "$i" = "$OVERNIGHT_EXPERIMENT_ID" ] && continue; '
+             'echo "FORGED by $OVERNIGHT_EXPERIMENT_ID" >> "$d/$i.md"; '
+             'mkdir -p "$(dirname "$d")/$i" && echo "FORGED by $OVERNIGHT_EXPERIMENT_ID" >> "$(dirname "$d")/$i/notes.md"; '
              'done; echo "mine $OVERNIGHT_EXPERIMENT_ID" >> "$OVERNIGHT_NOTES"']  # fmt: skip
-    plan({"*": [_SET_X, forge, ["sleep", 0.2]]})
+    plan({"*": [_SET_X, ["sleep", 1.0], forge]})
     result = cli("run", task.path, "--tag", "w", "--agent-command", AGENT, "--max-experiments", "4", "--workers", "2")
     assert result.code == 0, result.err
     with Ledger(paths_for(task.path, "w").ledger) as ledger:
