@@ -291,18 +291,22 @@ def test_a_metric_printed_again_after_the_summary_by_an_atexit_hook_is_no_metric
     assert "flag:        score was printed 2 times" in cli("show", "2", task.path, "--tag", "a").out
 
 
-def test_a_log_made_a_link_is_neither_written_through_nor_read_through(task: Repo, plan, cli, tmp_path: Path) -> None:
+def test_a_log_or_brief_made_a_link_is_neither_written_through_nor_read_through(
+    task: Repo, plan, cli, tmp_path: Path
+) -> None:
     victim = tmp_path / "victim"
     victim.write_text("PRIVATE-VICTIM-CONTENT\n")
     logs = paths_for(task.path, "g").logs
+    briefs = paths_for(task.path, "g").brief(2).parent
     # the agent plants links where the controller will write the experiment's log and read it back for briefs
     plan({
-        "1": [["set", "train.py", "CRASH", "3"], ["shell", f"ln -sf {victim} {logs}/1.log"]],
+        "1": [["set", "train.py", "CRASH", "3"], ["shell", f"ln -sf {victim} {logs}/1.log"],
+              ["shell", f"ln -sf {victim} {briefs}/2.json"]],
         "2": [_SET_X, ["shell", f"rm -f {logs}/1.log; ln -s {victim} {logs}/1.log"]],
         "3": [["set", "train.py", "X", "7"], ["shell", f"cp \"$OVERNIGHT_BRIEF\" {tmp_path}/brief-3.json"]],
     })  # fmt: skip
     assert cli("run", task.path, "--tag", "g", "--agent-command", AGENT, "--max-experiments", "3").code == 0
-    assert victim.read_text() == "PRIVATE-VICTIM-CONTENT\n"  # the experiment's output went to a log of its own
+    assert victim.read_text() == "PRIVATE-VICTIM-CONTENT\n"  # the output and the brief went to files of their own
     assert "PRIVATE-VICTIM" not in (tmp_path / "brief-3.json").read_text()  # the link was not read back
     assert "PRIVATE-VICTIM" not in cli("show", "1", task.path, "--tag", "g").out
 

@@ -133,12 +133,13 @@ class Sink:
                 self._tail.clear()
 
 
-def open_log(path: Path) -> Any:
-    """The log at ``path``, to append to. A link or anything but a regular file found there (an experiment
+def open_log(path: Path, append: bool = True) -> Any:
+    """The log at ``path``, to append to (or to write anew). A link or anything but a regular file found there (an experiment
     or an agent may have made it) is replaced by a new file, never written through: the controller's
     rights must not append a command's output to the file a link names."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+    flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+    flags |= os.O_APPEND if append else os.O_TRUNC
     for _ in range(3):
         try:
             fd = os.open(path, flags, 0o644)
@@ -149,7 +150,7 @@ def open_log(path: Path) -> Any:
             continue
         if stat.S_ISREG(os.fstat(fd).st_mode):
             # Unbuffered: a write that fails (a full disk) fails at once, and nothing is left to fail again at close.
-            return os.fdopen(fd, "ab", buffering=0)
+            return os.fdopen(fd, "ab" if append else "wb", buffering=0)
         os.close(fd)
         _remove(path)
     raise OSError(errno.EEXIST, f"could not make the log {path}: something keeps replacing it")

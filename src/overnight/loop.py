@@ -229,7 +229,7 @@ class Worker:
         if forbidden:
             diff_path = self.run.paths.diff(exp.id)
             diff_path.parent.mkdir(parents=True, exist_ok=True)
-            diff_path.write_text(secrets.current().redact(self.worktree.diff(change)), encoding="utf-8")
+            untrusted.write_text(diff_path, secrets.current().redact(self.worktree.diff(change)))
             shown = ", ".join(forbidden[:5]) + (" ..." if len(forbidden) > 5 else "")
             raise Ended(Status.REJECTED, f"changed files that are not editable: {shown}")
         return exp, change

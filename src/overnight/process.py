@@ -112,7 +112,7 @@ def run_command(
                 log.flush()
             except OSError as exc:  # a full disk, a file size limit
                 raise OSError(exc.errno, f"could not write the log {log_path}: {exc.strerror}") from None
-        out = files.enter_context(open(stdout_path, "wb", buffering=0)) if stdout_path else None
+        out = files.enter_context(open_log(stdout_path, append=False)) if stdout_path else None
         stdin = files.enter_context(open(stdin_path, "rb")) if stdin_path else subprocess.DEVNULL
         started = time.monotonic()
         machine_before, ours_before = _machine_busy(), os.times()

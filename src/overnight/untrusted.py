@@ -154,6 +154,20 @@ def read_file(path: Path, limit: int) -> tuple[str, bool]:
     return data[:limit].decode("utf-8", errors="replace"), len(data) > limit
 
 
+def write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` in a new file put in its place (``os.replace``): a link an agent left at
+    ``path`` is replaced, never written through with the controller's rights."""
+    temporary = path.with_name(f".{path.name}.{os.urandom(4).hex()}.tmp")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+    try:
+        with open(fd, "w", encoding="utf-8") as out:
+            out.write(text)
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+
+
 NOTES_FILE_BYTES = 64 << 10  # what is read of an agent's notes file: far more than the notes kept of it
 
 
