@@ -126,7 +126,9 @@ def brief(context: Context, budget_tokens: int) -> str:
     room = max(4000, budget - len(skeleton) - 3 * _FENCE_CHARS)
     values["files"] = fence.wrap("the editable files", _files(context, room // 2))
     left = max(1000, room - len(values["files"]))
-    values["notebook"] = fence.wrap("the lab notebook", notebook_text(facts, left // 4))
+    # the notes are data; how to add one is the harness's word, outside the fence
+    notes, how = notebook_text(facts, left // 4).rsplit("\n", 1)
+    values["notebook"] = fence.wrap("the lab notebook", notes) + "\n" + how
     values["history"] = fence.wrap("experiments so far", history_text(facts, max(800, left - len(values["notebook"]))))
     return template("brief").substitute(values)
 
@@ -161,7 +163,8 @@ def running_text(facts: briefing.Facts) -> str:
 
 
 def notebook_text(facts: briefing.Facts, limit: int) -> str:
-    """The notebook within ``limit`` characters: the newest notes first to be kept, shown oldest first."""
+    """The notebook within ``limit`` characters: the newest notes first to be kept, shown oldest first; its
+    last line says how to add a note."""
     how = (
         "To add to it, end your reply with lines that start with `Note:` (what you learnt, a dead end, an idea "
         "for later; short)" + (f", or append lines to the file {facts.notes_path}" if facts.notes_path else "") + "."
