@@ -71,6 +71,7 @@ def hostile(repo: Repo, plan, cli, marks: Path) -> Repo:
     })  # fmt: skip
     result = cli("run", repo.path, "--tag", "h", "--agent-command", AGENT, "--max-experiments", "2")
     assert result.code == 0, result.err
+    assert "#2    crash" in result.out and "\x1b" not in result.out and "\x07" not in result.out  # the live lines
     return repo
 
 
