@@ -26,7 +26,7 @@ from contextlib import contextmanager
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
-from overnight import arguments, views
+from overnight import arguments, untrusted, views
 from overnight.config import CONFIG_FILE, parse_duration
 from overnight.errors import ConfigError, OvernightError, TaskBrokenError
 
@@ -439,14 +439,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    print(views.status_text(views.load_view(args.dir, args.tag)))
+    print(untrusted.printable(views.status_text(views.load_view(args.dir, args.tag))))
     return 0
 
 
 def cmd_log(args: argparse.Namespace) -> int:
     view = views.load_view(args.dir, args.tag)
     formats = {"table": views.log_table, "tsv": views.log_tsv, "json": views.log_json}
-    print(formats[args.format](view))
+    print(untrusted.printable(formats[args.format](view)))  # what experiments and agents wrote: no escapes
     return 0
 
 
@@ -487,12 +487,12 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_brief(args: argparse.Namespace) -> int:
     from overnight import preview
 
-    print(preview.next_brief(args.dir, args.tag, args.agent))
+    print(untrusted.printable(preview.next_brief(args.dir, args.tag, args.agent)))
     return 0
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    print(views.show_text(views.load_view(args.dir, args.tag), args.id))
+    print(untrusted.printable(views.show_text(views.load_view(args.dir, args.tag), args.id)))
     return 0
 
 

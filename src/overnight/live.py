@@ -22,7 +22,7 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from overnight import judge, seeds
+from overnight import judge, seeds, untrusted
 from overnight.config import JudgeSection
 from overnight.records import MEASURED, Experiment, Goal, Status
 from overnight.state import Event, RunState
@@ -40,10 +40,11 @@ def line(exp: Experiment) -> str:
     metric = "" if exp.metric is None else f"{exp.metric:.6g}"
     took = "" if exp.duration_s is None else f"{exp.duration_s:.1f}s"
     runs = f"×{exp.runs}" if exp.runs > 1 else ""
-    text = f"#{exp.id:<4} {exp.status.value:<11} {metric:>12} {runs:>3} {took:>8}  {exp.hypothesis}"
+    hypothesis, reason = untrusted.line(exp.hypothesis), untrusted.line(exp.reason)  # no escapes reach a terminal
+    text = f"#{exp.id:<4} {exp.status.value:<11} {metric:>12} {runs:>3} {took:>8}  {hypothesis}"
     if exp.info.get("undone"):
-        return text + f"  [{exp.reason}]"
-    return text + (f"  [{exp.reason}]" if exp.status not in MEASURED and exp.reason else "")
+        return text + f"  [{reason}]"
+    return text + (f"  [{reason}]" if exp.status not in MEASURED and reason else "")
 
 
 def plain(announce: bool) -> Callable[[Event, Experiment], None]:
@@ -52,7 +53,9 @@ def plain(announce: bool) -> Callable[[Event, Experiment], None]:
 
     def watch(event: Event, exp: Experiment) -> None:
         if event is Event.PROPOSE and announce:
-            print(f"#{exp.id:<4} {'running':<11} {'':>12} {'':>3} {'':>8}  {exp.hypothesis}", flush=True)
+            print(
+                f"#{exp.id:<4} {'running':<11} {'':>12} {'':>3} {'':>8}  {untrusted.line(exp.hypothesis)}", flush=True
+            )
         elif event in (Event.FINISH, Event.KEEP, Event.UNDO):
             print(line(exp), flush=True)
 
@@ -173,7 +176,9 @@ class LiveView:
             elapsed = clock - now.started
             bar = ProgressBar(total=self.budget_s, completed=min(elapsed, self.budget_s), width=24)
             what = f"run {now.runs} · {elapsed:.0f}/{self.budget_s:g}s" if now.runs else "committing"
-            running.add_row(str(worker), f"#{now.exp.id}", now.exp.hypothesis, Group(bar, Text(what)))
+            running.add_row(
+                str(worker), f"#{now.exp.id}", Text(untrusted.line(now.exp.hypothesis)), Group(bar, Text(what))
+            )
         if not workers:
             running.add_row("", "", Text("(agents are thinking)", style="dim"), "")
         last = Table(box=None, show_header=False, expand=True, pad_edge=False)

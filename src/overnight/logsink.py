@@ -16,6 +16,10 @@ file: the file is written by the harness, but an experiment's processes can writ
 
 from __future__ import annotations
 
+import errno
+import os
+import shutil
+import stat
 import threading
 from collections import deque
 from pathlib import Path
@@ -129,7 +133,31 @@ class Sink:
                 self._tail.clear()
 
 
-def open_log(path: Path) -> Any:
+def open_log(path: Path, append: bool = True) -> Any:
+    """The log at ``path``, to append to (or to write anew). A link or anything but a regular file found there (an experiment
+    or an agent may have made it) is replaced by a new file, never written through: the controller's
+    rights must not append a command's output to the file a link names."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    # Unbuffered: a write that fails (a full disk) fails at once, and nothing is left to fail again at close.
-    return open(path, "ab", buffering=0)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+    flags |= os.O_APPEND if append else os.O_TRUNC
+    for _ in range(3):
+        try:
+            fd = os.open(path, flags, 0o644)
+        except OSError as err:
+            if err.errno not in (errno.ELOOP, errno.ENXIO, errno.EISDIR):  # a link, a FIFO, a folder
+                raise
+            _remove(path)
+            continue
+        if stat.S_ISREG(os.fstat(fd).st_mode):
+            # Unbuffered: a write that fails (a full disk) fails at once, and nothing is left to fail again at close.
+            return os.fdopen(fd, "ab" if append else "wb", buffering=0)
+        os.close(fd)
+        _remove(path)
+    raise OSError(errno.EEXIST, f"could not make the log {path}: something keeps replacing it")
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)

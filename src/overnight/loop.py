@@ -36,12 +36,13 @@ A failure of the harness itself (or a second Ctrl-C) records the experiment as
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 
-from overnight import brief, faults, git, secrets
+from overnight import brief, faults, git, secrets, untrusted
 from overnight.agents import Agent, Context
 from overnight.commits import Committed
 from overnight.errors import AgentError, AgentUnavailable, GitError, OvernightError
@@ -192,8 +193,8 @@ class Worker:
         """Record the notes an agent left (in its reply, or appended to its notes file) in the notebook;
         and the hypothesis of a proposal that failed, when the agent still said what it tried."""
         texts = list(notes)
-        if path is not None and path.is_file():
-            texts += path.read_text(encoding="utf-8", errors="replace").splitlines()
+        if path is not None:  # never through a link, only a regular file, to a bound (overnight.untrusted)
+            texts += untrusted.notes_file(path)
         cleaned = [brief.clean_note(t) for t in texts]
         self.state.note(exp.id, [t for t in cleaned if t][: brief.NOTES_PER_EXPERIMENT])
         said = brief.clean_note(hypothesis)
@@ -228,7 +229,7 @@ class Worker:
         if forbidden:
             diff_path = self.run.paths.diff(exp.id)
             diff_path.parent.mkdir(parents=True, exist_ok=True)
-            diff_path.write_text(secrets.current().redact(self.worktree.diff(change)), encoding="utf-8")
+            untrusted.write_text(diff_path, secrets.current().redact(self.worktree.diff(change)))
             shown = ", ".join(forbidden[:5]) + (" ..." if len(forbidden) > 5 else "")
             raise Ended(Status.REJECTED, f"changed files that are not editable: {shown}")
         return exp, change
@@ -291,9 +292,9 @@ class Worker:
         task = self.run.task
         baseline, best, history, running = self.state.snapshot()
         shown = tuple(e if e.holdout is None else replace(e, holdout=None) for e in history)  # kept hidden
-        notes_path = self.run.paths.notes(exp.id)
+        notes_path = self.run.paths.notes(exp.id, os.urandom(8).hex())  # its own folder, not guessed
         notes_path.parent.mkdir(parents=True, exist_ok=True)
-        notes_path.unlink(missing_ok=True)  # a resumed run's experiment starts with an empty notes file
+        notes_path.parent.parent.chmod(0o711)  # the folders of the others are not listed (but as root)
         facts = brief.gather(
             config=task.config,
             history=shown,

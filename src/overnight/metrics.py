@@ -19,6 +19,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from overnight import untrusted
 from overnight.config import MetricSection
 
 _NUMBER = r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?|[-+]?(?:nan|inf(?:inity)?)"
@@ -47,6 +48,14 @@ def _summary_line(name: str) -> re.Pattern[str]:
 def _last_summary(text: str, name: str) -> str | None:
     found = _summary_line(name).findall(text)
     return found[-1] if found else None
+
+
+def _number(raw: str) -> bool:
+    try:
+        float(raw)
+    except ValueError:
+        return False
+    return True
 
 
 def _finite(name: str, raw: str | float, metrics: dict[str, float], where: str) -> Reading:
@@ -88,6 +97,14 @@ def read(config: MetricSection, output: str, task_dir: Path, evaluator_output: s
     count = len(_summary_line(name).findall(source))
     flags = (f"{name} was printed {count} times; the value of the last summary block counts",) if count > 1 else ()
     raw = _last_summary(block, name)
+    repeated = _summary_line(name).findall(block) if block is not source else []
+    if len({float(v) for v in repeated if _number(v)}) > 1:  # e.g. an atexit hook printing after the summary
+        shown = ", ".join(repeated[:5])
+        reason = (
+            f"{name} was printed {len(repeated)} times with different values ({shown}) in the last summary block "
+            f"(after the last ---) of {where}: which is the run's own is not known; print it once"
+        )
+        return Reading(None, metrics, reason, flags)
     if raw is None:
         part = f"the last summary block (after the last ---) of {where}" if block is not source else where
         return Reading(None, metrics, f"no '{name}: <number>' line in {part}", flags)
@@ -108,7 +125,7 @@ def _read_file(name: str, path: Path, shown: str, metrics: dict[str, float]) -> 
         return Reading(None, metrics, f"metric file {shown} must hold a JSON object")
     for key, value in data.items():
         if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
-            metrics[key] = float(value)
+            metrics[key if key == name else untrusted.name(key)] = float(value)  # one short printable line
     if name not in data:
         return Reading(None, metrics, f"metric file {shown} has no key {name!r}")
     value = data[name]

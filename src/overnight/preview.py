@@ -16,6 +16,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from overnight import brief, git
+from overnight.agents import jsonbrief
 from overnight.agents._base import Context
 from overnight.agents.prompt import brief as brief_text
 from overnight.agents.prompt import template
@@ -57,7 +58,7 @@ def next_brief(directory: Path, tag: str | None, kind: str | None) -> str:
         _extract(task.root, best.commit, worktree)
         context = _context(view, task, worktree, next_id)
         if kind == "command":
-            return json.dumps(context.brief(), indent=1)
+            return json.dumps(jsonbrief.bounded(context.brief()), indent=1)
         tokens = int(used.get("context_tokens") or task.config.agent.context_tokens)
         text = brief_text(context, tokens)
         if kind in CODING_CLIS:
@@ -114,4 +115,13 @@ def _extract(root: Path, commit: str, into: Path) -> None:
     """The files of ``commit`` written under ``into`` (read from git's objects: no checkout is touched)."""
     data = git.git_bytes("archive", "--format=tar", commit, cwd=root)
     with tarfile.open(fileobj=io.BytesIO(data)) as archive:
-        archive.extractall(into, filter="data")
+        archive.extractall(into, filter=_inside)
+
+
+def _inside(member: tarfile.TarInfo, path: str) -> tarfile.TarInfo | None:
+    """tarfile's "data" filter, but a member it refuses (a link out of the tree, an absolute link) is left
+    out rather than failing the whole extraction: the brief shows the editable files, not links."""
+    try:
+        return tarfile.data_filter(member, path)
+    except tarfile.FilterError:
+        return None

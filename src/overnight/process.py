@@ -41,7 +41,7 @@ from pathlib import Path
 
 import psutil
 
-from overnight import cgroup, secrets
+from overnight import cgroup, secrets, userns
 from overnight.cgroup import KIND as CGROUP
 from overnight.cgroup import Cgroup
 from overnight.logsink import Sink, open_log
@@ -82,6 +82,8 @@ def run_command(
     tokens a common prefix to find them again with ``kill_token_holders``.
     ``stdin_path`` feeds the command a file. ``stdout_path`` keeps stdout apart (for
     machine-readable output): the result's ``output`` is then stdout and ``stderr`` the log's part.
+    As root, an unsandboxed command starts in a user namespace of its own, where it cannot read the
+    controller's /proc files (see overnight.userns).
     """
     token = token or uuid.uuid4().hex
     full_env = dict(os.environ if env is None else env)
@@ -93,6 +95,8 @@ def run_command(
     argv: str | list[str] = (
         sandbox.wrap(command, cwd) if sandbox else command if isinstance(command, str) else list(command)
     )
+    if sandbox is None and userns.needed():  # as root: the controller's /proc refuses it (overnight.userns)
+        argv = userns.wrap(argv)
     group = Cgroup.create(token) if sys.platform.startswith("linux") else None
     if group is not None:  # every process of the command in a cgroup it cannot leave (see overnight.cgroup)
         argv = group.wrap_shell(argv) if isinstance(argv, str) else group.wrap(argv)
@@ -108,7 +112,7 @@ def run_command(
                 log.flush()
             except OSError as exc:  # a full disk, a file size limit
                 raise OSError(exc.errno, f"could not write the log {log_path}: {exc.strerror}") from None
-        out = files.enter_context(open(stdout_path, "wb", buffering=0)) if stdout_path else None
+        out = files.enter_context(open_log(stdout_path, append=False)) if stdout_path else None
         stdin = files.enter_context(open(stdin_path, "rb")) if stdin_path else subprocess.DEVNULL
         started = time.monotonic()
         machine_before, ours_before = _machine_busy(), os.times()

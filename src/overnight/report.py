@@ -14,7 +14,7 @@ import json
 import time
 from pathlib import Path
 
-from overnight import verification
+from overnight import untrusted, verification
 from overnight.records import MEASURED, ON_BRANCH, Experiment, Status, chain
 from overnight.views import RunView, change, counts_text, percent, plural, short, usage_text
 
@@ -151,16 +151,21 @@ def _notebook(view: RunView) -> list[str]:
     statuses = {e.id: e.status.value for e in view.experiments}
     lines = ["", "## Lab notebook", "", "What the agents wrote for each other during the run, oldest first.", ""]
     for note in view.notes:
-        who = f"worker {note.worker}" + (f", {note.agent}" if note.agent else "")
-        lines.append(f"- #{note.experiment} ({statuses.get(note.experiment, '?')}; {who}): {note.text}")
+        who = f"worker {note.worker}" + (f", {_text(note.agent)}" if note.agent else "")
+        lines.append(f"- #{note.experiment} ({statuses.get(note.experiment, '?')}; {who}): {_text(note.text)}")
     return lines
+
+
+def _text(text: str) -> str:
+    """What an agent or an experiment wrote, as markdown text: one line, its HTML escaped (rendered as text)."""
+    return untrusted.html(untrusted.line(text))
 
 
 def _keep_row(view: RunView, e: Experiment) -> str:
     gain = "–" if e.improvement is None else f"{e.improvement:.4g}"
     if e.ci_low is not None and e.ci_high is not None:
         gain += f" [{e.ci_low:.4g}, {e.ci_high:.4g}]"
-    hypothesis = e.hypothesis.replace("|", "\\|")
+    hypothesis = _text(e.hypothesis).replace("|", "\\|")
     return f"| {e.id} | {hypothesis} | {_number(e.metric)} | {gain} | {e.runs} | {_number(e.holdout)} | `{e.commit[:10]}` |"
 
 

@@ -56,9 +56,13 @@ class RunPaths:
     def brief(self, experiment_id: int) -> Path:
         return self.dir / "briefs" / f"{experiment_id}.json"
 
-    def notes(self, experiment_id: int) -> Path:
-        """Where the agent of an experiment may append notes for the notebook (outside the worktree)."""
-        return self.dir / "notes" / f"{experiment_id}.md"
+    def notes(self, experiment_id: int, token: str = "") -> Path:
+        """Where the agent of an experiment may append notes for the notebook (outside the worktree).
+
+        A folder each, named with a random ``token`` by the run: a sandboxed agent may write its own
+        folder only, and another cannot guess it, so an agent cannot write notes that would be recorded
+        in another experiment's (another worker's) name."""
+        return self.dir / "notes" / (f"{experiment_id}-{token}" if token else str(experiment_id)) / "notes.md"
 
 
 def paths_for(root: Path, tag: str) -> RunPaths:

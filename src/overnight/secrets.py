@@ -17,6 +17,7 @@ URL, a model name) are not secret and are left as they are.
 
 from __future__ import annotations
 
+import base64
 import ctypes
 import functools
 import os
@@ -37,6 +38,31 @@ LLM_PREFIXES = ("OPENAI_", "ANTHROPIC_", "GEMINI_", "GOOGLE_API", "GOOGLE_APPLIC
 PROVIDER_PREFIXES = (*LLM_PREFIXES, "HF_", "HUGGING", "AWS_")
 _SHORTEST = 6  # values shorter than this are too common to redact safely (e.g. "1", "true")
 REDACTED = "[redacted]"
+
+
+# The password of a URL's user: postgres://user:PASSWORD@host/db.
+_URL_PASSWORD = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s:/@]*:([^\s/@]+)@")
+_URL_USERINFO = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://[^\s:/@]*:)(?!\[redacted\]@)[^\s/@]+@")
+_ENCODED_SHORTEST = 8  # an encoding's stable middle shorter than this is not redacted (too common)
+
+
+def encodings(value: str) -> set[str]:
+    """``value`` and its common encodings that a command could print to slip it past redaction: reversed,
+    hex (both cases), base64 (standard and URL-safe, of the value and of it reversed, also as the middle of
+    a longer encoded text: the three alignments), and those base64 texts reversed."""
+    raw = value.encode("utf-8", errors="surrogateescape")
+    out = {value, value[::-1], raw.hex(), raw.hex().upper(), raw[::-1].hex()}
+    for data in (raw, raw[::-1]):
+        for shift in range(3):
+            encoded = base64.b64encode(b"\0" * shift + data).decode()
+            # the characters that depend on ``data`` alone: past the shift's group, before the padded end
+            middle = encoded[4 if shift else 0 : len(encoded) - 4 if (shift + len(data)) % 3 else len(encoded)]
+            for text in (middle, middle.replace("+", "-").replace("/", "_")):
+                if len(text) >= _ENCODED_SHORTEST:
+                    out |= {text, text[::-1]}
+        whole = base64.b64encode(data).decode()
+        out |= {whole, whole.rstrip("="), whole[::-1]}
+    return {v for v in out if len(v) >= _SHORTEST}
 
 
 def _words(name: str) -> list[str]:
@@ -71,7 +97,9 @@ class Secrets:
     def of(cls, env: Mapping[str, str] | None = None) -> Secrets:
         env = os.environ if env is None else env
         names = frozenset(n for n in env if _withheld(n))
-        values = sorted({env[n] for n in names if is_secret(n) and len(env[n]) >= _SHORTEST}, key=len, reverse=True)
+        found = {env[n] for n in names if is_secret(n) and len(env[n]) >= _SHORTEST}
+        found |= {p for v in env.values() for p in _URL_PASSWORD.findall(v) if len(p) >= _SHORTEST}
+        values = sorted({e for v in found for e in encodings(v)}, key=len, reverse=True)
         return cls(names, tuple(values))
 
     def scrub(self, env: Mapping[str, str], keep: Iterable[str] = (), prefixes: tuple[str, ...] = ()) -> dict[str, str]:
@@ -83,6 +111,8 @@ class Secrets:
         for value in self.values:
             if value in text:
                 text = text.replace(value, REDACTED)
+        if "://" in text:  # a password in a URL (DATABASE_URL=postgres://user:password@host/db), known or not
+            text = _URL_USERINFO.sub(rf"\1{REDACTED}@", text)
         return text
 
     def stream(self) -> Redactor:
@@ -182,7 +212,7 @@ def conceal() -> bool:
     controller's credentials from /proc/<pid>/environ, however well its own environment was
     scrubbed. A non-dumpable process's /proc files belong to root (prctl(2) PR_SET_DUMPABLE);
     children become dumpable again when they exec. Root's commands can still read them unless
-    the sandbox takes their capabilities (it does). Also turns off core dumps of the controller.
+    the sandbox takes their capabilities (it does) or they run in a user namespace (overnight.userns). Also turns off core dumps of the controller.
     True when it took effect (Linux only).
     """
     if not sys.platform.startswith("linux"):

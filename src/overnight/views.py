@@ -10,6 +10,7 @@ import functools
 import json
 import os
 import shlex
+import stat
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -265,9 +266,18 @@ class LogTail(TypedDict):
 
 def tail(path: Path, lines: int = TAIL_LINES, max_bytes: int = TAIL_BYTES) -> LogTail:
     """The last ``lines`` lines of a log, read from its end: a log of gigabytes costs ``max_bytes``."""
-    if not path.is_file():
+    if path.is_symlink() or not path.is_file():  # a link an experiment made is not followed
         return LogTail(path=str(path), exists=False, size=0, lines=0, truncated=False, text="")
-    with open(path, "rb") as fh:
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        fd = -1
+    if fd >= 0 and not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        fd = -1
+    if fd < 0:
+        return LogTail(path=str(path), exists=False, size=0, lines=0, truncated=False, text="")
+    with open(fd, "rb") as fh:
         size = fh.seek(0, os.SEEK_END)
         start = max(0, size - max_bytes)
         fh.seek(start)
@@ -413,6 +423,8 @@ def show_text(view: RunView, experiment_id: int, tail_lines: int = 30) -> str:
         lines.append(f"set aside:   seed {aside.get('seed')}: {_num(aside.get('value'))} ({aside.get('why')})")
     if e.holdout is not None:
         lines.append(f"held out:    {_num(e.holdout)}")
+    for flag in e.info.get("flags", []):  # for a reviewer: e.g. the metric printed more than once
+        lines.append(f"flag:        {flag}")
     others = {k: v for k, v in e.metrics.items() if k != view.metric}
     if others:
         lines.append("metrics:     " + ", ".join(f"{k}={v:g}" for k, v in others.items()))

@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from overnight import untrusted
+from overnight.agents import jsonbrief
 from overnight.brief import Facts
 from overnight.config import Config
 from overnight.records import Experiment, Goal, Proposal
@@ -98,8 +100,10 @@ class Context:
         return data
 
     def write_brief(self) -> Path:
+        """Write the JSON brief, within its budget; only the latest briefs stay on disk (agents/jsonbrief.py)."""
         self.brief_path.parent.mkdir(parents=True, exist_ok=True)
-        self.brief_path.write_text(json.dumps(self.brief()), encoding="utf-8")
+        untrusted.write_text(self.brief_path, json.dumps(jsonbrief.bounded(self.brief())))  # never through a link
+        jsonbrief.prune(self.brief_path.parent, self.experiment_id)
         return self.brief_path
 
 

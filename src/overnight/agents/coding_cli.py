@@ -24,8 +24,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from overnight import secrets
-from overnight.agents import prices, prompt
+from overnight import secrets, untrusted
+from overnight.agents import jsonbrief, prices, prompt
 from overnight.agents._base import Agent, Context
 from overnight.agents.failures import FailureStreak
 from overnight.agents.hypothesis import hypothesis_in, last_line, noted, plain, stated
@@ -118,7 +118,8 @@ class CodingCLI(Agent):
         brief = prompt.template("cli_rules").substitute() + "\n\n" + prompt.brief(context, self.settings.context_tokens)
         prompt_file = context.brief_path.with_suffix(".prompt.md")
         prompt_file.parent.mkdir(parents=True, exist_ok=True)
-        prompt_file.write_text(brief, encoding="utf-8")
+        untrusted.write_text(prompt_file, brief)  # never through a link an agent left there
+        jsonbrief.prune(prompt_file.parent, context.experiment_id)  # only the latest briefs stay on disk
         sandbox = None
         if context.sandbox is not None:
             home = Path.home()

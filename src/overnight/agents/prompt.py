@@ -19,7 +19,7 @@ from pathlib import Path
 from string import Template
 
 from overnight import brief as briefing
-from overnight import views
+from overnight import untrusted, views
 from overnight.agents._base import Context
 from overnight.agents.textfiles import read_text
 from overnight.records import Status
@@ -119,13 +119,21 @@ def brief(context: Context, budget_tokens: int) -> str:
         "history": "",
         "notebook": "",
     }
+    # What agents and experiments wrote goes inside fences it cannot forge (see overnight.untrusted).
+    fence = untrusted.Fence()
+    values["running"] = fence.wrap("experiments in flight", values["running"])
     skeleton = template("brief").substitute(values)
-    room = max(4000, budget - len(skeleton))
-    values["files"] = _files(context, room // 2)
+    room = max(4000, budget - len(skeleton) - 3 * _FENCE_CHARS)
+    values["files"] = fence.wrap("the editable files", _files(context, room // 2))
     left = max(1000, room - len(values["files"]))
-    values["notebook"] = notebook_text(facts, left // 4)
-    values["history"] = history_text(facts, max(800, left - len(values["notebook"])))
+    # the notes are data; how to add one is the harness's word, outside the fence
+    notes, how = notebook_text(facts, left // 4).rsplit("\n", 1)
+    values["notebook"] = fence.wrap("the lab notebook", notes) + "\n" + how
+    values["history"] = fence.wrap("experiments so far", history_text(facts, max(800, left - len(values["notebook"]))))
     return template("brief").substitute(values)
+
+
+_FENCE_CHARS = len(untrusted.Fence("0" * 12).wrap("experiments in flight", ""))  # one fence's delimiters
 
 
 def facts_of(context: Context) -> briefing.Facts:
@@ -149,11 +157,14 @@ def rule_text(facts: briefing.Facts) -> str:
 def running_text(facts: briefing.Facts) -> str:
     if not facts.running:
         return "(no other experiment is in flight)"
-    return "\n".join(f"- #{i} (worker {w}, {a or 'agent'}): {h}" for i, h, a, w in facts.running)
+    return "\n".join(
+        f"- #{i} (worker {w}, {untrusted.name(a or 'agent')}): {untrusted.line(h, 400)}" for i, h, a, w in facts.running
+    )
 
 
 def notebook_text(facts: briefing.Facts, limit: int) -> str:
-    """The notebook within ``limit`` characters: the newest notes first to be kept, shown oldest first."""
+    """The notebook within ``limit`` characters: the newest notes first to be kept, shown oldest first; its
+    last line says how to add a note."""
     how = (
         "To add to it, end your reply with lines that start with `Note:` (what you learnt, a dead end, an idea "
         "for later; short)" + (f", or append lines to the file {facts.notes_path}" if facts.notes_path else "") + "."
@@ -163,7 +174,10 @@ def notebook_text(facts: briefing.Facts, limit: int) -> str:
     lines: list[str] = []
     size = 0
     for note in reversed(facts.notes):
-        line = f"- #{note.experiment} (worker {note.worker}{', ' + note.agent if note.agent else ''}): {note.text}"
+        agent = f", {untrusted.name(note.agent)}" if note.agent else ""
+        line = (
+            f"- #{note.experiment} (worker {note.worker}{agent}): {untrusted.line(note.text, briefing.MAX_NOTE_CHARS)}"
+        )
         if size + len(line) + 1 > limit and lines:
             break
         lines.append(line)
@@ -239,7 +253,8 @@ def history_text(facts: briefing.Facts, limit: int) -> str:
 
 
 def _fenced(title: str, body: str) -> str:
-    return f"    {title}:\n    ```\n" + "\n".join("    " + line for line in body.splitlines()) + "\n    ```"
+    """A log tail or a diff under its entry: every line quoted, so none can pass for the harness's."""
+    return f"    {title}:\n" + untrusted.quoted(body, "    | ")
 
 
 def progress_text(progress: briefing.Progress) -> str:
@@ -270,24 +285,24 @@ def entry_line(entry: briefing.Entry, metric: str) -> str:
             head += f", {entry.delta:+.4g} vs {against}'s {entry.reference:.6g}"
             if entry.verdict:
                 head += f": {entry.verdict}"
-    return f"- {head} — {entry.hypothesis or '(no hypothesis)'}"
+    return f"- {head} — {untrusted.line(entry.hypothesis, 400) or '(no hypothesis)'}"
 
 
 def entry_details(entry: briefing.Entry) -> list[str]:
     """The lines under the experiment's line: why it ended, what else moved, its notes."""
     out: list[str] = []
     if entry.reason and entry.status not in (Status.BASELINE.value,):
-        out.append(f"    why: {views.short(entry.reason, 400, one_line=True)}")
+        out.append(f"    why: {untrusted.line(entry.reason, 400)}")
     if entry.gain_ci is not None and entry.status == Status.KEEP.value:
         out.append(f"    gain in the goal's direction: interval [{entry.gain_ci[0]:.4g}, {entry.gain_ci[1]:.4g}]")
     if entry.changed:
         moved = ", ".join(
-            f"{name} {before:.4g} → {after:.4g} ({_pct(before, after)})"
+            f"{untrusted.name(name)} {before:.4g} → {after:.4g} ({_pct(before, after)})"
             for name, (before, after) in entry.changed.items()
         )
         out.append(f"    also moved: {moved}")
     for note in entry.notes:
-        out.append(f"    note: {note}")
+        out.append(f"    note: {untrusted.line(note, briefing.MAX_NOTE_CHARS)}")
     return out
 
 
