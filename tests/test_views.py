@@ -44,8 +44,8 @@ def finished(task: Repo, plan, cli) -> Repo:
 
 def test_status(finished: Repo, cli) -> None:
     out = cli("status", finished.path).out
-    assert "run v  (not running)" in out
-    assert "experiments: 3 after the baseline" in out
+    assert "run v  (finished: reached --max-experiments 3)" in out
+    assert "experiments: 3 after the baseline, 1 kept;" in out
     assert "baseline:    50" in out
     assert "best:        5 (mean of 2 runs)  (experiment 1; -45, -90.00% vs baseline)  closer to three" in out
     assert f"resume:      overnight run {finished.path} --tag v" in out
@@ -141,7 +141,8 @@ def test_usage_counts_and_parent_metrics_of_a_view(tmp_path: Path) -> None:
     assert view.usage == Usage(300, 50, 0.03)
     assert view.counts == {"baseline": 1, "discard": 2, "keep": 1, "crash": 1}
     assert [view.parent_metric(e) for e in exps] == [3.0, 3.0, 3.0, 2.0, None]
-    assert "experiments: 4 after the baseline; 2 discard, 1 baseline, 1 keep, 1 crash" in views.status_text(view)
+    counted = "experiments: 4 after the baseline, 1 kept; 2 discard, 1 baseline, 1 keep, 1 crash"
+    assert counted in views.status_text(view)
     assert "agents used: 350 tokens, $0.0300" in views.status_text(view)
     unpriced = _view(tmp_path, [dataclasses.replace(e, cost_usd=None) for e in exps])
     assert unpriced.usage == Usage(300, 50, None) and "agents used: 350 tokens\n" in views.status_text(unpriced)

@@ -149,6 +149,10 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--ray-address", help="for --executor ray: auto, ray://host:10001, ... (default: a local Ray)")
 
+    p = sub.add_parser("runs", help="list the runs of a task: tag, started, state, experiments, kept, best")
+    p.add_argument("dir", nargs="?", default=".", type=Path, help="the task folder (default: .)")
+    p.add_argument("--format", choices=["table", "json"], default="table", help="table (default) or json")
+
     for name, text in (("status", "summarize a run"), ("log", "list a run's experiments")):
         p = sub.add_parser(name, help=text)
         p.add_argument("dir", nargs="?", default=".", type=Path, help="the task folder (default: .)")

@@ -54,6 +54,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(COMMANDS[args.command](args) or 0)
     except OvernightError as err:
         print(f"overnight: error: {err}", file=sys.stderr)
+        hint = _which_run(args)
+        if hint:
+            print(f"overnight: {hint}", file=sys.stderr)
         return err.exit_code
     except KeyboardInterrupt:
         print("overnight: interrupted", file=sys.stderr)
@@ -64,6 +67,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as err:  # the machine's side: a full disk, a permission, a vanished folder
         print(f"overnight: error: {err}", file=sys.stderr)
         return 1
+
+
+# The commands that look at (or verify) one run, the most recent of the task unless --tag names one.
+_ONE_RUN = {"status", "log", "show", "report", "finalize", "export", "brief", "verify", "dashboard"}
+
+
+def _which_run(args: argparse.Namespace) -> str:
+    """After an error about the run a command took by default: which run that was, and the task's others."""
+    if args.command not in _ONE_RUN or getattr(args, "tag", None) is not None:
+        return ""
+    from overnight import runlist
+    from overnight.rundir import runs_of
+
+    try:
+        root, rel = views.locate(args.dir)
+        found = runs_of(root, rel)
+        return runlist.choice_note(root, rel, found[-1][1], defaulted=True) if found else ""
+    except (OvernightError, OSError):  # the error was about the folder itself: nothing to add
+        return ""
 
 
 def _quiet_stdout() -> None:
@@ -310,6 +332,7 @@ def _run(
         controller = Controller(run, agents, executor, limits, stop=stop, slots=slots)
         with _stop_on_signals(stop), _view(task, run.state):
             summary = controller.run_workers()
+        run.note_end(summary.stopped)
     except TaskBrokenError as err:
         run.close()
         if run.resumed or keep_failed:
@@ -319,6 +342,9 @@ def _run(
             f"{err}\nthe run was removed again (its branch {run.branch.name} and {run.paths.dir}); "
             "pass --keep-failed to keep them for a look"
         ) from None
+    except OvernightError as err:
+        run.note_end(f"stopped: {str(err).splitlines()[0]}")
+        raise
     finally:
         run.close()
     _print_summary(summary, task)
@@ -430,7 +456,22 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    print(views.status_text(views.load_view(args.dir, args.tag)))
+    from overnight import runlist
+
+    view = views.load_view(args.dir, args.tag)
+    print(views.status_text(view))
+    note = runlist.choice_note(view.root, view.meta["task"] or ".", view.tag, defaulted=args.tag is None)
+    if note:
+        print(f"other runs:  {note}")
+    return 0
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    from overnight import runlist
+
+    root, rel = views.locate(args.dir)
+    found = runlist.lines(root, rel)
+    print(runlist.as_json(found) if args.format == "json" else runlist.text(found))
     return 0
 
 
@@ -511,6 +552,7 @@ COMMANDS = {
     "demo": cmd_demo,
     "noise": cmd_noise,
     "verify": cmd_verify,
+    "runs": cmd_runs,
     "status": cmd_status,
     "log": cmd_log,
     "show": cmd_show,

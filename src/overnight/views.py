@@ -23,7 +23,7 @@ from overnight.rundir import RunLock, RunPaths, check_tag, latest_tag, paths_for
 
 TAIL_LINES = 200  # lines of a log that tail() keeps by default
 TAIL_BYTES = 1 << 20  # tail() reads at most this much of the end of a log to find them
-META_KEYS = ("tag", "task", "run_id", "created_at", "start_commit", "config", "agents")
+META_KEYS = ("tag", "task", "run_id", "created_at", "start_commit", "config", "agents", "ended")
 
 
 @dataclass(frozen=True)
@@ -239,6 +239,32 @@ def percent(pct: float) -> str:
     return f"×{1 + pct / 100:.3g}"
 
 
+def tally(view: RunView) -> tuple[int, int]:
+    """(experiments after the baseline, kept): the two numbers every view of a run counts, in these words.
+
+    "Experiments" are the ids after the baseline, whatever became of them (rejected ones and
+    the ones running included); "kept" the keeps, an undone keep no longer among them.
+    """
+    after = sum(1 for e in view.experiments if e.status is not Status.BASELINE and e.id > 0)
+    return after, sum(1 for e in view.experiments if e.status is Status.KEEP)
+
+
+def ended(view: RunView) -> dict[str, str]:
+    """How the run's last invocation ended, as recorded: {"at", "why"}; empty when it did not say (killed, older runs)."""
+    try:
+        found = json.loads(view.meta.get("ended") or "{}")
+    except ValueError:
+        return {}
+    return {str(k): str(v) for k, v in found.items()} if isinstance(found, dict) else {}
+
+
+def run_state(view: RunView) -> str:
+    """running (a process holds it), finished (it reached a limit it was given) or stopped (anything else)."""
+    if view.running:
+        return "running"
+    return "finished" if ended(view).get("why", "").startswith("reached ") else "stopped"
+
+
 def counts_text(counts: Counter[str]) -> str:
     """The counts as "3 keep, 1 baseline, ...": the most frequent status first."""
     return ", ".join(f"{n} {s}" for s, n in counts.most_common())
@@ -318,13 +344,14 @@ def _num(value: float | None) -> str:
 
 def status_text(view: RunView) -> str:
     counts = view.counts
-    after = sum(1 for e in view.experiments if e.status is not Status.BASELINE and e.id > 0)
-    state = "running" if view.running else "not running"
+    after, kept = tally(view)
+    why = ended(view).get("why", "")
+    state = run_state(view) + (f": {short(why, 100)}" if why and not view.running else "")
     lines = [
         f"run {view.tag}  ({state})",
         f"task:        {view.meta['task']}   branch: {git.BRANCH_PREFIX}{view.tag}",
         f"metric:      {view.metric} ({view.goal.value})",
-        f"experiments: {after} after the baseline; " + counts_text(counts),
+        f"experiments: {after} after the baseline, {kept} kept; " + counts_text(counts),
     ]
     base, best = view.baseline, view.best
     if base is not None:
