@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from overnight import arguments, views
 from overnight.config import CONFIG_FILE, parse_duration
-from overnight.errors import ConfigError, OvernightError, TaskBrokenError
+from overnight.errors import AgentUnavailable, ConfigError, OvernightError, TaskBrokenError
 
 if TYPE_CHECKING:
     from overnight.controller import Limits, Summary
@@ -304,6 +304,14 @@ def _run(
             "([agent] input_usd_per_mtok and output_usd_per_mtok, USD per million tokens), "
             "or limit the run with --max-tokens or --max-experiments instead"
         )
+    try:  # before any run exists: a try with a bad key or no server leaves no run behind
+        agents[0].probe()
+    except BaseException as err:
+        for agent in agents:
+            agent.close()
+        if isinstance(err, AgentUnavailable):
+            raise AgentUnavailable(f"{err}\nnothing was run: the agent is checked before any baseline") from None
+        raise
     executor = make_executor(parallel.executor, task, parallel.ray_address)
     try:
         run = Run.start(task, tag, force=force)
