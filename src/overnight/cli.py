@@ -512,7 +512,12 @@ def cmd_finalize(args: argparse.Namespace) -> int:
         if left:
             print(f"left out: {', '.join(f'#{k}' for k in left)} (no significant contribution at scale: "
                   "see `overnight report` or `overnight verify --ablate`)")  # fmt: skip
-    print(f"review it: git log -p {done.branch}; share it: git push origin {done.branch}")
+    from overnight import git
+
+    remotes = git.git("remote", cwd=view.root, check=False).split()
+    remote = "origin" if "origin" in remotes else remotes[0] if remotes else ""
+    share = f"; share it: git push {remote} {done.branch}" if remote else " (the repository has no remote to push to)"
+    print(f"review it: git log -p {done.branch}{share}")
     return 0
 
 

@@ -13,10 +13,14 @@ import calendar
 import json
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from overnight import verification
 from overnight.records import MEASURED, ON_BRANCH, Experiment, Status, chain
-from overnight.views import RunView, change, counts_text, percent, plural, short, usage_text
+from overnight.views import RunView, change, counts_text, percent, plural, short, tally, usage_text
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 LABEL_CHARS = 42  # a kept point's label on the plot
 VERIFIED_IMAGE = "verification.png"  # the chart of each keep's contribution at scale (`overnight verify --ablate`)
@@ -24,6 +28,17 @@ VERIFIED_IMAGE = "verification.png"  # the chart of each keep's contribution at 
 
 def plot(view: RunView, path: Path) -> Path:
     """Draw ``progress.png`` for ``view`` at ``path``."""
+    import matplotlib.pyplot as plt
+
+    fig = figure(view)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def figure(view: RunView) -> Figure:
+    """The progress plot of ``view``, drawn (close it with ``matplotlib.pyplot.close``)."""
     import matplotlib
 
     matplotlib.use("Agg")  # files only, no display
@@ -55,18 +70,18 @@ def plot(view: RunView, path: Path) -> Path:
             [e.id for e in failed], [0.02] * len(failed), transform=ax.get_xaxis_transform(), marker="x", s=22,
             color="#c0392b", label=f"not measured ({len(failed)})", zorder=5,
         )  # fmt: skip
-    kept = view.counts[Status.KEEP.value]
+    after, kept = tally(view)
     ax.set_title(f"run {view.tag}: {view.metric} ({'lower' if view.goal.value == 'min' else 'higher'} is better), "
-                 f"{len(view.experiments)} experiments, {kept} kept")  # fmt: skip
+                 f"{after} experiments after the baseline, {kept} kept")  # fmt: skip
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # experiments are numbered: no tick at 2.5
     ax.set_xlabel("experiment")
     ax.set_ylabel(view.metric)
     ax.grid(True, alpha=0.25)
     ax.legend(loc="best", fontsize=8)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return fig
 
 
 def _span_s(view: RunView) -> float | None:
@@ -99,13 +114,15 @@ def markdown(view: RunView, image: str = "progress.png") -> str:
         )
     if base is not None and best is not None and base.holdout is not None:
         lines.append(f"- held-out metric: baseline {_number(base.holdout)} → best {_number(best.holdout)}")
-    lines.append("- experiments: " + counts_text(view.counts))
+    after, kept = tally(view)
+    lines.append(f"- experiments: {after} after the baseline, {kept} kept; " + counts_text(view.counts))
     measured_s = sum(m.duration_s or 0 for ms in view.measurements.values() for m in ms)
     span = _span_s(view)
+    per, unit = (3600, "h") if max(measured_s, span or 0) >= 2 * 3600 else (60, "min")  # one unit for both
     lines.append(
         f"- time: {sum(len(ms) for ms in view.measurements.values())} measurements, "
-        f"{measured_s / 60:.1f} min of experiment runs"
-        + (f", {span / 3600:.2f} h from first start to last end" if span else "")
+        f"{measured_s / per:.1f} {unit} of experiment runs"
+        + (f", {span / per:.1f} {unit} from first start to last end" if span else "")
     )
     spent = usage_text(view.usage)
     if spent:
