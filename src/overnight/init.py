@@ -78,7 +78,9 @@ BUDGET_NAME = re.compile(
 )
 BUDGET_WHY = "sets the budget: a fixed budget keeps experiments comparable; add it to include to tune it anyway"
 _ALIGN = 32  # the column of the comments in the settings init writes
-_SETTING = re.compile(r'^(?P<key>(?:# )?[A-Za-z_][A-Za-z0-9_.]* = (?:"(?:[^"\\]|\\.)*"|[^"#\s][^#]*?))\s+# (?P<note>.*)$')
+_SETTING = re.compile(
+    r'^(?P<key>(?:# )?[A-Za-z_][A-Za-z0-9_.]* = (?:"(?:[^"\\]|\\.)*"|[^"#\s][^#]*?))\s+# (?P<note>.*)$'
+)
 
 
 def aligned(text: str) -> str:
