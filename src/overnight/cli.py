@@ -18,7 +18,6 @@ import logging
 import os
 import shlex
 import signal
-import statistics
 import sys
 import threading
 from collections.abc import Iterator, Sequence
@@ -26,8 +25,7 @@ from contextlib import contextmanager
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
-from overnight import arguments, views
-from overnight.config import CONFIG_FILE, parse_duration
+from overnight import arguments
 from overnight.errors import AgentUnavailable, ConfigError, OvernightError, TaskBrokenError
 
 if TYPE_CHECKING:
@@ -75,6 +73,8 @@ _ONE_RUN = {"status", "log", "show", "report", "finalize", "export", "brief", "v
 
 def _which_run(args: argparse.Namespace) -> str:
     """After an error about the run a command took by default: which run that was, and the task's others."""
+    from overnight import views
+
     if args.command not in _ONE_RUN or getattr(args, "tag", None) is not None:
         return ""
     from overnight import runlist
@@ -106,6 +106,7 @@ def _ask(question: str, default: str = "") -> str:
 
 
 def cmd_init(args: argparse.Namespace) -> int:
+    from overnight.config import CONFIG_FILE
     from overnight.init import write_task
 
     interactive = sys.stdin.isatty()
@@ -161,6 +162,8 @@ def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
 
 
 def _print_summary(summary: Summary, task: Task) -> None:
+    from overnight import views
+
     base, best = summary.baseline, summary.best
     print()
     if summary.stopped:
@@ -179,6 +182,7 @@ def _print_summary(summary: Summary, task: Task) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from overnight.config import parse_duration
     from overnight.controller import Limits
     from overnight.task import Task
 
@@ -276,6 +280,7 @@ def _run(
     """
     from overnight import secrets
     from overnight.agents import make_agent
+    from overnight.config import CONFIG_FILE
     from overnight.controller import Controller
     from overnight.executors import make_executor
     from overnight.run import Run
@@ -360,6 +365,8 @@ def _run(
 
 
 def cmd_noise(args: argparse.Namespace) -> int:
+    import statistics
+
     from overnight.controller import Controller
     from overnight.executors import make_executor
     from overnight.run import Run
@@ -464,7 +471,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from overnight import runlist
+    from overnight import runlist, views
 
     view = views.load_view(args.dir, args.tag)
     print(views.status_text(view))
@@ -475,7 +482,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
-    from overnight import runlist
+    from overnight import runlist, views
 
     root, rel = views.locate(args.dir)
     found = runlist.lines(root, rel)
@@ -484,6 +491,8 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
 
 def cmd_log(args: argparse.Namespace) -> int:
+    from overnight import views
+
     view = views.load_view(args.dir, args.tag)
     formats = {"table": views.log_table, "tsv": views.log_tsv, "json": views.log_json}
     print(formats[args.format](view))
@@ -491,7 +500,7 @@ def cmd_log(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from overnight import report
+    from overnight import report, views
 
     image, text = report.write(views.load_view(args.dir, args.tag), args.out)
     print(f"wrote {image}\nwrote {text}")
@@ -499,7 +508,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_finalize(args: argparse.Namespace) -> int:
-    from overnight import finalize
+    from overnight import finalize, views
 
     view = views.load_view(args.dir, args.tag)
     only = finalize.significant(view) if args.only_significant else None
@@ -522,7 +531,7 @@ def cmd_finalize(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from overnight import export_mlflow  # mlflow itself is imported only when exporting
+    from overnight import export_mlflow, views  # mlflow itself is imported only when exporting
 
     result = export_mlflow.export(views.load_view(args.dir, args.tag), args.tracking_uri, args.experiment_name)
     print(result.summary())
@@ -537,6 +546,8 @@ def cmd_brief(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
+    from overnight import views
+
     print(views.show_text(views.load_view(args.dir, args.tag), args.id))
     return 0
 

@@ -40,14 +40,13 @@ from urllib.parse import parse_qs, urlsplit
 
 from overnight import git, runlist, verification, views
 from overnight._version import __version__
+from overnight.choices import DEFAULT_HOST, DEFAULT_PORT
 from overnight.errors import ConfigError, OvernightError, RunStateError
 from overnight.records import Experiment, Note, Status
 from overnight.rundir import check_tag
 
 log = logging.getLogger(__name__)
 
-DEFAULT_HOST = "127.0.0.1"
-DEFAULT_PORT = 8765
 TAIL_LINES = views.TAIL_LINES  # lines of each log an experiment's detail carries
 MAX_DIFF_CHARS = 500_000  # a diff longer than this is cut (and says so)
 
