@@ -161,14 +161,23 @@ def test_a_reply_slower_than_the_timeout_is_abandoned_and_retried(task: Repo, cl
 
 
 def test_bad_credentials_stop_the_run_with_a_clear_message(task: Repo, cli, keys) -> None:
-    with FakeLLM([{"status": 401}]) as server:
-        result = _run(cli, task, server, "--max-experiments", "3")
+    with FakeLLM([{"status": 401}]) as server:  # the list of models (the probe) is not there: the proposal finds out
+        result = _run(cli, task, server, "--max-experiments", "3", "--keep-failed")
     assert result.code == 6
     assert "openai refused the credentials (401)" in result.err and "OPENAI_API_KEY" in result.err
     assert len(server.requests) == 1  # no retries on auth errors
     rows = ledger_rows(task.path, "llm")
     assert [r["status"] for r in rows] == ["baseline", "rejected"]
     assert "refused the credentials" in rows[1]["reason"]
+
+
+def test_a_new_run_whose_agent_made_no_proposal_is_removed_again(task: Repo, cli, keys) -> None:
+    with FakeLLM([{"status": 401}]) as server:
+        result = _run(cli, task, server, "--max-experiments", "3", tag="badkey")
+    assert result.code == 6 and "openai refused the credentials (401)" in result.err
+    assert "the run was removed again (its branch overnight/badkey" in result.err and "--keep-failed" in result.err
+    assert not (task.path / ".overnight" / "badkey").exists() and "overnight/badkey" not in task.git("branch")
+    assert "no runs of this task yet" in cli("runs", task.path).out
 
 
 def test_anthropic_messages_api(task: Repo, cli, keys) -> None:
@@ -264,7 +273,7 @@ def test_the_fake_refuses_max_tokens_for_reasoning_models_like_openai(keys) -> N
 @pytest.mark.slow
 def test_three_failed_calls_in_a_row_stop_the_run(task: Repo, cli, keys) -> None:
     with FakeLLM([{"status": 400}]) as server:
-        result = _run(cli, task, server, "--max-experiments", "5")
+        result = _run(cli, task, server, "--max-experiments", "5", "--keep-failed")
     assert result.code == 6
     assert "openai failed 3 proposals in a row; last: openai call to " in result.err
     assert f"{server.url}/v1" in result.err and "failed after retries: BadRequestError" in result.err

@@ -283,6 +283,7 @@ def _run(
     from overnight.config import CONFIG_FILE
     from overnight.controller import Controller
     from overnight.executors import make_executor
+    from overnight.records import Status
     from overnight.run import Run
     from overnight.task import check_command
 
@@ -354,6 +355,19 @@ def _run(
         raise TaskBrokenError(
             f"{err}\nthe run was removed again (its branch {run.branch.name} and {run.paths.dir}); "
             "pass --keep-failed to keep them for a look"
+        ) from None
+    except AgentUnavailable as err:
+        run.note_end(f"stopped: {str(err).splitlines()[0]}")
+        run.close()
+        # A new run whose agent could not make one proposal (a key the probe could not check, a coding CLI
+        # that is not logged in) holds nothing worth a look: it must not become the task's newest run.
+        proposed = any(e.status not in (Status.BASELINE, Status.REJECTED) for e in run.state.experiments())
+        if run.resumed or keep_failed or proposed:
+            raise
+        run.discard()
+        raise AgentUnavailable(
+            f"{err}\nthe run was removed again (its branch {run.branch.name} and {run.paths.dir}): the agent made "
+            "no proposal; pass --keep-failed to keep them for a look"
         ) from None
     except OvernightError as err:
         run.note_end(f"stopped: {str(err).splitlines()[0]}")
