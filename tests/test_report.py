@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -242,3 +243,38 @@ def test_the_plain_line() -> None:
 def test_report_from_the_command_line_on_a_fresh_run_dir(three_keeps: Repo, cli, tmp_path: Path) -> None:
     result = cli("report", three_keeps.path, "--tag", "f", "--out", tmp_path / "r")
     assert result.code == 0 and (tmp_path / "r" / "progress.png").exists()
+
+
+NOISY = """\
+import os
+X = 10.0
+print("score:", (X - 3) ** 2 + 1 + 0.1 * (int(os.environ["OVERNIGHT_SEED"]) % 3))
+"""
+
+
+def test_the_plot_shows_intervals_and_a_tune_run_each_constant_against_the_metric(repo: Repo, cli) -> None:
+    import matplotlib.pyplot as plt
+    from matplotlib.container import ErrorbarContainer
+
+    from overnight import report, views
+
+    repo.write("train.py", NOISY)
+    repo.write("overnight.toml", f'[task]\nrun = "{sys.executable} train.py"\neditable = ["train.py"]\nbudget_s = 5\n'
+               '[metric]\nname = "score"\n[agent]\nkind = "tune"\n')  # fmt: skip
+    repo.write("program.md", "Make score small.\n")
+    repo.commit("a noisy task")
+    assert cli("run", repo.path, "--tag", "t", "--max-experiments", "3").code == 0
+    result = cli("report", repo.path)
+    assert result.code == 0, result.err
+    folder = repo.path / ".overnight" / "t" / "report"
+    assert (folder / "parameters.png").read_bytes().startswith(b"\x89PNG")
+    assert "![each constant against score](parameters.png)" in (folder / "report.md").read_text()
+    view = views.load_view(repo.path, "t")
+    assert [name for name in report.tuned(view)] == ["X"]
+    baseline = view.baseline
+    assert baseline is not None and baseline.runs >= 2 and report.interval(view, baseline) is not None
+    fig = report.figure(view)
+    try:
+        assert any(isinstance(c, ErrorbarContainer) for c in fig.axes[0].containers)
+    finally:
+        plt.close(fig)
