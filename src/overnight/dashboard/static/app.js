@@ -340,7 +340,6 @@
       (r) => r.metric !== null && ["baseline", "keep", "discard", "stale"].includes(r.status),
     );
     const keeps = rows.filter((r) => (r.status === "keep" || r.status === "baseline") && r.metric !== null);
-    const kept = rows.filter((r) => r.status === "keep");
     $("#chart-title").textContent =
       `${run.after_baseline} experiments after the baseline, ${run.kept} kept`;
 
