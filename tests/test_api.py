@@ -117,3 +117,13 @@ def test_overnight_log_loads_none_of_the_write_side(task: Repo, plan, cli) -> No
     for args in (["log", str(task.path)], ["status", str(task.path)], ["show", "1", str(task.path)]):
         loaded = _loaded(f"from overnight.cli import main; assert main({args!r}) == 0")
         assert "overnight.views" in loaded and _write_side(loaded) == [], args
+
+
+def test_overnight_help_loads_only_the_command_line_grammar() -> None:
+    loaded = _loaded(
+        "from overnight.cli import main\nimport contextlib, io\n"
+        "with contextlib.redirect_stdout(io.StringIO()):\n    assert main([]) == 0"
+    )
+    # not the views, the config, the dashboard or git: `overnight --help` stays fast
+    assert loaded == {"overnight", "overnight._version", "overnight.cli", "overnight.arguments", "overnight.choices",
+                      "overnight.errors"}  # fmt: skip

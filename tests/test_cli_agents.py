@@ -317,7 +317,7 @@ def test_output_that_is_not_the_tools_format_rejects_the_experiment(
 
 def test_three_failures_in_a_row_stop_the_run(task: Repo, cli, fake: Fake) -> None:
     fake.plan({"mode": "error", "message": "stream disconnected before completion"})
-    result = _run(cli, task, "codex", "--max-experiments", "5", model="gpt-4o-mini")
+    result = _run(cli, task, "codex", "--max-experiments", "5", "--keep-failed", model="gpt-4o-mini")
     assert result.code == 6
     assert "codex failed 3 proposals in a row" in result.err
     assert "last: codex failed (exit code 1): stream disconnected before completion" in result.err

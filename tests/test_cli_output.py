@@ -9,7 +9,7 @@ from pathlib import Path
 
 from conftest import AGENT, Repo, git
 from overnight.agents import AGENTS
-from overnight.config import AGENT_KINDS
+from overnight.choices import AGENT_KINDS
 
 
 def overnight(*args: str | Path, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:

@@ -201,8 +201,20 @@ def test_the_page_follows_new_experiments_and_runs(task: Repo, plan, cli) -> Non
         assert cli("run", task.path, "--tag", "b", "--agent-command", AGENT, "--max-experiments", "1").code == 0
         assert get(server, "/api/run")["tag"] == "b"
         assert [r["status"] for r in get(server, "/api/experiments")] == ["baseline", "no_change"]
+        # The page's run picker: the task's runs, and any of them by ?tag=, whichever the server follows.
+        runs = get(server, "/api/runs")
+        assert [(r["tag"], r["experiments"], r["kept"]) for r in runs["runs"]] == [("a", 2, 2), ("b", 1, 0)]
+        assert runs["followed"] == "b" and runs["pinned"] is False
+        picked = get(server, "/api/state?tag=a")
+        assert picked["run"]["tag"] == "a" and [r["id"] for r in picked["experiments"]] == [0, 1, 2]
+        assert (picked["run"]["after_baseline"], picked["run"]["kept"], picked["run"]["state"]) == (2, 2, "finished")
+        assert get(server, "/api/experiments/2?tag=a")["status"] == "keep"
+        status, _, body = request(server, "/api/run?tag=nope")
+        assert status == 404 and "no run with tag 'nope'" in body["error"]
+        assert request(server, "/api/run?tag=../x")[0] == 404  # not a tag: refused, never a path
     with running(task.path, "a") as pinned:
         assert get(pinned, "/api/run")["tag"] == "a"
+        assert get(pinned, "/api/runs")["followed"] == "a" and get(pinned, "/api/run?tag=b")["tag"] == "b"
 
 
 def test_a_run_in_progress_shows_as_running(task: Repo, plan, tmp_path: Path) -> None:

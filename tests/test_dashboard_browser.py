@@ -55,7 +55,7 @@ def test_the_page_in_a_browser(browser_page: Any, server: DashboardServer, tmp_p
     assert labels.count() == 1 + len(keeps)
     assert labels.nth(1).locator("title").text_content() == "raise the learning rate from 1e-3 to 3e-3"
     assert labels.nth(1).locator("tspan").first.text_content().startswith("raise the")
-    assert page.inner_text("#chart-title") == "12 experiments, 5 kept improvements"
+    assert page.inner_text("#chart-title") == "12 experiments after the baseline, 5 kept"
     assert page.inner_text("#run-tag") == "lm" and page.inner_text("#run-state") == "not running"
     assert page.inner_text("#best-value") == f"{views.load_view(server.directory, 'lm').get(12).metric:.6g}"
 

@@ -161,14 +161,23 @@ def test_a_reply_slower_than_the_timeout_is_abandoned_and_retried(task: Repo, cl
 
 
 def test_bad_credentials_stop_the_run_with_a_clear_message(task: Repo, cli, keys) -> None:
-    with FakeLLM([{"status": 401}]) as server:
-        result = _run(cli, task, server, "--max-experiments", "3")
+    with FakeLLM([{"status": 401}]) as server:  # the list of models (the probe) is not there: the proposal finds out
+        result = _run(cli, task, server, "--max-experiments", "3", "--keep-failed")
     assert result.code == 6
     assert "openai refused the credentials (401)" in result.err and "OPENAI_API_KEY" in result.err
     assert len(server.requests) == 1  # no retries on auth errors
     rows = ledger_rows(task.path, "llm")
     assert [r["status"] for r in rows] == ["baseline", "rejected"]
     assert "refused the credentials" in rows[1]["reason"]
+
+
+def test_a_new_run_whose_agent_made_no_proposal_is_removed_again(task: Repo, cli, keys) -> None:
+    with FakeLLM([{"status": 401}]) as server:
+        result = _run(cli, task, server, "--max-experiments", "3", tag="badkey")
+    assert result.code == 6 and "openai refused the credentials (401)" in result.err
+    assert "the run was removed again (its branch overnight/badkey" in result.err and "--keep-failed" in result.err
+    assert not (task.path / ".overnight" / "badkey").exists() and "overnight/badkey" not in task.git("branch")
+    assert "no runs of this task yet" in cli("runs", task.path).out
 
 
 def test_anthropic_messages_api(task: Repo, cli, keys) -> None:
@@ -264,7 +273,7 @@ def test_the_fake_refuses_max_tokens_for_reasoning_models_like_openai(keys) -> N
 @pytest.mark.slow
 def test_three_failed_calls_in_a_row_stop_the_run(task: Repo, cli, keys) -> None:
     with FakeLLM([{"status": 400}]) as server:
-        result = _run(cli, task, server, "--max-experiments", "5")
+        result = _run(cli, task, server, "--max-experiments", "5", "--keep-failed")
     assert result.code == 6
     assert "openai failed 3 proposals in a row; last: openai call to " in result.err
     assert f"{server.url}/v1" in result.err and "failed after retries: BadRequestError" in result.err
@@ -303,16 +312,47 @@ def test_retries_cut_short_by_the_time_limit_count_the_tries_made(tmp_path: Path
     assert "did not apply after 2 tries (no time was left for more)" in str(caught.value)
 
 
-@pytest.mark.slow
-def test_a_server_that_is_not_there_is_named(task: Repo, cli, keys) -> None:
+def test_a_server_that_is_not_there_is_named_before_any_run_exists(task: Repo, cli, keys) -> None:
     with socket.socket() as probe:  # a port nothing listens on
         probe.bind(("127.0.0.1", 0))
         url = f"http://127.0.0.1:{probe.getsockname()[1]}/v1"
     result = cli("run", task.path, "--tag", "gone", "--agent", "openai", "--base-url", url, "--model", "m",
                  "--max-experiments", "1")  # fmt: skip
+    assert result.code == 6
+    assert f"openai at {url} could not be reached" in result.err and "check the server is up" in result.err
+    assert "nothing was run: the agent is checked before any baseline" in result.err
+    assert not (task.path / ".overnight" / "gone").exists() and "overnight/gone" not in task.git("branch", "--list")
+    assert "no runs of this task yet" in cli("runs", task.path).out
+
+
+@pytest.mark.parametrize("provider", ["openai", "anthropic"])
+def test_refused_credentials_are_found_by_the_probe_before_the_baseline(task: Repo, cli, keys, provider) -> None:
+    with FakeLLM([{"text": GOOD}], models=401) as server:
+        result = _run(cli, task, server, "--max-experiments", "3", provider=provider, tag="badkey")
+    assert result.code == 6
+    assert f"{provider} refused the credentials (401)" in result.err and f"{provider.upper()}_API_KEY" in result.err
+    assert server.listed and server.listed[0].endswith("/models") and server.requests == []  # no proposal asked
+    assert not (task.path / ".overnight" / "badkey").exists()  # the newest run is still the one before
+
+
+def test_a_server_without_a_list_of_models_passes_the_probe(task: Repo, cli, keys) -> None:
+    with FakeLLM([{"text": GOOD}]) as server:  # GET /models: 404
+        result = _run(cli, task, server, "--max-experiments", "1")
     assert result.code == 0, result.err
-    row = ledger_rows(task.path, "gone")[1]
-    assert row["status"] == "rejected" and f"openai at {url} could not be reached" in row["reason"]
+    assert server.listed == ["/v1/models"] and len(server.requests) == 1
+
+
+def test_a_missing_model_and_a_missing_key_are_said_in_one_message(
+    task: Repo, cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL"):
+        monkeypatch.delenv(name, raising=False)
+    for provider in ("openai", "anthropic"):
+        result = cli("run", task.path, "--agent", provider)
+        assert result.code == 6
+        assert f"the {provider} agent needs a model: pass --model NAME" in result.err
+        assert f"; and {provider.upper()}_API_KEY in the environment" in result.err
+        assert not (task.path / ".overnight").exists()
 
 
 # A reply that reached the output limit inside its second block, and the rest, sent when asked.

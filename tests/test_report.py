@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -17,7 +18,7 @@ from overnight.live import LiveView, line
 from overnight.records import Experiment, Goal, Status
 from overnight.report import markdown
 from overnight.rundir import paths_for
-from overnight.state import RunState
+from overnight.state import Event, RunState
 from overnight.views import RunView
 
 
@@ -44,7 +45,8 @@ def test_report_writes_a_plot_and_a_summary(three_keeps: Repo, cli) -> None:
     # A deterministic metric: once measured twice alike, the noise is known to be zero and two runs decide
     # (one never keeps); no follow-up, as repeats cannot change a deterministic value.
     assert "baseline 50 (2 runs) → best 1 (2 runs, experiment 5): -49 (-98.00%)" in text
-    assert "- experiments: 3 keep, 1 baseline, 1 discard, 1 crash" in text
+    assert "- experiments: 5 after the baseline, 3 kept; 3 keep, 1 baseline, 1 discard, 1 crash" in text
+    assert " min of experiment runs" in text and " h " not in text  # one unit of time (minutes, for a short run)
     rows = [r for r in text.splitlines() if r.startswith("| ") and r[2].isdigit()]
     assert [r.split(" | ")[1] for r in rows] == ["X to 8", "X to 5", "X to 3"]
     assert "| 1 | X to 8 | 26 | 24 [24, 24] | 2 |" in text and "| 3 | X to 5 | 5 | 21 [21, 21] | 2 |" in text
@@ -70,10 +72,34 @@ def test_the_report_sums_up_usage_and_reads_times_as_utc(tmp_path: Path, monkeyp
     finally:
         monkeypatch.undo()
         time.tzset()
-    assert "3.00 h from first start to last end" in text
+    assert "- time: 0 measurements, 0.0 h of experiment runs, 3.0 h from first start to last end" in text
     assert "- agents used 350 tokens, $0.2500" in text
-    assert "- experiments: 1 baseline, 1 keep, 1 discard" in text
+    assert "- experiments: 2 after the baseline, 1 kept; 1 baseline, 1 keep, 1 discard" in text
     assert "→ best 1.5 (1 run, experiment 1): +1.5\n" in text  # no % of a baseline of 0
+
+
+def test_the_plot_counts_as_status_does_and_ticks_whole_experiments(three_keeps: Repo, cli) -> None:
+    import matplotlib.pyplot as plt
+
+    from overnight import report, views
+
+    assert "experiments: 5 after the baseline, 3 kept;" in cli("status", three_keeps.path, "--tag", "f").out
+    fig = report.figure(views.load_view(three_keeps.path, "f"))
+    try:
+        ax = fig.axes[0]
+        assert ax.get_title().endswith("5 experiments after the baseline, 3 kept")
+        assert all(float(t).is_integer() for t in ax.get_xticks())
+    finally:
+        plt.close(fig)
+
+
+def test_finalize_names_a_push_only_where_there_is_a_remote(three_keeps: Repo, cli, tmp_path: Path) -> None:
+    alone = cli("finalize", three_keeps.path, "--tag", "f")
+    assert alone.code == 0, alone.err
+    assert "git push" not in alone.out and "(the repository has no remote to push to)" in alone.out
+    three_keeps.git("remote", "add", "upstream", str(tmp_path / "elsewhere.git"))
+    shared = cli("finalize", three_keeps.path, "--tag", "f", "--force")
+    assert "share it: git push upstream overnight/f-final" in shared.out
 
 
 def test_finalize_writes_one_commit_per_keep_by_the_user(three_keeps: Repo, cli) -> None:
@@ -162,7 +188,8 @@ def test_the_live_view_shows_workers_best_and_outcomes(repo: Repo) -> None:
     state.measuring(three.id)  # measured again: the bar shows this measurement, not the sum of both
     console.print(view.render())
     text = console.export_text()
-    assert "val_bpb (min) baseline 3  best 2.9 ×3 (-0.1, #1)" in text and "kept 1 of 1" in text  # ×3: a mean of 3 runs
+    assert "val_bpb (min) baseline 3  best 2.9 ×3 (-0.1, #1)" in text  # ×3: a mean of 3 runs
+    assert "3 experiments after the baseline, 1 kept" in text  # as status counts them: the running ones too
     assert "#2" in text and "wider hidden layer" in text and "committing" in text
     assert "#3" in text and "run 2 · 0/10s" in text
     assert "#1    keep" in text  # the finished experiment's line, above the panel and among the outcomes
@@ -178,7 +205,34 @@ def test_the_live_view_of_a_resumed_run_starts_from_what_was_recorded(repo: Repo
     console = Console(record=True, width=140, force_terminal=True)
     console.print(LiveView(console, "loss", Goal.MIN, budget_s=10, standing=resumed).render())
     text = console.export_text()
-    assert "loss (min) baseline 3  best 2.5 (-0.5, #2)" in text and "kept 1 of 2" in text
+    assert "loss (min) baseline 3  best 2.5 (-0.5, #2)" in text and "2 experiments after the baseline, 1 kept" in text
+
+
+class _Standing:
+    """A run's standing as the live view reads it: a baseline measured three times since it was first shown."""
+
+    def __init__(self, baseline: Experiment, running: Experiment) -> None:
+        self.baseline, self.running = baseline, running
+
+    def snapshot(self) -> tuple[Experiment, Experiment, tuple[Experiment, ...], tuple[Experiment, ...]]:
+        return self.baseline, self.baseline, (self.baseline,), (self.running,)
+
+
+def test_the_live_view_shows_outcomes_as_they_stand_and_the_whole_budget_at_130_columns() -> None:
+    console = Console(record=True, width=130, force_terminal=True)
+    first = Experiment(0, Status.BASELINE, metric=4.67422, runs=1, hypothesis="baseline")
+    long = "raise the learning rate from 1e-3 to 3e-3 and lower the warmup from 200 to 50 steps, with cosine decay"
+    running = Experiment(1, Status.RUNNING, hypothesis=long)
+    view = LiveView(console, "val_bpb", Goal.MIN, budget_s=300, standing=_Standing(replace(first, metric=4.57421,
+                    runs=3), running))  # fmt: skip
+    view.watch(Event.FINISH, first)  # shown when it ended: one run
+    view.watch(Event.PROPOSE, running)
+    view.watch(Event.RUN, running)
+    console.print(view.render())
+    panel = console.export_text().split("val_bpb (min)", 1)[1]
+    assert "baseline 4.57421 ×3   1 experiment after the baseline, 0 kept" in panel
+    assert line(replace(first, metric=4.57421, runs=3)) in panel and "4.67422" not in panel  # the mean, as elsewhere
+    assert "run 1 · 0/300s" in panel  # the budget column is whole; the hypothesis gives way
 
 
 def test_the_plain_line() -> None:
@@ -189,3 +243,38 @@ def test_the_plain_line() -> None:
 def test_report_from_the_command_line_on_a_fresh_run_dir(three_keeps: Repo, cli, tmp_path: Path) -> None:
     result = cli("report", three_keeps.path, "--tag", "f", "--out", tmp_path / "r")
     assert result.code == 0 and (tmp_path / "r" / "progress.png").exists()
+
+
+NOISY = """\
+import os
+X = 10.0
+print("score:", (X - 3) ** 2 + 1 + 0.1 * (int(os.environ["OVERNIGHT_SEED"]) % 3))
+"""
+
+
+def test_the_plot_shows_intervals_and_a_tune_run_each_constant_against_the_metric(repo: Repo, cli) -> None:
+    import matplotlib.pyplot as plt
+    from matplotlib.container import ErrorbarContainer
+
+    from overnight import report, views
+
+    repo.write("train.py", NOISY)
+    repo.write("overnight.toml", f'[task]\nrun = "{sys.executable} train.py"\neditable = ["train.py"]\nbudget_s = 5\n'
+               '[metric]\nname = "score"\n[agent]\nkind = "tune"\n')  # fmt: skip
+    repo.write("program.md", "Make score small.\n")
+    repo.commit("a noisy task")
+    assert cli("run", repo.path, "--tag", "t", "--max-experiments", "3").code == 0
+    result = cli("report", repo.path)
+    assert result.code == 0, result.err
+    folder = repo.path / ".overnight" / "t" / "report"
+    assert (folder / "parameters.png").read_bytes().startswith(b"\x89PNG")
+    assert "![each constant against score](parameters.png)" in (folder / "report.md").read_text()
+    view = views.load_view(repo.path, "t")
+    assert [name for name in report.tuned(view)] == ["X"]
+    baseline = view.baseline
+    assert baseline is not None and baseline.runs >= 2 and report.interval(view, baseline) is not None
+    fig = report.figure(view)
+    try:
+        assert any(isinstance(c, ErrorbarContainer) for c in fig.axes[0].containers)
+    finally:
+        plt.close(fig)

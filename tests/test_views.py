@@ -44,8 +44,8 @@ def finished(task: Repo, plan, cli) -> Repo:
 
 def test_status(finished: Repo, cli) -> None:
     out = cli("status", finished.path).out
-    assert "run v  (not running)" in out
-    assert "experiments: 3 after the baseline" in out
+    assert "run v  (finished: reached --max-experiments 3)" in out
+    assert "experiments: 3 after the baseline, 1 kept;" in out
     assert "baseline:    50" in out
     assert "best:        5 (mean of 2 runs)  (experiment 1; -45, -90.00% vs baseline)  closer to three" in out
     assert f"resume:      overnight run {finished.path} --tag v" in out
@@ -141,7 +141,8 @@ def test_usage_counts_and_parent_metrics_of_a_view(tmp_path: Path) -> None:
     assert view.usage == Usage(300, 50, 0.03)
     assert view.counts == {"baseline": 1, "discard": 2, "keep": 1, "crash": 1}
     assert [view.parent_metric(e) for e in exps] == [3.0, 3.0, 3.0, 2.0, None]
-    assert "experiments: 4 after the baseline; 2 discard, 1 baseline, 1 keep, 1 crash" in views.status_text(view)
+    counted = "experiments: 4 after the baseline, 1 kept; 2 discard, 1 baseline, 1 keep, 1 crash"
+    assert counted in views.status_text(view)
     assert "agents used: 350 tokens, $0.0300" in views.status_text(view)
     unpriced = _view(tmp_path, [dataclasses.replace(e, cost_usd=None) for e in exps])
     assert unpriced.usage == Usage(300, 50, None) and "agents used: 350 tokens\n" in views.status_text(unpriced)
@@ -228,3 +229,27 @@ def test_a_run_that_is_just_starting_has_no_settings_yet(tmp_path: Path) -> None
     view = RunView(tag="t", root=tmp_path, paths=None, meta={"config": ""}, experiments=[], running=True,  # type: ignore[arg-type]
                    measurements={})  # fmt: skip
     assert view.metric == "metric" and view.goal.value == "min"
+
+
+def test_log_says_what_its_deltas_are_against_and_marks_discards_that_looked_better(task: Repo, plan, cli) -> None:
+    task.write(
+        "overnight.toml", task.path.joinpath("overnight.toml").read_text().replace("min_delta = 0.0", "min_delta = 10")
+    )
+    task.commit("a bar of 10")
+    plan(
+        {
+            "1": [["set", "train.py", "X", "5"], ["print", "Hypothesis: closer to three"]],
+            "2": [["set", "train.py", "X", "4"], ["print", "Hypothesis: closer still"]],
+            "3": [["set", "train.py", "X", "9"], ["print", "Hypothesis: far"]],
+        }
+    )
+    assert cli("run", task.path, "--tag", "bar", "--agent-command", AGENT, "--max-experiments", "3").code == 0
+    table = cli("log", task.path).out.splitlines()
+    assert table[0].split()[:7] == ["id", "status", "score", "vs_best", "vs_base", "judged", "runs"]
+    keep, close, far = (table[i].split() for i in (2, 3, 4))
+    assert keep[:6] == ["1", "keep", "5", "-45", "-45", "better"]
+    assert close[:7] == ["2", "discard", "2", "-3", "-48", "below", "bar"]  # better, but not by min_delta 10
+    assert far[:6] == ["3", "discard", "37", "+32", "-13", "worse"]
+    assert table[3].endswith("closer still  [not enough better than the best by 3 (threshold 10)]")  # the reason
+    assert table[-1].startswith("vs_best: the change from the best each experiment was judged against")
+    assert "vs_base: from the baseline, 50 (mean of 2 runs)" in table[-1]

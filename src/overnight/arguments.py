@@ -9,9 +9,8 @@ import argparse
 import math
 from pathlib import Path
 
-from overnight import dashboard, demo
 from overnight._version import __version__
-from overnight.config import AGENT_KINDS
+from overnight.choices import AGENT_KINDS, DEFAULT_HOST, DEFAULT_PORT, EXAMPLES
 
 
 def number(text: str) -> float:
@@ -109,7 +108,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "dir", nargs="?", default="overnight-demo", type=Path, help="a new or empty folder (default: ./overnight-demo)"
     )
-    p.add_argument("--example", default="tinylm", choices=demo.EXAMPLES, help="which example (default: tinylm)")
+    p.add_argument("--example", default="tinylm", choices=EXAMPLES, help="which example (default: tinylm)")
     p.add_argument("--max-experiments", type=int, default=12, help="experiments after the baseline (default: 12)")
     p.add_argument("--budget", type=number, help="seconds per experiment (default: 20 for tinylm, else the example's)")
     p.add_argument(
@@ -148,6 +147,10 @@ def parser() -> argparse.ArgumentParser:
         "--executor", default="local", choices=["local", "ray"], help="where measurements run (default: local)"
     )
     p.add_argument("--ray-address", help="for --executor ray: auto, ray://host:10001, ... (default: a local Ray)")
+
+    p = sub.add_parser("runs", help="list the runs of a task: tag, started, state, experiments, kept, best")
+    p.add_argument("dir", nargs="?", default=".", type=Path, help="the task folder (default: .)")
+    p.add_argument("--format", choices=["table", "json"], default="table", help="table (default) or json")
 
     for name, text in (("status", "summarize a run"), ("log", "list a run's experiments")):
         p = sub.add_parser(name, help=text)
@@ -205,8 +208,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--tag", help="the run (default: the most recent run of the task, followed as new runs start)")
     p.add_argument(
         "--host",
-        default=dashboard.DEFAULT_HOST,
+        default=DEFAULT_HOST,
         help="the address to listen on (default: 127.0.0.1; the page has no login: another address shows the run to anyone who reaches it)",
     )
-    p.add_argument("--port", type=int, default=dashboard.DEFAULT_PORT, help="the port (default: 8765; 0: a free one)")
+    p.add_argument("--port", type=int, default=DEFAULT_PORT, help="the port (default: 8765; 0: a free one)")
     return parser

@@ -18,7 +18,6 @@ import logging
 import os
 import shlex
 import signal
-import statistics
 import sys
 import threading
 from collections.abc import Iterator, Sequence
@@ -26,9 +25,8 @@ from contextlib import contextmanager
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
-from overnight import arguments, untrusted, views
-from overnight.config import CONFIG_FILE, parse_duration
-from overnight.errors import ConfigError, OvernightError, TaskBrokenError
+from overnight import arguments
+from overnight.errors import AgentUnavailable, ConfigError, OvernightError, TaskBrokenError
 
 if TYPE_CHECKING:
     from overnight.controller import Limits, Summary
@@ -54,6 +52,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(COMMANDS[args.command](args) or 0)
     except OvernightError as err:
         print(f"overnight: error: {err}", file=sys.stderr)
+        hint = _which_run(args)
+        if hint:
+            print(f"overnight: {hint}", file=sys.stderr)
         return err.exit_code
     except KeyboardInterrupt:
         print("overnight: interrupted", file=sys.stderr)
@@ -64,6 +65,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as err:  # the machine's side: a full disk, a permission, a vanished folder
         print(f"overnight: error: {err}", file=sys.stderr)
         return 1
+
+
+# The commands that look at (or verify) one run, the most recent of the task unless --tag names one.
+_ONE_RUN = {"status", "log", "show", "report", "finalize", "export", "brief", "verify", "dashboard"}
+
+
+def _which_run(args: argparse.Namespace) -> str:
+    """After an error about the run a command took by default: which run that was, and the task's others."""
+    from overnight import views
+
+    if args.command not in _ONE_RUN or getattr(args, "tag", None) is not None:
+        return ""
+    from overnight import runlist
+    from overnight.rundir import runs_of
+
+    try:
+        root, rel = views.locate(args.dir)
+        found = runs_of(root, rel)
+        return runlist.choice_note(root, rel, found[-1][1], defaulted=True) if found else ""
+    except (OvernightError, OSError):  # the error was about the folder itself: nothing to add
+        return ""
 
 
 def _quiet_stdout() -> None:
@@ -84,6 +106,7 @@ def _ask(question: str, default: str = "") -> str:
 
 
 def cmd_init(args: argparse.Namespace) -> int:
+    from overnight.config import CONFIG_FILE
     from overnight.init import write_task
 
     interactive = sys.stdin.isatty()
@@ -139,6 +162,8 @@ def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
 
 
 def _print_summary(summary: Summary, task: Task) -> None:
+    from overnight import views
+
     base, best = summary.baseline, summary.best
     print()
     if summary.stopped:
@@ -157,6 +182,7 @@ def _print_summary(summary: Summary, task: Task) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from overnight.config import parse_duration
     from overnight.controller import Limits
     from overnight.task import Task
 
@@ -254,8 +280,10 @@ def _run(
     """
     from overnight import secrets
     from overnight.agents import make_agent
+    from overnight.config import CONFIG_FILE
     from overnight.controller import Controller
     from overnight.executors import make_executor
+    from overnight.records import Status
     from overnight.run import Run
     from overnight.task import check_command
 
@@ -282,6 +310,14 @@ def _run(
             "([agent] input_usd_per_mtok and output_usd_per_mtok, USD per million tokens), "
             "or limit the run with --max-tokens or --max-experiments instead"
         )
+    try:  # before any run exists: a try with a bad key or no server leaves no run behind
+        agents[0].probe()
+    except BaseException as err:
+        for agent in agents:
+            agent.close()
+        if isinstance(err, AgentUnavailable):
+            raise AgentUnavailable(f"{err}\nnothing was run: the agent is checked before any baseline") from None
+        raise
     executor = make_executor(parallel.executor, task, parallel.ray_address)
     try:
         run = Run.start(task, tag, force=force)
@@ -310,6 +346,7 @@ def _run(
         controller = Controller(run, agents, executor, limits, stop=stop, slots=slots)
         with _stop_on_signals(stop), _view(task, run.state):
             summary = controller.run_workers()
+        run.note_end(summary.stopped)
     except TaskBrokenError as err:
         run.close()
         if run.resumed or keep_failed:
@@ -319,6 +356,22 @@ def _run(
             f"{err}\nthe run was removed again (its branch {run.branch.name} and {run.paths.dir}); "
             "pass --keep-failed to keep them for a look"
         ) from None
+    except AgentUnavailable as err:
+        run.note_end(f"stopped: {str(err).splitlines()[0]}")
+        run.close()
+        # A new run whose agent could not make one proposal (a key the probe could not check, a coding CLI
+        # that is not logged in) holds nothing worth a look: it must not become the task's newest run.
+        proposed = any(e.status not in (Status.BASELINE, Status.REJECTED) for e in run.state.experiments())
+        if run.resumed or keep_failed or proposed:
+            raise
+        run.discard()
+        raise AgentUnavailable(
+            f"{err}\nthe run was removed again (its branch {run.branch.name} and {run.paths.dir}): the agent made "
+            "no proposal; pass --keep-failed to keep them for a look"
+        ) from None
+    except OvernightError as err:
+        run.note_end(f"stopped: {str(err).splitlines()[0]}")
+        raise
     finally:
         run.close()
     _print_summary(summary, task)
@@ -326,6 +379,8 @@ def _run(
 
 
 def cmd_noise(args: argparse.Namespace) -> int:
+    import statistics
+
     from overnight.controller import Controller
     from overnight.executors import make_executor
     from overnight.run import Run
@@ -439,11 +494,28 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    print(untrusted.printable(views.status_text(views.load_view(args.dir, args.tag))))
+    from overnight import runlist, untrusted, views
+
+    view = views.load_view(args.dir, args.tag)
+    print(untrusted.printable(views.status_text(view)))
+    note = runlist.choice_note(view.root, view.meta["task"] or ".", view.tag, defaulted=args.tag is None)
+    if note:
+        print(f"other runs:  {note}")
+    return 0
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    from overnight import runlist, views
+
+    root, rel = views.locate(args.dir)
+    found = runlist.lines(root, rel)
+    print(runlist.as_json(found) if args.format == "json" else runlist.text(found))
     return 0
 
 
 def cmd_log(args: argparse.Namespace) -> int:
+    from overnight import untrusted, views
+
     view = views.load_view(args.dir, args.tag)
     formats = {"table": views.log_table, "tsv": views.log_tsv, "json": views.log_json}
     print(untrusted.printable(formats[args.format](view)))  # what experiments and agents wrote: no escapes
@@ -451,7 +523,7 @@ def cmd_log(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from overnight import report
+    from overnight import report, views
 
     image, text = report.write(views.load_view(args.dir, args.tag), args.out)
     print(f"wrote {image}\nwrote {text}")
@@ -459,7 +531,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_finalize(args: argparse.Namespace) -> int:
-    from overnight import finalize
+    from overnight import finalize, views
 
     view = views.load_view(args.dir, args.tag)
     only = finalize.significant(view) if args.only_significant else None
@@ -472,12 +544,17 @@ def cmd_finalize(args: argparse.Namespace) -> int:
         if left:
             print(f"left out: {', '.join(f'#{k}' for k in left)} (no significant contribution at scale: "
                   "see `overnight report` or `overnight verify --ablate`)")  # fmt: skip
-    print(f"review it: git log -p {done.branch}; share it: git push origin {done.branch}")
+    from overnight import git
+
+    remotes = git.git("remote", cwd=view.root, check=False).split()
+    remote = "origin" if "origin" in remotes else remotes[0] if remotes else ""
+    share = f"; share it: git push {remote} {done.branch}" if remote else " (the repository has no remote to push to)"
+    print(f"review it: git log -p {done.branch}{share}")
     return 0
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from overnight import export_mlflow  # mlflow itself is imported only when exporting
+    from overnight import export_mlflow, views  # mlflow itself is imported only when exporting
 
     result = export_mlflow.export(views.load_view(args.dir, args.tag), args.tracking_uri, args.experiment_name)
     print(result.summary())
@@ -485,13 +562,15 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_brief(args: argparse.Namespace) -> int:
-    from overnight import preview
+    from overnight import preview, untrusted
 
     print(untrusted.printable(preview.next_brief(args.dir, args.tag, args.agent)))
     return 0
 
 
 def cmd_show(args: argparse.Namespace) -> int:
+    from overnight import untrusted, views
+
     print(untrusted.printable(views.show_text(views.load_view(args.dir, args.tag), args.id)))
     return 0
 
@@ -520,6 +599,7 @@ COMMANDS = {
     "demo": cmd_demo,
     "noise": cmd_noise,
     "verify": cmd_verify,
+    "runs": cmd_runs,
     "status": cmd_status,
     "log": cmd_log,
     "show": cmd_show,

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from overnight.choices import AGENT_KINDS
 from overnight.errors import ConfigError
 from overnight.guards import parse_all as parse_guards
 from overnight.records import Goal
@@ -216,7 +217,6 @@ class TuneSection:
 
 
 # The agent kinds, by name (agents.AGENTS builds each; the two lists are pinned equal by a test).
-AGENT_KINDS = ("tune", "command", "openai", "anthropic", "claude", "codex", "gemini", "opencode", "aider")
 
 
 @dataclass(frozen=True)

@@ -16,9 +16,9 @@ from importlib import resources
 from importlib.resources.abc import Traversable
 from pathlib import Path
 
+from overnight.choices import EXAMPLES
 from overnight.errors import ConfigError
 
-EXAMPLES = ("tinylm", "quickstart", "render", "nanogpt")
 _COMMAND = re.compile(r'^(run|setup|gate|command)(\s*=\s*")python3? ', re.MULTILINE)
 _BUDGET = re.compile(r"^budget_s\s*=\s*[\d.]+", re.MULTILINE)
 

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import re
+import shlex
 import tomllib
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from overnight import globs, seeds
@@ -22,8 +25,8 @@ editable = {editable}
 protected = []                 # extra globs; every tracked file that is not editable is protected anyway
 setup = ""                     # run once per worktree before its first experiment
 gate = ""                      # correctness check before each experiment; non-zero exit → gate_failed
-budget_s = {budget}            # the experiment's time budget, handed to it as OVERNIGHT_BUDGET_S
-# timeout_s = {timeout}        # hard kill (default: 2 × budget_s, at least budget_s + 60)
+budget_s = {budget} # {budget_note}
+# timeout_s = {timeout} # hard kill (default: 2 × budget_s, at least budget_s + 60)
 
 [metric]
 name = {metric}
@@ -34,7 +37,7 @@ goal = {goal}                  # "min" or "max"
 # command = ""                 # or: a protected evaluator run after the experiment
 
 [judge]
-min_delta = 0.0                # keep a change only if it beats the best by more than this
+min_delta = 0.0 # 0: any gain the judge can tell from the noise is kept; set the smallest gain worth keeping
 {seed}
 [agent]
 kind = "tune"                  # tune (offline, no LLM), command, openai, anthropic, claude, codex, gemini, opencode, aider
@@ -54,7 +57,7 @@ _PROGRAM = """\
 You improve `{metric}` ({direction} is better) by changing {files}.
 
 ## The loop
-Each experiment changes one idea. The harness runs `{run}` with a fixed time budget,
+Each experiment changes one idea. The harness runs `{run}`{budget},
 reads `{metric}`, and keeps the change only if it beats the best so far.
 
 ## What to explore
@@ -62,10 +65,79 @@ reads `{metric}`, and keeps the change only if it beats the best so far.
 
 ## What to respect
 - Do not change how `{metric}` is measured.
-- Keep the code runnable within the time budget.
-- Each change is measured on several runs with different seeds; a new seed, another order of random
+{respect}- Each change is measured on several runs with different seeds; a new seed, another order of random
   draws or one more draw is a re-roll, not an improvement: do not propose one.
 """
+
+
+# Constants that set how much an experiment computes (a budget): tuning them buys a better metric with more
+# compute, so init leaves them out of the tune agent's search (include) unless the user names them.
+BUDGET_NAME = re.compile(
+    r"^(?:(?:NUM|N|MAX|TOTAL|TRAIN|TRAINING)_)?"
+    r"(?:EPOCHS?|STEPS?|ITERS?|ITERATIONS?|TIME|TIME_S|TIME_BUDGET|BUDGET|BUDGET_S|SECONDS|DURATION)$"
+)
+BUDGET_WHY = "sets the budget: a fixed budget keeps experiments comparable; add it to include to tune it anyway"
+_ALIGN = 32  # the column of the comments in the settings init writes
+_SETTING = re.compile(
+    r'^(?P<key>(?:# )?[A-Za-z_][A-Za-z0-9_.]* = (?:"(?:[^"\\]|\\.)*"|[^"#\s][^#]*?))\s+# (?P<note>.*)$'
+)
+
+
+def aligned(text: str) -> str:
+    """``text`` with the comment after each ``key = value`` line starting in one column."""
+    out = []
+    for line in text.splitlines(keepends=True):
+        found = _SETTING.match(line.rstrip("\n"))
+        if found:
+            line = f"{found['key']:<{_ALIGN - 1}} # {found['note']}" + ("\n" if line.endswith("\n") else "")
+        out.append(line)
+    return "".join(out)
+
+
+@dataclass(frozen=True)
+class Script:
+    """What init read in the run command's script(s): do they read the time budget overnight hands them?"""
+
+    files: tuple[str, ...]  # the run command's files init found and read, relative to the task folder
+    reads_budget: bool  # one of them, or an editable .py file, reads OVERNIGHT_BUDGET_S
+
+    def lines(self, budget_s: float) -> list[str]:
+        """What init says about it, on screen."""
+        named = ", ".join(self.files) or "the run command's script"
+        if not self.files:
+            return [f"budget: init found no script file in the run command to read; {_BUDGET_HOW.format(budget_s)}"]
+        if self.reads_budget:
+            return [f"budget: {named} reads OVERNIGHT_BUDGET_S: every experiment gets budget_s = {budget_s:g} seconds"]
+        return [
+            f"budget: {named} does not read OVERNIGHT_BUDGET_S: each experiment runs as long as the script does "
+            f"(timeout_s still kills it); {_BUDGET_HOW.format(budget_s)}"
+        ]
+
+
+_BUDGET_HOW = (
+    "for experiments of equal time, stop training once time.monotonic() - start > "
+    'float(os.environ.get("OVERNIGHT_BUDGET_S", {0:g})); or keep a fixed amount of work (epochs, steps) '
+    "that no experiment changes"
+)
+
+
+def read_script(directory: Path, run: str, editable: Sequence[str]) -> Script:
+    """Find the files the run command names (``python train.py`` → train.py) and read them."""
+    try:
+        words = shlex.split(run)
+    except ValueError:
+        words = run.split()
+    files = [w for w in words if not w.startswith("-") and (directory / w).is_file()]
+    texts = [_text(directory / f) for f in files]
+    texts += [_text(p) for glob in editable for p in directory.glob(glob) if p.suffix == ".py" and p.is_file()]
+    return Script(tuple(files), any("OVERNIGHT_BUDGET_S" in t for t in texts))
+
+
+def _text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return ""
 
 
 def tune_stub(constants: Sequence[Constant]) -> str:
@@ -79,7 +151,8 @@ def tune_stub(constants: Sequence[Constant]) -> str:
     if not constants:
         return _NO_CONSTANTS
     space = search_space(list(constants), TuneSection())
-    names = [d.name for d in space.dimensions]
+    budgets = [d.name for d in space.dimensions if BUDGET_NAME.match(d.name)]
+    names = [d.name for d in space.dimensions if d.name not in budgets]
     lines = [
         "",
         "[agent.tune]",
@@ -88,6 +161,7 @@ def tune_stub(constants: Sequence[Constant]) -> str:
         f"include = {json.dumps(names)}",
     ]
     lines += [f"# left alone: {n} ({why.split(';')[0]})" for n, why in space.left_alone.items()]
+    lines += [f"# left alone: {n} ({BUDGET_WHY})" for n in budgets]
     lines += [
         "",
         "[agent.tune.ranges]",
@@ -152,43 +226,76 @@ def render_config(
     budget_s: float = 300,
     constants: Sequence[Constant] = (),
     seed: str = "",
+    reads_budget: bool = True,
 ) -> str:
-    """The text of a new overnight.toml (``seed``: its [judge] seed line, see :func:`seed_setting`);
-    validated before it is returned."""
-    text = _CONFIG.format(
-        seed=seed,
-        run=json.dumps(run),
-        editable=json.dumps(editable),
-        budget=f"{budget_s:g}",
-        timeout=f"{default_timeout(budget_s):g}",
-        metric=json.dumps(metric),
-        name=metric,
-        goal=json.dumps(goal),
-        tune=tune_stub(constants),
+    """The text of a new overnight.toml (``seed``: its [judge] seed line, see :func:`seed_setting`;
+    ``reads_budget``: whether the script reads OVERNIGHT_BUDGET_S); validated before it is returned."""
+    budget_note = (
+        "the experiment's time budget, handed to it as OVERNIGHT_BUDGET_S"
+        if reads_budget
+        else "handed to it as OVERNIGHT_BUDGET_S, which the script does not read yet: it runs to its end"
     )
+    settings = aligned(
+        _CONFIG.split("{tune}")[0].format(
+            seed=seed,
+            run=json.dumps(run),
+            editable=json.dumps(editable),
+            budget=f"{budget_s:g}",
+            budget_note=budget_note,
+            timeout=f"{default_timeout(budget_s):g}",
+            metric=json.dumps(metric),
+            name=metric,
+            goal=json.dumps(goal),
+        )
+    )
+    text = settings + tune_stub(constants)
     parse_config(tomllib.loads(text), CONFIG_FILE)
     return text
 
 
-def render_program(run: str, editable: list[str], metric: str, goal: str) -> str:
+def render_program(run: str, editable: list[str], metric: str, goal: str, reads_budget: bool = True) -> str:
+    if reads_budget:
+        budget = " with a fixed time budget (it reads OVERNIGHT_BUDGET_S)"
+        respect = "- Keep the code runnable within the time budget.\n"
+    else:
+        budget = " as it is (the script sets how much it\ntrains; it reads no time budget)"
+        respect = (
+            "- Keep the amount of training as it is (epochs, steps, iterations): experiments are compared at the\n"
+            "  same budget, and a change that only trains longer is not an improvement.\n"
+        )
     return _PROGRAM.format(
         metric=metric,
         direction="lower" if goal == "min" else "higher",
         files=", ".join(f"`{e}`" for e in editable),
         run=run,
+        budget=budget,
+        respect=respect,
     )
 
 
 def write_task(
     directory: Path, run: str, editable: list[str], metric: str, goal: str
 ) -> tuple[list[Path], list[Path], list[str]]:
-    """Write the missing task files. Returns (written, left as they were, what init found about seeds)."""
+    """Write the missing task files. Returns (written, left as they were, what init found and assumed)."""
     seed, said = seed_setting(directory, editable) if directory.is_dir() else ("", [])
+    script = read_script(directory, run, editable) if directory.is_dir() else Script((), False)
+    constants = found_constants(directory, editable)
+    said = [*script.lines(300), *said]
+    budgets = [c.name for c in constants if BUDGET_NAME.match(c.name)]
+    if budgets:
+        said.append(
+            f"tune: left out of the search: {', '.join(budgets)} (a budget: a fixed budget keeps experiments "
+            "comparable; name it in [agent.tune] include to tune it anyway)"
+        )
+    said.append(
+        "judge: min_delta = 0.0 keeps any gain the judge can tell from the noise; `overnight noise` measures the "
+        "noise and suggests a value"
+    )
     files = {
         directory / CONFIG_FILE: render_config(
-            run, editable, metric, goal, constants=found_constants(directory, editable), seed=seed
+            run, editable, metric, goal, constants=constants, seed=seed, reads_budget=script.reads_budget
         ),
-        directory / PROGRAM_FILE: render_program(run, editable, metric, goal),
+        directory / PROGRAM_FILE: render_program(run, editable, metric, goal, reads_budget=script.reads_budget),
     }
     written, kept = [], []
     directory.mkdir(parents=True, exist_ok=True)

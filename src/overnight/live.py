@@ -28,6 +28,8 @@ from overnight.records import MEASURED, Experiment, Goal, Status
 from overnight.state import Event, RunState
 
 _STYLE = {Status.KEEP: "bold green", Status.BASELINE: "cyan", Status.DISCARD: "dim"}
+BAR_WIDTH = 16  # the budget bar of a worker's experiment
+BUDGET_WIDTH = BAR_WIDTH + 1 + len("run 10 · 10000/10000s")  # the bar and what it measures, whole
 
 
 def _runs(runs: int) -> str:
@@ -156,9 +158,12 @@ class LiveView:
         with self._lock:
             workers = sorted(self.workers.items())
             recent = list(self.recent)
-        baseline, best, history, _ = self.standing.snapshot()
+        baseline, best, history, flying = self.standing.snapshot()
+        # Counted as status, the plot and the dashboard count them (views.tally): the ids after the baseline.
         kept = sum(1 for e in history if e.status is Status.KEEP)
-        total = sum(1 for e in history if e.status is not Status.BASELINE)
+        total = sum(1 for e in (*history, *flying) if e.status is not Status.BASELINE and e.id > 0)
+        latest = {e.id: e for e in history}  # an outcome shown as it stands now: the mean, once measured again
+        recent = [latest.get(e.id, e) for e in recent]
         head = Text()
         if baseline is not None and baseline.metric is not None:
             head.append(f"{self.metric} ({self.goal.value}) baseline {baseline.metric:.6g}{_runs(baseline.runs)}")
@@ -167,18 +172,20 @@ class LiveView:
                 head.append(
                     f"  best {best.metric:.6g}{_runs(best.runs)} ({change:+.4g}, #{best.id})", style="bold green"
                 )
-        head.append(f"   kept {kept} of {total}")
+        head.append(f"   {total} experiment{'' if total == 1 else 's'} after the baseline, {kept} kept")
         running = Table(box=None, show_header=True, header_style="bold", expand=True, pad_edge=False)
-        for name, ratio in (("worker", 1), ("exp", 1), ("hypothesis", 6), ("budget", 3)):
-            running.add_column(name, ratio=ratio, no_wrap=True, overflow="ellipsis")
+        running.add_column("worker", width=6, no_wrap=True)
+        running.add_column("exp", width=6, no_wrap=True)
+        running.add_column("hypothesis", ratio=1, no_wrap=True, overflow="ellipsis")
+        running.add_column("budget", width=BUDGET_WIDTH, no_wrap=True)  # never cut: the hypothesis gives way
         clock = time.monotonic()
         for worker, now in workers:
             elapsed = clock - now.started
-            bar = ProgressBar(total=self.budget_s, completed=min(elapsed, self.budget_s), width=24)
+            bar = ProgressBar(total=self.budget_s, completed=min(elapsed, self.budget_s), width=BAR_WIDTH)
             what = f"run {now.runs} · {elapsed:.0f}/{self.budget_s:g}s" if now.runs else "committing"
-            running.add_row(
-                str(worker), f"#{now.exp.id}", Text(untrusted.line(now.exp.hypothesis)), Group(bar, Text(what))
-            )
+            cell = Table.grid(padding=(0, 1))
+            cell.add_row(bar, Text(what, overflow="ellipsis", no_wrap=True))
+            running.add_row(str(worker), f"#{now.exp.id}", Text(untrusted.line(now.exp.hypothesis)), cell)
         if not workers:
             running.add_row("", "", Text("(agents are thinking)", style="dim"), "")
         last = Table(box=None, show_header=False, expand=True, pad_edge=False)

@@ -20,7 +20,7 @@ from overnight.agents import jsonbrief
 from overnight.agents._base import Context
 from overnight.agents.prompt import brief as brief_text
 from overnight.agents.prompt import template
-from overnight.config import AGENT_KINDS
+from overnight.choices import AGENT_KINDS
 from overnight.errors import ConfigError, RunStateError
 from overnight.records import DISTURBED, Status
 from overnight.task import Task

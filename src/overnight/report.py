@@ -11,19 +11,37 @@ from __future__ import annotations
 
 import calendar
 import json
+import math
+import statistics
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from overnight import untrusted, verification
-from overnight.records import MEASURED, ON_BRANCH, Experiment, Status, chain
-from overnight.views import RunView, change, counts_text, percent, plural, short, usage_text
+from overnight.records import DISTURBED, MEASURED, ON_BRANCH, Experiment, Status, chain
+from overnight.views import RunView, change, counts_text, percent, plural, short, tally, usage_text
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 LABEL_CHARS = 42  # a kept point's label on the plot
+PARAMETERS_IMAGE = "parameters.png"  # a tune run: each constant against the metric
 VERIFIED_IMAGE = "verification.png"  # the chart of each keep's contribution at scale (`overnight verify --ablate`)
 
 
 def plot(view: RunView, path: Path) -> Path:
     """Draw ``progress.png`` for ``view`` at ``path``."""
+    import matplotlib.pyplot as plt
+
+    fig = figure(view)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def figure(view: RunView) -> Figure:
+    """The progress plot of ``view``, drawn (close it with ``matplotlib.pyplot.close``)."""
     import matplotlib
 
     matplotlib.use("Agg")  # files only, no display
@@ -34,6 +52,11 @@ def plot(view: RunView, path: Path) -> Path:
     fig, ax = plt.subplots(figsize=(12, 6), dpi=120)
     discards = [(e.id, v) for e, v in points if e.status is Status.DISCARD]
     keeps = [(e, v) for e, v in points if e.status in ON_BRANCH]
+    bars = [(e.id, v, half) for e, v in points for half in [interval(view, e)] if half is not None]
+    if bars:  # each estimate's interval: 95% of the mean of its measurements, where it was measured more than once
+        ax.errorbar([i for i, _, _ in bars], [v for _, v, _ in bars], yerr=[h for _, _, h in bars], fmt="none",
+                    ecolor="#7f8c8d", elinewidth=0.9, capsize=2.5, alpha=0.8, zorder=1,
+                    label="95% interval of the mean")  # fmt: skip
     ax.scatter([i for i, _ in discards], [v for _, v in discards], s=18, color="#b0b0b0", label="discarded", zorder=2)
     ax.scatter([e.id for e, _ in keeps], [v for _, v in keeps], s=46, color="#2e9d4e", edgecolor="#145a2a",
                label="kept", zorder=4)  # fmt: skip
@@ -55,13 +78,75 @@ def plot(view: RunView, path: Path) -> Path:
             [e.id for e in failed], [0.02] * len(failed), transform=ax.get_xaxis_transform(), marker="x", s=22,
             color="#c0392b", label=f"not measured ({len(failed)})", zorder=5,
         )  # fmt: skip
-    kept = view.counts[Status.KEEP.value]
+    after, kept = tally(view)
     ax.set_title(f"run {view.tag}: {view.metric} ({'lower' if view.goal.value == 'min' else 'higher'} is better), "
-                 f"{len(view.experiments)} experiments, {kept} kept")  # fmt: skip
+                 f"{after} experiments after the baseline, {kept} kept")  # fmt: skip
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # experiments are numbered: no tick at 2.5
     ax.set_xlabel("experiment")
     ax.set_ylabel(view.metric)
     ax.grid(True, alpha=0.25)
     ax.legend(loc="best", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def interval(view: RunView, exp: Experiment, confidence: float = 0.95) -> float | None:
+    """Half the width of the interval of ``exp``'s estimate (the mean of its measurements of its latest round),
+    at ``confidence``; None where it was measured once (or every measurement gave the same value)."""
+    from overnight.judge import t_quantile
+
+    values = [m.value for m in view.measurements.get(exp.id, []) if m.value is not None and m.round == exp.round
+              and m.kind != DISTURBED]  # fmt: skip
+    if len(values) < 2:
+        return None
+    sd = statistics.stdev(values)
+    return t_quantile(0.5 + confidence / 2, len(values) - 1) * sd / math.sqrt(len(values)) if sd > 0 else None
+
+
+def tuned(view: RunView) -> dict[str, list[tuple[Experiment, float]]]:
+    """A tune run's constants, each with (experiment, the constant's value) of every measured experiment."""
+    found: dict[str, list[tuple[Experiment, float]]] = {}
+    for e in view.experiments:
+        params = e.info.get("params")
+        if e.status not in MEASURED or e.metric is None or not isinstance(params, dict):
+            continue
+        for name, value in params.items():
+            if isinstance(value, int | float):
+                found.setdefault(str(name), []).append((e, float(value)))
+    return found
+
+
+def plot_parameters(view: RunView, path: Path) -> Path | None:
+    """``parameters.png``: for a tune run, each constant against the metric (kept green); None for other runs."""
+    found = tuned(view)
+    if not found:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = sorted(found)
+    cols = min(3, len(names))
+    rows = math.ceil(len(names) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.2 * rows), dpi=110, squeeze=False)
+    for ax, name in zip(axes.flat, names, strict=False):
+        points = found[name]
+        for status, color, size in ((Status.DISCARD, "#b0b0b0", 16), (Status.KEEP, "#2e9d4e", 36)):
+            chosen = [(v, e.metric) for e, v in points if e.status is status]
+            ax.scatter([v for v, _ in chosen], [m for _, m in chosen], s=size, color=color, label=status.value)
+        values = [v for _, v in points]
+        if min(values) > 0 and max(values) / min(values) > 20:
+            ax.set_xscale("log")
+        ax.set_title(name, fontsize=9)
+        ax.set_ylabel(view.metric, fontsize=8)
+        ax.grid(True, alpha=0.25)
+    for ax in list(axes.flat)[len(names) :]:
+        ax.set_visible(False)
+    axes.flat[0].legend(fontsize=7)
+    fig.suptitle(f"run {view.tag}: each constant the tune agent set, against {view.metric}", fontsize=10)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)
@@ -87,7 +172,10 @@ def _number(value: float | None) -> str:
 def markdown(view: RunView, image: str = "progress.png") -> str:
     """The report's text."""
     base, best = view.baseline, view.best
-    lines = [f"# overnight run `{view.tag}`", "", f"![progress]({image})", "", "## Summary", ""]
+    lines = [f"# overnight run `{view.tag}`", "", f"![progress]({image})", ""]
+    if tuned(view):
+        lines += [f"![each constant against {view.metric}]({PARAMETERS_IMAGE})", ""]
+    lines += ["## Summary", ""]
     lines.append(f"- task: `{view.meta.get('task', '.')}`, metric `{view.metric}` ({view.goal.value})")
     moved = change(best.metric, base.metric) if base is not None and best is not None else None
     if base is not None and best is not None and moved is not None:
@@ -99,13 +187,15 @@ def markdown(view: RunView, image: str = "progress.png") -> str:
         )
     if base is not None and best is not None and base.holdout is not None:
         lines.append(f"- held-out metric: baseline {_number(base.holdout)} → best {_number(best.holdout)}")
-    lines.append("- experiments: " + counts_text(view.counts))
+    after, kept = tally(view)
+    lines.append(f"- experiments: {after} after the baseline, {kept} kept; " + counts_text(view.counts))
     measured_s = sum(m.duration_s or 0 for ms in view.measurements.values() for m in ms)
     span = _span_s(view)
+    per, unit = (3600, "h") if max(measured_s, span or 0) >= 2 * 3600 else (60, "min")  # one unit for both
     lines.append(
         f"- time: {sum(len(ms) for ms in view.measurements.values())} measurements, "
-        f"{measured_s / 60:.1f} min of experiment runs"
-        + (f", {span / 3600:.2f} h from first start to last end" if span else "")
+        f"{measured_s / per:.1f} {unit} of experiment runs"
+        + (f", {span / per:.1f} {unit} from first start to last end" if span else "")
     )
     spent = usage_text(view.usage)
     if spent:
@@ -173,6 +263,7 @@ def write(view: RunView, folder: Path | None = None) -> tuple[Path, Path]:
     """Write ``progress.png`` and ``report.md`` (default: ``.overnight/<tag>/report/``)."""
     folder = folder or view.paths.dir / "report"
     image = plot(view, folder / "progress.png")
+    plot_parameters(view, folder / PARAMETERS_IMAGE)
     found = _verified(view)
     if found is not None and found.ablation:
         verification.plot(found, folder / VERIFIED_IMAGE)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+import time
 import uuid
 from dataclasses import replace
 from typing import Any
@@ -87,6 +88,7 @@ class Run:
                 task=task.rel,
                 run_id=uuid.uuid4().hex[:12],
                 created_at=now_iso(),
+                created_ns=str(time.time_ns()),  # orders runs created within the same second
                 start_commit=start_commit,
                 fingerprint=task.config.fingerprint(),
                 config=json.dumps(task.config.to_dict()),
@@ -192,6 +194,10 @@ class Run:
         sessions = json.loads(self._ledger.get_meta("agents") or "[]")
         sessions.append({"from": self._ledger.next_id(), "settings": settings})
         self._ledger.set_meta(agents=json.dumps(sessions))
+
+    def note_end(self, why: str) -> None:
+        """Record how this invocation ended (meta key ``ended``: {"at", "why"}), for `overnight runs` and status."""
+        self._ledger.set_meta(ended=json.dumps({"at": now_iso(), "why": why or "ended"}))
 
     def close(self) -> None:
         self._ledger.close()

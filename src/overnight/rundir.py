@@ -78,16 +78,22 @@ def check_tag(tag: str) -> str:
 
 
 def runs_of(root: Path, rel: str) -> list[tuple[str, str]]:
-    """(created_at, tag) of every run of the task at ``rel`` in the repo at ``root``, oldest first."""
+    """(created_at, tag) of every run of the task at ``rel`` in the repo at ``root``, oldest first.
+
+    Runs created within the same second are ordered by the nanoseconds recorded beside (runs
+    made before that record by their tags).
+    """
     found = []
     for ledger_path in (root / STATE_DIR).glob("*/ledger.db"):
         try:
             with Ledger(ledger_path) as ledger:
                 if ledger.get_meta("task") == rel:
-                    found.append((ledger.get_meta("created_at", "") or "", ledger_path.parent.name))
+                    created = ledger.get_meta("created_at", "") or ""
+                    ns = int(ledger.get_meta("created_ns", "0") or 0)
+                    found.append((created, ns, ledger_path.parent.name))
         except Exception as exc:  # a damaged ledger must not hide the others
             log.warning("%s: unreadable (%s)", ledger_path, exc)
-    return sorted(found)
+    return [(created, tag) for created, _, tag in sorted(found)]
 
 
 def latest_tag(root: Path, rel: str) -> str:

@@ -19,12 +19,12 @@ from typing import Any, TypedDict
 from overnight import git, seeds
 from overnight.errors import ConfigError, GitError, RunStateError
 from overnight.ledger import Ledger
-from overnight.records import DISTURBED, MEASURED, ON_BRANCH, Experiment, Goal, Measured, Note, Status, Usage
+from overnight.records import DISTURBED, ON_BRANCH, Experiment, Goal, Measured, Note, Status, Usage
 from overnight.rundir import RunLock, RunPaths, check_tag, latest_tag, paths_for
 
 TAIL_LINES = 200  # lines of a log that tail() keeps by default
 TAIL_BYTES = 1 << 20  # tail() reads at most this much of the end of a log to find them
-META_KEYS = ("tag", "task", "run_id", "created_at", "start_commit", "config", "agents")
+META_KEYS = ("tag", "task", "run_id", "created_at", "start_commit", "config", "agents", "ended")
 
 
 @dataclass(frozen=True)
@@ -240,6 +240,32 @@ def percent(pct: float) -> str:
     return f"×{1 + pct / 100:.3g}"
 
 
+def tally(view: RunView) -> tuple[int, int]:
+    """(experiments after the baseline, kept): the two numbers every view of a run counts, in these words.
+
+    "Experiments" are the ids after the baseline, whatever became of them (rejected ones and
+    the ones running included); "kept" the keeps, an undone keep no longer among them.
+    """
+    after = sum(1 for e in view.experiments if e.status is not Status.BASELINE and e.id > 0)
+    return after, sum(1 for e in view.experiments if e.status is Status.KEEP)
+
+
+def ended(view: RunView) -> dict[str, str]:
+    """How the run's last invocation ended, as recorded: {"at", "why"}; empty when it did not say (killed, older runs)."""
+    try:
+        found = json.loads(view.meta.get("ended") or "{}")
+    except ValueError:
+        return {}
+    return {str(k): str(v) for k, v in found.items()} if isinstance(found, dict) else {}
+
+
+def run_state(view: RunView) -> str:
+    """running (a process holds it), finished (it reached a limit it was given) or stopped (anything else)."""
+    if view.running:
+        return "running"
+    return "finished" if ended(view).get("why", "").startswith("reached ") else "stopped"
+
+
 def counts_text(counts: Counter[str]) -> str:
     """The counts as "3 keep, 1 baseline, ...": the most frequent status first."""
     return ", ".join(f"{n} {s}" for s, n in counts.most_common())
@@ -328,13 +354,14 @@ def _num(value: float | None) -> str:
 
 def status_text(view: RunView) -> str:
     counts = view.counts
-    after = sum(1 for e in view.experiments if e.status is not Status.BASELINE and e.id > 0)
-    state = "running" if view.running else "not running"
+    after, kept = tally(view)
+    why = ended(view).get("why", "")
+    state = run_state(view) + (f": {short(why, 100)}" if why and not view.running else "")
     lines = [
         f"run {view.tag}  ({state})",
         f"task:        {view.meta['task']}   branch: {git.BRANCH_PREFIX}{view.tag}",
         f"metric:      {view.metric} ({view.goal.value})",
-        f"experiments: {after} after the baseline; " + counts_text(counts),
+        f"experiments: {after} after the baseline, {kept} kept; " + counts_text(counts),
     ]
     base, best = view.baseline, view.best
     if base is not None:
@@ -364,25 +391,64 @@ def status_text(view: RunView) -> str:
     return "\n".join(lines)
 
 
+def judged(view: RunView, exp: Experiment) -> str:
+    """A word for how the judge saw a measured experiment: "better" (kept), "within noise" (a discard that
+    measured better than the best it was judged against, but not enough to be shown better; "below bar"
+    for an exact metric, where only ``min_delta`` held it back), "worse" (a discard that did not even look
+    better), "guard" (it broke a guard); "" for the rest."""
+    if exp.status is Status.KEEP:
+        return "better"
+    if exp.status is not Status.DISCARD:
+        return ""
+    if exp.info.get("broken_guards"):
+        return "guard"
+    gain = exp.improvement
+    if gain is None and exp.metric is not None:
+        ref, _ = view.reference(exp)
+        gain = None if ref is None else view.goal.improvement(exp.metric, ref)
+    if gain is None:
+        return ""
+    if gain <= 0:
+        return "worse"
+    return "below bar" if view._config().get("judge", {}).get("exact") else "within noise"
+
+
 def log_table(view: RunView, width: int = 60) -> str:
+    """The table of `overnight log`: one row per experiment, then a line saying what the two deltas are against.
+
+    ``vs_best``: the change from the best the experiment was judged against (for a discard, that
+    best's estimate as it was then; otherwise the best it was proposed on, as measured now);
+    ``vs_base``: the change from the baseline's estimate; ``judged``: :func:`judged`; the
+    judge's reason (cut) after the hypothesis.
+    """
     header = (
-        f"{'id':>4}  {'status':<11} {view.metric:>12} {'delta':>12} {'runs':>4} {'time_s':>8} {'mem_mb':>8}  hypothesis"
+        f"{'id':>4}  {'status':<11} {view.metric:>12} {'vs_best':>10} {'vs_base':>10} {'judged':<12} "
+        f"{'runs':>4} {'time_s':>8} {'mem_mb':>8}  hypothesis  [reason]"
     )
     rows = [header]
+    base = view.baseline
+    base_metric = base.metric if base is not None else None
     for e in view.experiments:
-        delta = ""
+        vs_best = vs_base = ""
         if e.metric is not None and e.status is not Status.BASELINE:
             ref, _ = view.reference(e)
-            delta = f"{e.metric - ref:+.4g}" if ref is not None else ""
+            vs_best = f"{e.metric - ref:+.4g}" if ref is not None else ""
+            vs_base = f"{e.metric - base_metric:+.4g}" if base_metric is not None else ""
         hyp = short(e.hypothesis, width)
         broken = e.info.get("broken_guards")
         if broken:  # a discard that broke a guard says which, with the numbers (the rest of its reason is the judge's)
             hyp = f"{hyp}  [{broken[0]}{' (and more)' if len(broken) > 1 else ''}]"
-        elif e.reason and e.status not in MEASURED:
-            hyp = f"{hyp}  [{e.reason[:60]}]"
+        elif e.reason and e.status is not Status.BASELINE:
+            hyp = f"{hyp}  [{short(e.reason, 90, one_line=True)}]"
         rows.append(
-            f"{e.id:>4}  {e.status.value:<11} {_num(e.metric):>12} {delta:>12} {e.runs or '':>4} "
-            f"{_num(e.duration_s):>8} {_num(e.peak_memory_mb):>8}  {hyp}"
+            f"{e.id:>4}  {e.status.value:<11} {_num(e.metric):>12} {vs_best:>10} {vs_base:>10} {judged(view, e):<12} "
+            f"{e.runs or '':>4} {_num(e.duration_s):>8} {_num(e.peak_memory_mb):>8}  {hyp}"
+        )
+    if base is not None:
+        rows.append(
+            f"vs_best: the change from the best each experiment was judged against (a discard: that best's estimate "
+            f"then; a keep: the best it replaced, as measured now); vs_base: from the baseline, "
+            f"{figure(base.metric, base.runs)}. within noise (below bar, for an exact metric): measured better, not enough to keep"
         )
     return "\n".join(rows)
 

@@ -16,6 +16,10 @@ Each scripted step is a dict:
            reply as far as it got.)
 When the script runs out, the last step repeats.
 
+GET .../models (the probe before a run's baseline) answers ``models`` (an HTTP status; by
+default 404, as a server without a list of models does) and is recorded in ``listed``, not in
+``requests``: it uses up no scripted step.
+
 Like OpenAI's API, the Chat Completions endpoint refuses `max_tokens` for the reasoning
 models (o1, o3, o4-mini, ...) and gpt-5 with the real 400 body (they take
 `max_completion_tokens`); such a request uses up no scripted step. Codex models (a name
@@ -60,8 +64,10 @@ RESPONSES_ONLY = {
 
 
 class FakeLLM(Loopback):
-    def __init__(self, steps: list[dict[str, Any]]) -> None:
+    def __init__(self, steps: list[dict[str, Any]], models: int = 404) -> None:
         self.steps = list(steps)
+        self.models = models
+        self.listed: list[str] = []  # the paths of GET requests (the probe's list of models)
         self.requests: list[dict[str, Any]] = []  # {"path", "body", "at", "headers"}
         self._lock = threading.Lock()
         self._served = 0
@@ -70,6 +76,18 @@ class FakeLLM(Loopback):
         class Handler(BaseHTTPRequestHandler):
             def log_message(self, *args: object) -> None:  # keep test output clean
                 pass
+
+            def do_GET(self) -> None:
+                fake.listed.append(self.path)
+                status = fake.models if self.path.rstrip("/").endswith("/models") else 404
+                anthropic = "anthropic-version" in {k.lower() for k in self.headers}
+                payload = {"object": "list", "data": []} if status == 200 else _error(status, anthropic, None)
+                data = json.dumps(payload).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
 
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length", 0))

@@ -124,6 +124,11 @@ class Agent(ABC):
         """
         return f"the {self.name or 'command'} agent reports no cost"
 
+    def probe(self) -> None:  # noqa: B027 - optional hook, empty by default
+        """Check, cheaply, that the agent can work at all, before any baseline is spent; raise
+        :class:`~overnight.errors.AgentUnavailable` when it cannot (credentials refused, no server).
+        The default checks nothing: what can be checked offline is checked when the agent is made."""
+
     def observe(self, experiment: Experiment) -> None:  # noqa: B027 - optional hook, empty by default
         """Learn from a finished experiment (kept or not). The default ignores it."""
 

@@ -18,6 +18,7 @@ from typing import Any
 from overnight.errors import AgentError, AgentUnavailable
 
 SDK_RETRIES = 4  # the SDKs' own retries of 429, 5xx, connection errors and timeouts
+PROBE_TIMEOUT_S = 15.0  # the probe before the baseline: one call, one retry
 
 # OpenAI's reasoning models (o1, o3, o4-mini, ...) and gpt-5 refuse `max_tokens`
 # ("Unsupported parameter ... use 'max_completion_tokens'"), whichever server relays them.
@@ -44,14 +45,39 @@ class Chat(ABC):
     _client: Any  # the SDK's client, made by the subclass
 
     def __init__(self, model: str, base_url: str, max_output_tokens: int, api: str = "auto") -> None:
-        if not model:
-            raise AgentUnavailable(
-                f"the {self.provider} agent needs a model: pass --model NAME or set [agent] model in overnight.toml"
-            )
         self.model = model
         self.base_url = base_url or os.environ.get(f"{self.provider.upper()}_BASE_URL", "")
         self.max_output_tokens = max_output_tokens
+        missing = [] if model else ["a model: pass --model NAME or set [agent] model in overnight.toml"]
+        key = self._missing_key()
+        if key:
+            missing.append(key)
+        if missing:  # everything that is missing in one message: one round trip, not one per setting
+            raise AgentUnavailable(f"the {self.provider} agent needs " + "; and ".join(missing))
         self._sdk = self._import()
+
+    def _missing_key(self) -> str:
+        """What the provider's credentials lack, in words ("" when nothing)."""
+        return ""
+
+    def probe(self) -> None:
+        """One cheap call before any baseline is spent (the list of models): are the credentials taken, is
+        the server there? Raises AgentUnavailable when not. A server that answers with anything else (no
+        list of models, a slow answer) passes: the first proposal tells the rest."""
+        client = self._client.with_options(max_retries=1, timeout=PROBE_TIMEOUT_S)
+        try:
+            client.models.list()
+        except self._sdk.APITimeoutError:
+            return
+        except self._sdk.APIConnectionError as err:
+            where = str(self._client.base_url).rstrip("/")
+            raise AgentUnavailable(
+                f"{self.provider} at {where} could not be reached ({type(err).__name__}: {str(err)[:200]}); "
+                "check the server is up and --base-url (or [agent] base_url)"
+            ) from None
+        except self._sdk.APIStatusError as err:
+            if isinstance(err, (self._sdk.AuthenticationError, self._sdk.PermissionDeniedError)):
+                raise self._fail(err) from None
 
     def _import(self) -> Any:
         try:
@@ -117,14 +143,17 @@ class OpenAIChat(Chat):
         super().__init__(model, base_url, max_output_tokens)
         self.api = api
         key = os.environ.get("OPENAI_API_KEY")
-        if not key and not self.base_url:
-            raise AgentUnavailable("the openai agent needs OPENAI_API_KEY (or --base-url for a local server)")
         self._client = self._sdk.OpenAI(
             api_key=key or "not-needed",  # local servers (vLLM, ollama, llama.cpp) take any key
             base_url=self.base_url or None,
             max_retries=SDK_RETRIES,
         )
         self._limit = {output_limit_field(model, self.base_url): max_output_tokens}
+
+    def _missing_key(self) -> str:
+        if os.environ.get("OPENAI_API_KEY") or self.base_url:
+            return ""
+        return "OPENAI_API_KEY in the environment (or --base-url for a local server)"
 
     def complete(self, system: str, messages: list[dict[str, str]], timeout_s: float) -> Reply:
         if self.api == "responses":
@@ -184,9 +213,10 @@ class AnthropicChat(Chat):
     def __init__(self, model: str, base_url: str, max_output_tokens: int, api: str = "auto") -> None:
         super().__init__(model, base_url, max_output_tokens)  # one API: Messages (``api`` is the openai agent's)
         key = os.environ.get("ANTHROPIC_API_KEY")
-        if not key:
-            raise AgentUnavailable("the anthropic agent needs ANTHROPIC_API_KEY")
         self._client = self._sdk.Anthropic(api_key=key, base_url=self.base_url or None, max_retries=SDK_RETRIES)
+
+    def _missing_key(self) -> str:
+        return "" if os.environ.get("ANTHROPIC_API_KEY") else "ANTHROPIC_API_KEY in the environment"
 
     def complete(self, system: str, messages: list[dict[str, str]], timeout_s: float) -> Reply:
         try:

@@ -39,6 +39,9 @@ class LLMAgent(Agent):
     def uncounted(self) -> str:
         return prices.unpriced(self.settings)
 
+    def probe(self) -> None:
+        self.chat.probe()
+
     def propose(self, context: Context) -> Proposal:
         deadline = time.monotonic() + self.settings.timeout_s
         system = prompt.template("llm_rules").substitute()

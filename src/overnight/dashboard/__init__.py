@@ -14,6 +14,7 @@ answers in the background until ``server.shutdown()``. See :mod:`overnight.dashb
 
 from __future__ import annotations
 
-from overnight.dashboard.server import DEFAULT_HOST, DEFAULT_PORT, DashboardServer, run_forever, serve
+from overnight.choices import DEFAULT_HOST, DEFAULT_PORT
+from overnight.dashboard.server import DashboardServer, run_forever, serve
 
 __all__ = ["DEFAULT_HOST", "DEFAULT_PORT", "DashboardServer", "run_forever", "serve"]

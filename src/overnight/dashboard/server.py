@@ -7,6 +7,10 @@ Routes (GET and HEAD; any other method is answered 405)::
     /api/run                the run's summary: tag, metric, goal, baseline, best, counts, spend
     /api/experiments        every experiment (Experiment.to_json(), plus its delta)
     /api/experiments/<id>   one experiment with its diff, measurements and log tails
+    /api/runs               every run of the task (overnight.runlist), and which one the page follows
+
+Each /api/ route but /api/runs takes ``?tag=TAG``: that run rather than the one the server
+follows (the page's run picker sends it).
 
 Every API request reads the run's ledger anew (:func:`overnight.views.view_of`), so the
 page follows a run while its controller writes the ledger (WAL mode: readers never
@@ -32,18 +36,17 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
-from overnight import git, verification, views
+from overnight import git, runlist, verification, views
 from overnight._version import __version__
+from overnight.choices import DEFAULT_HOST, DEFAULT_PORT
 from overnight.errors import ConfigError, OvernightError, RunStateError
 from overnight.records import Experiment, Note, Status
 from overnight.rundir import check_tag
 
 log = logging.getLogger(__name__)
 
-DEFAULT_HOST = "127.0.0.1"
-DEFAULT_PORT = 8765
 TAIL_LINES = views.TAIL_LINES  # lines of each log an experiment's detail carries
 MAX_DIFF_CHARS = 500_000  # a diff longer than this is cut (and says so)
 
@@ -95,6 +98,9 @@ def run_summary(view: views.RunView) -> dict[str, Any]:
             "baseline": _point(view.baseline),
             "best": _point(view.best),
             "experiments": len(exps),
+            "after_baseline": views.tally(view)[0],  # what every view calls "experiments"
+            "kept": views.tally(view)[1],
+            "state": views.run_state(view),
             "counts": dict(view.counts),
             "last": exps[-1].id if exps else None,
             "tokens_in": usage.tokens_in,
@@ -205,8 +211,16 @@ class DashboardServer(ThreadingHTTPServer):
         host, port = str(self.server_address[0]), int(self.server_address[1])
         return f"http://[{host}]:{port}/" if ":" in host else f"http://{host}:{port}/"
 
-    def view(self) -> views.RunView:
-        return views.view_of(self.root, self.rel, self.tag)
+    def view(self, tag: str | None = None) -> views.RunView:
+        """The run ``tag`` (checked), else the one the server follows: ``--tag``'s, or the most recent."""
+        return views.view_of(self.root, self.rel, check_tag(tag) if tag else self.tag)
+
+    def runs(self) -> dict[str, Any]:
+        """What ``GET /api/runs`` answers: the task's runs, oldest first, and the one followed without ?tag."""
+        found = runlist.lines(self.root, self.rel)
+        followed = self.tag or (found[-1].tag if found else None)
+        answer: dict[str, Any] = _clean({"runs": [r.to_json() for r in found], "followed": followed})
+        return {**answer, "pinned": self.tag is not None}
 
 
 def serve(
@@ -269,8 +283,9 @@ class _Handler(BaseHTTPRequestHandler):
         if route is None:
             self._error(HTTPStatus.NOT_FOUND, f"no such page: {path}", head)
             return
+        tag = parse_qs(urlsplit(self.path).query).get("tag", [""])[0] or None
         try:
-            payload = route(self.server.view())
+            payload = self.server.runs() if path == "/api/runs" else route(self.server.view(tag))
         except (RunStateError, ConfigError) as err:  # no run yet, or no such experiment
             self._error(HTTPStatus.NOT_FOUND, str(err), head)
             return
@@ -291,6 +306,8 @@ class _Handler(BaseHTTPRequestHandler):
             return run_summary
         if path == "/api/experiments":
             return experiment_rows
+        if path == "/api/runs":
+            return lambda view: None  # answered by the server itself: it needs no run
         match = _EXPERIMENT.match(path)
         if match:
             experiment_id = int(match.group(1))

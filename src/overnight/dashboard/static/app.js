@@ -10,6 +10,8 @@
   const STATUS_ORDER = ["running", "baseline", "keep", "discard", "stale", ...FAILURES];
 
   const state = {
+    tag: null, // the run picked in the header; null: the one the server follows
+    runsText: "",
     run: null,
     rows: [],
     stateText: "",
@@ -104,6 +106,49 @@
     return { ok: response.ok, status: response.status, text, body };
   }
 
+  // "?tag=..." for the run picked in the header, else "" (the server's run).
+  function query() {
+    return state.tag ? `?tag=${encodeURIComponent(state.tag)}` : "";
+  }
+
+  // The task's runs, in the header's picker (shown when there are two or more).
+  async function refreshRuns() {
+    let answer;
+    try {
+      answer = await getJSON("api/runs");
+    } catch (err) {
+      return;
+    }
+    if (!answer.ok || answer.text === state.runsText) return;
+    state.runsText = answer.text;
+    const { runs, followed } = answer.body;
+    const pick = $("#run-pick");
+    pick.hidden = runs.length < 2;
+    pick.replaceChildren(
+      ...runs
+        .slice()
+        .reverse()
+        .map((r) =>
+          el("option", {
+            value: r.tag,
+            text: `${r.tag} · ${r.state} · ${r.experiments} experiments, ${r.kept} kept${r.tag === followed ? " (most recent)" : ""}`,
+          }),
+        ),
+    );
+    pick.value = state.tag || followed || "";
+  }
+
+  function pickRun(tag) {
+    state.tag = tag || null;
+    state.stateText = "";
+    state.selected = null;
+    state.detail = null;
+    state.detailKey = "";
+    $("#detail-body").hidden = true;
+    $("#detail-empty").hidden = false;
+    refresh();
+  }
+
   function banner(message, kind = "warn") {
     const node = $("#banner");
     node.hidden = !message;
@@ -117,7 +162,7 @@
     try {
       let answer;
       try {
-        answer = await getJSON("api/state"); // one read of the ledger for the summary and the rows
+        answer = await getJSON("api/state" + query()); // one read of the ledger for the summary and the rows
       } catch (err) {
         banner("Cannot reach the dashboard server (stopped?); retrying…", "error");
         return;
@@ -147,6 +192,7 @@
       if (changed) render();
       else renderClock();
       await refreshDetail(false);
+      await refreshRuns();
     } finally {
       state.busy = false;
     }
@@ -234,7 +280,9 @@
     const stateNode = $("#run-state");
     stateNode.textContent = run.running ? "running" : "not running";
     stateNode.className = "state " + (run.running ? "live" : "idle");
-    stateNode.title = run.running ? "a controller holds this run's lock" : `resume with: overnight run --tag ${run.tag}`;
+    stateNode.title = run.running
+      ? "a controller holds this run's lock"
+      : `${run.state}; resume with: overnight run --tag ${run.tag}`;
     $("#metric-head").textContent = run.metric;
     renderClock();
   }
@@ -258,7 +306,7 @@
       bestSub.textContent = best ? "the baseline: nothing kept yet" : "";
     }
     const counts = run.counts || {};
-    const after = state.rows.filter((r) => r.status !== "baseline").length;
+    const after = run.after_baseline; // the experiments after the baseline, as status and `overnight runs` count them
     const failed = FAILURES.reduce((sum, s) => sum + (counts[s] || 0), 0);
     $("#experiments-value").textContent = String(after);
     $("#experiments-sub").textContent =
@@ -300,9 +348,8 @@
       (r) => r.metric !== null && ["baseline", "keep", "discard", "stale"].includes(r.status),
     );
     const keeps = rows.filter((r) => (r.status === "keep" || r.status === "baseline") && r.metric !== null);
-    const kept = rows.filter((r) => r.status === "keep");
     $("#chart-title").textContent =
-      `${rows.filter((r) => r.status !== "baseline").length} experiments, ${kept.length} kept improvement${kept.length === 1 ? "" : "s"}`;
+      `${run.after_baseline} experiments after the baseline, ${run.kept} kept`;
 
     const root = svg("svg", {
       width,
@@ -500,7 +547,7 @@
       });
       box.append(button);
     };
-    chip("all", "all", state.rows.length);
+    chip("all", "all, the baseline too", state.rows.length);
     for (const s of present) chip(s, s.replace("_", " "), counts[s]);
   }
 
@@ -584,7 +631,7 @@
     state.detailKey = key;
     let answer;
     try {
-      answer = await getJSON(`api/experiments/${id}`);
+      answer = await getJSON(`api/experiments/${id}` + query());
     } catch (err) {
       state.detailKey = ""; // try again on the next poll
       return;
@@ -724,6 +771,7 @@
         renderLog();
       });
     }
+    $("#run-pick").addEventListener("change", (event) => pickRun(event.target.value));
     const fromHash = Number.parseInt(location.hash.slice(1), 10);
     if (Number.isInteger(fromHash)) state.selected = fromHash;
     let resizeTimer = null;
