@@ -190,3 +190,13 @@ def test_noise_of_one_size_at_every_level_stays_absolute() -> None:
     assert not Noise.pooled([[-1.0 + d for d in shape], [2.0 + d for d in shape]]).relative  # a mean ≤ 0
     same = Noise.pooled([[100.0 + d for d in shape]] * 3)  # one level: the two models are one
     assert not same.relative and same.at(100.0).sd == same.sd
+
+
+def test_two_runs_that_happen_to_agree_do_not_make_every_later_run_disturbed() -> None:
+    """A noise resting on one degree of freedom (the baseline's two runs, nearly equal) calls nothing disturbed:
+    on a seeded task it set aside a real improvement's valid runs as 'far worse than its other runs'."""
+    lucky = Noise.pooled([[0.230838, 0.23109]])
+    assert disturbed_runs([0.1716, 0.188, 0.185, 0.1759], lucky, Goal.MIN) == []
+    assert not suspicious(0.2329, [0.230838, 0.23109], Noise(), Goal.MIN)
+    settled = Noise.pooled([[0.23, 0.231, 0.229]] * 4)  # 8 degrees of freedom
+    assert disturbed_runs([0.1716, 0.3, 0.1759], settled, Goal.MIN) == [1]

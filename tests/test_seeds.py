@@ -99,6 +99,7 @@ def test_without_a_seed_re_rolls_are_not_given_zero_width_intervals(fixed: Repo,
     for r in kept:
         assert r["ci_low"] is None and r["ci_high"] is None
         assert "every run repeated its value exactly" in r["reason"]
+        assert "follow-up" not in r["reason"]  # none is taken of runs that repeat exactly: none is claimed
     assert "warning: every run of a commit has given the same value" in result.out  # said once it showed
     shown = cli("show", str(kept[0]["id"]), fixed.path, "--tag", "u")
     assert "the seed does not reach the script" in shown.out
@@ -142,12 +143,14 @@ def test_survey_finds_what_seeds_a_script(tmp_path) -> None:
     found = seeds.survey(tmp_path, ["train.py"])
     assert not found.seeded and found.constants == (("train.py", "RANDOM_SEED"),)
     assert found.literals == (("train.py", 3, "manual_seed(42)"),)
-    assert any("manual_seed(42)" in line for line in found.advice())
+    # beside a seed constant, a literal is most often a fixed data split: no advice to change it
+    assert not any("manual_seed(42)" in line for line in found.advice())
+    assert any("manual_seed(42)" in line for line in seeds.Survey((), (), found.literals).advice())
     assert seeds.survey(tmp_path, ["*.py"]).seeded
     assert seeds.start_note(tmp_path, ["train.py"], "", False) == ""  # other.py, run beside it, reads it
     (tmp_path / "other.py").unlink()
     note = seeds.start_note(tmp_path, ["train.py"], "", False)
-    assert 'seed = "RANDOM_SEED"' in note and "manual_seed(42)" in note
+    assert 'seed = "RANDOM_SEED"' in note and "manual_seed(42)" not in note
     assert seeds.start_note(tmp_path, ["train.py"], "RANDOM_SEED", False) == ""
     assert seeds.start_note(tmp_path, ["train.py"], "", True) == ""
 

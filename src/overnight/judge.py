@@ -60,6 +60,9 @@ RECHECK_UNKNOWN = 2  # or after this many screened out in a row while the noise 
 #: what a reason says when every repeated run gave the same value and the metric is not declared exact
 REPEATED = "noise unknown: every run repeated its value exactly, so the seed does not reach the script"
 SUSPICIOUS = 4.0  # a first run this many standard deviations worse than the best is checked before discarding
+# the noise must rest on this many degrees of freedom before a run is called disturbed by its value: two runs of
+# the baseline that happen to agree would make every later run look far off
+DISTURBED_DF = 4
 CLIP = 4.0  # deviations beyond this many robust standard deviations count as that many in the pooled noise
 RELATIVE_EVIDENCE = 2.0  # −2 log-likelihood the relative noise model must gain to be used (see Noise.relative)
 
@@ -318,7 +321,10 @@ def suspicious(first: float, best: Sequence[float], others: Noise, goal: Goal) -
     measured right after it (see overnight.measure), and if that run is disturbed too,
     both are set aside and the candidate is measured again.
     """
-    sd = (others + Noise.pooled([best])).at(mean(best)).spread
+    noise = others + Noise.pooled([best])
+    if noise.df < DISTURBED_DF:
+        return False
+    sd = noise.at(mean(best)).spread
     return bool(sd) and goal.improvement(first, mean(best)) < -SUSPICIOUS * sd  # type: ignore[operator]
 
 
@@ -329,7 +335,7 @@ def disturbed_runs(values: Sequence[float], others: Noise, goal: Goal) -> list[i
     that, a run is taken as disturbed (load on a shared machine only ever makes things
     worse, so the best run is the reference). Needs the run's noise (``others``).
     """
-    if len(values) < 2:
+    if len(values) < 2 or others.df < DISTURBED_DF:
         return []
     best = max(values, key=lambda v: goal.improvement(v, 0.0))
     sd = others.at(best).spread

@@ -84,8 +84,9 @@ class Measurer:
             decision = judge.decide(mine, theirs, others, goal, rule)
             if decision.action is Action.DISCARD and len(mine) == 1 and not checked:
                 checked = True
-                if judge.suspicious(mine[0], theirs, others, goal) and self._retaken(exp, best):
-                    continue
+                if judge.suspicious(mine[0], theirs, others, goal):
+                    self._retaken(exp, best)
+                    continue  # judged again on the runs it has now, whichever of them were set aside
             if decision.action in (Action.KEEP, Action.DISCARD):
                 break
             if self.stop.is_set():
@@ -182,7 +183,8 @@ class Measurer:
 
         When the new run is not suspicious, the first was disturbed (a burst of load): it is
         set aside and the candidate is judged on the new one (True). Otherwise the change
-        really is that bad (False), and both runs stay.
+        really is that bad (False), and both runs stay. Either way the caller judges it again
+        on the runs it has now (measuring the new run may itself set the first aside).
         """
         self._candidate(exp)
         values, seeds = self.state.values(exp.id), self.state.measurements(exp.id, exp.round)
@@ -197,10 +199,12 @@ class Measurer:
     def _kept(self, exp: Experiment, best: Experiment, decision: Decision) -> Decision:
         """Follow a keep up, then record its estimated gain (on every run, follow-up included) and held-out metric."""
         noise = self.state.noise()
-        if not (noise.df and noise.ss == 0):  # a deterministic metric gains nothing from repeats
+        followed = 0
+        if not (noise.df and noise.ss == 0):  # runs that repeat exactly gain nothing from another
             for _ in range(judge.FOLLOW_UP_RUNS):
                 if self.stop.is_set() or self.once(exp, "follow-up").status is not None:
                     break
+                followed += 1
         config = self.run.task.config
         mine, theirs = self.state.values(exp.id), self.state.values(best.id)
         others = self.state.noise(exclude=(exp.id, best.id))
@@ -217,6 +221,8 @@ class Measurer:
                 ci_high=gain.high,
             )
         )
+        if not followed:  # nothing was added: the estimate is the one the keep was made on
+            return decision
         return replace(decision, reason=f"{decision.reason}; with its follow-up: {gain.text()}")
 
     def _screened(self, exp: Experiment, best: Experiment, decision: Decision) -> None:

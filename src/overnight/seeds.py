@@ -141,10 +141,13 @@ class Survey:
         lines = []
         for file, name in self.constants:
             lines.append(f'{file} fixes its seed in {name}: [judge] seed = "{name}" makes the harness set it per run')
+        if self.constants:  # literals beside a seed constant are most often a fixed data split: leave them be
+            return lines
         for file, line, call in self.literals:
             lines.append(
-                f"{file}:{line} seeds a generator with a literal ({call}): put the number in a module-level "
-                'constant (SEED = ...) and name it in [judge] seed, or read os.environ["OVERNIGHT_SEED"]'
+                f"{file}:{line} seeds a generator with a literal ({call}): if it seeds the training (not a fixed data "
+                "split), put the number in a module-level constant (SEED = ...) and name it in [judge] seed, or "
+                'read os.environ["OVERNIGHT_SEED"]'
             )
         return lines
 
