@@ -11,7 +11,7 @@ Reported: no-ops kept (target: at most 1 of 15), speed-ups kept (target: every o
 per proposal, the share of runs taken while other programs used more than a quarter of the
 machine, and the runs set aside as disturbed.
 
-    python benchmarks/bursts.py  # --runs 3 --seed 0 --max-repeats 9 (the default [judge] max_repeats)
+    python benchmarks/bursts.py  # --runs 3 --seed 0 --max-repeats 9 (the [judge] max_repeats it was measured with)
 """
 
 from __future__ import annotations

@@ -25,23 +25,36 @@ Noise is Gaussian (σ = 1) that seeds do not control, except in `bursts`. The ru
   `overnight.judge` is in play: the screen, confirmation, the corrected level per look,
   interleaving, the follow-up, rechecks of a lucky best, undoing a keep, disturbed runs.
 
+Each case is compared twice:
+
+* **at equal proposals**: every rule judges the same proposals (the counts above), whatever
+  runs that costs it;
+* **at equal runs**: a night is paid in runs (GPU time), so every rule is given the same
+  budget of runs (`--budget`; by default 150, about what overnight's rule of issue 13
+  spent on the equal proposals, and 50 in `bursts`; the baseline's runs included) and takes
+  proposals from the same continued stream (same mix, same order) until it has spent them.
+  A proposal still being measured when the budget runs out is not kept.
+
 It reports: false keeps (of no-ops, of regressions), power (kept improvements by size),
 measurements per proposal, the final true improvement over the baseline (in σ, or in % for
-`bursts`), and runs that stalled (ended under a third of the best possible).
+`bursts`), that gain per 100 runs spent, and runs that stalled (ended under a third of the
+best the proposals it judged allowed).
 
-    python benchmarks/judge.py  # --runs 200 --seed 0
+    python benchmarks/judge.py  # --runs 200 --seed 0 --budget 150
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import itertools
 import logging
 import random
 import statistics
 import tempfile
 import threading
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import SimpleNamespace
@@ -64,20 +77,28 @@ MIXES = {
 }
 
 
-def noops(rng: random.Random) -> list[str]:
-    return ["noop"] * 60
+# A case's proposals are an endless stream: the equal-proposals comparison takes its first
+# PROPOSALS[case], the equal-runs one as many as each rule's budget of runs pays for.
 
 
-def every_4th(rng: random.Random) -> list[str]:
-    return ["2σ" if i % 4 == 3 else "noop" for i in range(40)]
+def noops(rng: random.Random) -> Iterator[str]:
+    return itertools.repeat("noop")
 
 
-def bursts(rng: random.Random) -> list[str]:
-    return ["25%" if i % 4 == 3 else "noop" for i in range(16)]
+def every_4th(rng: random.Random) -> Iterator[str]:
+    return ("2σ" if i % 4 == 3 else "noop" for i in itertools.count())
 
 
-def mix(name: str) -> Callable[[random.Random], list[str]]:
-    return lambda rng: [rng.choice(MIXES[name]) for _ in range(60)]
+def bursts(rng: random.Random) -> Iterator[str]:
+    return ("25%" if i % 4 == 3 else "noop" for i in itertools.count())
+
+
+def mix(name: str) -> Callable[[random.Random], Iterator[str]]:
+    def stream(rng: random.Random) -> Iterator[str]:
+        while True:
+            yield rng.choice(MIXES[name])
+
+    return stream
 
 
 class Gaussian:
@@ -110,6 +131,27 @@ class Bursty:
         return true * (1 + self.rng.gauss(0.0, 0.015)) * (1 + slow)
 
 
+class Spent(Exception):
+    """The rule's budget of runs is spent."""
+
+
+class Metered:
+    """A measurement that counts its runs and, given a budget, refuses the run after the last one it pays for."""
+
+    def __init__(self, measure: Callable[[float], float], budget: int | None = None) -> None:
+        self.measure, self.budget, self.runs = measure, budget, 0
+
+    def __call__(self, true: float) -> float:
+        if self.budget is not None and self.runs >= self.budget:
+            raise Spent
+        self.runs += 1
+        return self.measure(true)
+
+    @property
+    def contention(self) -> float | None:  # what a bursty machine shows of itself
+        return getattr(self.measure, "contention", None)
+
+
 @dataclass
 class Tally:
     proposed: Counter[str] = field(default_factory=Counter)
@@ -119,72 +161,76 @@ class Tally:
     possible: list[float] = field(default_factory=list)  # the best improvement the proposals allowed
 
 
-Rule = Callable[[list[str], Callable[[float], float], Tally, float], float]
+Rule = Callable[[Iterable[str], Metered, Tally, float], float]
 
 
 def _effect(kind: str, base: float) -> float:
     return -0.25 * base if kind == "25%" else EFFECT[kind]
 
 
-def greedy(kinds: list[str], measure: Callable[[float], float], tally: Tally, base: float) -> float:
-    best_true, best_seen = base, measure(base)
-    tally.runs += 1
-    for kind in kinds:
-        true = best_true + _effect(kind, best_true)
-        seen = measure(true)
-        tally.runs += 1
-        if seen < best_seen:
-            best_true, best_seen = true, seen
-            tally.kept[kind] += 1
+def greedy(kinds: Iterable[str], measure: Metered, tally: Tally, base: float) -> float:
+    best_true = base
+    try:
+        best_seen = measure(base)
+        for kind in kinds:
+            true = best_true + _effect(kind, best_true)
+            seen = measure(true)
+            if seen < best_seen:
+                best_true, best_seen = true, seen
+                tally.kept[kind] += 1
+    except Spent:
+        pass
     return best_true
 
 
-def labloop(kinds: list[str], measure: Callable[[float], float], tally: Tally, base: float) -> float:
+def labloop(kinds: Iterable[str], measure: Metered, tally: Tally, base: float) -> float:
     min_delta = 1.0 if base == 0 else 0.015 * base  # σ, as `labloop noise` prints it
-    best_true, best_seen = base, measure(base)
-    tally.runs += 1
-    for kind in kinds:
-        true = best_true + _effect(kind, best_true)
-        first = measure(true)
-        tally.runs += 1
-        if not first < best_seen - min_delta:
-            continue
-        second = measure(true)
-        tally.runs += 1
-        if second < best_seen - min_delta:
-            # labloop 1.0.5 (loop.py, `pick = max if goal is MINIMIZE else min`): the best
-            # advances to the weaker of the two runs, not the first.
-            best_true, best_seen = true, max(first, second)
-            tally.kept[kind] += 1
+    best_true = base
+    try:
+        best_seen = measure(base)
+        for kind in kinds:
+            true = best_true + _effect(kind, best_true)
+            first = measure(true)
+            if not first < best_seen - min_delta:
+                continue
+            second = measure(true)
+            if second < best_seen - min_delta:
+                # labloop 1.0.5 (loop.py, `pick = max if goal is MINIMIZE else min`): the best
+                # advances to the weaker of the two runs, not the first.
+                best_true, best_seen = true, max(first, second)
+                tally.kept[kind] += 1
+    except Spent:
+        pass
     return best_true
 
 
-def overnight_v01(kinds: list[str], measure: Callable[[float], float], tally: Tally, base: float) -> float:
+def overnight_v01(kinds: Iterable[str], measure: Metered, tally: Tally, base: float) -> float:
     """overnight 0.1's judge, driven as its measuring module drove it (two new-best runs after a keep)."""
     rule = judge_v01.JudgeSection()
     done: list[list[float]] = []
-    best_true, best = base, [measure(base)]
-    tally.runs += 1
-    for kind in kinds:
-        true = best_true + _effect(kind, best_true)
-        candidate = [measure(true)]
-        tally.runs += 1
-        while True:
-            decision = judge_v01.decide(candidate, best, judge_v01.Noise.pooled(done), rule)
-            if decision is judge_v01.Action.MEASURE_CANDIDATE:
-                candidate.append(measure(true))
-            elif decision is judge_v01.Action.MEASURE_BEST:
-                best.append(measure(best_true))
+    best_true = base
+    try:
+        best = [measure(base)]
+        for kind in kinds:
+            true = best_true + _effect(kind, best_true)
+            candidate = [measure(true)]
+            while True:
+                decision = judge_v01.decide(candidate, best, judge_v01.Noise.pooled(done), rule)
+                if decision is judge_v01.Action.MEASURE_CANDIDATE:
+                    candidate.append(measure(true))
+                elif decision is judge_v01.Action.MEASURE_BEST:
+                    best.append(measure(best_true))
+                else:
+                    break
+            if decision is judge_v01.Action.KEEP:
+                done.append(best)
+                follow_up = [measure(true) for _ in range(judge_v01.NEW_BEST_RUNS)]
+                best_true, best = true, candidate + follow_up
+                tally.kept[kind] += 1
             else:
-                break
-            tally.runs += 1
-        if decision is judge_v01.Action.KEEP:
-            done.append(best)
-            best_true, best = true, candidate + [measure(true) for _ in range(judge_v01.NEW_BEST_RUNS)]
-            tally.runs += judge_v01.NEW_BEST_RUNS
-            tally.kept[kind] += 1
-        else:
-            done.append(candidate)
+                done.append(candidate)
+    except Spent:
+        pass
     return best_true
 
 
@@ -206,18 +252,16 @@ class _Worktree:
 class _SimulatedMeasurer(Measurer):
     """overnight's Measurer, every rule of it, with the measurement itself simulated."""
 
-    def __init__(self, state: RunState, config: Any, truth: dict[str, float], measure: Callable[[float], float]):
+    def __init__(self, state: RunState, config: Any, truth: dict[str, float], measure: Metered):
         run = SimpleNamespace(state=state, task=SimpleNamespace(config=config))
         self.run, self.state, self.truth, self.simulate = run, state, truth, measure  # type: ignore[assignment]
         self.stop, self.worktree = threading.Event(), _Worktree()  # type: ignore[assignment]
         self.needs_setup, self._measured, self._expected, self._notes = False, None, {}, {}
         self.goal = config.metric.goal_enum
-        self.runs = 0
 
     def _once(self, exp: Experiment, kind: str, *, log_id: int | None = None, written: Any = None):  # type: ignore[override]
         seed = self.state.next_seed(exp.id, exp.round)
         value = self.simulate(self.truth[exp.commit])
-        self.runs += 1
         contention = getattr(self.simulate, "contention", None)  # what the bursty machine shows of itself
         self.state.measure(Measured(exp.id, seed, value, kind, at=now_iso(), round=exp.round, contention=contention))
         return Measurement(None, value=value), seed
@@ -226,107 +270,145 @@ class _SimulatedMeasurer(Measurer):
         return None
 
 
-NOISE_RUNS = 0  # [judge] noise_runs for the overnight rule (--noise-runs)
+JUDGE: dict[str, Any] = {"noise_runs": 0}  # [judge] for the overnight rule (--noise-runs, --judge)
 
 
-def overnight(kinds: list[str], measure: Callable[[float], float], tally: Tally, base: float) -> float:
-    judge_settings = {"noise_runs": NOISE_RUNS}
-    config = parse_config({"task": {"run": "x", "editable": ["x"]}, "metric": {"name": "m"}, "judge": judge_settings})
+def overnight(kinds: Iterable[str], measure: Metered, tally: Tally, base: float) -> float:
+    config = parse_config({"task": {"run": "x", "editable": ["x"]}, "metric": {"name": "m"}, "judge": JUDGE})
     with tempfile.TemporaryDirectory() as folder:
         state = RunState(Ledger(Path(folder) / "ledger.db", create=True), _Branch(Path(folder), "overnight/sim"))
         truth = {"c0": base}
         measurer = _SimulatedMeasurer(state, config, truth, measure)
         baseline = state.begin(lambda i: Experiment(id=i, status=Status.RUNNING, parent="c0"))
         baseline = state.update(replace(baseline, commit="c0"))
-        for kind in ["baseline"] + ["noise"] * (max(1, config.judge.noise_runs) - 1):
-            measurer.once(baseline, kind)
-        state.finish(replace(state.get(baseline.id), status=Status.BASELINE))
-        for kind in kinds:
-            best = state.best
-            assert best is not None
-            exp = state.begin(lambda i, parent=best.commit: Experiment(id=i, status=Status.RUNNING, parent=parent))
-            exp = state.update(replace(exp, commit=f"c{exp.id}", hypothesis=kind))
-            truth[exp.commit] = truth[best.commit] + _effect(kind, truth[best.commit])
-            measurer.once(exp, "candidate")
-            while True:
-                decision = measurer.until_judged(state.get(exp.id), best)
-                if decision.action is not Action.KEEP:
-                    noted = {**state.get(exp.id).info, **measurer.notes_for(exp.id)}  # as the worker records them
-                    state.finish(replace(state.get(exp.id), status=Status.DISCARD, info=noted))
-                    break
-                try:
-                    state.keep(replace(state.get(exp.id), status=Status.KEEP))
-                    break
-                except BestMoved as moved:  # its best was undone meanwhile: the change, rebased, is measured there
-                    best = moved.best
-                    info = {**exp.info, "rebased": [*exp.info.get("rebased", []), {"onto": best.id}]}
-                    exp = state.rebase(
-                        replace(state.get(exp.id), parent=best.commit, commit=f"{exp.commit}r", info=info)
-                    )
-                    truth[exp.commit] = truth[best.commit] + _effect(kind, truth[best.commit])
-                    measurer.once(exp, "candidate")
+        try:
+            for kind in ["baseline"] + ["noise"] * (max(1, config.judge.noise_runs) - 1):
+                measurer.once(baseline, kind)
+        finally:  # a budget spent on the baseline's runs leaves it the best
+            state.finish(replace(state.get(baseline.id), status=Status.BASELINE))
+        with contextlib.suppress(Spent):  # the proposal being measured when the budget runs out is not kept
+            _propose(kinds, state, measurer, truth)
         tally.kept.update(e.hypothesis for e in state.experiments() if e.status is Status.KEEP)  # undone ones are not
-        tally.runs += measurer.runs
         final = state.best
         assert final is not None
         return truth[final.commit]
 
 
+def _propose(kinds: Iterable[str], state: RunState, measurer: _SimulatedMeasurer, truth: dict[str, float]) -> None:
+    """Judge each proposal in turn, as a worker does, with the real Measurer."""
+    for kind in kinds:
+        best = state.best
+        assert best is not None
+        exp = state.begin(lambda i, parent=best.commit: Experiment(id=i, status=Status.RUNNING, parent=parent))
+        exp = state.update(replace(exp, commit=f"c{exp.id}", hypothesis=kind))
+        truth[exp.commit] = truth[best.commit] + _effect(kind, truth[best.commit])
+        measurer.once(exp, "candidate")
+        while True:
+            decision = measurer.until_judged(state.get(exp.id), best)
+            if decision.action is not Action.KEEP:
+                noted = {**state.get(exp.id).info, **measurer.notes_for(exp.id)}  # as the worker records them
+                state.finish(replace(state.get(exp.id), status=Status.DISCARD, info=noted))
+                break
+            try:
+                state.keep(replace(state.get(exp.id), status=Status.KEEP))
+                break
+            except BestMoved as moved:  # its best was undone meanwhile: the change, rebased, is measured there
+                best = moved.best
+                info = {**exp.info, "rebased": [*exp.info.get("rebased", []), {"onto": best.id}]}
+                exp = state.rebase(replace(state.get(exp.id), parent=best.commit, commit=f"{exp.commit}r", info=info))
+                truth[exp.commit] = truth[best.commit] + _effect(kind, truth[best.commit])
+                measurer.once(exp, "candidate")
+
+
 RULES: dict[str, Rule] = {"greedy": greedy, "labloop": labloop, "overnight 0.1": overnight_v01, "overnight": overnight}
-CASES: dict[str, tuple[Callable[[random.Random], list[str]], type, float]] = {
-    "noops": (noops, Gaussian, 0.0),
-    "every 4th": (every_4th, Gaussian, 0.0),
-    "typical": (mix("typical"), Gaussian, 0.0),
-    "generous": (mix("generous"), Gaussian, 0.0),
-    "bursts": (bursts, Bursty, 100.0),
+# case: (its stream of proposals, how many of them at equal proposals, runs at equal runs, its noise, the
+# baseline's true value). 150 runs is about what overnight's rule of issue 13 spent on the 40 or 60 proposals;
+# in `bursts` 50 (it spent 52 on 16), as every 25% speed-up compounds and 150 runs would take any rule to ~100%.
+CASES: dict[str, tuple[Callable[[random.Random], Iterator[str]], int, int, type, float]] = {
+    "noops": (noops, 60, 150, Gaussian, 0.0),
+    "every 4th": (every_4th, 40, 150, Gaussian, 0.0),
+    "typical": (mix("typical"), 60, 150, Gaussian, 0.0),
+    "generous": (mix("generous"), 60, 150, Gaussian, 0.0),
+    "bursts": (bursts, 16, 50, Bursty, 100.0),
 }
 
 
-def simulate(case: str, runs: int, seed: int) -> dict[str, Tally]:
-    proposals, noise, base = CASES[case]
-    tallies = {name: Tally() for name in RULES}
+def simulate(case: str, runs: int, seed: int, budget: int | None, rules: dict[str, Rule] = RULES) -> dict[str, Tally]:
+    """Each rule on ``runs`` simulated runs of ``case``: at equal proposals (``budget`` None), or each rule
+    taking proposals from the case's stream until it has spent ``budget`` runs."""
+    stream, count, _, noise, base = CASES[case]
+    tallies = {name: Tally() for name in rules}
     for run in range(runs):
-        kinds = proposals(random.Random(f"{seed}:{case}:{run}"))
-        possible = base
-        for kind in kinds:
-            possible = min(possible, possible + _effect(kind, possible))
-        for name, rule in RULES.items():
-            tally = tallies[name]
-            tally.proposed.update(kinds)
-            end = rule(kinds, noise(random.Random(f"{seed}:{case}:{run}:{name}")), tally, base)
+        for name, rule in rules.items():
+            tally, drawn = tallies[name], []
+            kinds = stream(random.Random(f"{seed}:{case}:{run}"))  # the same proposals, in the same order, for all
+            if budget is None:
+                kinds = itertools.islice(kinds, count)
+            measure = Metered(noise(random.Random(f"{seed}:{case}:{run}:{name}")), budget)
+            end = rule(_drawn(kinds, drawn), measure, tally, base)
+            possible = base
+            for kind in drawn:
+                possible = min(possible, possible + _effect(kind, possible))
+            tally.proposed.update(drawn)
+            tally.runs += measure.runs
             tally.final.append(base - end)
             tally.possible.append(base - possible)
     return tallies
 
 
+def _drawn(kinds: Iterable[str], drawn: list[str]) -> Iterator[str]:
+    """``kinds``, noting in ``drawn`` each one the rule takes."""
+    for kind in kinds:
+        drawn.append(kind)
+        yield kind
+
+
+def table(tallies: dict[str, Tally], unit: str) -> None:
+    print("| rule | false keeps: no-ops | regressions | kept: 1σ | 2σ | 4σ | 25% | proposals | runs | runs per proposal "
+          f"| final true gain ({unit}) | per 100 runs | stalled |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for name, t in tallies.items():
+        share = {k: f"{t.kept[k] / t.proposed[k]:.1%}" if t.proposed[k] else "–" for k in (*EFFECT, "25%")}
+        regressions = [k for k in EFFECT if k.startswith("regression") and t.proposed[k]]
+        wrong = sum(t.kept[k] for k in regressions) / max(1, sum(t.proposed[k] for k in regressions))
+        stalled = sum(1 for f, p in zip(t.final, t.possible, strict=True) if p > 0 and f < p / 3)
+        n, proposed = len(t.final), sum(t.proposed.values())
+        print(
+            f"| {name} | {share['noop']} | {f'{wrong:.1%}' if regressions else '–'} | {share['1σ']} | {share['2σ']} "
+            f"| {share['4σ']} | {share['25%']} | {proposed / n:.1f} | {t.runs / n:.1f} | {t.runs / proposed:.2f} "
+            f"| {statistics.mean(t.final):.2f} | {100 * sum(t.final) / t.runs:.2f} | {stalled} of {n} |"
+        )
+
+
 def main() -> None:
     logging.disable(logging.WARNING)  # the measurer notes set-aside runs; the tables say it all
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--runs", type=int, default=200)
+    parser.add_argument("--runs", type=int, default=200, help="simulated runs per case")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--cases", default=",".join(CASES))
+    parser.add_argument("--rules", default=",".join(RULES), help="which rules to compare")
+    parser.add_argument("--budget", type=int, help="runs each rule may spend at equal runs (default: 150, bursts 50)")
+    parser.add_argument("--compare", choices=("both", "proposals", "runs"), default="both")
     parser.add_argument("--noise-runs", type=int, default=0, help="[judge] noise_runs for overnight's rule")
+    parser.add_argument("--judge", action="append", default=[], metavar="KEY=VALUE",
+                        help="another [judge] setting for overnight's rule, e.g. max_repeats=5")  # fmt: skip
     args = parser.parse_args()
-    global NOISE_RUNS
-    NOISE_RUNS = args.noise_runs
-    print(f"{args.runs} simulated runs per case (seed {args.seed}; overnight with noise_runs = {args.noise_runs})")
+    JUDGE["noise_runs"] = args.noise_runs
+    for setting in args.judge:
+        key, value = setting.split("=", 1)
+        JUDGE[key] = float(value) if "." in value else int(value)
+    rules = {name: RULES[name] for name in args.rules.split(",")}
+    settings = ", ".join(f"{k} = {v}" for k, v in JUDGE.items())
+    print(f"{args.runs} simulated runs per case (seed {args.seed}; overnight's [judge]: {settings})")
     for case in args.cases.split(","):
-        tallies = simulate(case, args.runs, args.seed)
         unit = "%" if case == "bursts" else "σ"
-        print(f"\n{case}")
-        print("| rule | false keeps: no-ops | regressions | kept: 1σ | 2σ | 4σ | 25% | runs per proposal "
-              f"| final true gain ({unit}) | stalled |")  # fmt: skip
-        print("|---|---|---|---|---|---|---|---|---|---|")
-        for name, t in tallies.items():
-            share = {k: f"{t.kept[k] / t.proposed[k]:.1%}" if t.proposed[k] else "–" for k in (*EFFECT, "25%")}
-            regressions = [k for k in EFFECT if k.startswith("regression") and t.proposed[k]]
-            wrong = sum(t.kept[k] for k in regressions) / max(1, sum(t.proposed[k] for k in regressions))
-            stalled = sum(1 for f, p in zip(t.final, t.possible, strict=True) if p > 0 and f < p / 3)
-            print(
-                f"| {name} | {share['noop']} | {f'{wrong:.1%}' if regressions else '–'} | {share['1σ']} | {share['2σ']} "
-                f"| {share['4σ']} | {share['25%']} | {t.runs / sum(t.proposed.values()):.2f} "
-                f"| {statistics.mean(t.final):.2f} | {stalled} of {len(t.final)} |"
-            )
+        if args.compare in ("both", "proposals"):
+            print(f"\n{case}, at equal proposals: every rule judges the same {CASES[case][1]} proposals")
+            table(simulate(case, args.runs, args.seed, None, rules), unit)
+        if args.compare in ("both", "runs"):
+            budget = args.budget or CASES[case][2]
+            print(f"\n{case}, at equal runs: every rule spends {budget} runs on the same stream of proposals")
+            table(simulate(case, args.runs, args.seed, budget, rules), unit)
 
 
 if __name__ == "__main__":

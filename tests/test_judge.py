@@ -20,7 +20,8 @@ from overnight.judge import (
 )
 from overnight.records import Goal
 
-RULE = JudgeSection()  # confirm, 95%, up to 9 runs
+RULE = JudgeSection()  # confirm, 95%, the default max_repeats
+LONG = JudgeSection(max_repeats=9)  # up to 9 runs: the futility bound and the later looks in play
 QUIET = Noise.pooled([[1.0, 1.01, 0.99, 1.0]] * 10)  # sd ≈ 0.008 from 30 degrees of freedom
 
 
@@ -66,26 +67,33 @@ def test_a_clear_winner_is_kept_on_two_runs_with_an_interval() -> None:
 
 
 def test_each_look_is_tested_at_a_corrected_level() -> None:
-    assert look_level(RULE) == pytest.approx(0.05 / 8)  # Bonferroni over the 8 looks that can keep
+    looks = RULE.max_repeats - 1  # the looks that can keep: every run of the candidate but its first
+    assert look_level(RULE) == pytest.approx(0.05 / looks)  # Bonferroni over them
+    assert look_level(LONG) == pytest.approx(0.05 / 8)
     assert look_level(JudgeSection(confirm=False, max_repeats=5)) == pytest.approx(0.01)
-    # z ≈ 2.0: would pass a one-look 5% test, not the corrected one
+    # z ≈ 2.0: would pass a one-look 5% test, not the test at 5% / 8
     sd = QUIET.sd
     assert sd is not None
     gain = 2.0 * sd * (1 / 2 + 1 / 8) ** 0.5
     candidate, best = [1.0 - gain, 1.0 - gain], [1.0] * 8
-    assert decide(candidate, best, QUIET, Goal.MIN, RULE).action is Action.MEASURE_CANDIDATE
+    assert decide(candidate, best, QUIET, Goal.MIN, LONG).action is Action.MEASURE_CANDIDATE
+    assert decide(candidate, best, QUIET, Goal.MIN, JudgeSection(max_repeats=2)).action is Action.KEEP
 
 
 def test_an_uncertain_candidate_is_measured_again_then_given_up() -> None:
     noisy = Noise.pooled([[1.0, 1.2, 0.8]] * 5)  # sd 0.2
-    assert decide([0.9, 0.9], [1.0, 1.0], noisy, Goal.MIN, RULE).action is Action.MEASURE_CANDIDATE
+    assert decide([0.9, 0.9], [1.0, 1.0], noisy, Goal.MIN, LONG).action is Action.MEASURE_CANDIDATE
     nine = [0.9, 0.95, 0.85, 0.9, 0.92, 0.9, 0.93, 0.88, 0.9]
-    decision = decide(nine, [1.0] * 9, Noise.pooled([[1.0, 1.4, 0.6]] * 5), Goal.MIN, RULE)
+    decision = decide(nine, [1.0] * 9, Noise.pooled([[1.0, 1.4, 0.6]] * 5), Goal.MIN, LONG)
     assert decision.action is Action.DISCARD and "within 9 runs" in decision.reason
+    # by default, no more runs than max_repeats either
+    most = [0.9] * RULE.max_repeats
+    decision = decide(most, [1.0] * RULE.max_repeats, noisy, Goal.MIN, RULE)
+    assert decision.action is Action.DISCARD and f"within {RULE.max_repeats} runs" in decision.reason
 
 
 def test_a_candidate_that_stops_looking_better_is_discarded() -> None:
-    decision = decide([0.998, 1.002], [1.0, 1.0], QUIET, Goal.MIN, RULE)  # first looked better, then not
+    decision = decide([0.998, 1.002], [1.0, 1.0], QUIET, Goal.MIN, LONG)  # first looked better, then not
     assert decision.action is Action.DISCARD and "within the noise" in decision.reason
 
 
@@ -152,7 +160,8 @@ def test_one_disturbed_run_does_not_inflate_the_noise() -> None:
 
 def test_a_best_that_screens_everything_out_is_measured_again() -> None:
     assert recheck([-1.5, -1.2, -0.9])  # three candidates in a row far below it: it looks lucky
-    assert not recheck([-1.5, 0.2, -0.9])
+    assert recheck([-0.8, -0.5, -0.7])  # no-ops averaging more than 0.6 standard errors below it, too
+    assert not recheck([-1.5, 0.9, -0.9])
     assert not recheck([-2.0, -2.0])
     assert recheck([None, None])  # the noise unknown, and two screened out in a row
 
@@ -177,9 +186,9 @@ def test_noise_that_scales_with_the_level_is_judged_at_the_candidates_level() ->
     # so a real 25% speed-up of the fast code is kept, where the slow code's noise hid it
     candidate = [450.0 * (1 + 0.12 * d) for d in shape[:4]]
     best = [600.0 * (1 + 0.12 * d) for d in shape[4:]]
-    assert decide(candidate, best, noise, Goal.MIN, RULE).action is Action.KEEP
+    assert decide(candidate, best, noise, Goal.MIN, LONG).action is Action.KEEP
     absolute = Noise(noise.ss, noise.df, noise.robust, positive=False)  # the same runs pooled in milliseconds
-    assert decide(candidate, best, absolute, Goal.MIN, RULE).action is not Action.KEEP
+    assert decide(candidate, best, absolute, Goal.MIN, LONG).action is not Action.KEEP
 
 
 def test_noise_of_one_size_at_every_level_stays_absolute() -> None:

@@ -66,8 +66,10 @@ def test_a_small_gain_inside_the_noise_is_not_kept(noisy: Repo, plan, cli, monke
     rows = ledger_rows(noisy.path, "s")
     assert rows[1]["status"] == "discard" and 2 <= rows[1]["runs"] <= 5
     assert rows[1]["improvement"] is None
-    # the futility screen, not the min_delta screen ("not enough better than"): the noise decided
-    assert rows[1]["reason"].startswith("gain 0.0566667 is within the noise (3 runs vs 3; lower bound -5.49)")
+    # its first run passed the screen; the confirming run (the last look by default), not the min_delta
+    # screen ("not enough better than"), discarded it: the noise decided
+    assert rows[1]["runs"] == 2
+    assert rows[1]["reason"].startswith("not shown better than the best within 2 runs (gain 2.14, lower bound -8.71)")
 
 
 def test_noise_runs_then_a_clear_winner_is_kept_on_its_second_run(

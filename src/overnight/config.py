@@ -142,9 +142,9 @@ class JudgeSection:
     repeats: int = 1  # measurements of a candidate before any decision
     confirm: bool = True  # a candidate that looks better is measured again before it is kept
     confidence: float = 0.95  # required confidence that the candidate beats the best by the threshold
-    max_repeats: int = (
-        9  # most measurements of one candidate (each look that can keep is tested at α / (max_repeats − 1))
-    )
+    # most measurements of one candidate (each look that can keep is tested at α / (max_repeats − 1)); 2: a
+    # candidate that passes the screen is measured once more and kept or discarded on that look
+    max_repeats: int = 2
     noise_runs: int = 0  # measure the baseline this many times at the start of a run
     # a run during which other programs used this share of the machine more than usual is set aside and
     # taken again (a burst of load; 0: never)

@@ -15,8 +15,8 @@ degree of freedom (t₀.₉₅ = 6.3) and almost no power.
 The procedure is sequential, in looks (one look per run of the candidate):
 
 1. **Screen.** The first run is compared with the best: unless it looks better than the
-   threshold by ``SCREEN`` standard errors, the candidate is discarded at once, so clear
-   losers and most no-ops cost one run. (Where the noise is still unknown, it only has to
+   threshold by ``SCREEN`` (one) standard error, the candidate is discarded at once, so
+   clear losers and five no-ops in six cost one run. (Where the noise is still unknown, it only has to
    look better than the threshold.) A first run far worse than anything the noise
    explains is not trusted to discard alone: see :func:`suspicious`.
 2. **Confirm.** Otherwise the candidate is measured again, and the best with it so that
@@ -26,6 +26,9 @@ The procedure is sequential, in looks (one look per run of the candidate):
    the false-keep risk of the whole sequence of looks is bounded by α (Bonferroni over
    the looks that can keep), not α per look. It discards when the gain falls under a
    futility bound rising ``FUTILITY_STEP`` standard errors per look, or at ``max_repeats``.
+   By default ``max_repeats`` is 2: one confirming run, tested at α. A night is paid in
+   runs, and in ``benchmarks/judge.py`` at equal runs a strict screen with one confirmation
+   made more true gain than up to 8 looks at α / 8 each, at no more than 2% of no-ops kept.
 3. **Follow up.** A kept change is measured ``FOLLOW_UP_RUNS`` more time(s) before it
    becomes the best: the runs that got it kept were the lucky ones (the winner's curse),
    and the best's estimate is the mean of all its runs.
@@ -50,12 +53,12 @@ from dataclasses import dataclass
 from overnight.config import JudgeSection
 from overnight.records import Goal
 
-SCREEN = 0.3  # standard errors of gain the first run must show to be measured again
+SCREEN = 1.0  # standard errors of gain the first run must show to be measured again
 FUTILITY = 0.3  # from the second look: discard when the gain is under this many standard errors...
 FUTILITY_STEP = 0.3  # ...and this much more at each further look
 FOLLOW_UP_RUNS = 1  # runs of a kept change before it becomes the best (skipped when the noise is exactly zero)
 RECHECK_OF = 3  # the best is measured again when the last RECHECK_OF screened-out candidates...
-RECHECK_Z = -1.0  # ...averaged below this many standard errors against it
+RECHECK_Z = -0.6  # ...averaged below this many standard errors against it
 RECHECK_UNKNOWN = 2  # or after this many screened out in a row while the noise is unknown
 #: what a reason says when every repeated run gave the same value and the metric is not declared exact
 REPEATED = "noise unknown: every run repeated its value exactly, so the seed does not reach the script"
