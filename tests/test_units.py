@@ -245,3 +245,9 @@ def test_cached_input_is_priced_at_its_own_rate_and_the_table_says_where_it_come
     # configured prices know no cache discount: every input token at the configured rate
     assert prices.cost("local-model", 1000, 0, 2.0, 8.0, cached=500) == pytest.approx(1000 * 2.0 / 1e6)
     assert prices.rates("gpt-7-turbo") is None and prices.READ_ON and prices.SOURCE.startswith("https://")
+
+
+def test_repeats_above_the_default_cap_raise_the_cap() -> None:
+    assert parse_config({**MINIMAL, "judge": {"repeats": 3}}).judge.max_repeats == 3
+    with pytest.raises(ConfigError, match="max_repeats: expected at least repeats"):
+        parse_config({**MINIMAL, "judge": {"repeats": 3, "max_repeats": 1}})

@@ -167,6 +167,9 @@ class JudgeSection:
             raise ConfigError(f"{where} [judge] confidence: expected a number in [0.5, 1), got {self.confidence}")
         if self.repeats < 1:
             raise ConfigError(f"{where} [judge] repeats: expected 1 or more, got {self.repeats}")
+        if self.max_repeats < self.repeats and self.max_repeats == JudgeSection.max_repeats:
+            # the default cap is below the repeats asked for: the cap follows them (no decision comes before them)
+            return dataclasses.replace(self, max_repeats=self.repeats).check(where)
         if self.max_repeats < self.repeats:
             raise ConfigError(
                 f"{where} [judge] max_repeats: expected at least repeats ({self.repeats}), got {self.max_repeats}"
