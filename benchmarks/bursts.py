@@ -11,7 +11,7 @@ Reported: no-ops kept (target: at most 1 of 15), speed-ups kept (target: every o
 per proposal, the share of runs taken while other programs used more than a quarter of the
 machine, and the runs set aside as disturbed.
 
-    python benchmarks/bursts.py  # --runs 3 --seed 0 --max-repeats 9 (the [judge] max_repeats it was measured with)
+    python benchmarks/bursts.py  # --runs 3 --seed 0 --max-repeats 0 (0: the [judge] default)
 """
 
 from __future__ import annotations
@@ -60,8 +60,7 @@ goal = "min"
 
 [judge]
 rel_delta = 0.02
-max_repeats = {max_repeats}
-"""
+{max_repeats}"""
 # Every 4th proposal a real 25% speed-up; the others add a comment (a no-op).
 AGENT = """\
 import os, re
@@ -103,7 +102,7 @@ class Hog:
 
 
 def one_run(folder: Path, seed: int, proposals: int, max_repeats: int) -> dict[str, object]:
-    files = {"bench.py": BENCH, "test_bench.py": TEST, "overnight.toml": CONFIG.format(python=sys.executable, max_repeats=max_repeats),
+    files = {"bench.py": BENCH, "test_bench.py": TEST, "overnight.toml": CONFIG.format(python=sys.executable, max_repeats=f"max_repeats = {max_repeats}\n" if max_repeats else ""),
              "program.md": "Make it faster.\n"}  # fmt: skip
     repo = git_repo(folder / f"run{seed}", files)
     (folder / "agent.py").write_text(AGENT)
@@ -136,7 +135,7 @@ def runs_of(measured: list[tuple[str, float, float | None, int]], experiment: in
 
 
 def main() -> None:
-    args = arguments(__doc__, runs=3, seed=0, proposals=16, max_repeats=9)
+    args = arguments(__doc__, runs=3, seed=0, proposals=16, max_repeats=0)
     noops = speedups = kept_noops = kept_speedups = runs = aside = contended = 0
     started = time.monotonic()
     with tempfile.TemporaryDirectory() as tmp:

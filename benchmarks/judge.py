@@ -49,6 +49,7 @@ import argparse
 import contextlib
 import itertools
 import logging
+import math
 import random
 import statistics
 import tempfile
@@ -64,7 +65,7 @@ import judge_v01
 from overnight.config import parse_config
 from overnight.executors import Measurement
 from overnight.git import Branch
-from overnight.judge import Action
+from overnight.judge import Action, t_quantile
 from overnight.ledger import Ledger
 from overnight.measure import Measurer
 from overnight.records import Experiment, Measured, Status, now_iso
@@ -320,7 +321,60 @@ def _propose(kinds: Iterable[str], state: RunState, measurer: _SimulatedMeasurer
                 measurer.once(exp, "candidate")
 
 
-RULES: dict[str, Rule] = {"greedy": greedy, "labloop": labloop, "overnight 0.1": overnight_v01, "overnight": overnight}
+NIGHT_SHARE = 0.5  # greedy + prune: the share of the runs spent at night; the rest verifies in the morning
+MORNING_RUNS = 5  # ... with at most this many runs per arm (`overnight verify --ablate --runs 5`)
+
+
+def greedy_pruned(kinds: Iterable[str], measure: Metered, tally: Tally, base: float) -> float:
+    """Explore greedily at night, prune in the morning: `overnight verify --ablate` then `finalize
+    --only-significant`. The night keeps what beats the best's one run; the morning measures the best and
+    the best without each keep, R runs each (paired: the same noise-free truth, independent noise), and
+    promotes only the keeps whose contribution's 95% interval lies above zero. At equal runs the night
+    spends NIGHT_SHARE of the budget and the morning what is left (R from 2 to MORNING_RUNS; fewer than
+    two runs an arm certify nothing)."""
+    night = Metered(measure.measure, None if measure.budget is None else int(measure.budget * NIGHT_SHARE))
+    keeps: list[str] = []
+    best_true = base
+    try:
+        best_seen = night(base)
+        for kind in kinds:
+            true = best_true + _effect(kind, best_true)
+            seen = night(true)
+            if seen < best_seen:
+                best_true, best_seen = true, seen
+                keeps.append(kind)
+    except Spent:
+        pass
+    measure.runs += night.runs
+    arms = len(keeps) + 1  # the best, and the best without each keep
+    left = MORNING_RUNS * arms if measure.budget is None else measure.budget - measure.runs
+    runs = min(MORNING_RUNS, left // max(1, arms))
+    promoted, true = [], base
+    if runs >= 2:
+        full = [measure(best_true) for _ in range(runs)]
+        truth = base
+        for kind in keeps:  # the chain's true values, to take each keep out of the best
+            truth += _effect(kind, truth)
+        for index, kind in enumerate(keeps):
+            without = best_true - _effect(kind, best_true) if kind != "25%" else best_true / 0.75
+            diffs = [measure(without) - f for f in full]  # positive: the best is better with the keep
+            center = statistics.mean(diffs)
+            half = t_quantile(0.975, runs - 1) * statistics.stdev(diffs) / math.sqrt(runs)
+            if center - half > 0:
+                promoted.append(index)
+    for index in promoted:  # finalize replays the significant keeps, in order, onto the baseline
+        true += _effect(keeps[index], true)
+        tally.kept[keeps[index]] += 1
+    return true
+
+
+RULES: dict[str, Rule] = {
+    "greedy": greedy,
+    "labloop": labloop,
+    "overnight 0.1": overnight_v01,
+    "overnight": overnight,
+    "greedy + prune": greedy_pruned,
+}
 # case: (its stream of proposals, how many of them at equal proposals, runs at equal runs, its noise, the
 # baseline's true value). 150 runs is about what overnight's rule of issue 13 spent on the 40 or 60 proposals;
 # in `bursts` 50 (it spent 52 on 16), as every 25% speed-up compounds and 150 runs would take any rule to ~100%.

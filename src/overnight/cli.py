@@ -414,7 +414,7 @@ def cmd_noise(args: argparse.Namespace) -> int:
     if len(everything) >= 2 and len(set(everything)) == 1 and not task.config.judge.exact:
         # Not "standard deviation 0, min_delta = 0": equal runs are what a script that fixes its own seed gives.
         print(f"experiment {best.id}: every one of its {len(everything)} measurements gave {everything[0]:.6g}.")
-        print(f"The seeds 0 to {len(everything) - 1} did not reach the script: {seeds.NO_SEED_HELP}.")
+        print(f"The seeds 0 to {len(everything) - 1} did not reach the script, {seeds.NO_SEED_HELP}.")
         for line in seeds.survey(task.dir, [*task.config.task.editable, "*.py"]).advice():
             print(f"  {line}")
     elif len(everything) >= 2:

@@ -40,8 +40,7 @@ _LITERAL_CALL = re.compile(
 MAX_BYTES = 4_000_000  # a file larger than this is not a script to search or rewrite
 
 NO_SEED_HELP = (
-    "every run of a commit gives the same value, so the judge cannot tell a re-roll of the random "
-    "stream from a real gain. Either make the script read the seed the harness gives each run "
+    "so the judge cannot tell a re-roll of the random stream from a real gain. Either make the script read the seed the harness gives each run "
     '(e.g. SEED = int(os.environ.get("OVERNIGHT_SEED", 42))), or name its seed constant in overnight.toml: '
     '[judge] seed = "SEED" (the harness then sets it per run); if the metric really has no randomness, '
     "say so with [judge] exact = true"
@@ -194,7 +193,7 @@ def start_note(task_dir: Path, editable: Sequence[str], seed: str, exact: bool) 
         return ""
     lines = [
         "seed: no script of the task reads OVERNIGHT_SEED and [judge] seed is not set. If the script fixes "
-        f"its own seed, {NO_SEED_HELP}.",
+        f"its own seed, every run of a commit gives the same value, {NO_SEED_HELP}.",
         *(f"  {line}" for line in found.advice()),
     ]
     return "\n".join(lines)
@@ -203,7 +202,8 @@ def start_note(task_dir: Path, editable: Sequence[str], seed: str, exact: bool) 
 def unvaried_note(repeats: int) -> str:
     """What every view says once every experiment measured more than once repeated its value exactly
     (``repeats``: the measurements after each experiment's first)."""
+    counted = "1 repeated measurement" if repeats == 1 else f"{repeats} repeated measurements"
     return (
-        f"every run of a commit has given the same value ({repeats} repeated measurements, each equal to its "
-        f"experiment's first): the seed does not reach the script, and {NO_SEED_HELP}"
+        f"every run of a commit has given the same value ({counted}, each equal to its experiment's first): "
+        f"the seed does not reach the script, {NO_SEED_HELP}"
     )
