@@ -199,11 +199,12 @@ class RunState:
             return sorted(self._measured.get((experiment_id, round), []), key=lambda m: m.seed)
 
     def usual_contention(self) -> float | None:
-        """The share of the machine other programs use when it is quiet: the lower quartile over the run's
-        last 50 measurements (bursts of load are the exception, not the usual)."""
+        """The share of the machine other programs use when it is quiet: the lowest tenth over the run's last 50
+        measurements (bursts of load are the exception, not the usual; where another job holds a core for tens
+        of seconds at a time, a quarter of a short night's runs may fall in its bursts)."""
         with self._lock:
             recent = sorted(self._contention[-50:])
-            return recent[len(recent) // 4] if len(recent) >= 3 else None
+            return recent[len(recent) // 10] if len(recent) >= 3 else None
 
     def screened(self, best_id: int, best_runs: int, z: float | None) -> list[float | None]:
         """Note a candidate screened out at ``z`` against the best's estimate from ``best_runs`` runs; all so noted."""
