@@ -15,6 +15,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -33,6 +34,7 @@ RAY = shutil.which("ray") or str(Path(sys.executable).parent / "ray")
 
 # A credential every node of the session's cluster has in its environment: no experiment may see it.
 NODE_SECRET = ("OVERNIGHT_TEST_SERVICE_TOKEN", "node-secret-value-4242")
+NODE_CACHE = Path(tempfile.mkdtemp(prefix="overnight-ray-cache-"))  # where the nodes keep runs' checkouts
 
 
 def ray_env() -> dict[str, str]:
@@ -42,7 +44,7 @@ def ray_env() -> dict[str, str]:
 
 def node_env() -> dict[str, str]:
     """The environment the cluster's nodes start with: a credential among it."""
-    return {**ray_env(), NODE_SECRET[0]: NODE_SECRET[1]}
+    return {**ray_env(), NODE_SECRET[0]: NODE_SECRET[1], "OVERNIGHT_RAY_CACHE": str(NODE_CACHE)}
 
 
 # With KILL = True, the first attempt of experiment 1 kills the Ray worker running it (as a dying
@@ -87,6 +89,7 @@ def ray_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield address
     finally:
         subprocess.run([RAY, "stop", "--force"], env=ray_env(), capture_output=True, timeout=600)
+        shutil.rmtree(NODE_CACHE, ignore_errors=True)
 
 
 def overnight(*args: str | Path) -> subprocess.CompletedProcess[str]:
@@ -223,6 +226,7 @@ def test_nodes_keep_the_local_guarantees_credentials_gpus_and_setup_once(
     assert all(r["made"] for r in runs)  # setup's data is where the run looks for it
     setups = (marks / "setups").read_text().split()
     assert 1 <= len(setups) <= 2 < len(runs)  # once per checkout on a node (two nodes), not per measurement
+    assert not list(NODE_CACHE.iterdir())  # the nodes removed the run's checkouts when it ended
     # Ray's own lines (its start, its workers, the object store) stay out of overnight's console.
     chatter = [ln for ln in result.stderr.splitlines() if "(raylet)" in ln or "Ray" in ln.split(":", 1)[0]]
     assert not [ln for ln in chatter if "overnight" not in ln], result.stderr

@@ -1,7 +1,7 @@
 """What runs on a Ray node for one measurement: its checkout, its environment, its watchdog.
 
-**The checkout.** A node keeps, per run, a bare repository and one checkout per worktree of
-the controller (``~/.cache/overnight/ray/<run>/``, or ``$OVERNIGHT_RAY_CACHE``). Code travels
+**The checkout.** A node keeps, per run invocation, a bare repository and one checkout per worktree of
+the controller (``~/.cache/overnight/ray/<run>/``, or ``$OVERNIGHT_RAY_CACHE``; removed when the run ends). Code travels
 as git packs through Ray's object store: the run's first commit with its history, once per
 node (:class:`Code` holds it by reference: a node fetches it only when it lacks that commit),
 and per commit only the objects that are new since it. A checkout is put at the commit to
@@ -90,6 +90,11 @@ def measure_here(code: Code, job: Job, sent_env: dict[str, str], gpus_from_ray: 
         # result. This worker goes too, as Ray's own would, so that the measurement is retried elsewhere.
         os._exit(1)
     return measured
+
+
+def forget(key: str) -> None:
+    """Run on every node when the run ends: remove its cache (repository and checkouts)."""
+    shutil.rmtree(cache_root() / key, ignore_errors=True)
 
 
 def _measure(

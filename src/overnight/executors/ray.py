@@ -35,7 +35,7 @@ from typing import Any
 from overnight import secrets
 from overnight.errors import ConfigError, OvernightError
 from overnight.executors._base import Executor, Job, Measurement
-from overnight.executors.node import Code, measure_here
+from overnight.executors.node import Code, forget, measure_here
 from overnight.git import git_bytes
 from overnight.records import Status
 from overnight.task import Task
@@ -78,11 +78,11 @@ class RayExecutor(Executor):
         self.cpus = task.config.task.num_cpus
         self.gpus = task.config.task.num_gpus
         self.node_wait_s = node_wait_s()
-        self._check_schedulable()
-        self._task = ray.remote(measure_here).options(num_cpus=self.cpus, num_gpus=self.gpus, max_retries=0)
         self._base: tuple[str, str, Any] | None = None  # (cache key, first commit, ref of its pack)
         self._packs: OrderedDict[str, Any] = OrderedDict()  # commit → ref of its pack of new objects
         self._lock = threading.Lock()
+        self._check_schedulable()
+        self._task = ray.remote(measure_here).options(num_cpus=self.cpus, num_gpus=self.gpus, max_retries=0)
 
     def _fitting(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         """The live nodes, and those among them that could run an experiment."""
@@ -190,9 +190,26 @@ class RayExecutor(Executor):
                 raise OvernightError(message)
 
     def close(self) -> None:
+        if self._base is not None and self._ray.is_initialized():
+            self._forget(self._base[0])
+            self._base = None
         if self._started and self._ray.is_initialized():
             self._ray.shutdown()
             self._started = False
+
+    def _forget(self, key: str) -> None:
+        """Remove the run's cache from every live node (a node that does not answer in time keeps it)."""
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        task = self._ray.remote(forget)
+        refs = [
+            task.options(
+                num_cpus=0, scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False)
+            ).remote(key)
+            for n in self._ray.nodes()
+            if n.get("Alive")
+        ]
+        self._ray.wait(refs, num_returns=len(refs), timeout=30)
 
 
 def _append(path: Path, text: str) -> None:
