@@ -12,6 +12,7 @@ import contextlib
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -274,14 +275,15 @@ def test_each_experiment_gets_a_gpu_of_its_own_on_a_gpu_node(task: Repo, plan, m
     assert not any(r["secret"] for r in runs)
 
 
-# Runs only on the test's GPU node: the first time, it kills its node's raylet (a machine that dies)
+# Runs only on the test's GPU node: the first time experiment `kill_id` runs, it kills its node's raylet (a machine that dies)
 # and goes on running, as an experiment holding its GPU would.
 ORPHAN = """\
 import os, signal, time
 import psutil
 X = 10
 mark = {mark!r}
-if os.environ.get("OVERNIGHT_TEST_NODE") and not os.path.exists(mark):
+killer = os.environ["OVERNIGHT_EXPERIMENT_ID"] == {kill_id!r}
+if os.environ.get("OVERNIGHT_TEST_NODE") and killer and not os.path.exists(mark):
     open(mark, "w").write(str(os.getpid()))
     raylet = psutil.Process(int(os.environ["OVERNIGHT_RAY_WORKER_PID"])).ppid()
     os.kill(raylet, signal.SIGKILL)
@@ -294,7 +296,7 @@ def test_a_dead_node_leaves_no_orphan_and_a_measurement_waits_for_a_node_only_so
     task: Repo, marks: Path, ray_cluster: str
 ) -> None:
     orphan = marks / "orphan"
-    task.write("train.py", ORPHAN.format(mark=str(orphan)))
+    task.write("train.py", ORPHAN.format(mark=str(orphan), kill_id="0"))
     task.write("overnight.toml", task_config(timeout=900, extra_task="num_gpus = 1"))
     task.commit("kills its GPU node once, and lives on")
     with extra_node(ray_cluster, "--num-cpus", "1", "--num-gpus", "1"):
@@ -309,12 +311,48 @@ def test_a_dead_node_leaves_no_orphan_and_a_measurement_waits_for_a_node_only_so
         assert "no live node of the Ray cluster could run it" in result.stderr
         assert "num_gpus = 1" in result.stderr
         pid = int(orphan.read_text())
-        deadline = time.monotonic() + 120
-        while psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
-            assert time.monotonic() < deadline, "the experiment on the dead node is still running"
-            time.sleep(0.5)
+        _wait_gone(pid)
     log = (task.path / ".overnight" / "o" / "logs" / "0.log").read_text()
     assert "the Ray worker died" in log and "retrying (1 of 2)" in log
+
+
+def _wait_gone(pid: int) -> None:
+    deadline = time.monotonic() + 120
+    while psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+        assert time.monotonic() < deadline, "the experiment on the dead node is still running"
+        time.sleep(0.5)
+
+
+def test_ctrl_c_ends_a_measurement_waiting_for_a_node_that_is_gone(
+    task: Repo, plan, marks: Path, ray_cluster: str
+) -> None:
+    orphan = marks / "orphan"
+    task.write("train.py", ORPHAN.format(mark=str(orphan), kill_id="1"))
+    task.write("overnight.toml", task_config(timeout=900, extra_task="num_gpus = 1"))
+    task.commit("experiment 1 kills its GPU node, and lives on")
+    plan({"1": [["set", "train.py", "X", "5"]]})
+    with extra_node(ray_cluster, "--num-cpus", "1", "--num-gpus", "1"):
+        run = subprocess.Popen(
+            [sys.executable, "-m", "overnight", "run", task.path, "--tag", "w", "--agent-command", AGENT,
+             "--executor", "ray", "--ray-address", ray_cluster, "--max-experiments", "1"],
+            env={**ray_env(), "OVERNIGHT_RAY_NODE_WAIT_S": "3600"}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            text=True,
+        )  # fmt: skip
+        try:
+            log, deadline = task.path / ".overnight" / "w" / "logs" / "1.log", time.monotonic() + 600
+            while not (log.exists() and "retrying (1 of 2)" in log.read_text()):  # waits for a GPU node: none is left
+                assert run.poll() is None, run.communicate()
+                assert time.monotonic() < deadline, "the measurement was never retried"
+                time.sleep(0.5)
+            run.send_signal(signal.SIGINT)
+            _, err = run.communicate(timeout=300)
+        finally:
+            if run.poll() is None:
+                run.kill()
+                run.communicate()
+        assert run.returncode == 130, err
+        assert [r["status"] for r in ledger_rows(task.path, "w")] == ["baseline", "interrupted"]
+        _wait_gone(int(orphan.read_text()))
 
 
 # The blocker: a Ray driver that holds the CPU of every node alive now, until RELEASE appears, so
