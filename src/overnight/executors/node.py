@@ -261,7 +261,7 @@ def _release(watchdog: subprocess.Popen[bytes] | None) -> None:
     """The measurement ended here: the watchdog leaves without killing anything."""
     if watchdog is None:
         return
-    with contextlib.suppress(OSError):
+    with contextlib.suppress(OSError, ValueError):  # it may have gone already (and the pipe with it)
         assert watchdog.stdin is not None
         watchdog.stdin.write(b"done")
         watchdog.stdin.close()
