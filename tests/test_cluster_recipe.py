@@ -106,6 +106,20 @@ def test_skypilot_parses_and_validates_the_recipe(repo: Repo) -> None:
     assert found["asked"] == ["ANTHROPIC_API_KEY"] and found["secrets"] == []  # given with --secret at launch
 
 
+# The experiment: the usual score, and what it could see of the agent's key (given to every node as a
+# SkyPilot secret): in its own environment, or in its Ray worker's (a parent it can read in /proc). (Not
+# its value: overnight refuses a commit that holds a credential's value.)
+SPY = """\
+import os
+X = 10
+worker = open(f"/proc/{{os.environ['OVERNIGHT_RAY_WORKER_PID']}}/environ", "rb").read()
+seen = "ANTHROPIC_API_KEY" in os.environ or b"ANTHROPIC_API_KEY=" in worker
+open({out!r}, "a").write(f"{{os.environ['OVERNIGHT_EXPERIMENT_ID']}} {{os.environ.get('CUDA_VISIBLE_DEVICES')}} {{seen}}\\n")
+print("score:", (X - 3) ** 2 + 1)
+"""
+KEY = "sk-ant-emulated-secret-0123456789"
+
+
 def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -127,6 +141,8 @@ def test_the_recipe_runs_a_night_on_two_emulated_nodes_every_node_ends_and_the_n
     task: Repo, plan, tmp_path: Path
 ) -> None:
     recipe = yaml.safe_load(RECIPE.read_text())
+    seen = tmp_path / "seen"
+    task.write("train.py", SPY.format(out=str(seen)))
     task.write("overnight.toml", task_config(extra_task="num_gpus = 1"))
     task.commit("one GPU per experiment")
     plan({"1": [["set", "train.py", "X", "5"]], "2": [["set", "train.py", "X", "4"]]})
@@ -160,6 +176,7 @@ def test_the_recipe_runs_a_night_on_two_emulated_nodes_every_node_ends_and_the_n
 
     def env_of(rank: int, setup: bool) -> dict[str, str]:
         env = {**os.environ, **envs, "HOME": str(homes[rank]), "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
+        env["ANTHROPIC_API_KEY"] = KEY  # secrets: what `--secret ANTHROPIC_API_KEY` gives every node
         env.update(OVERNIGHT_TEST_UV_CALLS=str(uv_calls), SKYPILOT_TASK_ID=f"sky-emulated-{port}_overnight_1")
         env.update(SKYPILOT_NUM_NODES=str(nodes), SKYPILOT_NUM_GPUS_PER_NODE="1", SKYPILOT_CLUSTER_INFO="{}")
         if setup:
@@ -197,6 +214,9 @@ def test_the_recipe_runs_a_night_on_two_emulated_nodes_every_node_ends_and_the_n
         assert time.monotonic() < deadline, [p.info["cmdline"] for p in _ray_left(port)]
         time.sleep(1)
 
+    # One GPU each (Ray's), and the agent's key out of every experiment's reach.
+    lines = [line.split() for line in seen.read_text().splitlines()]
+    assert len(lines) >= 3 and all(cuda == "0" and found == "False" for _, cuda, found in lines), lines
     # On the head: the night ran on the cluster.
     tags = [p.name for p in (night / ".overnight").iterdir()]
     assert len(tags) == 1 and (night / "runs.bundle").exists()
