@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -229,8 +230,8 @@ def test_nodes_keep_the_local_guarantees_credentials_gpus_and_setup_once(
     assert 1 <= len(setups) <= 2 < len(runs)  # once per checkout on a node (two nodes), not per measurement
     assert not list(NODE_CACHE.iterdir())  # the nodes removed the run's checkouts when it ended
     # Ray's own lines (its start, its workers, the object store) stay out of overnight's console.
-    chatter = [ln for ln in result.stderr.splitlines() if "(raylet)" in ln or "Ray" in ln.split(":", 1)[0]]
-    assert not [ln for ln in chatter if "overnight" not in ln], result.stderr
+    said = result.stdout + result.stderr
+    assert not re.search(r"\b(INFO|WARNING|ERROR) \S+\.py:\d+ -- |\(raylet\)|^\[\d{4}-", said, re.M), said
 
 
 @contextlib.contextmanager
