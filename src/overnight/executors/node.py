@@ -41,6 +41,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 from overnight import sandbox, secrets
 from overnight.executors._base import Job, Measurement
 from overnight.executors.perform import perform
@@ -213,12 +215,14 @@ def _state_file(folder: Path) -> Path:
 _WATCHDOG = """\
 import os, select, sys, time
 prefix, raylet = sys.argv[1], int(sys.argv[2])
-def gone(pid):  # a zombie is gone too (where nothing reaps it)
+import psutil
+def gone(pid):  # as _gone below (a zombie is gone: nothing may reap it); overnight is imported only to kill
     try:
-        with open(f"/proc/{pid}/stat", "rb") as fh:
-            return fh.read().rsplit(b")", 1)[1].split()[0] in (b"Z", b"X")
-    except (OSError, IndexError):
+        return psutil.Process(pid).status() in (psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD)
+    except psutil.NoSuchProcess:
         return True
+    except psutil.Error:
+        return False
 while True:
     ready, _, _ = select.select([0], [], [], 1.0)
     if ready:
@@ -235,10 +239,11 @@ kill_token_holders(prefix)
 def _gone(pid: int) -> bool:
     """Whether process ``pid`` has ended (a zombie has: nothing may reap it)."""
     try:
-        with open(f"/proc/{pid}/stat", "rb") as fh:
-            return fh.read().rsplit(b")", 1)[1].split()[0] in (b"Z", b"X")
-    except (OSError, IndexError):
+        return bool(psutil.Process(pid).status() in (psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD))
+    except psutil.NoSuchProcess:
         return True
+    except psutil.Error:  # not ours to look at: alive
+        return False
 
 
 def _watch(token: str, raylet: int) -> subprocess.Popen[bytes] | None:
