@@ -460,3 +460,25 @@ def test_verify_spreads_its_measurements_over_the_ray_cluster(task: Repo, plan, 
     log = (task.path / ".overnight" / "v" / "logs" / "verify-1-best-1.log").read_text()
     assert "score: 96.0" in log  # 95 at scale + the noise of seed 1, measured on a node
     assert len(task.git("worktree", "list").splitlines()) == 1
+
+
+def test_max_time_ends_a_measurement_waiting_for_a_node_that_is_gone(
+    task: Repo, plan, marks: Path, ray_cluster: str
+) -> None:
+    orphan = marks / "orphan"
+    task.write("train.py", ORPHAN.format(mark=str(orphan), kill_id="1"))
+    task.write("overnight.toml", task_config(timeout=900, extra_task="num_gpus = 1"))
+    task.commit("experiment 1 kills its GPU node, and lives on")
+    plan({"1": [["set", "train.py", "X", "5"]]})
+    with extra_node(ray_cluster, "--num-cpus", "1", "--num-gpus", "1"):
+        # The wait for a node would last an hour: the night's end (60 s in) ends it.
+        result = subprocess.run(
+            [sys.executable, "-m", "overnight", "run", task.path, "--tag", "m", "--agent-command", AGENT,
+             "--executor", "ray", "--ray-address", ray_cluster, "--max-experiments", "1", "--max-time", "60s"],
+            env={**ray_env(), "OVERNIGHT_RAY_NODE_WAIT_S": "3600"}, capture_output=True, text=True, timeout=900,
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        rows = ledger_rows(task.path, "m")
+        assert [r["status"] for r in rows] == ["baseline", "interrupted"]
+        assert "reached --max-time while this measurement waited for a node" in rows[1]["reason"]
+        _wait_gone(int(orphan.read_text()))

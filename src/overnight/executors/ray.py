@@ -14,7 +14,8 @@ A worker process or node that dies mid-measurement is retried (``RETRIES`` times
 in the log); a request no node of the cluster can ever satisfy is refused before the run
 starts instead of waiting forever, and a measurement that waits while no live node could
 run it (its node died) gives up after ``OVERNIGHT_RAY_NODE_WAIT_S`` seconds (default
-``NODE_WAIT_S``), which stops the run with a message saying so. Ctrl-C cancels a
+``NODE_WAIT_S``), which stops the run with a message saying so, or at ``--max-time``
+(recorded ``interrupted``), whichever comes first. Ctrl-C cancels a
 measurement whether it runs or waits for a node. Ray is an optional extra
 (``pip install 'overnight[ray]'``), imported only when this executor is chosen; its own
 log lines stay out of overnight's console.
@@ -179,6 +180,11 @@ class RayExecutor(Executor):
                 unfit_since = None
                 continue
             unfit_since = unfit_since if unfit_since is not None else now
+            if self.deadline is not None and now >= self.deadline:  # the night is over: it will not start
+                self._ray.cancel(ref, force=True)
+                reason = "the run reached --max-time while this measurement waited for a node that could run it"
+                _append(job.log_path, f"### overnight: {reason}\n")
+                return Measurement(Status.INTERRUPTED, reason)
             if now - unfit_since >= self.node_wait_s:
                 self._ray.cancel(ref, force=True)
                 message = (
