@@ -424,7 +424,7 @@ def test_a_node_that_joins_mid_run_gets_work_and_one_that_dies_mid_measurement_i
             assert run.poll() is None, run.communicate()
             assert time.monotonic() < deadline, "the run never started"
             time.sleep(0.5)
-        env = {**ray_env(), "OVERNIGHT_TEST_LATE_NODE": "1"}
+        env = {**node_env(), "OVERNIGHT_TEST_LATE_NODE": "1"}  # it dies with its cache: in the tests' folder
         subprocess.run([RAY, "start", "--address", ray_cluster, "--node-ip-address", "127.0.0.1", "--num-cpus", "1",
                         "--disable-usage-stats"], env=env, check=True, capture_output=True, timeout=600)  # fmt: skip
         out, err = run.communicate(timeout=900)
