@@ -17,8 +17,15 @@ command's wall time, which adds the interpreter's start, the baseline and the cl
    loop (1 worker) leaves the slot idle while the agent thinks (2/3 at best); with a
    second worker thinking ahead (`--workers 2 --slots 1`) the slot should stay busy.
 2. Scaling: 1, 2 and 4 workers (slots = workers): experiments per minute, relative to 1.
+3. The controller's watch: the CPU the controller spends watching WATCHED commands that run
+   at once (each one's processes found every 0.25 s for its memory and its end), the way it
+   finds them now (the command's cgroup; without one, a look at every process shared by the
+   commands) against the way it did before (every process of the machine read again for each
+   command), with and without cgroups, measured in one run: CPU seconds per command-second,
+   and the ratio to before.
 
     python benchmarks/throughput.py  # --experiments 12 --experiment-s 1.0
+    python benchmarks/throughput.py --watch-only  # just 3
 """
 
 from __future__ import annotations
@@ -96,12 +103,77 @@ def _run(root: Path, name: str, workers: int, slots: int, args: argparse.Namespa
     return run
 
 
+WATCHED = 16
+
+
+def _watch_cpu(seconds: float, cgroups: bool, before: bool) -> float:
+    """The controller's CPU seconds per command-second, watching WATCHED `sleep` commands for ``seconds``."""
+    import threading
+
+    import psutil
+
+    from overnight import cgroup, process
+
+    def members_before(self: process.Tree, fresh: bool = True) -> list[psutil.Process]:  # Tree._members until 2026-12
+        try:
+            root = psutil.Process(self.pid)
+            members = [root, *root.children(recursive=True)]
+        except psutil.Error:
+            members = []
+        for p in members:
+            self.seen.setdefault(p.pid, p)
+        return members
+
+    now, refused = process.Tree._members, cgroup._refused
+    process.Tree._members = members_before if before else now  # type: ignore[method-assign]
+    cgroup._refused = refused or not cgroups
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            here = Path(tmp)
+
+            def one(i: int) -> None:
+                process.run_command(f"sleep {seconds}", cwd=here, log_path=here / f"{i}.log", timeout_s=seconds + 60)
+
+            threads = [threading.Thread(target=one, args=(i,)) for i in range(WATCHED)]
+            start = os.times()
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            end = os.times()
+    finally:
+        process.Tree._members, cgroup._refused = now, refused  # type: ignore[method-assign]
+    return ((end.user - start.user) + (end.system - start.system)) / (WATCHED * seconds)
+
+
+def watch(seconds: float = 5.0) -> None:
+    from overnight import cgroup
+
+    available = cgroup.Cgroup.create("bench-probe")
+    if available is not None:
+        available.close()
+    print(f"\n{WATCHED} commands watched at once for {seconds:g} s; {len(os.listdir('/proc'))} entries in /proc\n")
+    print("| cgroups | controller CPU per command-second, before | now | now / before |")
+    print("|---|---|---|---|")
+    for cgroups in [True, False] if available is not None else [False]:
+        old = _watch_cpu(seconds, cgroups, before=True)
+        new = _watch_cpu(seconds, cgroups, before=False)
+        print(
+            f"| {'yes' if cgroups else 'no'} | {old * 1000:.1f} ms | {new * 1000:.1f} ms | {new / old:.2f}× |",
+            flush=True,
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--experiments", type=int, default=12)
     parser.add_argument("--experiment-s", type=float, default=1.0)
     parser.add_argument("--agent-ratio", type=float, default=0.5, help="agent latency / experiment duration")
+    parser.add_argument("--watch-only", action="store_true", help="only the controller's watch (3)")
     args = parser.parse_args()
+    if args.watch_only:
+        watch()
+        return
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         print(f"{args.experiments} experiments of {args.experiment_s:g} s, agent latency {args.agent_ratio:g}× that\n")
@@ -123,6 +195,7 @@ def main() -> None:
                 f"| {workers} | {rate:.1f} | {rate / base:.2f}× | {rate_wall:.1f} | {rate_wall / base_wall:.2f}× |",
                 flush=True,
             )
+    watch()
 
 
 if __name__ == "__main__":

@@ -351,3 +351,21 @@ def test_the_controllers_environment_is_not_readable_by_the_commands_it_starts(t
         for how in ("plain", "conceal")
     }  # fmt: skip
     assert said == {"plain": "read", "conceal": "denied"}
+
+
+@pytest.mark.parametrize("cgroup", [True, False], ids=["in-a-cgroup", "without-a-cgroup"])
+def test_the_tree_is_watched_with_or_without_a_cgroup(tmp_path: Path, monkeypatch, cgroup: bool) -> None:
+    # Members come from the command's cgroup when it has one, else from a look at every process (shared
+    # by the commands running at once): either way a child's memory counts and a forked worker's is limited.
+    from overnight import cgroup as cgroups
+
+    if not cgroup:
+        monkeypatch.setattr(cgroups, "_refused", True)
+    code = "import subprocess, sys; subprocess.run([sys.executable, '-c', 'x = bytearray(150 << 20); import time; time.sleep(1)'])"
+    result = run_command(f'{PY} -c "{code}"', cwd=tmp_path, log_path=tmp_path / "l", timeout_s=20)
+    assert result.exit_code == 0 and 150 <= result.peak_memory_mb < 400, result
+    assert cgroup or result.containment == "tree"
+    script = tmp_path / "workers.py"
+    script.write_text(FORKED_WORKERS)
+    copied = run_command(f"{PY} {script} 150 write", cwd=tmp_path, log_path=tmp_path / "l", timeout_s=20, memory_mb=300)
+    assert copied.over_memory and copied.exit_code is None, copied

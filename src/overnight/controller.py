@@ -184,6 +184,8 @@ class Controller:
         What happens meanwhile is told to the run state's watchers (``run.state.watch``).
         """
         started = time.monotonic()
+        if self.limits.max_time_s is not None:  # a measurement that can only wait (for a node) gives up then
+            self.executor.deadline = started + self.limits.max_time_s
         had_baseline = self.state.baseline is not None
         for worker in self.workers:
             worker.progress = lambda experiment_id: self._progress(experiment_id, started)

@@ -65,9 +65,10 @@ def git(*args: str, cwd: Path, input: str | None = None, env: dict[str, str] | N
     return _finish(_start(args, cwd, input, env), args, cwd, check)
 
 
-def git_bytes(*args: str, cwd: Path) -> bytes:
-    """Run one git command and return its stdout as bytes (archives, blobs)."""
-    proc = subprocess.run(["git", *args], cwd=cwd, capture_output=True, start_new_session=True)
+def git_bytes(*args: str, cwd: Path, input: str | None = None) -> bytes:
+    """Run one git command and return its stdout as bytes (archives, blobs, packs); ``input`` goes to its stdin."""
+    data = None if input is None else input.encode()
+    proc = subprocess.run(["git", *args], cwd=cwd, input=data, capture_output=True, start_new_session=True)
     if proc.returncode != 0:
         raise GitError(f"git {' '.join(args[:3])} failed in {cwd}: {proc.stderr.decode(errors='replace').strip()}")
     return proc.stdout

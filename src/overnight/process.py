@@ -293,19 +293,31 @@ class Tree:
         self.held = 0  # bytes: the members' total proportional set size at the last sample(held=True)
         self.seen: dict[int, psutil.Process] = {}
 
-    def _members(self) -> list[psutil.Process]:
-        try:
-            root = psutil.Process(self.pid)
-            members = [root, *root.children(recursive=True)]
-        except psutil.Error:
-            members = []
-        for p in members:
-            self.seen.setdefault(p.pid, p)
+    def _members(self, fresh: bool = True) -> list[psutil.Process]:
+        """The command's processes now: its cgroup's (one file to read), else the root's descendants.
+
+        Without a cgroup the descendants come from a look at every process of the machine; with
+        ``fresh=False`` (the samples) that look is shared by the commands running at once, so a
+        controller watching N commands reads /proc once per sample period, not N times.
+        """
+        if self.group is not None:
+            pids = [self.pid, *(pid for pid in self.group.pids() if pid != self.pid)]
+        else:
+            pids = _descendants(self.pid, _SAMPLE_EVERY_S / 2 if not fresh else 0.0)
+        members = []
+        for pid in pids:
+            p = self.seen.get(pid)
+            if p is None:
+                p = _process(pid)
+                if p is None:
+                    continue
+                self.seen[pid] = p
+            members.append(p)
         return members
 
     def sample(self, held: bool = False) -> None:
         """Update ``peak_rss``, and ``held`` if asked (reading every member's smaps costs a page-table walk)."""
-        members = self._members()
+        members = self._members(fresh=False)
         charged = self.group.memory() if self.group is not None else None  # tmpfs and /dev/shm included
         self.peak_rss = max(self.peak_rss, sum(_peak_rss(p) for p in members), charged or 0)
         if held:
@@ -354,6 +366,28 @@ class Tree:
         if left:
             log.info("killed %d process(es) left behind by the command", len(left))
             psutil.wait_procs(left, timeout=2)
+
+
+_look_lock = threading.Lock()
+_look: tuple[float, dict[int, list[int]]] = (float("-inf"), {})  # when, and every process's children then
+
+
+def _descendants(root: int, max_age: float) -> list[int]:
+    """``root`` and its descendants, from a look at every process at most ``max_age`` seconds old."""
+    global _look
+    with _look_lock:
+        at, children = _look
+        if time.monotonic() - at > max_age:
+            children = {}
+            for proc in psutil.process_iter(["ppid"]):
+                children.setdefault(proc.info["ppid"], []).append(proc.pid)
+            _look = (time.monotonic(), children)
+    found, todo = [root], [root]
+    while todo:
+        kids = children.get(todo.pop(), [])
+        found.extend(kids)
+        todo.extend(kids)
+    return found
 
 
 def _peak_rss(p: psutil.Process) -> int:

@@ -84,6 +84,9 @@ class Executor(ABC):
     """Runs measurements somewhere; see the module docstring for the contract."""
 
     name: str = ""
+    #: time.monotonic() at which the run starts no new experiment (--max-time), when it has one. A measurement
+    #: that has not started and cannot (no node could take it) ends then as ``interrupted``, not at the wait's end.
+    deadline: float | None = None
 
     @abstractmethod
     def measure(self, job: Job, stop: threading.Event | None = None) -> Measurement:
