@@ -112,7 +112,10 @@ def test_skypilot_parses_and_validates_the_recipe(repo: Repo) -> None:
 SPY = """\
 import os
 X = 10
-worker = open(f"/proc/{{os.environ['OVERNIGHT_RAY_WORKER_PID']}}/environ", "rb").read()
+try:
+    worker = open(f"/proc/{{os.environ['OVERNIGHT_RAY_WORKER_PID']}}/environ", "rb").read()
+except PermissionError:  # as root, experiments run in a user namespace of their own (overnight.userns)
+    worker = b""
 seen = "ANTHROPIC_API_KEY" in os.environ or b"ANTHROPIC_API_KEY=" in worker
 open({out!r}, "a").write(f"{{os.environ['OVERNIGHT_EXPERIMENT_ID']}} {{os.environ.get('CUDA_VISIBLE_DEVICES')}} {{seen}}\\n")
 print("score:", (X - 3) ** 2 + 1)
