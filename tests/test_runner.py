@@ -361,7 +361,7 @@ def test_the_tree_is_watched_with_or_without_a_cgroup(tmp_path: Path, monkeypatc
 
     if not cgroup:
         monkeypatch.setattr(cgroups, "_refused", True)
-    code = "import subprocess, sys; subprocess.run([sys.executable, '-c', 'x = bytearray(150 << 20); import time; time.sleep(1)'])"
+    code = "import subprocess, sys; subprocess.run([sys.executable, '-c', 'x = bytearray(150 << 20); import time; time.sleep(3)'])"
     result = run_command(f'{PY} -c "{code}"', cwd=tmp_path, log_path=tmp_path / "l", timeout_s=20)
     assert result.exit_code == 0 and 150 <= result.peak_memory_mb < 400, result
     assert cgroup or result.containment == "tree"
