@@ -235,18 +235,27 @@ def test_printable_takes_escape_sequences_out_and_shows_control_characters() -> 
 
 # -- the controller's /proc, as root ----------------------------------------------------------------------
 
-PROBE = """\
-import base64, os, pathlib
+# every process's environment this process may read, joined
+READ_ALL_ENVIRON = """\
 found = []
 for entry in pathlib.Path("/proc").iterdir():
     try:
         found.append((entry / "environ").read_bytes())
     except OSError:
         pass
+"""
+
+PROBE = (
+    """\
+import base64, os, pathlib
+"""
+    + READ_ALL_ENVIRON
+    + """\
 blob = b"\\n".join(found)
 pathlib.Path(os.environ["MARK_DIR"], "environ-" + os.environ["OVERNIGHT_EXPERIMENT_ID"]).write_bytes(blob)
 print("Hypothesis: " + base64.b64encode(blob[::-1][:4000]).decode())
 """
+)
 
 
 @pytest.mark.skipif(os.geteuid() != 0 or not userns.available(), reason="as root, where namespaces can be made")
@@ -312,19 +321,18 @@ def test_a_log_or_brief_made_a_link_is_neither_written_through_nor_read_through(
     assert "PRIVATE-VICTIM" not in cli("show", "1", task.path, "--tag", "g").out
 
 
-EXPERIMENT_PROBE = """\
+EXPERIMENT_PROBE = (
+    """\
 import os, pathlib
 X = 10
-found = []
-for entry in pathlib.Path("/proc").iterdir():
-    try:
-        found.append((entry / "environ").read_bytes())
-    except OSError:
-        pass
+"""
+    + READ_ALL_ENVIRON
+    + """\
 pathlib.Path(os.environ["MARK_DIR"], "environ-run-" + os.environ["OVERNIGHT_EXPERIMENT_ID"]).write_bytes(b"\\n".join(found))
 print("---")
 print(f"score: {(X - 3) ** 2 + 1}")
 """
+)
 
 
 @pytest.mark.skipif(os.geteuid() != 0 or not userns.available(), reason="as root, where namespaces can be made")
