@@ -324,20 +324,14 @@ def _wait_gone(pid: int) -> None:
         time.sleep(0.5)
 
 
-def _killer_of_its_gpu_node(task: Repo, plan, marks: Path) -> Path:
-    """A task on one GPU whose experiment 1 kills its node and lives on; the file its orphan marks."""
+def test_ctrl_c_ends_a_measurement_waiting_for_a_node_that_is_gone(
+    task: Repo, plan, marks: Path, ray_cluster: str
+) -> None:
     orphan = marks / "orphan"
     task.write("train.py", ORPHAN.format(mark=str(orphan), kill_id="1"))
     task.write("overnight.toml", task_config(timeout=900, extra_task="num_gpus = 1"))
     task.commit("experiment 1 kills its GPU node, and lives on")
     plan({"1": [["set", "train.py", "X", "5"]]})
-    return orphan
-
-
-def test_ctrl_c_ends_a_measurement_waiting_for_a_node_that_is_gone(
-    task: Repo, plan, marks: Path, ray_cluster: str
-) -> None:
-    orphan = _killer_of_its_gpu_node(task, plan, marks)
     with extra_node(ray_cluster, "--num-cpus", "1", "--num-gpus", "1"):
         run = subprocess.Popen(
             [sys.executable, "-m", "overnight", "run", task.path, "--tag", "w", "--agent-command", AGENT,
@@ -471,7 +465,11 @@ def test_verify_spreads_its_measurements_over_the_ray_cluster(task: Repo, plan, 
 def test_max_time_ends_a_measurement_waiting_for_a_node_that_is_gone(
     task: Repo, plan, marks: Path, ray_cluster: str
 ) -> None:
-    orphan = _killer_of_its_gpu_node(task, plan, marks)
+    orphan = marks / "orphan"
+    task.write("train.py", ORPHAN.format(mark=str(orphan), kill_id="1"))
+    task.write("overnight.toml", task_config(timeout=900, extra_task="num_gpus = 1"))
+    task.commit("experiment 1 kills its GPU node, and lives on")
+    plan({"1": [["set", "train.py", "X", "5"]]})
     with extra_node(ray_cluster, "--num-cpus", "1", "--num-gpus", "1"):
         # The wait for a node would last an hour: the night's end (60 s in) ends it.
         result = subprocess.run(
