@@ -6,6 +6,7 @@ import pytest
 
 from overnight.config import JudgeSection
 from overnight.judge import (
+    UNSETTLED,
     Action,
     Noise,
     compare,
@@ -209,3 +210,24 @@ def test_two_runs_that_happen_to_agree_do_not_make_every_later_run_disturbed() -
     assert not suspicious(0.2329, [0.230838, 0.23109], Noise(), Goal.MIN)
     settled = Noise.pooled([[0.23, 0.231, 0.229]] * 4)  # 8 degrees of freedom
     assert disturbed_runs([0.1716, 0.3, 0.1759], settled, Goal.MIN) == [1]
+
+
+def test_a_clear_gain_is_not_given_up_while_the_noise_rests_on_a_few_runs() -> None:
+    # early in a run: the baseline's two runs, one of them disturbed, are all the noise there is (2 degrees of
+    # freedom, t₀.₉₅ = 2.9), and a gain ten times the threshold is not shown within max_repeats
+    rule = JudgeSection(min_delta=1500.0)
+    candidate, best = [9600.0, 9624.0], [20000.0, 32061.0]
+    decision = decide(candidate, best, Noise(), Goal.MIN, rule)
+    assert decision.action is Action.MEASURE_CANDIDATE and "2 degrees of freedom" in decision.reason
+    # the best is measured as often, then the test is made on the noise of both
+    assert decide([*candidate, 9610.0], best, Noise(), Goal.MIN, rule).action is Action.MEASURE_BEST
+    assert decide([*candidate, 9610.0], [*best, 21000.0], Noise(), Goal.MIN, rule).action is Action.KEEP
+    # bounded: the extra runs end, and a gain the noise explains is still discarded at max_repeats
+    longest = [9600.0] * (rule.max_repeats + UNSETTLED)
+    decision = decide(longest, [20000.0, 32061.0, 5000.0, 45000.0], Noise(), Goal.MIN, rule)
+    assert decision.action is Action.DISCARD and f"within {len(longest)} runs" in decision.reason
+    assert decide([1000.0, 1200.0], [2000.0, 1000.0], Noise(), Goal.MIN, rule).action is Action.DISCARD
+    # once the noise is known, max_repeats is the end as before
+    known = Noise.pooled([[15000.0, 40000.0, 26000.0]] * 3)
+    decision = decide(candidate, best, known, Goal.MIN, rule)
+    assert decision.action is Action.DISCARD and "within 2 runs" in decision.reason

@@ -29,6 +29,10 @@ The procedure is sequential, in looks (one look per run of the candidate):
    By default ``max_repeats`` is 2: one confirming run, tested at α. A night is paid in
    runs, and in ``benchmarks/judge.py`` at equal runs a strict screen with one confirmation
    made more true gain than up to 8 looks at α / 8 each, at no more than 2% of no-ops kept.
+   While the noise itself rests on under ``DISTURBED_DF`` degrees of freedom (the first
+   candidates of a run), a candidate ``UNSETTLED_Z`` standard errors past the threshold
+   that the wide t quantile of so few runs leaves undecided gets up to ``UNSETTLED`` more
+   runs, with the best, instead of being discarded.
 3. **Follow up.** A kept change is measured ``FOLLOW_UP_RUNS`` more time(s) before it
    becomes the best: the runs that got it kept were the lucky ones (the winner's curse),
    and the best's estimate is the mean of all its runs.
@@ -66,6 +70,10 @@ SUSPICIOUS = 4.0  # a first run this many standard deviations worse than the bes
 # the noise must rest on this many degrees of freedom before a run is called disturbed by its value: two runs of
 # the baseline that happen to agree would make every later run look far off
 DISTURBED_DF = 4
+# runs past max_repeats a candidate that looks better may get while the noise rests on under DISTURBED_DF degrees
+# of freedom (the first candidates of a run): their looks are tested at the same level as the others
+UNSETTLED = 2
+UNSETTLED_Z = 2.0  # ...when its gain is this many standard errors beyond the threshold
 CLIP = 4.0  # deviations beyond this many robust standard deviations count as that many in the pooled noise
 RELATIVE_EVIDENCE = 2.0  # −2 log-likelihood the relative noise model must gain to be used (see Noise.relative)
 
@@ -305,10 +313,20 @@ def decide(
         return Decision(Action.MEASURE_CANDIDATE, "looks better; confirming with another measurement", gain, z=z)
     if z >= t_quantile(1 - look_level(rule), noise.df):
         return Decision(Action.KEEP, f"better than the best by {gain:.6g} ± {shown:.3g} ({runs})", gain, low, high, z)
-    if looks >= rule.max_repeats:
+    if (
+        looks >= rule.max_repeats
+        and noise.df < DISTURBED_DF
+        and z >= UNSETTLED_Z
+        and looks < rule.max_repeats + UNSETTLED
+    ):
+        # Early in a run the noise rests on a handful of runs, and one disturbed run of the baseline can hide a gain
+        # many times the threshold behind a wide t quantile. More runs of both settle the noise itself.
         reason = (
-            f"not shown better than the best within {rule.max_repeats} runs (gain {gain:.6g}, lower bound {low:.3g})"
+            f"uncertain: gain {gain:.6g}, lower bound {low:.3g}, with the noise from only {noise.df} degrees of freedom"
         )
+        return Decision(Action.MEASURE_CANDIDATE, reason, gain, low, high, z)
+    if looks >= rule.max_repeats:
+        reason = f"not shown better than the best within {looks} runs (gain {gain:.6g}, lower bound {low:.3g})"
         return Decision(Action.DISCARD, reason, gain, low, high, z)
     if z < FUTILITY + FUTILITY_STEP * (looks - 2):
         reason = f"gain {gain:.6g} is within the noise ({runs}; lower bound {low:.3g}): not worth more runs"
