@@ -20,9 +20,9 @@ Noise is Gaussian (σ = 1) that seeds do not control, except in `bursts`. The ru
 * labloop: `--min-delta σ --confirm`: keep when two measurements each beat the best's by
   more than min_delta; the best then moves to the weaker of the two, as labloop 1.0.5 does;
 * overnight 0.1: the rule before issue 13 (judge_v01.py), as 0.1's measuring drove it;
-* overnight: the real thing: `overnight.measure.Measurer` itself, on a real RunState and
+* overnight: the real thing: `overnight.judge.measure.Measurer` itself, on a real RunState and
   ledger, with only the measurement simulated (no git, no processes). Every rule of
-  `overnight.judge` is in play: the screen, confirmation, the corrected level per look,
+  `overnight.judge.rule` is in play: the screen, confirmation, the corrected level per look,
   interleaving, the follow-up, rechecks of a lucky best, undoing a keep, disturbed runs.
 
 Each case is compared twice:
@@ -65,11 +65,11 @@ import judge_v01
 from overnight.config import parse_config
 from overnight.executors import Measurement
 from overnight.git import Branch
-from overnight.judge import Action, t_quantile
-from overnight.ledger import Ledger
-from overnight.measure import Measurer
+from overnight.judge.measure import Measurer
+from overnight.judge.rule import Action, t_quantile
 from overnight.records import Experiment, Measured, Status, now_iso
-from overnight.state import BestMoved, RunState
+from overnight.run.ledger import Ledger
+from overnight.run.state import BestMoved, RunState
 
 EFFECT = {"noop": 0.0, "1σ": -1.0, "2σ": -2.0, "4σ": -4.0, "regression 1σ": 1.0, "regression 2σ": 2.0}
 MIXES = {

@@ -6,7 +6,7 @@ true value + a seed effect + the rest: ``truth + A[stream][seed] + e``, with ``V
 ``preserve`` (a learning rate, a schedule); otherwise it draws a new one (a layer of another width,
 one more draw, another seed: a re-roll of the stream), and its seed effects are new.
 
-Two ways to judge, both the real `overnight.measure.Measurer` with default `[judge]`:
+Two ways to judge, both the real `overnight.judge.measure.Measurer` with default `[judge]`:
 
 * `unpaired` (overnight's rule): the noise pooled over every experiment's runs. Candidate and best
   are measured on the same seeds, so with as many runs each the gain already is the mean of the
@@ -34,9 +34,9 @@ from typing import Any
 
 import judge as bench
 from _repo import arguments
-from overnight import judge
 from overnight.executors import Measurement
-from overnight.judge import Action, Decision
+from overnight.judge import rule as judge
+from overnight.judge.rule import Action, Decision
 from overnight.records import Experiment, Measured, now_iso
 
 SETTINGS = [(0.8, 1.0), (0.8, 0.5), (0.8, 0.0), (0.5, 0.5)]  # (rho, preserve)

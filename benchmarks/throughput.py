@@ -112,7 +112,8 @@ def _watch_cpu(seconds: float, cgroups: bool, before: bool) -> float:
 
     import psutil
 
-    from overnight import cgroup, process
+    from overnight import process
+    from overnight.process import cgroup
 
     def members_before(self: process.Tree, fresh: bool = True) -> list[psutil.Process]:  # Tree._members until 2026-12
         try:
@@ -147,7 +148,7 @@ def _watch_cpu(seconds: float, cgroups: bool, before: bool) -> float:
 
 
 def watch(seconds: float = 5.0) -> None:
-    from overnight import cgroup
+    from overnight.process import cgroup
 
     available = cgroup.Cgroup.create("bench-probe")
     if available is not None:

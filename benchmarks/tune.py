@@ -31,7 +31,7 @@ import tempfile
 from pathlib import Path
 
 from _repo import arguments, git_repo
-from overnight import demo
+from overnight.cli import demo
 from overnight.config import TuneSection
 
 TRAIN = """import math

@@ -20,7 +20,7 @@ import pytest
 
 from conftest import AGENT, Repo, git, overnight_process
 from overnight.cli import main
-from overnight.dashboard import DashboardServer, serve
+from overnight.views.dashboard import DashboardServer, serve
 
 # A task that looks like a small language-model run: knobs in train.py, val_bpb printed at the end
 # (with a long training log, so the log tail is cut), and a protected data-preparation script.

@@ -84,8 +84,8 @@ def test_every_error_derives_from_the_root() -> None:
         assert issubclass(getattr(overnight, name), overnight.OvernightError)
 
 
-WRITE_SIDE = ("overnight.loop", "overnight.controller", "overnight.measure", "overnight.process", "overnight.agents",
-              "overnight.executors", "overnight.state", "overnight.run")  # fmt: skip
+WRITE_SIDE = ("overnight.run.loop", "overnight.run.controller", "overnight.judge.measure", "overnight.process", "overnight.agents",
+              "overnight.executors", "overnight.run.state", "overnight.run.start")  # fmt: skip
 
 
 def _loaded(code: str) -> set[str]:
@@ -107,7 +107,9 @@ def test_importing_the_package_loads_only_its_init() -> None:
 
 
 def test_the_read_side_loads_none_of_the_write_side() -> None:
-    loaded = _loaded("import overnight.views, overnight.dashboard, overnight.report, overnight.finalize")
+    loaded = _loaded(
+        "import overnight.views, overnight.views.dashboard, overnight.views.report, overnight.views.finalize"
+    )
     assert _write_side(loaded) == []
 
 
@@ -125,5 +127,5 @@ def test_overnight_help_loads_only_the_command_line_grammar() -> None:
         "with contextlib.redirect_stdout(io.StringIO()):\n    assert main([]) == 0"
     )
     # not the views, the config, the dashboard or git: `overnight --help` stays fast
-    assert loaded == {"overnight", "overnight._version", "overnight.cli", "overnight.arguments", "overnight.choices",
+    assert loaded == {"overnight", "overnight._version", "overnight.cli", "overnight.cli.grammar", "overnight.choices",
                       "overnight.errors"}  # fmt: skip

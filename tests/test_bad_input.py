@@ -229,7 +229,7 @@ def test_a_flag_that_is_not_a_number_is_refused_by_name(task: Repo, cli, flag: s
 
 
 def test_gpu_ids_may_be_indices_or_uuids() -> None:
-    from overnight.arguments import gpus
+    from overnight.cli.grammar import gpus
 
     assert gpus("0, 1,2") == "0,1,2"
     assert gpus("GPU-8f2c1a9e-0000-1111-2222-333344445555,MIG-1") == "GPU-8f2c1a9e-0000-1111-2222-333344445555,MIG-1"

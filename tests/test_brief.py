@@ -16,13 +16,13 @@ import pytest
 
 from conftest import AGENT, Repo
 from overnight.agents._base import Context
+from overnight.agents.brief import Entry, Facts, Progress
 from overnight.agents.prompt import brief as brief_text
 from overnight.agents.prompt import history_text
-from overnight.brief import Entry, Facts, Progress
 from overnight.config import parse_config
-from overnight.ledger import Ledger
 from overnight.records import Experiment, Status
-from overnight.rundir import paths_for
+from overnight.run.ledger import Ledger
+from overnight.run.paths import paths_for
 
 TRAIN = """\
 import os

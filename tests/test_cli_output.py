@@ -77,7 +77,7 @@ def test_a_bare_repository_is_named_as_such(tmp_path: Path, cli) -> None:
 
 
 def test_the_demo_commits_as_the_user_when_git_knows_one(tmp_path: Path, monkeypatch) -> None:
-    from overnight import demo
+    from overnight.cli import demo
 
     home = tmp_path / "home"
     home.mkdir()

@@ -114,7 +114,7 @@ import os
 X = 10
 try:
     worker = open(f"/proc/{{os.environ['OVERNIGHT_RAY_WORKER_PID']}}/environ", "rb").read()
-except PermissionError:  # as root, experiments run in a user namespace of their own (overnight.userns)
+except PermissionError:  # as root, experiments run in a user namespace of their own (overnight.process.userns)
     worker = b""
 seen = "ANTHROPIC_API_KEY" in os.environ or b"ANTHROPIC_API_KEY=" in worker
 open({out!r}, "a").write(f"{{os.environ['OVERNIGHT_EXPERIMENT_ID']}} {{os.environ.get('CUDA_VISIBLE_DEVICES')}} {{seen}}\\n")

@@ -14,11 +14,11 @@ import pytest
 from conftest import AGENT, Repo
 from dashboard_support import STATUSES, build_lm_run, finite, get, in_progress, request, running
 from overnight import git, views
-from overnight.dashboard import DashboardServer, serve
-from overnight.dashboard.server import experiment_detail, run_summary
 from overnight.errors import ConfigError, GitError
-from overnight.rundir import RunPaths
+from overnight.run.paths import RunPaths
 from overnight.views import tail
+from overnight.views.dashboard import DashboardServer, serve
+from overnight.views.dashboard.server import experiment_detail, run_summary
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ import pytest
 from conftest import Repo
 from dashboard_support import STATUSES, build_lm_run, in_progress, open_page, running
 from overnight import views
-from overnight.dashboard import DashboardServer
+from overnight.views.dashboard import DashboardServer
 
 pytestmark = pytest.mark.slow  # a heavy group: `pytest -m 'not slow'` leaves it out
 

@@ -15,7 +15,7 @@ import pytest
 
 from conftest import Repo, ledger_rows
 from overnight.config import load_config
-from overnight.metrics import summary_values
+from overnight.executors.metrics import summary_values
 
 pytestmark = pytest.mark.slow  # a heavy group: `pytest -m 'not slow'` leaves it out
 

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 
 from conftest import ledger_rows
-from overnight import guards
 from overnight.config import load_config
-from overnight.metrics import summary_values
+from overnight.executors.metrics import summary_values
+from overnight.judge import guards
 
 pytestmark = pytest.mark.slow  # a heavy group: `pytest -m 'not slow'` leaves it out
 

@@ -14,9 +14,9 @@ import pytest
 from conftest import AGENT, Repo
 from overnight import git, views
 from overnight.errors import ConfigError
-from overnight.export_mlflow import export
-from overnight.ledger import Ledger
 from overnight.records import Status
+from overnight.run.ledger import Ledger
+from overnight.views.mlflow import export
 
 needs_mlflow = pytest.mark.skipif(importlib.util.find_spec("mlflow") is None, reason="mlflow is not installed")
 

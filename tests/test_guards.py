@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from conftest import AGENT, Repo, Result, ledger_rows
-from overnight import guards
 from overnight.config import parse_config
 from overnight.errors import ConfigError
+from overnight.judge import guards
 from overnight.records import DISTURBED, Experiment, Measured, Status
 
 # score = (X - 3)^2 + 1 (lower is better), and two secondary metrics the agent can move.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from overnight.config import JudgeSection
-from overnight.judge import (
+from overnight.judge.rule import (
     UNSETTLED,
     Action,
     Noise,

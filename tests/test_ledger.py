@@ -11,8 +11,8 @@ import pytest
 
 from conftest import Repo, ledger_rows
 from overnight.errors import RunStateError
-from overnight.ledger import SCHEMA_VERSION, Ledger
 from overnight.records import Experiment, Status
+from overnight.run.ledger import SCHEMA_VERSION, Ledger
 
 
 def test_round_trip_and_ids(tmp_path: Path) -> None:
@@ -82,7 +82,7 @@ def test_readers_see_a_consistent_state_while_a_writer_works(tmp_path: Path) -> 
 
 
 def test_a_version_1_ledger_is_upgraded_in_place(tmp_path: Path) -> None:
-    from overnight.ledger import MIGRATIONS
+    from overnight.run.ledger import MIGRATIONS
 
     db = sqlite3.connect(tmp_path / "old.db")
     for statement in MIGRATIONS[0].split(";"):

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from overnight import overrides
 from overnight.errors import ConfigError
+from overnight.verify import overrides
 
 SOURCE = '''"""A model.
 

@@ -13,13 +13,13 @@ from rich.console import Console
 
 from conftest import AGENT, Repo, git
 from overnight.git import Branch
-from overnight.ledger import Ledger
-from overnight.live import LiveView, line
 from overnight.records import Experiment, Goal, Status
-from overnight.report import markdown
-from overnight.rundir import paths_for
-from overnight.state import Event, RunState
+from overnight.run.ledger import Ledger
+from overnight.run.paths import paths_for
+from overnight.run.state import Event, RunState
 from overnight.views import RunView
+from overnight.views.live import LiveView, line
+from overnight.views.report import markdown
 
 
 @pytest.fixture
@@ -81,7 +81,8 @@ def test_the_report_sums_up_usage_and_reads_times_as_utc(tmp_path: Path, monkeyp
 def test_the_plot_counts_as_status_does_and_ticks_whole_experiments(three_keeps: Repo, cli) -> None:
     import matplotlib.pyplot as plt
 
-    from overnight import report, views
+    from overnight import views
+    from overnight.views import report
 
     assert "experiments: 5 after the baseline, 3 kept;" in cli("status", three_keeps.path, "--tag", "f").out
     fig = report.figure(views.load_view(three_keeps.path, "f"))
@@ -256,7 +257,8 @@ def test_the_plot_shows_intervals_and_a_tune_run_each_constant_against_the_metri
     import matplotlib.pyplot as plt
     from matplotlib.container import ErrorbarContainer
 
-    from overnight import report, views
+    from overnight import views
+    from overnight.views import report
 
     repo.write("train.py", NOISY)
     repo.write("overnight.toml", f'[task]\nrun = "{sys.executable} train.py"\neditable = ["train.py"]\nbudget_s = 5\n'

@@ -14,8 +14,8 @@ import pytest
 
 from conftest import AGENT, Repo, ledger_rows, overnight_process, task_config
 from overnight.errors import RunStateError
-from overnight.ledger import Ledger
-from overnight.rundir import RunLock
+from overnight.run.ledger import Ledger
+from overnight.run.paths import RunLock
 
 
 def _wait_for(path: Path, seconds: float = 120) -> None:

@@ -1,4 +1,4 @@
-"""overnight.revert: keeps taken out of the best line by line, and grouped where they change the same lines.
+"""overnight.git.revert: keeps taken out of the best line by line, and grouped where they change the same lines.
 
 Each test builds a real chain of commits (a baseline, then one commit per keep) in a
 temporary repository, and checks the trees the reverts give against what they must be.
@@ -9,9 +9,10 @@ from __future__ import annotations
 import pytest
 
 from conftest import Repo
-from overnight import git, revert
+from overnight import git
+from overnight.git import revert
 from overnight.records import Goal, Verification, VerifyMeasured
-from overnight.verification import summarize
+from overnight.verify.findings import summarize
 
 
 def chained(repo: Repo, name: str, texts: list[str]) -> list[revert.Change]:

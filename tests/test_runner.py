@@ -283,7 +283,7 @@ print("score: 1")
 
 
 def test_a_process_that_detaches_and_drops_its_environment_does_not_outlive_the_run(tmp_path: Path) -> None:
-    from overnight.cgroup import Cgroup
+    from overnight.process.cgroup import Cgroup
 
     probe = Cgroup.create("probe-" + os.urandom(4).hex())
     if probe is None:
@@ -302,7 +302,7 @@ def test_a_process_that_detaches_and_drops_its_environment_does_not_outlive_the_
 
 
 def test_the_cgroup_counts_what_a_command_leaves_in_dev_shm(tmp_path: Path) -> None:
-    from overnight.cgroup import Cgroup
+    from overnight.process.cgroup import Cgroup
 
     probe = Cgroup.create("probe-" + os.urandom(4).hex())
     if probe is None or probe.memory() is None:
@@ -357,7 +357,7 @@ def test_the_controllers_environment_is_not_readable_by_the_commands_it_starts(t
 def test_the_tree_is_watched_with_or_without_a_cgroup(tmp_path: Path, monkeypatch, cgroup: bool) -> None:
     # Members come from the command's cgroup when it has one, else from a look at every process (shared
     # by the commands running at once): either way a child's memory counts and a forked worker's is limited.
-    from overnight import cgroup as cgroups
+    from overnight.process import cgroup as cgroups
 
     if not cgroup:
         monkeypatch.setattr(cgroups, "_refused", True)

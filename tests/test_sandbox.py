@@ -274,7 +274,7 @@ def test_a_sandboxed_command_dies_with_the_harness(tmp_path: Path) -> None:
 import sys
 from pathlib import Path
 from overnight.process import run_command
-from overnight.sandbox import Sandbox
+from overnight.process.sandbox import Sandbox
 box = Sandbox(writable=(Path({str(tmp_path)!r}),), visible=(Path(sys.prefix),))
 run_command("echo $$ > pid.inside; sleep 600 & echo $! > {mark}; wait", cwd=Path({str(tmp_path)!r}),
             log_path=Path({str(tmp_path / "log")!r}), timeout_s=900, sandbox=box)

@@ -7,8 +7,8 @@ import sys
 import pytest
 
 from conftest import AGENT, Repo, ledger_rows
-from overnight import seeds
 from overnight.errors import ConfigError
+from overnight.judge import seeds
 from overnight.task import Task
 
 # score = (X - 3)^2 + 1 + noise (larger with X), the noise drawn from a generator seeded in code, as most

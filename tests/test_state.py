@@ -18,13 +18,13 @@ import pytest
 
 from conftest import AGENT, FAKES, GATE, OUTCOMES_PLAN, Repo, task_config
 from overnight.agents import CommandAgent
-from overnight.controller import Controller, Limits
 from overnight.errors import RunStateError
 from overnight.executors import LocalExecutor
-from overnight.ledger import Ledger
 from overnight.records import DISTURBED, Experiment, Status, chain
-from overnight.run import Run
-from overnight.state import Event, RunState
+from overnight.run.controller import Controller, Limits
+from overnight.run.ledger import Ledger
+from overnight.run.start import Run
+from overnight.run.state import Event, RunState
 from overnight.task import Task
 from test_parallel import TRAIN as PARALLEL_TRAIN
 

@@ -14,8 +14,8 @@ from conftest import Repo, ledger_rows
 from overnight.agents._base import Context
 from overnight.agents.space import search_space
 from overnight.agents.tune import TuneAgent, find_constants, format_value, rewrite
+from overnight.cli.scaffold import render_config, tune_stub
 from overnight.config import TuneSection, load_config, parse_config
-from overnight.init import render_config, tune_stub
 from overnight.records import Experiment, Proposal, Status
 
 SOURCE = '''"""doc"""

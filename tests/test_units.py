@@ -12,9 +12,9 @@ import pytest
 
 from overnight.config import MetricSection, parse_config, parse_duration
 from overnight.errors import ConfigError
+from overnight.executors.metrics import read, summary_values
 from overnight.globs import Rules, matches
-from overnight.logsink import Sink
-from overnight.metrics import read, summary_values
+from overnight.process.logsink import Sink
 from overnight.secrets import REDACTED, Secrets, is_secret
 
 MINIMAL = {"task": {"run": "python train.py", "editable": ["train.py"]}, "metric": {"name": "loss"}}

@@ -18,10 +18,11 @@ from pathlib import Path
 import pytest
 
 from conftest import AGENT, Repo, overnight_process
-from overnight import secrets, untrusted, userns
+from overnight import secrets, untrusted
 from overnight.agents import jsonbrief
-from overnight.ledger import Ledger
-from overnight.rundir import paths_for
+from overnight.process import userns
+from overnight.run.ledger import Ledger
+from overnight.run.paths import paths_for
 
 TRAIN = """\
 import json, sys

@@ -21,9 +21,9 @@ import pytest
 
 from conftest import AGENT, Repo, Result, overnight_process, task_config
 from dashboard_support import get, running
-from overnight import overrides
-from overnight.rundir import RunLock
-from overnight.verify import rounds
+from overnight.run.paths import RunLock
+from overnight.verify import overrides
+from overnight.verify.arms import rounds
 
 SCORED = """\
 import os, time

@@ -11,7 +11,7 @@ import pytest
 from conftest import AGENT, Repo
 from overnight import git, views
 from overnight.records import Experiment, Status, Usage
-from overnight.rundir import paths_for
+from overnight.run.paths import paths_for
 
 JSON_KEYS = {
     "id",

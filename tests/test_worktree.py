@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from conftest import Repo, git
-from overnight.worktree import Worktree
+from overnight.git.worktree import Worktree
 
 
 @pytest.fixture

@@ -19,7 +19,6 @@ from overnight._version import __version__
 if TYPE_CHECKING:
     from overnight.agents import AGENTS, Agent, CommandAgent, Context, make_agent
     from overnight.config import Config, load_config, parse_config
-    from overnight.controller import Controller, Limits, Summary
     from overnight.errors import (
         AgentError,
         AgentUnavailable,
@@ -31,11 +30,12 @@ if TYPE_CHECKING:
         TaskBrokenError,
     )
     from overnight.executors import EXECUTORS, Executor, Job, LocalExecutor, Measurement, make_executor
-    from overnight.ledger import Ledger
     from overnight.process import run_command
     from overnight.records import Experiment, Goal, Proposal, RunResult, Status, Usage
-    from overnight.run import Run
-    from overnight.state import RunState
+    from overnight.run.controller import Controller, Limits, Summary
+    from overnight.run.ledger import Ledger
+    from overnight.run.start import Run
+    from overnight.run.state import RunState
     from overnight.task import Task
 
 # public name → the module that defines it
@@ -48,9 +48,9 @@ _HOMES = {
     "Config": "config",
     "load_config": "config",
     "parse_config": "config",
-    "Controller": "controller",
-    "Limits": "controller",
-    "Summary": "controller",
+    "Controller": "run.controller",
+    "Limits": "run.controller",
+    "Summary": "run.controller",
     "AgentError": "errors",
     "AgentUnavailable": "errors",
     "ConfigError": "errors",
@@ -65,7 +65,7 @@ _HOMES = {
     "LocalExecutor": "executors",
     "Measurement": "executors",
     "make_executor": "executors",
-    "Ledger": "ledger",
+    "Ledger": "run.ledger",
     "run_command": "process",
     "Experiment": "records",
     "Goal": "records",
@@ -73,8 +73,8 @@ _HOMES = {
     "RunResult": "records",
     "Status": "records",
     "Usage": "records",
-    "Run": "run",
-    "RunState": "state",
+    "Run": "run.start",
+    "RunState": "run.state",
     "Task": "task",
 }
 

@@ -20,9 +20,9 @@ from typing import Any
 
 from overnight.choices import AGENT_KINDS
 from overnight.errors import ConfigError
-from overnight.guards import parse_all as parse_guards
+from overnight.judge.guards import parse_all as parse_guards
+from overnight.judge.seeds import is_constant_name
 from overnight.records import Goal
-from overnight.seeds import is_constant_name
 
 CONFIG_FILE = "overnight.toml"
 PROGRAM_FILE = "program.md"
@@ -47,7 +47,7 @@ class TaskSection:
     timeout_s: float = 0.0  # hard kill; 0 means 2 × budget_s, at least budget_s + 60 (start-up on a busy machine)
     exclusive: bool = False  # one experiment at a time, whatever the workers (timing metrics)
     pass_env: tuple[str, ...] = ()  # credentials experiments and command agents may see (see overnight.secrets)
-    sandbox: str = ""  # "bwrap": experiments and agent commands under bubblewrap (see overnight.sandbox)
+    sandbox: str = ""  # "bwrap": experiments and agent commands under bubblewrap (see overnight.process.sandbox)
     network: bool = False  # with a sandbox: may experiments reach the network?
     memory_mb: float = 0.0  # a run whose process tree holds more is killed (crash); 0: no limit
     max_log_mb: float = 50.0  # a command's log keeps its first and last halves of this much; the middle is cut
@@ -97,7 +97,7 @@ class MetricSection:
     command: str = ""  # protected evaluator run after the experiment; its output is parsed
     holdout: str = ""  # protected command measuring the same metric on held-out data: baseline and keeps only
     # conditions on secondary metrics a kept change must also meet, e.g. "peak_memory_mb <= 1.05 * best"
-    # (grammar and semantics: overnight.guards)
+    # (grammar and semantics: overnight.judge.guards)
     guards: tuple[str, ...] = ()
 
     def check(self, where: str) -> MetricSection:
@@ -135,7 +135,7 @@ class MetricSection:
 
 @dataclass(frozen=True)
 class JudgeSection:
-    """[judge]: the keep rule (see overnight.judge for the statistics)."""
+    """[judge]: the keep rule (see overnight.judge.rule for the statistics)."""
 
     min_delta: float = 0.0  # smallest improvement worth keeping, in the metric's units
     rel_delta: float = 0.0  # or: smallest improvement as a fraction of the best (0.005 = 0.5%)
@@ -152,7 +152,7 @@ class JudgeSection:
     # before a run, wait up to this long while other programs use disturbed_load more of the machine than usual
     wait_for_quiet_s: float = 120.0
     # the module-level constant the script seeds itself with ("SEED"): set to each run's seed in the measured
-    # copy, so that repeated runs are different draws (see overnight.seeds)
+    # copy, so that repeated runs are different draws (see overnight.judge.seeds)
     seed: str = ""
     exact: bool = False  # the metric has no noise at all (no randomness, no timing): equal repeats are exact
 

@@ -108,7 +108,7 @@ class RunResult:
     stderr: str = ""  # only when stdout was kept apart: what went to the log
     over_memory: bool = False  # killed for holding more than memory_mb
     contention: float | None = None  # the share of the machine other programs used meanwhile (0 to 1)
-    containment: str = "tree"  # how its processes were held: "cgroup" (see overnight.cgroup) or "tree"
+    containment: str = "tree"  # how its processes were held: "cgroup" (see overnight.process.cgroup) or "tree"
 
     @property
     def ok(self) -> bool:

@@ -212,7 +212,7 @@ def conceal() -> bool:
     controller's credentials from /proc/<pid>/environ, however well its own environment was
     scrubbed. A non-dumpable process's /proc files belong to root (prctl(2) PR_SET_DUMPABLE);
     children become dumpable again when they exec. Root's commands can still read them unless
-    the sandbox takes their capabilities (it does) or they run in a user namespace (overnight.userns). Also turns off core dumps of the controller.
+    the sandbox takes their capabilities (it does) or they run in a user namespace (overnight.process.userns). Also turns off core dumps of the controller.
     True when it took effect (Linux only).
     """
     if not sys.platform.startswith("linux"):

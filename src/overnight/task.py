@@ -9,11 +9,13 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from overnight import git, sandbox, seeds
+from overnight import git
 from overnight.config import CONFIG_FILE, Config, load_config, load_program
 from overnight.errors import ConfigError
 from overnight.git import task_relative
 from overnight.globs import Rules, matches
+from overnight.judge import seeds
+from overnight.process import sandbox
 
 log = logging.getLogger(__name__)
 

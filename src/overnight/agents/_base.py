@@ -28,10 +28,10 @@ from typing import Any
 
 from overnight import untrusted
 from overnight.agents import jsonbrief
-from overnight.brief import Facts
+from overnight.agents.brief import Facts
 from overnight.config import Config
+from overnight.process.sandbox import Sandbox
 from overnight.records import Experiment, Goal, Proposal
-from overnight.sandbox import Sandbox
 
 
 @dataclass(frozen=True)
@@ -55,7 +55,7 @@ class Context:
     running: tuple[Experiment, ...] = ()  # what other workers are trying right now (their hypotheses)
     sandbox: Sandbox | None = None  # run agent commands in it (``[task] sandbox``)
     # What the harness knows beyond the files: the keep rule, every past experiment in detail, the
-    # notebook, the night's progress (see overnight.brief); None when built without a run (tests, tools).
+    # notebook, the night's progress (see overnight.agents.brief); None when built without a run (tests, tools).
     facts: Facts | None = None
     notes_path: Path | None = None  # lines appended to this file go into the lab notebook
 

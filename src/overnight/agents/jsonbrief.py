@@ -13,7 +13,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from overnight import brief as briefing
+from overnight.agents import brief as briefing
 
 BUDGET_CHARS = 400_000  # about 100k tokens, the JSON brief's budget
 KEPT = 8  # briefs kept on disk: those of the latest experiments

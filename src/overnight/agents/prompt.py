@@ -5,7 +5,7 @@ Templates are package data (``agents/prompts/*.md``) filled with ``string.Templa
 Tokens are estimated as characters / 4: good enough to stay inside a context window
 without a tokenizer dependency.
 
-The harness's facts (``overnight.brief``) become text here. A history longer than its
+The harness's facts (``overnight.agents.brief``) become text here. A history longer than its
 share of the budget loses its least useful parts first: the diffs and log tails of older
 experiments, then the old middle one experiment at a time (summarised by status), never
 the keeps or the most recent; the text says what it left out.
@@ -18,8 +18,8 @@ from importlib import resources
 from pathlib import Path
 from string import Template
 
-from overnight import brief as briefing
 from overnight import untrusted, views
+from overnight.agents import brief as briefing
 from overnight.agents._base import Context
 from overnight.agents.textfiles import read_text
 from overnight.records import Status

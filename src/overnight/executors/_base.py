@@ -25,8 +25,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from overnight.config import Config
+from overnight.process.sandbox import Sandbox
 from overnight.records import RunResult, Status
-from overnight.sandbox import Sandbox
 
 
 @dataclass(frozen=True)

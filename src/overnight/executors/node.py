@@ -43,9 +43,10 @@ from typing import Any
 
 import psutil
 
-from overnight import sandbox, secrets
+from overnight import secrets
 from overnight.executors._base import Job, Measurement
 from overnight.executors.perform import perform
+from overnight.process import sandbox
 
 WORKER_PID_VAR = "OVERNIGHT_RAY_WORKER_PID"  # the Ray worker running the measurement (for the experiment's eyes)
 _STATE = ".overnight-node.json"  # in a checkout's git directory: setup's outcome in that checkout

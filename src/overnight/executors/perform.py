@@ -15,8 +15,10 @@ import contextlib
 import dataclasses
 import threading
 
-from overnight import globs, integrity, metrics, seeds
+from overnight import globs
+from overnight.executors import integrity, metrics
 from overnight.executors._base import Job, Measurement
+from overnight.judge import seeds
 from overnight.process import run_command
 from overnight.records import RunResult, Status
 
@@ -70,7 +72,7 @@ def perform(job: Job, stop: threading.Event | None = None) -> Measurement:
     """Run the job's commands in order; stop at the first that fails.
 
     With ``[judge] seed``, the constant it names is set to the job's seed for the length of the
-    measurement (see overnight.seeds); a commit that no longer assigns it is rejected.
+    measurement (see overnight.judge.seeds); a commit that no longer assigns it is rejected.
     """
     name = job.config.judge.seed
     if not name:

@@ -1,0 +1,1 @@
+"""The keep policy: when a change is kept."""

@@ -1,0 +1,455 @@
+"""The keep rule, as pure functions of measurements.
+
+Experiments are noisy, so a candidate is kept only when, on its measurements against
+those of the current best, it beats the best by more than the threshold (``min_delta``,
+or ``rel_delta`` × |best|) with the configured confidence, after at least two runs of
+its own (with ``confirm``, the default: a single run never keeps a change).
+
+The test is a one-sided two-sample Student t-test whose variance is **pooled over every
+experiment of the run that was measured more than once** (noise runs of the baseline,
+re-measured bests, re-measured candidates). The noise of a task is mostly a property of
+the task, not of one change, so pooling lets a candidate measured twice be judged with a
+variance estimated from dozens of runs; Welch's test on two runs each would have one
+degree of freedom (t₀.₉₅ = 6.3) and almost no power.
+
+The procedure is sequential, in looks (one look per run of the candidate):
+
+1. **Screen.** The first run is compared with the best: unless it looks better than the
+   threshold by ``SCREEN`` (one) standard error, the candidate is discarded at once, so
+   clear losers and five no-ops in six cost one run. (Where the noise is still unknown, it only has to
+   look better than the threshold.) A first run far worse than anything the noise
+   explains is not trusted to discard alone: see :func:`suspicious`.
+2. **Confirm.** Otherwise the candidate is measured again, and the best with it so that
+   the best has as many runs (candidate and best alternate in time, so drift and bursts
+   of a busy machine fall on both). After each run the test is made; it keeps the
+   candidate when it passes at level α / (``max_repeats`` − 1), α = 1 − ``confidence``:
+   the false-keep risk of the whole sequence of looks is bounded by α (Bonferroni over
+   the looks that can keep), not α per look. It discards when the gain falls under a
+   futility bound rising ``FUTILITY_STEP`` standard errors per look, or at ``max_repeats``.
+   By default ``max_repeats`` is 2: one confirming run, tested at α. A night is paid in
+   runs, and in ``benchmarks/judge.py`` at equal runs a strict screen with one confirmation
+   made more true gain than up to 8 looks at α / 8 each, at no more than 2% of no-ops kept.
+   While the noise itself rests on under ``DISTURBED_DF`` degrees of freedom (the first
+   candidates of a run), a candidate ``UNSETTLED_Z`` standard errors past the threshold
+   that the wide t quantile of so few runs leaves undecided gets up to ``UNSETTLED`` more
+   runs, with the best, instead of being discarded.
+3. **Follow up.** A kept change is measured ``FOLLOW_UP_RUNS`` more time(s) before it
+   becomes the best: the runs that got it kept were the lucky ones (the winner's curse),
+   and the best's estimate is the mean of all its runs.
+
+Two rules keep a lucky best from stalling a run. The best is measured again when the
+candidates screened out against it keep landing far below it (:func:`recheck`: a lucky-low
+estimate discards every later win at the screen). And a best whose later measurements
+show it no better than the best it replaced is undone (:func:`undone`): the run branch
+moves back, so no view shows the best getting worse.
+
+``benchmarks/judge.py`` measures the result (false keeps, power, runs, the final true
+gain) by simulation, against the greedy rule and labloop's.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from overnight.config import JudgeSection
+from overnight.records import Goal
+
+SCREEN = 1.0  # standard errors of gain the first run must show to be measured again
+FUTILITY = 0.3  # from the second look: discard when the gain is under this many standard errors...
+FUTILITY_STEP = 0.3  # ...and this much more at each further look
+FOLLOW_UP_RUNS = 1  # runs of a kept change before it becomes the best (skipped when the noise is exactly zero)
+RECHECK_OF = 3  # the best is measured again when the last RECHECK_OF screened-out candidates...
+RECHECK_Z = -0.6  # ...averaged below this many standard errors against it
+RECHECK_UNKNOWN = 2  # or after this many screened out in a row while the noise is unknown
+#: what a reason says when every repeated run gave the same value and the metric is not declared exact
+REPEATED = "noise unknown: every run repeated its value exactly, so the seed does not reach the script"
+SUSPICIOUS = 4.0  # a first run this many standard deviations worse than the best is checked before discarding
+# the noise must rest on this many degrees of freedom before a run is called disturbed by its value: two runs of
+# the baseline that happen to agree would make every later run look far off
+DISTURBED_DF = 4
+# runs past max_repeats a candidate that looks better may get while the noise rests on under DISTURBED_DF degrees
+# of freedom (the first candidates of a run): their looks are tested at the same level as the others
+UNSETTLED = 2
+UNSETTLED_Z = 2.0  # ...when its gain is this many standard errors beyond the threshold
+CLIP = 4.0  # deviations beyond this many robust standard deviations count as that many in the pooled noise
+RELATIVE_EVIDENCE = 2.0  # −2 log-likelihood the relative noise model must gain to be used (see Noise.relative)
+
+
+class Action(enum.Enum):
+    KEEP = "keep"
+    DISCARD = "discard"
+    MEASURE_CANDIDATE = "measure_candidate"
+    MEASURE_BEST = "measure_best"
+
+
+@dataclass(frozen=True)
+class Decision:
+    action: Action
+    reason: str
+    improvement: float = 0.0  # estimated, in the goal's direction (positive = better)
+    ci_low: float | None = None  # confidence interval of the improvement, when the noise is known
+    ci_high: float | None = None
+    z: float | None = None  # standard errors of gain beyond the threshold, when the noise is known
+
+
+@dataclass(frozen=True)
+class Noise:
+    """The pooled within-experiment variance: sum of squared deviations and degrees of freedom.
+
+    ``robust`` is a second estimate of the run-to-run standard deviation, from the median
+    absolute deviation, which disturbed runs barely move: it decides what counts as
+    disturbed (:func:`suspicious`, :func:`disturbed_runs`), while the t-test uses ``sd``.
+
+    The same deviations are also pooled relative to their experiment's mean (``rel_ss``,
+    ``rel_robust``; ``log_level`` is Σ (n − 1)·log mean), because some noise scales with the
+    level: a benchmark that got twice as fast varies half as much in milliseconds. Pooling
+    a run's slow start with its fast end in absolute units would judge every later
+    speed-up with the noise of the slow code. :meth:`at` gives the noise at one level,
+    from whichever of the two models explains the runs better.
+    """
+
+    ss: float = 0.0
+    df: int = 0
+    robust: float | None = None
+    rel_ss: float = 0.0
+    rel_robust: float | None = None
+    log_level: float = 0.0
+    positive: bool = True  # every experiment's mean > 0: the relative model applies
+
+    @classmethod
+    def pooled(cls, samples: Iterable[Sequence[float]]) -> Noise:
+        """The pooled variance of ``samples`` (each the runs of one experiment).
+
+        Deviations beyond CLIP robust standard deviations (the median absolute deviation
+        of them all, scaled) count as CLIP: one disturbed run among dozens must not
+        inflate the noise every decision is made with.
+        """
+        deviations: list[float] = []
+        relative: list[float] = []
+        df, log_level, positive = 0, 0.0, True
+        for values in samples:
+            if len(values) > 1:
+                mean = sum(values) / len(values)
+                # runs that repeat a value exactly deviate by nothing (not by the rounding of their mean)
+                same = max(values) == min(values)
+                deviations += [0.0 if same else v - mean for v in values]
+                df += len(values) - 1
+                positive = positive and mean > 0
+                if positive:
+                    relative += [0.0 if same else (v - mean) / mean for v in values]
+                    log_level += (len(values) - 1) * math.log(mean)
+        if not df:
+            return cls()
+        ss, robust = _clipped(deviations, df)
+        if not positive:
+            return cls(ss, df, robust, positive=False)
+        rel_ss, rel_robust = _clipped(relative, df)
+        return cls(ss, df, robust, rel_ss, rel_robust, log_level)
+
+    def __add__(self, other: Noise) -> Noise:
+        positive = self.positive and other.positive
+        return Noise(
+            self.ss + other.ss,
+            self.df + other.df,
+            _merged(self.robust, self.df, other.robust, other.df),
+            self.rel_ss + other.rel_ss if positive else 0.0,
+            _merged(self.rel_robust, self.df, other.rel_robust, other.df) if positive else None,
+            self.log_level + other.log_level if positive else 0.0,
+            positive,
+        )
+
+    @property
+    def relative(self) -> bool:
+        """Whether the noise scales with the level: the relative model's likelihood beats the absolute
+        one's by RELATIVE_EVIDENCE (both have one parameter). Where all runs share one level the two
+        models are the same, and the absolute one is used."""
+        if not (self.positive and self.df and self.ss > 0 and self.rel_ss > 0):
+            return False
+        absolute = self.df * math.log(self.ss / self.df)
+        scaled = self.df * math.log(self.rel_ss / self.df) + 2 * self.log_level
+        return scaled < absolute - RELATIVE_EVIDENCE
+
+    def at(self, level: float) -> Noise:
+        """The noise of runs around ``level``: scaled to it when the noise is relative, else as pooled."""
+        if not self.relative or level <= 0:
+            return self
+        robust = self.rel_robust * level if self.rel_robust is not None else None
+        return Noise(self.rel_ss * level * level, self.df, robust)
+
+    @property
+    def spread(self) -> float | None:
+        """The run-to-run deviation that tells a disturbed run: the robust estimate, else ``sd``."""
+        return self.robust if self.robust else self.sd
+
+    @property
+    def sd(self) -> float | None:
+        """The run-to-run standard deviation, in the metric's units, pooled as measured (see :meth:`at`)."""
+        return math.sqrt(self.ss / self.df) if self.df else None
+
+
+def _clipped(deviations: Sequence[float], df: int) -> tuple[float, float]:
+    """The sum of squares of ``deviations`` clipped at CLIP robust sd, and that robust sd."""
+    spread = sorted(abs(d) for d in deviations)
+    # deviations from a sample's mean shrink by √((n−1)/n): scaled back, for the run-to-run deviation
+    robust = 1.4826 * spread[len(spread) // 2] * math.sqrt(len(deviations) / df)
+    cap = (CLIP * robust) ** 2 if robust > 0 else math.inf
+    return sum(min(d * d, cap) for d in deviations), robust
+
+
+def _merged(a: float | None, a_df: int, b: float | None, b_df: int) -> float | None:
+    """Two robust standard deviations merged, weighted by their degrees of freedom."""
+    parts = [(r, df) for r, df in ((a, a_df), (b, b_df)) if r is not None and df]
+    weight = sum(df for _, df in parts)
+    return math.sqrt(sum(r * r * df for r, df in parts) / weight) if weight else None
+
+
+@dataclass(frozen=True)
+class Gain:
+    """One change's estimated gain over its reference (positive = better), with its interval at the configured confidence."""
+
+    gain: float
+    low: float | None  # None while the noise is unknown
+    high: float | None
+    runs: int  # the change's measurements behind the estimate
+    reference_runs: int  # and its reference's
+    repeated: bool = False  # no interval because every run repeated its value exactly (a seed that does not vary)
+
+    def text(self) -> str:
+        runs = f"mean of {_runs(self.runs)} vs {self.reference_runs}"
+        if self.low is None or self.high is None:
+            return f"gain {self.gain:.6g} ({runs}; {REPEATED if self.repeated else 'noise unknown'})"
+        return f"gain {self.gain:.6g} [{self.low:.3g}, {self.high:.3g}] ({runs})"
+
+
+def compare(
+    candidate: Sequence[float], reference: Sequence[float], others: Noise, goal: Goal, rule: JudgeSection
+) -> Gain:
+    """The estimated gain of ``candidate`` over ``reference``: the one estimate every view shows."""
+    gain = goal.improvement(mean(candidate), mean(reference))
+    noise = (others + Noise.pooled([candidate, reference])).at(mean(reference))
+    if noise.sd is None or unvaried(noise, rule):
+        return Gain(gain, None, None, len(candidate), len(reference), repeated=unvaried(noise, rule))
+    half = t_quantile(rule.confidence, noise.df) * noise.sd * math.sqrt(1 / len(candidate) + 1 / len(reference))
+    return Gain(gain, gain - half, gain + half, len(candidate), len(reference))
+
+
+def unvaried(noise: Noise, rule: JudgeSection) -> bool:
+    """Whether every run measured more than once repeated its value exactly, and the task has not declared the
+    metric exact (``[judge] exact``): then the repeats say nothing about the noise. A script that fixes its
+    own seed does this; it is not evidence that the metric is exact (see overnight.judge.seeds)."""
+    return bool(noise.df) and noise.ss == 0 and not rule.exact
+
+
+def mean(values: Sequence[float]) -> float:
+    return sum(values) / len(values)
+
+
+def threshold(rule: JudgeSection, best: float) -> float:
+    return rule.rel_delta * abs(best) if rule.rel_delta else rule.min_delta
+
+
+def look_level(rule: JudgeSection) -> float:
+    """The one-sided level of each look that can keep: α over those looks, so the whole sequence stays within α."""
+    looks = rule.max_repeats - (1 if rule.confirm else 0)
+    return (1 - rule.confidence) / max(1, looks)
+
+
+def decide(
+    candidate: Sequence[float], best: Sequence[float], others: Noise, goal: Goal, rule: JudgeSection
+) -> Decision:
+    """What to do next with a candidate, given every measurement so far (see the module docstring).
+
+    ``others`` is the pooled noise of the run's other experiments; the candidate's and
+    the best's own measurements are pooled in here.
+    """
+    looks = len(candidate)
+    if looks < rule.repeats:
+        return Decision(Action.MEASURE_CANDIDATE, f"measurement {looks + 1} of {rule.repeats} before judging")
+    gain = goal.improvement(mean(candidate), mean(best))
+    bar = threshold(rule, mean(best))
+    runs = f"{_runs(looks)} vs {len(best)}"
+    noise = (others + Noise.pooled([candidate, best])).at(mean(best))
+    sd = noise.sd
+    # Nothing measured twice yet, or every repeat gave the same value without the metric being declared exact
+    # (a script that fixes its seed): the noise is unknown, and the threshold alone screens.
+    if sd is None or unvaried(noise, rule):
+        unknown = REPEATED if sd is not None else "noise unknown"
+        if gain <= bar:
+            return Decision(
+                Action.DISCARD, f"{_worse(gain)} the best by {abs(gain):.6g} (threshold {bar:.6g}; {unknown})", gain
+            )
+        if looks == 1 and rule.confirm:
+            return Decision(Action.MEASURE_CANDIDATE, "looks better; confirming with another measurement", gain)
+        if len(best) < looks:
+            return Decision(Action.MEASURE_BEST, "the best is measured as often as the candidate", gain)
+        return Decision(
+            Action.KEEP, f"better than the best by {gain:.6g} ({runs}; threshold {bar:.6g}; {unknown})", gain
+        )
+    if looks > 1 and len(best) < looks:
+        return Decision(Action.MEASURE_BEST, "the best is measured as often as the candidate", gain)
+    se = sd * math.sqrt(1 / looks + 1 / len(best))
+    if se == 0:  # a metric declared exact ([judge] exact), and no run has varied: no statistics needed
+        if gain > bar and (looks > 1 or not rule.confirm):
+            return Decision(
+                Action.KEEP, f"better than the best by {gain:.6g} ({runs}; an exact metric)", gain, gain, gain
+            )
+        if gain > bar:
+            return Decision(Action.MEASURE_CANDIDATE, "looks better; confirming with another measurement", gain)
+        return Decision(Action.DISCARD, f"{_worse(gain)} the best by {abs(gain):.6g} (threshold {bar:.6g})", gain)
+    z = (gain - bar) / se
+    shown = t_quantile(rule.confidence, noise.df) * se  # the interval shown: at the configured confidence
+    low, high = gain - shown, gain + shown
+    if looks == 1 and rule.confirm:
+        if z < SCREEN:
+            word = _worse(gain)
+            return Decision(
+                Action.DISCARD, f"{word} the best by {abs(gain):.6g} (threshold {bar:.6g}; first run)", gain, z=z
+            )
+        if len(best) < 2:
+            return Decision(Action.MEASURE_BEST, "looks better; measuring the best again first", gain, z=z)
+        return Decision(Action.MEASURE_CANDIDATE, "looks better; confirming with another measurement", gain, z=z)
+    if z >= t_quantile(1 - look_level(rule), noise.df):
+        return Decision(Action.KEEP, f"better than the best by {gain:.6g} ± {shown:.3g} ({runs})", gain, low, high, z)
+    if (
+        looks >= rule.max_repeats
+        and noise.df < DISTURBED_DF
+        and z >= UNSETTLED_Z
+        and looks < rule.max_repeats + UNSETTLED
+    ):
+        # Early in a run the noise rests on a handful of runs, and one disturbed run of the baseline can hide a gain
+        # many times the threshold behind a wide t quantile. More runs of both settle the noise itself.
+        reason = (
+            f"uncertain: gain {gain:.6g}, lower bound {low:.3g}, with the noise from only {noise.df} degrees of freedom"
+        )
+        return Decision(Action.MEASURE_CANDIDATE, reason, gain, low, high, z)
+    if looks >= rule.max_repeats:
+        reason = f"not shown better than the best within {looks} runs (gain {gain:.6g}, lower bound {low:.3g})"
+        return Decision(Action.DISCARD, reason, gain, low, high, z)
+    if z < FUTILITY + FUTILITY_STEP * (looks - 2):
+        reason = f"gain {gain:.6g} is within the noise ({runs}; lower bound {low:.3g}): not worth more runs"
+        return Decision(Action.DISCARD, reason, gain, low, high, z)
+    return Decision(Action.MEASURE_CANDIDATE, f"uncertain: gain {gain:.6g}, lower bound {low:.3g}", gain, low, high, z)
+
+
+def suspicious(first: float, best: Sequence[float], others: Noise, goal: Goal) -> bool:
+    """Whether a candidate's first run is so much worse than the best that the run, not the change, is in doubt.
+
+    On a shared machine a burst of load can make one run 40–70% slower; discarding a real
+    speed-up on that run alone would throw it away. Such a run is checked: the best is
+    measured right after it (see overnight.judge.measure), and if that run is disturbed too,
+    both are set aside and the candidate is measured again.
+    """
+    noise = others + Noise.pooled([best])
+    if noise.df < DISTURBED_DF:
+        return False
+    sd = noise.at(mean(best)).spread
+    return bool(sd) and goal.improvement(first, mean(best)) < -SUSPICIOUS * sd  # type: ignore[operator]
+
+
+def disturbed_runs(values: Sequence[float], others: Noise, goal: Goal) -> list[int]:
+    """Indices of the runs worse than the experiment's best run by more than the noise can explain.
+
+    A difference of two runs has √2 times the run-to-run deviation; beyond SUSPICIOUS times
+    that, a run is taken as disturbed (load on a shared machine only ever makes things
+    worse, so the best run is the reference). Needs the run's noise (``others``).
+    """
+    if len(values) < 2 or others.df < DISTURBED_DF:
+        return []
+    best = max(values, key=lambda v: goal.improvement(v, 0.0))
+    sd = others.at(best).spread
+    if not sd:
+        return []
+    limit = SUSPICIOUS * sd * math.sqrt(2)
+    return [i for i, v in enumerate(values) if goal.improvement(v, best) < -limit]
+
+
+def recheck(screened: Sequence[float | None]) -> bool:
+    """Whether the best should be measured again, given the screen z of the candidates screened out
+    against its current estimate, oldest first (None where the noise was unknown).
+
+    A best whose estimate came out lucky makes every candidate look worse than it; left
+    alone, it discards the night's real wins at the screen (a stalled run).
+    """
+    if len(screened) >= RECHECK_UNKNOWN and all(z is None for z in screened[-RECHECK_UNKNOWN:]):
+        return True
+    known = [z for z in screened if z is not None][-RECHECK_OF:]
+    return len(known) == RECHECK_OF and mean(known) < RECHECK_Z
+
+
+def undone(best: Sequence[float], parent: Sequence[float], others: Noise, goal: Goal, rule: JudgeSection) -> str:
+    """Why a kept best must be undone now, or "": when, measured again, it is no longer estimated better
+    than the best it replaced (by the threshold), with at least two runs on each side."""
+    if len(best) < 2 or len(parent) < 2:
+        return ""
+    gain = goal.improvement(mean(best), mean(parent))
+    bar = threshold(rule, mean(parent))
+    if gain > bar:
+        return ""
+    noise = (others + Noise.pooled([best, parent])).at(mean(parent))
+    return (
+        f"measured again ({_runs(len(best))}), it is no longer better than the best it replaced "
+        f"(gain {gain:.6g} vs threshold {bar:.6g}" + (f", noise sd {noise.sd:.3g})" if noise.sd else ")")
+    )
+
+
+def _worse(gain: float) -> str:
+    return "worse than" if gain < 0 else "not better than" if gain == 0 else "not enough better than"
+
+
+def _runs(n: int) -> str:
+    return f"{n} run" if n == 1 else f"{n} runs"
+
+
+# -- Student's t distribution (no scipy) ---------------------------------------------------
+
+
+def _incomplete_beta(a: float, b: float, x: float) -> float:
+    """The regularized incomplete beta function I_x(a, b), by its continued fraction (Lentz)."""
+    if x <= 0:
+        return 0.0
+    if x >= 1:
+        return 1.0
+    if x > (a + 1) / (a + b + 2):  # the fraction converges fast on this side; use the symmetry otherwise
+        return 1.0 - _incomplete_beta(b, a, 1.0 - x)
+    front = math.exp(math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log(1 - x)) / a
+    tiny = 1e-300
+    f, c, d = 1.0, 1.0, 0.0
+    for i in range(400):
+        m = i // 2
+        if i == 0:
+            numerator = 1.0
+        elif i % 2 == 0:
+            numerator = m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m))
+        else:
+            numerator = -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1))
+        d = 1.0 + numerator * d
+        d = 1.0 / (d if abs(d) > tiny else tiny)
+        c = 1.0 + numerator / c
+        c = c if abs(c) > tiny else tiny
+        f *= c * d
+        if abs(1.0 - c * d) < 1e-12:
+            break
+    return front * (f - 1.0)
+
+
+def t_cdf(t: float, df: float) -> float:
+    """P(T ≤ t) for Student's t with ``df`` degrees of freedom."""
+    tail = 0.5 * _incomplete_beta(df / 2, 0.5, df / (df + t * t))
+    return 1.0 - tail if t > 0 else tail
+
+
+def t_quantile(p: float, df: float) -> float:
+    """The t with P(T ≤ t) = p (bisection on the CDF: plenty fast for a decision per experiment)."""
+    low, high = -1e6, 1e6
+    for _ in range(200):
+        middle = (low + high) / 2
+        if t_cdf(middle, df) < p:
+            low = middle
+        else:
+            high = middle
+        if high - low < 1e-10:
+            break
+    return (low + high) / 2

@@ -1,0 +1,1 @@
+"""`overnight verify`: the run's keeps measured again at scale (arms), and what the measurements show (findings)."""
