@@ -61,7 +61,7 @@ def test_train_prints_the_summary_block(tmp_path: Path) -> None:
         "num_params_M",
     }
     # The example's guards name numbers the trainer prints: its runs can be judged against them.
-    assert {g.name for g in guards.of(load_config(TINYLM / "overnight.toml"))} <= set(values)
+    assert {g.name for g in guards.parse_all(load_config(TINYLM / "overnight.toml").metric.guards)} <= set(values)
     assert 0 < values["val_bpb"] < 16 and values["num_steps"] > 0  # trained and evaluated, however far it got
     step_s = values["training_seconds"] / values["num_steps"]
     assert values["training_seconds"] <= 3.0 + step_s + 1  # it stops after the step that crossed its budget

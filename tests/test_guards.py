@@ -165,21 +165,21 @@ def test_means_are_over_the_runs_that_count_and_the_harness_fills_in_what_the_ou
 
 def test_describe_gives_one_line_per_guard_for_the_brief() -> None:
     config = parse_config(config_with("mem <= 1.05 * best", "params <= 10", "acc >= best - 0.5"))
-    assert guards.describe(config) == [
+    assert guards.describe(config.metric.guards) == [
         "mem must stay at most 1.05 × the best's mem",
         "params must stay at most 10",
         "acc must stay at least the best's acc - 0.5",
     ]
-    assert guards.describe(config, {"mem": 760.0, "acc": 90.0})[::2] == [
+    assert guards.describe(config.metric.guards, {"mem": 760.0, "acc": 90.0})[::2] == [
         "mem must stay at most 1.05 × the best's mem (the best's is 760: at most 798)",
         "acc must stay at least the best's acc - 0.5 (the best's is 90: at least 89.5)",
     ]
     best = Experiment(3, Status.KEEP, metrics={"mem": 200.0}, peak_memory_mb=900.0)
     assert (
-        guards.describe(config, best)[0]
+        guards.describe(config.metric.guards, best)[0]
         == "mem must stay at most 1.05 × the best's mem (the best's is 200: at most 210)"
     )
-    assert guards.describe(parse_config(config_with())) == []
+    assert guards.describe(parse_config(config_with()).metric.guards) == []
 
 
 # -- a real run ---------------------------------------------------------------------------------------

@@ -285,7 +285,7 @@ def rule(config: Config, noise: judge.Noise, runs: int, best: float | None) -> s
 
 def guard_lines(config: Config, best: Experiment | None) -> tuple[str, ...]:
     """The guards on secondary metrics, one line each with today's limit (see ``[metric] guards``)."""
-    return tuple(guards.describe(config, best.metrics if best is not None else None))
+    return tuple(guards.describe(config.metric.guards, best.metrics if best is not None else None))
 
 
 def _entry(

@@ -24,13 +24,10 @@ import time
 import zlib
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
-from overnight.git import Pending, git
-from overnight.git.picture import Blob, Tree
-
-if TYPE_CHECKING:
-    from overnight.git.worktree import Change, Worktree
+from overnight.git import GitStream, Pending, git
+from overnight.git.picture import Blob, Change, Tree
 
 AUTHOR = "overnight <overnight@localhost>"
 
@@ -57,10 +54,23 @@ class Background:
             raise error
 
 
+class Repository(Protocol):
+    """What writing a commit needs of a worktree (:class:`overnight.git.worktree.Worktree` is one)."""
+
+    path: Path
+    objects: GitStream  # a long-lived `git hash-object --stdin-paths`
+    refs: GitStream  # a long-lived `git update-ref --stdin`
+
+    def git_env(self) -> dict[str, str]: ...
+    def objects_dir(self) -> Path: ...
+    def tree_of(self, commit: str) -> Tree: ...
+    def gitdir(self) -> Path: ...
+
+
 class Committed:
     """An experiment's commit being written; :meth:`wait` gives it, its ref created and its lines counted."""
 
-    def __init__(self, worktree: Worktree, change: Change, message: str, ref: str) -> None:
+    def __init__(self, worktree: Repository, change: Change, message: str, ref: str) -> None:
         self.commit = ""
         self.insertions = 0
         self.deletions = 0

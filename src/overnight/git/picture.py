@@ -184,3 +184,18 @@ def plain_repository(root: Path) -> bool:
     common = Path(git("rev-parse", "--git-common-dir", cwd=root).strip())
     common = common if common.is_absolute() else root / common
     return not (common / "info" / "attributes").exists()
+
+
+@dataclass(frozen=True)
+class Change:
+    """What an agent changed in a worktree, against the parent commit."""
+
+    parent: str
+    paths: tuple[str, ...] = ()  # repo-relative
+    # Named from the picture (edits of tracked files only): the files as read then, which the
+    # commit holds. None: staged in the worktree's index by git.
+    blobs: dict[str, Blob] | None = None
+
+    @property
+    def empty(self) -> bool:
+        return not self.paths

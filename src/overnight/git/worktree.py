@@ -30,30 +30,14 @@ import logging
 import os
 import re
 import shutil
-from dataclasses import dataclass
 from pathlib import Path
 
 from overnight.errors import GitError
 from overnight.git import BlobReader, GitStream, git, git_ok, picture
 from overnight.git.commits import Background, Committed
-from overnight.git.picture import Blob, Picture, Tree
+from overnight.git.picture import Change, Picture, Tree
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Change:
-    """What an agent changed in a worktree, against the parent commit."""
-
-    parent: str
-    paths: tuple[str, ...] = ()  # repo-relative
-    # Named from the picture (edits of tracked files only): the files as read then, which the
-    # commit holds. None: staged in the worktree's index by git.
-    blobs: dict[str, Blob] | None = None
-
-    @property
-    def empty(self) -> bool:
-        return not self.paths
 
 
 class Worktree:

@@ -35,13 +35,9 @@ import operator
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from overnight.errors import ConfigError
 from overnight.records import DISTURBED, Experiment, Measured
-
-if TYPE_CHECKING:
-    from overnight.config import Config
 
 # Measured by the harness for every run (records.Measured has a field of each name).
 HARNESS_METRICS = ("peak_memory_mb", "duration_s")
@@ -179,19 +175,14 @@ def parse_all(texts: Iterable[str], where: str = "[metric] guards") -> tuple[Gua
     return tuple(parse(text, where) for text in texts)
 
 
-def of(config: Config) -> tuple[Guard, ...]:
-    """The guards of a (validated) configuration."""
-    return parse_all(config.metric.guards)
-
-
-def describe(config: Config, best: Mapping[str, float] | Experiment | None = None) -> list[str]:
-    """One line per guard for an agent's brief (empty without guards).
+def describe(texts: Iterable[str], best: Mapping[str, float] | Experiment | None = None) -> list[str]:
+    """One line per guard of ``texts`` (a validated ``[metric] guards``) for an agent's brief (empty without guards).
 
     ``best`` is the best experiment (its last run's numbers are shown) or its secondary metrics
     (see :func:`means`), to show each relative guard's current limit; without it the lines say
     the rule alone.
     """
-    rules = of(config)
+    rules = parse_all(texts)
     if isinstance(best, Experiment):
         best = last_reported(best, {g.name for g in rules})
     return [g.describe(None if best is None else best.get(g.name)) for g in rules]

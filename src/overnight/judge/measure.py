@@ -114,7 +114,7 @@ class Measurer:
     def broken_guards(self, exp: Experiment, best: Experiment) -> list[str]:
         """Why ``exp`` breaks each guard of ``[metric] guards`` it breaks (see overnight.judge.guards): its mean over
         the runs the judge used against the best's mean over its runs. Empty when every guard holds."""
-        rules = guards.of(self.run.task.config)
+        rules = guards.parse_all(self.run.task.config.metric.guards)
         if not rules:
             return []
         return guards.broken(rules, self.secondary(exp, rules), self.secondary(best, rules))

@@ -1,9 +1,12 @@
 """The controller of a run: the baseline first, then N workers until a stop condition.
 
 Workers are threads of the controller, each with its own worktree and its own
-agent, all proposing on the one shared best. The run's state
-(:class:`~overnight.run.state.RunState`) is the single writer of the ledger and of the run
-branch (a keep is a compare-and-swap on the best, see overnight.run.state). Experiments run in
+agent, all proposing on the one shared best. While the controller holds the run's lock,
+the run's state (:class:`~overnight.run.state.RunState`) is the one writer of the ledger and
+of the run branch (a keep is a compare-and-swap on the best, see overnight.run.state); before
+it, opening the run (overnight.run.start) recovers and mends them, and after it `overnight
+verify` (overnight.verify.arms) records its measurements, each in its own phase under the same
+lock. Experiments run in
 :class:`~overnight.run.slots.Slots`; agents think outside them, so with more workers
 than slots proposals are ready the moment a slot frees.
 
@@ -165,7 +168,7 @@ class Controller:
         A guard the best itself breaks (an absolute one) is only warned about: changes must meet it.
         """
         best = self.state.best
-        rules = guards.of(self.run.task.config)
+        rules = guards.parse_all(self.run.task.config.metric.guards)
         if best is None or not rules:
             return
         found = self.worker.measurer.secondary(best, rules)

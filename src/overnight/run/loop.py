@@ -47,7 +47,8 @@ from overnight.agents import Agent, Context, brief
 from overnight.errors import AgentError, AgentUnavailable, GitError, OvernightError
 from overnight.executors import Executor
 from overnight.git.commits import Committed
-from overnight.git.worktree import Change, Worktree
+from overnight.git.picture import Change
+from overnight.git.worktree import Worktree
 from overnight.judge.measure import Measurer
 from overnight.judge.rule import Action, Decision
 from overnight.records import MEASURED, Ended, Experiment, Status, Usage, now_iso

@@ -3,7 +3,9 @@
 :class:`RunState` sits in front of the run's :class:`~overnight.run.ledger.Ledger` as a
 write-through cache (the shape of optuna's cached storage): every event of a run is
 one call, which writes the ledger in one transaction and then memory, under one lock.
-Nothing else writes experiments or measurements, so the two cannot disagree; readers
+While the run goes on nothing else writes experiments or measurements (opening a run,
+overnight.run.start, mends the ledger before; `overnight verify` records its own measurements
+after, each under the run's lock), so the two cannot disagree; readers
 get immutable values (experiments are frozen, collections are copied).
 
 The events, in the order an experiment meets them::
