@@ -1,4 +1,4 @@
-"""The runner: exit codes, output, timeouts and process trees, memory, interrupts."""
+"""Running a command (overnight.process): exit codes, output, timeouts and process trees, memory, interrupts."""
 
 from __future__ import annotations
 
