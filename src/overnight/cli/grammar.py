@@ -1,6 +1,6 @@
 """The command line's grammar: every subcommand and flag of `overnight`, with its help.
 
-cli.py holds what each subcommand does; this module only says what it accepts.
+write.py and read.py hold what each subcommand does; this module only says what it accepts.
 """
 
 from __future__ import annotations
