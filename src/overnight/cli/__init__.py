@@ -162,7 +162,7 @@ def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
 
 
 def _print_summary(summary: Summary, task: Task) -> None:
-    from overnight import views
+    from overnight.views.text import delta, figure
 
     base, best = summary.baseline, summary.best
     print()
@@ -170,8 +170,8 @@ def _print_summary(summary: Summary, task: Task) -> None:
         print(f"stopped:  {summary.stopped}")
     if base is not None and best is not None and base.metric is not None and best.metric is not None:
         kept = summary.counts.get("keep", 0)
-        moved = views.delta(best.metric, base.metric)
-        print(f"result:   baseline {views.figure(base.metric, base.runs)} → best {views.figure(best.metric, best.runs)}: "
+        moved = delta(best.metric, base.metric)
+        print(f"result:   baseline {figure(base.metric, base.runs)} → best {figure(best.metric, best.runs)}: "
               f"{moved}; {kept} kept")  # fmt: skip
     counts = ", ".join(f"{n} {s}" for s, n in sorted(summary.counts.items(), key=lambda kv: -kv[1]))
     print(f"ledger:   {counts}")
@@ -497,10 +497,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def cmd_status(args: argparse.Namespace) -> int:
     from overnight import untrusted, views
+    from overnight.views import commands
     from overnight.views import runs as runlist
 
     view = views.load_view(args.dir, args.tag)
-    print(untrusted.printable(views.status_text(view)))
+    print(untrusted.printable(commands.status_text(view)))
     note = runlist.choice_note(view.root, view.meta["task"] or ".", view.tag, defaulted=args.tag is None)
     if note:
         print(f"other runs:  {note}")
@@ -519,9 +520,10 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
 def cmd_log(args: argparse.Namespace) -> int:
     from overnight import untrusted, views
+    from overnight.views import commands
 
     view = views.load_view(args.dir, args.tag)
-    formats = {"table": views.log_table, "tsv": views.log_tsv, "json": views.log_json}
+    formats = {"table": commands.log_table, "tsv": commands.log_tsv, "json": commands.log_json}
     print(untrusted.printable(formats[args.format](view)))  # what experiments and agents wrote: no escapes
     return 0
 
@@ -578,8 +580,9 @@ def cmd_brief(args: argparse.Namespace) -> int:
 
 def cmd_show(args: argparse.Namespace) -> int:
     from overnight import untrusted, views
+    from overnight.views import commands
 
-    print(untrusted.printable(views.show_text(views.load_view(args.dir, args.tag), args.id)))
+    print(untrusted.printable(commands.show_text(views.load_view(args.dir, args.tag), args.id)))
     return 0
 
 
