@@ -113,9 +113,9 @@ def _watch_cpu(seconds: float, cgroups: bool, before: bool) -> float:
     import psutil
 
     from overnight import process
-    from overnight.process import cgroup
+    from overnight.process import cgroup, tree
 
-    def members_before(self: process.Tree, fresh: bool = True) -> list[psutil.Process]:  # Tree._members until 2026-12
+    def members_before(self: tree.Tree, fresh: bool = True) -> list[psutil.Process]:  # Tree._members until 2026-12
         try:
             root = psutil.Process(self.pid)
             members = [root, *root.children(recursive=True)]
@@ -125,8 +125,8 @@ def _watch_cpu(seconds: float, cgroups: bool, before: bool) -> float:
             self.seen.setdefault(p.pid, p)
         return members
 
-    now, refused = process.Tree._members, cgroup._refused
-    process.Tree._members = members_before if before else now  # type: ignore[method-assign]
+    now, refused = tree.Tree._members, cgroup._refused
+    tree.Tree._members = members_before if before else now  # type: ignore[method-assign]
     cgroup._refused = refused or not cgroups
     try:
         with tempfile.TemporaryDirectory() as tmp:
@@ -143,7 +143,7 @@ def _watch_cpu(seconds: float, cgroups: bool, before: bool) -> float:
                 t.join()
             end = os.times()
     finally:
-        process.Tree._members, cgroup._refused = now, refused  # type: ignore[method-assign]
+        tree.Tree._members, cgroup._refused = now, refused  # type: ignore[method-assign]
     return ((end.user - start.user) + (end.system - start.system)) / (WATCHED * seconds)
 
 

@@ -14,7 +14,8 @@ from types import SimpleNamespace
 import psutil
 import pytest
 
-from overnight.process import _proportional_set, kill_token_holders, run_command
+from overnight.process import run_command
+from overnight.process.tree import _proportional_set, kill_token_holders
 from overnight.records import RunResult
 
 PY = sys.executable

@@ -18,7 +18,7 @@ import pytest
 
 from conftest import Repo
 from overnight.executors import node
-from overnight.process import TOKEN_VAR
+from overnight.process.tree import TOKEN_VAR
 
 
 def _pack(repo: Repo, revs: str) -> bytes:

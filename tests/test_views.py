@@ -12,6 +12,7 @@ from conftest import AGENT, Repo
 from overnight import git, views
 from overnight.records import Experiment, Status, Usage
 from overnight.run.paths import paths_for
+from overnight.views import commands, text
 
 JSON_KEYS = {
     "id",
@@ -93,14 +94,14 @@ def _gone(view: views.RunView, experiment_id: int) -> views.RunView:
 
 def test_show_without_the_commit_falls_back_to_the_saved_diff(finished: Repo) -> None:
     view = _gone(views.load_view(finished.path, "v"), 1)
-    bare = views.show_text(view, 1)  # no GitError: the diff is missing, and show says why
+    bare = commands.show_text(view, 1)  # no GitError: the diff is missing, and show says why
     assert "--- no diff of the commit: " in bare and "-X = 10" not in bare
     missing = views.experiment_diff(view, view.get(1))
     assert (missing.text, missing.source) == ("", "") and missing.error
     view.paths.diff(1).write_text("-X = 10\n+X = 5\n")
     saved = views.experiment_diff(view, view.get(1))
     assert (saved.text, saved.source) == ("-X = 10\n+X = 5\n", "saved") and saved.error == missing.error
-    assert "--- diff (saved) " in views.show_text(view, 1) and "+X = 5" in views.show_text(view, 1)
+    assert "--- diff (saved) " in commands.show_text(view, 1) and "+X = 5" in commands.show_text(view, 1)
 
 
 def test_the_diff_of_two_commits_is_asked_of_git_once(finished: Repo, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -118,7 +119,7 @@ def test_the_diff_of_two_commits_is_asked_of_git_once(finished: Repo, monkeypatc
 def test_show_prints_the_end_of_each_log(finished: Repo) -> None:
     view = views.load_view(finished.path, "v")
     view.paths.log(2).write_text("".join(f"row {i}\n" for i in range(100)))
-    out = views.show_text(view, 2, tail_lines=5)
+    out = commands.show_text(view, 2, tail_lines=5)
     assert f"--- {view.paths.log(2)} (last 5 lines) " in out
     assert out.endswith("row 95\nrow 96\nrow 97\nrow 98\nrow 99") and "row 94" not in out
 
@@ -142,11 +143,11 @@ def test_usage_counts_and_parent_metrics_of_a_view(tmp_path: Path) -> None:
     assert view.counts == {"baseline": 1, "discard": 2, "keep": 1, "crash": 1}
     assert [view.parent_metric(e) for e in exps] == [3.0, 3.0, 3.0, 2.0, None]
     counted = "experiments: 4 after the baseline, 1 kept; 2 discard, 1 baseline, 1 keep, 1 crash"
-    assert counted in views.status_text(view)
-    assert "agents used: 350 tokens, $0.0300" in views.status_text(view)
+    assert counted in commands.status_text(view)
+    assert "agents used: 350 tokens, $0.0300" in commands.status_text(view)
     unpriced = _view(tmp_path, [dataclasses.replace(e, cost_usd=None) for e in exps])
-    assert unpriced.usage == Usage(300, 50, None) and "agents used: 350 tokens\n" in views.status_text(unpriced)
-    assert "agents used" not in views.status_text(_view(tmp_path, exps[:1]))
+    assert unpriced.usage == Usage(300, 50, None) and "agents used: 350 tokens\n" in commands.status_text(unpriced)
+    assert "agents used" not in commands.status_text(_view(tmp_path, exps[:1]))
 
 
 def test_the_agent_settings_each_experiment_was_proposed_with(tmp_path: Path) -> None:
@@ -160,9 +161,9 @@ def test_the_agent_settings_each_experiment_was_proposed_with(tmp_path: Path) ->
 
 
 def test_delta_and_short() -> None:
-    assert views.delta(5.0, 50.0) == "-45, -90.00%" and views.delta(1.0, 0.0) == "+1" and views.delta(None, 1) == ""
-    assert views.change(5.0, 50.0) == (-45.0, -90.0) and views.change(1.0, 0.0) == (1.0, None)
-    assert views.short("abcdef", 4) == "abc…" and views.short("a\n  b", 9, one_line=True) == "a b"
+    assert text.delta(5.0, 50.0) == "-45, -90.00%" and text.delta(1.0, 0.0) == "+1" and text.delta(None, 1) == ""
+    assert text.change(5.0, 50.0) == (-45.0, -90.0) and text.change(1.0, 0.0) == (1.0, None)
+    assert text.short("abcdef", 4) == "abc…" and text.short("a\n  b", 9, one_line=True) == "a b"
 
 
 def test_most_recent_run_is_the_default(finished: Repo, plan, cli) -> None:
@@ -217,9 +218,9 @@ def test_init_asks_on_a_terminal(tmp_path: Path, cli, monkeypatch) -> None:
 
 
 def test_an_exploded_value_reads_sensibly() -> None:
-    assert views.delta(4.2, 4.0) == "+0.2, +5.00%"
-    assert views.delta(1e100, 4.0) == "+1e+100, ×2.5e+99"  # not a percentage of a hundred digits
-    assert views.figure(3.04611, 6) == "3.04611 (mean of 6 runs)" and views.figure(3.0, 1) == "3 (1 run)"
+    assert text.delta(4.2, 4.0) == "+0.2, +5.00%"
+    assert text.delta(1e100, 4.0) == "+1e+100, ×2.5e+99"  # not a percentage of a hundred digits
+    assert text.figure(3.04611, 6) == "3.04611 (mean of 6 runs)" and text.figure(3.0, 1) == "3 (1 run)"
 
 
 def test_a_run_that_is_just_starting_has_no_settings_yet(tmp_path: Path) -> None:

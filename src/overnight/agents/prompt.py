@@ -18,11 +18,12 @@ from importlib import resources
 from pathlib import Path
 from string import Template
 
-from overnight import untrusted, views
+from overnight import untrusted
 from overnight.agents import brief as briefing
 from overnight.agents._base import Context
 from overnight.agents.textfiles import read_text
 from overnight.records import Status
+from overnight.views.text import figure_runs, plural
 
 CHARS_PER_TOKEN = 4
 
@@ -185,7 +186,7 @@ def notebook_text(facts: briefing.Facts, limit: int) -> str:
     left = len(facts.notes) - len(lines)
     lines.reverse()
     if left:
-        lines.insert(0, f"({views.plural(left, 'older note')} not shown for room)")
+        lines.insert(0, f"({plural(left, 'older note')} not shown for room)")
     return "\n".join([*lines, how])
 
 
@@ -243,11 +244,9 @@ def history_text(facts: briefing.Facts, limit: int) -> str:
     if dropped_ids:
         span = f"#{dropped_ids[0]}–#{dropped_ids[-1]}" if len(dropped_ids) > 1 else f"#{dropped_ids[0]}"
         counts = ", ".join(f"{n} {status}" for status, n in dropped.most_common())
-        said.append(
-            f"({views.plural(len(dropped_ids), 'older experiment')} in {span} are not shown one by one: {counts})"
-        )
+        said.append(f"({plural(len(dropped_ids), 'older experiment')} in {span} are not shown one by one: {counts})")
     if left_out:
-        parts = [views.plural(n, "log tail" if part == "tail" else "diff") for part, n in left_out.items()]
+        parts = [plural(n, "log tail" if part == "tail" else "diff") for part, n in left_out.items()]
         said.append(f"(left out for room: {' and '.join(parts)} of older experiments)")
     return "\n".join(said + out)
 
@@ -259,13 +258,11 @@ def _fenced(title: str, body: str) -> str:
 
 def progress_text(progress: briefing.Progress) -> str:
     """How far the night has come, in a sentence or three."""
-    parts = [
-        f"This is experiment {progress.experiment} of the run; {views.plural(progress.kept, 'change')} kept so far."
-    ]
+    parts = [f"This is experiment {progress.experiment} of the run; {plural(progress.kept, 'change')} kept so far."]
     if progress.max_experiments is not None:
         left = max(0, progress.max_experiments - progress.started)
         parts.append(
-            f"{views.plural(left, 'more experiment')} after this one (--max-experiments {progress.max_experiments})."
+            f"{plural(left, 'more experiment')} after this one (--max-experiments {progress.max_experiments})."
         )
     if progress.max_time_s is not None:
         left_s = max(0.0, progress.max_time_s - progress.elapsed_s)
@@ -279,7 +276,7 @@ def entry_line(entry: briefing.Entry, metric: str) -> str:
     """The experiment in one line: status, estimate, comparison, hypothesis."""
     head = f"#{entry.id} {entry.status}"
     if entry.metric is not None:
-        head += f" {metric}={entry.metric:.6g} ({views.figure_runs(max(1, entry.runs))})"
+        head += f" {metric}={entry.metric:.6g} ({figure_runs(max(1, entry.runs))})"
         if entry.delta is not None and entry.reference is not None and entry.status != Status.BASELINE.value:
             against = f"#{entry.reference_id}" if entry.reference_id is not None else "its best"
             head += f", {entry.delta:+.4g} vs {against}'s {entry.reference:.6g}"

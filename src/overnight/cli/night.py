@@ -235,7 +235,7 @@ def _view(task: Task, state: RunState) -> Iterator[None]:
 
 
 def _print_summary(summary: Summary, task: Task) -> None:
-    from overnight import views
+    from overnight.views.text import delta, figure
 
     base, best = summary.baseline, summary.best
     print()
@@ -243,8 +243,8 @@ def _print_summary(summary: Summary, task: Task) -> None:
         print(f"stopped:  {summary.stopped}")
     if base is not None and best is not None and base.metric is not None and best.metric is not None:
         kept = summary.counts.get("keep", 0)
-        moved = views.delta(best.metric, base.metric)
-        print(f"result:   baseline {views.figure(base.metric, base.runs)} → best {views.figure(best.metric, best.runs)}: "
+        moved = delta(best.metric, base.metric)
+        print(f"result:   baseline {figure(base.metric, base.runs)} → best {figure(best.metric, best.runs)}: "
               f"{moved}; {kept} kept")  # fmt: skip
     counts = ", ".join(f"{n} {s}" for s, n in sorted(summary.counts.items(), key=lambda kv: -kv[1]))
     print(f"ledger:   {counts}")

@@ -15,10 +15,11 @@ from overnight.errors import ConfigError
 
 def cmd_status(args: argparse.Namespace) -> int:
     from overnight import untrusted, views
+    from overnight.views import commands
     from overnight.views import runs as runlist
 
     view = views.load_view(args.dir, args.tag)
-    print(untrusted.printable(views.status_text(view)))
+    print(untrusted.printable(commands.status_text(view)))
     note = runlist.choice_note(view.root, view.meta["task"] or ".", view.tag, defaulted=args.tag is None)
     if note:
         print(f"other runs:  {note}")
@@ -37,9 +38,10 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
 def cmd_log(args: argparse.Namespace) -> int:
     from overnight import untrusted, views
+    from overnight.views import commands
 
     view = views.load_view(args.dir, args.tag)
-    formats = {"table": views.log_table, "tsv": views.log_tsv, "json": views.log_json}
+    formats = {"table": commands.log_table, "tsv": commands.log_tsv, "json": commands.log_json}
     print(untrusted.printable(formats[args.format](view)))  # what experiments and agents wrote: no escapes
     return 0
 
@@ -96,8 +98,9 @@ def cmd_brief(args: argparse.Namespace) -> int:
 
 def cmd_show(args: argparse.Namespace) -> int:
     from overnight import untrusted, views
+    from overnight.views import commands
 
-    print(untrusted.printable(views.show_text(views.load_view(args.dir, args.tag), args.id)))
+    print(untrusted.printable(commands.show_text(views.load_view(args.dir, args.tag), args.id)))
     return 0
 
 

@@ -40,7 +40,7 @@ class Job:
     env: dict[str, str]  # the environment for the commands, without overnight's own variables (see perform)
     setup: bool  # run [task] setup first (the worktree's first measurement)
     tag: str = ""  # the run's tag (OVERNIGHT_TAG)
-    token: str = ""  # marks the commands' processes (see process.kill_token_holders)
+    token: str = ""  # marks the commands' processes (see process.tree.kill_token_holders)
     gate: bool = True  # run [task] gate first (not again when the same commit is measured again)
     seed: int = 0  # OVERNIGHT_SEED: the n-th measurement of a commit uses seed n
     commit: str = ""  # the commit in task_dir's worktree ("" while it is written: see ``written``)

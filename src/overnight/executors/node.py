@@ -22,7 +22,7 @@ retries the measurement elsewhere, and the first copy would keep its GPU all nig
 process started for each measurement holds a pipe from the worker and watches the raylet:
 when the pipe closes without a word (the worker died, or was cancelled by force) or the
 raylet is gone, it kills every process carrying the measurement's token
-(:func:`overnight.process.kill_token_holders`), cgroups included.
+(:func:`overnight.process.tree.kill_token_holders`), cgroups included.
 """
 
 from __future__ import annotations
@@ -232,7 +232,7 @@ while True:
         break  # the pipe closed without a word: the Ray worker died
     if raylet > 1 and gone(raylet):
         break
-from overnight.process import kill_token_holders
+from overnight.process.tree import kill_token_holders
 kill_token_holders(prefix)
 """
 

@@ -29,7 +29,8 @@ from overnight.git.worktree import Worktree
 from overnight.judge import guards
 from overnight.judge import rule as judge
 from overnight.judge.rule import Action, Decision
-from overnight.process import others_share, sandbox
+from overnight.process import sandbox
+from overnight.process.load import others_share
 from overnight.records import DISTURBED, Ended, Experiment, Measured, Status, now_iso
 from overnight.run.slots import Slots
 from overnight.run.start import Run

@@ -21,7 +21,7 @@ from typing import Any
 from overnight import git
 from overnight.errors import RunStateError
 from overnight.git import BRANCH_PREFIX, Branch
-from overnight.process import kill_token_holders
+from overnight.process.tree import kill_token_holders
 from overnight.records import Status, chain, now_iso
 from overnight.run.ledger import Ledger
 from overnight.run.paths import RunLock, RunPaths, check_tag, created, new_tag, paths_for

@@ -37,7 +37,8 @@ from overnight.config import Config, default_timeout
 from overnight.errors import ConfigError, GitError, RunStateError
 from overnight.executors import Executor, Job
 from overnight.git import revert
-from overnight.process import kill_token_holders, sandbox
+from overnight.process import sandbox
+from overnight.process.tree import kill_token_holders
 from overnight.records import Experiment, Status, VerifyMeasured, chain, now_iso
 from overnight.run.ledger import Ledger
 from overnight.run.paths import RunLock, paths_for
@@ -45,7 +46,8 @@ from overnight.run.slots import Slots
 from overnight.task import Task
 from overnight.verify import overrides
 from overnight.verify.findings import BASELINE, BEST, Findings, latest, together_text, without
-from overnight.views import plural, view_of
+from overnight.views import view_of
+from overnight.views.text import plural
 
 log = logging.getLogger(__name__)
 

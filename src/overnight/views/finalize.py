@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from overnight import git
 from overnight.errors import GitError, RunStateError
 from overnight.records import Experiment, Status
-from overnight.views import RunView, figure_runs
+from overnight.views import RunView
+from overnight.views.text import figure_runs
 
 _OVERNIGHT = {
     "GIT_AUTHOR_NAME": "overnight",

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from overnight.records import Experiment
-from overnight.views import short
+from overnight.views.text import short
 
 KEY_TAG = "overnight.key"
 RUN_ID_TAG = "overnight.run_id"

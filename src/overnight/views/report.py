@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING
 from overnight import untrusted
 from overnight.records import DISTURBED, MEASURED, ON_BRANCH, Experiment, Status, chain
 from overnight.verify import findings as verification
-from overnight.views import RunView, change, counts_text, percent, plural, short, tally, usage_text
+from overnight.views import RunView, tally
+from overnight.views.text import change, counts_text, percent, plural, short, usage_text
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure

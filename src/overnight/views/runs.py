@@ -14,6 +14,7 @@ from pathlib import Path
 
 from overnight import views
 from overnight.run.paths import runs_of
+from overnight.views.text import delta, figure
 
 
 @dataclass(frozen=True)
@@ -46,8 +47,8 @@ def _best(view: views.RunView) -> str:
     if base is None or base.metric is None:
         return "no baseline"
     if best is None or best is base or best.metric is None:
-        return f"the baseline, {views.figure(base.metric, base.runs)}"
-    return f"{views.figure(best.metric, best.runs)}, {views.delta(best.metric, base.metric)} vs baseline"
+        return f"the baseline, {figure(base.metric, base.runs)}"
+    return f"{figure(best.metric, best.runs)}, {delta(best.metric, base.metric)} vs baseline"
 
 
 def text(found: list[RunLine], latest_note: bool = True) -> str:
