@@ -126,10 +126,9 @@ class RunView:
         been measured again since). Anything else: the current estimate of the best it was
         proposed on, the one its recorded gain is over.
         """
-        judged = exp.info.get("judged_against")
-        if exp.status is Status.DISCARD and isinstance(judged, dict) and judged.get("estimate") is not None:
-            runs = judged.get("runs") or 0
-            return float(judged["estimate"]), f"experiment {judged.get('id')} as judged against ({figure_runs(runs)})"
+        judged = exp.bookkeeping.judged_against
+        if exp.status is Status.DISCARD and judged is not None and judged.estimate is not None:
+            return float(judged.estimate), f"experiment {judged.id} as judged against ({figure_runs(judged.runs)})"
         value = self.parent_metric(exp)
         found = next((e for e in self.experiments if e.commit == exp.parent and e.status in ON_BRANCH), None)
         return value, "" if found is None else f"experiment {found.id}, the best it was proposed on"
@@ -401,7 +400,7 @@ def judged(view: RunView, exp: Experiment) -> str:
         return "better"
     if exp.status is not Status.DISCARD:
         return ""
-    if exp.info.get("broken_guards"):
+    if exp.bookkeeping.broken_guards:
         return "guard"
     gain = exp.improvement
     if gain is None and exp.metric is not None:
@@ -436,7 +435,7 @@ def log_table(view: RunView, width: int = 60) -> str:
             vs_best = f"{e.metric - ref:+.4g}" if ref is not None else ""
             vs_base = f"{e.metric - base_metric:+.4g}" if base_metric is not None else ""
         hyp = short(e.hypothesis, width)
-        broken = e.info.get("broken_guards")
+        broken = e.bookkeeping.broken_guards
         if broken:  # a discard that broke a guard says which, with the numbers (the rest of its reason is the judge's)
             hyp = f"{hyp}  [{broken[0]}{' (and more)' if len(broken) > 1 else ''}]"
         elif e.reason and e.status is not Status.BASELINE:
@@ -486,11 +485,11 @@ def show_text(view: RunView, experiment_id: int, tail_lines: int = 30) -> str:
     if e.improvement is not None:
         interval = f" [{e.ci_low:.4g}, {e.ci_high:.4g}]" if e.ci_low is not None and e.ci_high is not None else ""
         lines.append(f"gain:        {e.improvement:.6g}{interval} over the best it replaced, in the goal's direction")
-    for aside in e.info.get("set_aside", []):
-        lines.append(f"set aside:   seed {aside.get('seed')}: {_num(aside.get('value'))} ({aside.get('why')})")
+    for aside in e.bookkeeping.set_aside:
+        lines.append(f"set aside:   seed {aside.seed}: {_num(aside.value)} ({aside.why})")
     if e.holdout is not None:
         lines.append(f"held out:    {_num(e.holdout)}")
-    for flag in e.info.get("flags", []):  # for a reviewer: e.g. the metric printed more than once
+    for flag in e.bookkeeping.flags:  # for a reviewer: e.g. the metric printed more than once
         lines.append(f"flag:        {flag}")
     others = {k: v for k, v in e.metrics.items() if k != view.metric}
     if others:
