@@ -171,7 +171,7 @@ def test_a_disturbed_run_is_set_aside_in_memory_and_on_disk(task: Repo, plan: Ca
         state.set_aside(keep.id, keep.round, first.seed, "a test: disturbed")
         assert checker.mismatches == [] and checker.events[-1][0] is Event.ASIDE
         assert len(state.values(keep.id)) == len(before) - 1
-        assert state.get(keep.id).info["set_aside"][0]["why"] == "a test: disturbed"
+        assert state.get(keep.id).bookkeeping.set_aside[0].why == "a test: disturbed"
         assert next(m.kind for m in state.measurements(keep.id, keep.round)) == "disturbed"
     finally:
         run.close()

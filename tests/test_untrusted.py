@@ -298,7 +298,7 @@ def test_a_metric_printed_again_after_the_summary_by_an_atexit_hook_is_no_metric
     assert rows[1].status.value == "no_metric" and "printed 2 times with different values" in rows[1].reason
     assert rows[1].metric is None
     # a hook that prints a summary block of its own is flagged, where a reviewer looks
-    assert rows[2].info["flags"] == ["score was printed 2 times; the value of the last summary block counts"]
+    assert rows[2].bookkeeping.flags == ("score was printed 2 times; the value of the last summary block counts",)
     assert "flag:        score was printed 2 times" in cli("show", "2", task.path, "--tag", "a").out
 
 

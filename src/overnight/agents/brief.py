@@ -302,10 +302,10 @@ def _entry(
 ) -> Entry:
     measured = exp.status in MEASURED and exp.metric is not None
     reference, ref_id, ref_runs = None, None, 0
-    judged = exp.info.get("judged_against")
+    judged = exp.bookkeeping.judged_against
     parent = by_commit.get(exp.parent)
-    if exp.status is Status.DISCARD and isinstance(judged, dict) and judged.get("estimate") is not None:
-        reference, ref_id, ref_runs = float(judged["estimate"]), judged.get("id"), int(judged.get("runs") or 0)
+    if exp.status is Status.DISCARD and judged is not None and judged.estimate is not None:
+        reference, ref_id, ref_runs = float(judged.estimate), judged.id, judged.runs
     elif parent is not None and parent.id != exp.id:
         reference, ref_id, ref_runs = parent.metric, parent.id, parent.runs
     delta = exp.metric - reference if measured and reference is not None and exp.metric is not None else None

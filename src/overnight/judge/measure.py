@@ -20,7 +20,6 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import replace
-from typing import Any
 
 from overnight import secrets
 from overnight.executors import Executor, Job, Measurement
@@ -31,7 +30,7 @@ from overnight.judge import rule as judge
 from overnight.judge.rule import Action, Decision
 from overnight.process import sandbox
 from overnight.process.load import others_share
-from overnight.records import DISTURBED, Ended, Experiment, Measured, Status, now_iso
+from overnight.records import DISTURBED, Bookkeeping, Ended, Experiment, Judged, Measured, Screen, Status, now_iso
 from overnight.run.slots import Slots
 from overnight.run.start import Run
 
@@ -55,7 +54,7 @@ class Measurer:
         self.needs_setup = True
         self._measured: int | None = None  # the experiment measured last in the worktree
         self._expected: dict[str, str] = {}  # untracked protected files, as the first setup here left them
-        self._notes: dict[int, dict[str, Any]] = {}  # experiment → what judging it noted, for its record
+        self._notes: dict[int, Bookkeeping] = {}  # experiment → what judging it noted, for its record
         self.goal = run.task.config.metric.goal_enum
         task = run.task.config.task
         self.sandbox = sandbox.for_task(worktree.path, run.task.root, task.network) if task.sandbox == "bwrap" else None
@@ -104,7 +103,7 @@ class Measurer:
         if decision.action is Action.KEEP:
             broken = self.broken_guards(exp, best)
             if broken:  # better on the metric, but what else it made worse is not allowed: no follow-up runs
-                self._notes.setdefault(exp.id, {})["broken_guards"] = broken
+                self._note(exp.id, Bookkeeping(broken_guards=tuple(broken)))
                 return Decision(
                     Action.DISCARD, f"{'; '.join(broken)} (on the metric: {decision.reason})", decision.improvement
                 )
@@ -140,7 +139,7 @@ class Measurer:
         than usual (``[judge] disturbed_load``), or worse than its best run by more than the run's noise
         explains (judge.disturbed_runs). At most MAX_ASIDE per experiment: a change may make the metric bimodal."""
         exp = self.state.get(exp.id)
-        if len(exp.info.get("set_aside", [])) >= MAX_ASIDE:
+        if len(exp.bookkeeping.set_aside) >= MAX_ASIDE:
             return
         runs = [m for m in self.state.measurements(exp.id, exp.round) if m.value is not None and m.kind != DISTURBED]
         jump, usual = self.run.task.config.judge.disturbed_load, self.state.usual_contention()
@@ -237,12 +236,12 @@ class Measurer:
         measured once more. Not for a metric without noise: its estimate is exact.
         """
         theirs = self.state.values(best.id)
-        judged = {"id": best.id, "runs": len(theirs), "estimate": judge.mean(theirs) if theirs else None}
-        notes = self._notes.setdefault(exp.id, {})
-        notes["judged_against"] = judged
+        self._note(
+            exp.id, Bookkeeping(judged_against=Judged(best.id, len(theirs), judge.mean(theirs) if theirs else None))
+        )
         if len(self.state.values(exp.id)) != 1:
             return
-        notes["screen_z"] = decision.z
+        self._note(exp.id, Bookkeeping(screen=Screen(decision.z)))
         noise = self.state.noise()
         if noise.df and noise.ss == 0:
             return
@@ -250,9 +249,13 @@ class Measurer:
         if judge.recheck(screened) and not self.stop.is_set():
             self._best(exp, best)
 
-    def notes_for(self, experiment_id: int) -> dict[str, Any]:
-        """What the judging of an experiment noted for its record (``judged_against``, ``screen_z``); once."""
-        return self._notes.pop(experiment_id, {})
+    def _note(self, experiment_id: int, noted: Bookkeeping) -> None:
+        self._notes[experiment_id] = self._notes.get(experiment_id, Bookkeeping()).merge(noted)
+
+    def notes_for(self, experiment_id: int) -> Bookkeeping:
+        """What the judging of an experiment noted for its record (``broken_guards``, ``judged_against``,
+        ``screen``), to merge into its bookkeeping; once."""
+        return self._notes.pop(experiment_id, Bookkeeping())
 
     # -- one measurement ---------------------------------------------------------------------------
 
@@ -380,14 +383,14 @@ class Measurer:
 def _facts(exp: Experiment, measurement: Measurement) -> Experiment:
     """``exp`` with what its last run reported: metrics, time, memory, exit code, flags for a reviewer."""
     result = measurement.result
-    info = {**exp.info, "flags": list(measurement.flags)} if measurement.flags else exp.info
-    if result is not None and info.get("containment") != result.containment:
-        info = {**info, "containment": result.containment}  # how its processes were held (see overnight.process.cgroup)
+    facts = replace(exp.bookkeeping, flags=tuple(measurement.flags)) if measurement.flags else exp.bookkeeping
+    if result is not None:  # how its processes were held (see overnight.process.cgroup)
+        facts = replace(facts, containment=result.containment)
     return replace(
         exp,
         metrics=measurement.metrics,
         duration_s=round(result.duration_s, 3) if result else None,
         peak_memory_mb=result.peak_memory_mb if result else None,
         exit_code=result.exit_code if result else None,
-        info=info,
+        bookkeeping=facts,
     )

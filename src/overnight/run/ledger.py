@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from overnight.errors import RunStateError
-from overnight.records import Experiment, Measured, Note, Status, Verification, VerifyMeasured
+from overnight.records import Bookkeeping, Experiment, Measured, Note, Status, Verification, VerifyMeasured
 from overnight.run import faults
 
 MIGRATIONS: list[str] = [
@@ -143,7 +143,8 @@ MIGRATIONS: list[str] = [
 SCHEMA_VERSION = len(MIGRATIONS)
 
 # Experiment field → ledger column, derived from the one field list (records.Experiment).
-_FIELDS = {f.name: f.metadata.get("column", f.name) for f in fields(Experiment)}
+# ``bookkeeping`` has no column: it is stored within ``info`` (Experiment.stored_info, Bookkeeping.split).
+_FIELDS = {f.name: f.metadata.get("column", f.name) for f in fields(Experiment) if "within" not in f.metadata}
 _JSON = {f.name for f in fields(Experiment) if f.default_factory is dict}  # stored as JSON text
 _COLUMNS = ", ".join(_FIELDS.values())
 _SLOTS = ", ".join(f":{name}" for name in _FIELDS)
@@ -366,6 +367,7 @@ def _row(exp: Experiment) -> dict[str, Any]:
     """The experiment as named parameters for its row."""
     row: dict[str, Any] = {name: getattr(exp, name) for name in _FIELDS}
     row["status"] = exp.status.value
+    row["info"] = exp.stored_info()
     for name in _JSON:
         row[name] = json.dumps(row[name])
     return row
@@ -376,6 +378,7 @@ def _experiment(row: sqlite3.Row) -> Experiment:
     values["status"] = Status(values["status"])
     for name in _JSON:
         values[name] = json.loads(values[name])
+    values["bookkeeping"], values["info"] = Bookkeeping.split(values["info"])
     return Experiment(**values)
 
 

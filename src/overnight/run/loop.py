@@ -51,7 +51,7 @@ from overnight.git.picture import Change
 from overnight.git.worktree import Worktree
 from overnight.judge.measure import Measurer
 from overnight.judge.rule import Action, Decision
-from overnight.records import MEASURED, Ended, Experiment, Status, Usage, now_iso
+from overnight.records import MEASURED, Bookkeeping, Ended, Experiment, Rebase, Status, Usage, now_iso
 from overnight.run import faults
 from overnight.run.slots import Slots
 from overnight.run.start import Run
@@ -186,7 +186,14 @@ class Worker:
         # One printable line without credentials: it becomes a commit message, a TSV field and a table cell.
         hypothesis = "".join(c for c in " ".join(proposal.hypothesis.split()) if c.isprintable())
         hypothesis = secrets.current().redact(hypothesis) or "(no hypothesis given)"
-        exp = replace(exp, hypothesis=hypothesis, agent=proposal.agent or exp.agent, info={**exp.info, **proposal.info})
+        reported, left_out = Bookkeeping.apart(proposal.info)
+        if left_out:  # the harness's facts are its own: an agent's key of the same name is not recorded
+            log.warning(
+                "agent %s reported %s, named like the harness's facts: left out",
+                proposal.agent or exp.agent,
+                ", ".join(left_out),
+            )
+        exp = replace(exp, hypothesis=hypothesis, agent=proposal.agent or exp.agent, info={**exp.info, **reported})
         exp = self.state.propose(_with_usage(exp, proposal.usage))
         faults.point("proposed")
         return exp
@@ -353,14 +360,15 @@ class Worker:
         committed = self.worktree.cherry_pick(exp.commit, onto.commit, message, self._ref(exp.id, exp.round + 1))
         if isinstance(committed, str):
             raise Ended(Status.STALE, f"beat its parent, but {committed} experiment {onto.id}, kept meanwhile")
-        info = {**exp.info, "rebased": [*exp.info.get("rebased", []), {"from": exp.commit, "onto": onto.id}]}
+        rebased = (*exp.bookkeeping.rebased, Rebase(exp.commit, onto.id))
         # What was estimated on the old parent does not hold on the new one.
         exp = self.state.rebase(
             replace(
                 self.state.get(exp.id),
                 parent=onto.commit,
                 commit=committed.commit,
-                info=info,
+                info=exp.info,
+                bookkeeping=replace(exp.bookkeeping, rebased=rebased),
                 metric=None,
                 runs=0,
                 improvement=None,
@@ -380,7 +388,7 @@ class Worker:
         notes = self.measurer.notes_for(experiment_id)
         return replace(
             exp,
-            info={**exp.info, **notes} if notes else exp.info,
+            bookkeeping=exp.bookkeeping.merge(notes),
             status=status,
             reason=secrets.current().redact(reason),
             metric=exp.metric if status in MEASURED else None,

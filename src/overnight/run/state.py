@@ -38,7 +38,20 @@ from dataclasses import replace
 from overnight.errors import OvernightError, RunStateError
 from overnight.git import Branch
 from overnight.judge.rule import Gain, Noise, mean
-from overnight.records import DISTURBED, MEASURED, ON_BRANCH, Experiment, Measured, Note, Status, Usage, chain, now_iso
+from overnight.records import (
+    DISTURBED,
+    MEASURED,
+    ON_BRANCH,
+    Experiment,
+    Measured,
+    Note,
+    SetAside,
+    Status,
+    Undone,
+    Usage,
+    chain,
+    now_iso,
+)
 from overnight.run import faults
 from overnight.run.ledger import Ledger
 
@@ -260,7 +273,7 @@ class RunState:
         return self._revise(Event.UPDATE, exp)
 
     def rebase(self, exp: Experiment) -> Experiment:
-        """The running ``exp`` was moved onto a newer best (its commit, parent and ``info["rebased"]``)."""
+        """The running ``exp`` was moved onto a newer best (its commit, parent and ``bookkeeping.rebased``)."""
         return self._revise(Event.REBASE, exp)
 
     def _revise(self, event: Event, exp: Experiment) -> Experiment:
@@ -331,7 +344,7 @@ class RunState:
 
     def set_aside(self, experiment_id: int, round: int, seed: int, reason: str) -> None:
         """Leave a disturbed measurement out of every estimate and of the pooled noise. The ledger keeps it:
-        its kind becomes "disturbed", and the experiment's ``info["set_aside"]`` says which and why."""
+        its kind becomes "disturbed", and the experiment's ``bookkeeping.set_aside`` says which and why."""
         with self._lock:
             found = [m for m in self.measurements(experiment_id, round) if m.seed == seed]
             if not found or found[0].kind == DISTURBED or found[0].value is None:
@@ -342,11 +355,8 @@ class RunState:
             exp = self._experiments[experiment_id]
             values = list(self._samples.get((experiment_id, round), []))
             values.remove(measured.value)
-            noted = [
-                *exp.info.get("set_aside", []),
-                {"round": round, "seed": seed, "value": measured.value, "why": reason},
-            ]
-            exp = replace(exp, info={**exp.info, "set_aside": noted})
+            noted = (*exp.bookkeeping.set_aside, SetAside(round, seed, measured.value, reason))
+            exp = replace(exp, bookkeeping=replace(exp.bookkeeping, set_aside=noted))
             if values:
                 exp = replace(exp, metric=mean(values), runs=len(values))
             elif exp.status is Status.RUNNING:
@@ -471,7 +481,7 @@ class RunState:
                 best,
                 status=Status.DISCARD,
                 reason=f"kept, then undone: {reason}",
-                info={**best.info, "undone": {"reason": reason, "at_runs": best.runs}},
+                bookkeeping=replace(best.bookkeeping, undone=Undone(reason, best.runs)),
             )
             self._branch.move(parent.commit, best.commit)
             self._rewrite(undone)

@@ -135,10 +135,9 @@ class RunView:
         # and only this wording of a view needs the shared words; the text module imports nothing back.
         from overnight.views.text import figure_runs
 
-        judged = exp.info.get("judged_against")
-        if exp.status is Status.DISCARD and isinstance(judged, dict) and judged.get("estimate") is not None:
-            runs = judged.get("runs") or 0
-            return float(judged["estimate"]), f"experiment {judged.get('id')} as judged against ({figure_runs(runs)})"
+        judged = exp.bookkeeping.judged_against
+        if exp.status is Status.DISCARD and judged is not None and judged.estimate is not None:
+            return float(judged.estimate), f"experiment {judged.id} as judged against ({figure_runs(judged.runs)})"
         value = self.parent_metric(exp)
         found = next((e for e in self.experiments if e.commit == exp.parent and e.status in ON_BRANCH), None)
         return value, "" if found is None else f"experiment {found.id}, the best it was proposed on"

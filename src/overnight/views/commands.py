@@ -68,7 +68,7 @@ def judged(view: RunView, exp: Experiment) -> str:
         return "better"
     if exp.status is not Status.DISCARD:
         return ""
-    if exp.info.get("broken_guards"):
+    if exp.bookkeeping.broken_guards:
         return "guard"
     gain = exp.improvement
     if gain is None and exp.metric is not None:
@@ -103,7 +103,7 @@ def log_table(view: RunView, width: int = 60) -> str:
             vs_best = f"{e.metric - ref:+.4g}" if ref is not None else ""
             vs_base = f"{e.metric - base_metric:+.4g}" if base_metric is not None else ""
         hyp = short(e.hypothesis, width)
-        broken = e.info.get("broken_guards")
+        broken = e.bookkeeping.broken_guards
         if broken:  # a discard that broke a guard says which, with the numbers (the rest of its reason is the judge's)
             hyp = f"{hyp}  [{broken[0]}{' (and more)' if len(broken) > 1 else ''}]"
         elif e.reason and e.status is not Status.BASELINE:
@@ -153,11 +153,11 @@ def show_text(view: RunView, experiment_id: int, tail_lines: int = 30) -> str:
     if e.improvement is not None:
         interval = f" [{e.ci_low:.4g}, {e.ci_high:.4g}]" if e.ci_low is not None and e.ci_high is not None else ""
         lines.append(f"gain:        {e.improvement:.6g}{interval} over the best it replaced, in the goal's direction")
-    for aside in e.info.get("set_aside", []):
-        lines.append(f"set aside:   seed {aside.get('seed')}: {_num(aside.get('value'))} ({aside.get('why')})")
+    for aside in e.bookkeeping.set_aside:
+        lines.append(f"set aside:   seed {aside.seed}: {_num(aside.value)} ({aside.why})")
     if e.holdout is not None:
         lines.append(f"held out:    {_num(e.holdout)}")
-    for flag in e.info.get("flags", []):  # for a reviewer: e.g. the metric printed more than once
+    for flag in e.bookkeeping.flags:  # for a reviewer: e.g. the metric printed more than once
         lines.append(f"flag:        {flag}")
     others = {k: v for k, v in e.metrics.items() if k != view.metric}
     if others:

@@ -46,7 +46,7 @@ def line(exp: Experiment) -> str:
     runs = f"×{exp.runs}" if exp.runs > 1 else ""
     hypothesis, reason = untrusted.line(exp.hypothesis), untrusted.line(exp.reason)  # no escapes reach a terminal
     text = f"#{exp.id:<4} {exp.status.value:<11} {metric:>12} {runs:>3} {took:>8}  {hypothesis}"
-    if exp.info.get("undone"):
+    if exp.bookkeeping.undone is not None:
         return text + f"  [{reason}]"
     return text + (f"  [{reason}]" if exp.status not in MEASURED and reason else "")
 
