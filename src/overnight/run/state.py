@@ -35,7 +35,7 @@ from dataclasses import replace
 
 from overnight.errors import OvernightError, RunStateError
 from overnight.git import Branch
-from overnight.judge.rule import Gain, Noise, mean
+from overnight.judge.noise import Gain, Noise, mean
 from overnight.records import DISTURBED, MEASURED, ON_BRANCH, Experiment, Measured, Note, Status, Usage, chain, now_iso
 from overnight.run import faults
 from overnight.run.ledger import Ledger
