@@ -66,7 +66,8 @@ from overnight.config import parse_config
 from overnight.executors import Measurement
 from overnight.git import Branch
 from overnight.judge.measure import Measurer
-from overnight.judge.rule import Action, t_quantile
+from overnight.judge.rule import Action
+from overnight.judge.tdist import t_quantile
 from overnight.records import Experiment, Measured, Status, now_iso
 from overnight.run.ledger import Ledger
 from overnight.run.state import BestMoved, RunState

@@ -12,7 +12,8 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from overnight.judge.rule import Noise, t_quantile
+from overnight.judge.noise import Noise
+from overnight.judge.tdist import t_quantile
 
 SCREEN = 0.25
 SCREEN_STEP = 0.25

@@ -36,7 +36,9 @@ import judge as bench
 from _repo import arguments
 from overnight.executors import Measurement
 from overnight.judge import rule as judge
+from overnight.judge.noise import mean
 from overnight.judge.rule import Action, Decision
+from overnight.judge.tdist import t_quantile
 from overnight.records import Experiment, Measured, now_iso
 
 SETTINGS = [(0.8, 1.0), (0.8, 0.5), (0.8, 0.0), (0.5, 0.5)]  # (rho, preserve)
@@ -89,8 +91,8 @@ def decide(candidate: Any, best: Any, others: Any, goal: Any, rule: Any) -> Deci
     diffs = [goal.improvement(candidate[i], best[i]) for i in range(len(candidate))]
     gain = statistics.mean(diffs)
     se = math.sqrt(PAIRS.ss / PAIRS.df / len(diffs))
-    z = (gain - judge.threshold(rule, judge.mean(best))) / se
-    if z >= judge.t_quantile(1 - judge.look_level(rule), PAIRS.df):
+    z = (gain - judge.threshold(rule, mean(best))) / se
+    if z >= t_quantile(1 - judge.look_level(rule), PAIRS.df):
         return Decision(Action.KEEP, "paired", gain, z=z)
     if len(candidate) >= rule.max_repeats or z < judge.FUTILITY + judge.FUTILITY_STEP * (len(candidate) - 2):
         return Decision(Action.DISCARD, "paired", gain, z=z)

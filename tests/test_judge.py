@@ -5,20 +5,18 @@ from __future__ import annotations
 import pytest
 
 from overnight.config import JudgeSection
+from overnight.judge.noise import Noise, compare
 from overnight.judge.rule import (
     UNSETTLED,
     Action,
-    Noise,
-    compare,
     decide,
     disturbed_runs,
     look_level,
     recheck,
     suspicious,
-    t_cdf,
-    t_quantile,
     undone,
 )
+from overnight.judge.tdist import t_cdf, t_quantile
 from overnight.records import Goal
 
 RULE = JudgeSection()  # confirm, 95%, the default max_repeats

@@ -2,6 +2,67 @@
 
 These are plain values (frozen dataclasses and enums) so they can be pickled to
 other processes, stored in the ledger and compared in tests.
+
+Glossary (the keep policy itself is walked through in overnight.judge):
+
+run
+    One campaign on a task, named by its tag: the branch ``overnight/<tag>`` and the folder
+    ``.overnight/<tag>/`` (ledger, logs, worktrees); it can be stopped and resumed. Beware: "a run"
+    of an experiment (``Experiment.runs``, "measured in 2 runs") means one measurement.
+measurement
+    One execution of the task at one commit with one seed (setup, gate, run, metric), recorded as a
+    :class:`Measured` whose ``kind`` says why it was taken: baseline, noise, candidate, best (measured
+    again), follow-up, or disturbed (set aside).
+experiment
+    One proposed change, committed on the best, and what became of it: a ledger row
+    (:class:`Experiment`) with a :class:`Status`. While it is judged it is the *candidate*; its
+    estimate (``metric``) is the mean of its latest round's measurements, set-aside ones left out.
+baseline
+    The task's code as the run found it, measured first (at least once, ``[judge] noise_runs`` times); status
+    ``baseline``, the first point of the run branch.
+best
+    The run branch's tip: the baseline or the last keep. Every candidate is judged against it; its
+    estimate is re-made each time it is measured again.
+round
+    An experiment's measurements since it was last rebased onto a newer best (``Experiment.round``,
+    ``Measured.round``); only the latest round counts, and its seeds count from 0 again.
+arm
+    In ``overnight verify``, one commit measured at scale, on the same seeds as the others: ``baseline``,
+    ``best``, or the best with keeps taken out (``without:<id>``, ``without:<id>+<id>``).
+screen
+    The judge's first look, on a candidate's first run: unless it looks better than the best by the
+    threshold plus one standard error (``rule.SCREEN``), it is discarded after that one run.
+confirm
+    ``[judge] confirm`` (the default): a candidate past the screen is measured again, and the best as
+    often, before it can be kept; a single run never keeps a change.
+follow-up
+    The extra run(s) of a kept change (``rule.FOLLOW_UP_RUNS``) before it becomes the best: the runs
+    that got it kept were the lucky ones.
+set aside
+    A disturbed measurement left out of every estimate and of the pooled noise; the ledger keeps it,
+    with kind :data:`DISTURBED`, and ``info["set_aside"]`` says which and why.
+disturbed
+    Taken while other programs used ``[judge] disturbed_load`` more of the machine than usual
+    (``Measured.contention``), or worse than its experiment's best run by more than the noise explains.
+undone
+    A keep that, measured again, is no longer better than the best it replaced by the threshold: the
+    run branch moves back, and it is recorded as a discard ("kept, then undone").
+stale
+    Status of a change that beat its parent but could not be rebased onto a newer best another worker
+    kept meanwhile (a conflict, or the change is already in it).
+entangled
+    In ``overnight verify --ablate``, a keep that cannot be reverted out of the best, even together with
+    the later keeps that rewrote its lines: it gets no contribution.
+holdout
+    ``[metric] holdout``: a protected command printing the metric on held-out data, run for the baseline
+    and keeps only; recorded, never shown to agents, never judged on.
+seed
+    ``OVERNIGHT_SEED``: the number of a measurement within its experiment's round (0, 1, ...), so
+    candidate and best see the same seeds in the same order; ``[judge] seed`` plants it into a script
+    that fixes its own seed.
+noise
+    How much runs of the same code differ; pooled over every experiment of the run measured more than
+    once (overnight.judge.noise), it sets the standard errors every decision is made with.
 """
 
 from __future__ import annotations

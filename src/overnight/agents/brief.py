@@ -32,6 +32,7 @@ from overnight.config import Config
 from overnight.errors import GitError
 from overnight.judge import guards
 from overnight.judge import rule as judge
+from overnight.judge.noise import Noise
 from overnight.records import MEASURED, ON_BRANCH, Experiment, Goal, Note, Status
 
 RECENT = 12  # the most recent experiments are shown in full
@@ -206,7 +207,7 @@ def gather(
     the failed ones among the RECENT latest) and ``root`` the repository (for the diffs of
     the latest keeps and experiments); either may be None to leave those out. Holdout values are never read: the agents must not see them.
     """
-    noise = judge.Noise.pooled(samples.values())
+    noise = Noise.pooled(samples.values())
     level = best.metric if best is not None and best.metric is not None else None
     if level is not None:
         noise = noise.at(level)
@@ -239,7 +240,7 @@ def gather(
     )
 
 
-def rule(config: Config, noise: judge.Noise, runs: int, best: float | None) -> str:
+def rule(config: Config, noise: Noise, runs: int, best: float | None) -> str:
     """The keep rule in one line, with the noise it is applied with."""
     section = config.metric
     rules = config.judge

@@ -27,6 +27,7 @@ from overnight.executors.perform import holdout
 from overnight.git.worktree import Worktree
 from overnight.judge import guards
 from overnight.judge import rule as judge
+from overnight.judge.noise import compare, mean
 from overnight.judge.rule import Action, Decision
 from overnight.process import sandbox
 from overnight.process.load import others_share
@@ -174,7 +175,7 @@ class Measurer:
         config = self.run.task.config
         mine, theirs = self.state.values(best.id), self.state.values(parent.id)
         others = self.state.noise(exclude=(best.id, parent.id))
-        self.state.estimate(best.id, judge.compare(mine, theirs, others, self.goal, config.judge))
+        self.state.estimate(best.id, compare(mine, theirs, others, self.goal, config.judge))
         reason = judge.undone(mine, theirs, others, self.goal, config.judge)
         if reason:
             self.state.undo(best.id, reason)
@@ -210,7 +211,7 @@ class Measurer:
         config = self.run.task.config
         mine, theirs = self.state.values(exp.id), self.state.values(best.id)
         others = self.state.noise(exclude=(exp.id, best.id))
-        gain = judge.compare(mine, theirs, others, self.goal, config.judge)
+        gain = compare(mine, theirs, others, self.goal, config.judge)
         doubt = judge.undone(mine, theirs, others, self.goal, config.judge)
         if doubt:  # its follow-up undid it before it was ever recorded kept
             return Decision(Action.DISCARD, f"looked better, but with its follow-up run {doubt}", gain.gain)
@@ -236,9 +237,7 @@ class Measurer:
         measured once more. Not for a metric without noise: its estimate is exact.
         """
         theirs = self.state.values(best.id)
-        self._note(
-            exp.id, Bookkeeping(judged_against=Judged(best.id, len(theirs), judge.mean(theirs) if theirs else None))
-        )
+        self._note(exp.id, Bookkeeping(judged_against=Judged(best.id, len(theirs), mean(theirs) if theirs else None)))
         if len(self.state.values(exp.id)) != 1:
             return
         self._note(exp.id, Bookkeeping(screen=Screen(decision.z)))

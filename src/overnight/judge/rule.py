@@ -10,7 +10,9 @@ experiment of the run that was measured more than once** (noise runs of the base
 re-measured bests, re-measured candidates). The noise of a task is mostly a property of
 the task, not of one change, so pooling lets a candidate measured twice be judged with a
 variance estimated from dozens of runs; Welch's test on two runs each would have one
-degree of freedom (t₀.₉₅ = 6.3) and almost no power.
+degree of freedom (t₀.₉₅ = 6.3) and almost no power. The noise model (pooling, clipping of
+disturbed runs, noise relative to the level) is overnight.judge.noise; the t distribution,
+overnight.judge.tdist.
 
 The procedure is sequential, in looks (one look per run of the candidate):
 
@@ -51,10 +53,12 @@ from __future__ import annotations
 
 import enum
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from overnight.config import JudgeSection
+from overnight.judge.noise import REPEATED, Noise, mean, n_runs, unvaried
+from overnight.judge.tdist import t_quantile
 from overnight.records import Goal
 
 SCREEN = 1.0  # standard errors of gain the first run must show to be measured again
@@ -64,8 +68,6 @@ FOLLOW_UP_RUNS = 1  # runs of a kept change before it becomes the best (skipped 
 RECHECK_OF = 3  # the best is measured again when the last RECHECK_OF screened-out candidates...
 RECHECK_Z = -0.6  # ...averaged below this many standard errors against it
 RECHECK_UNKNOWN = 2  # or after this many screened out in a row while the noise is unknown
-#: what a reason says when every repeated run gave the same value and the metric is not declared exact
-REPEATED = "noise unknown: every run repeated its value exactly, so the seed does not reach the script"
 SUSPICIOUS = 4.0  # a first run this many standard deviations worse than the best is checked before discarding
 # the noise must rest on this many degrees of freedom before a run is called disturbed by its value: two runs of
 # the baseline that happen to agree would make every later run look far off
@@ -74,8 +76,6 @@ DISTURBED_DF = 4
 # of freedom (the first candidates of a run): their looks are tested at the same level as the others
 UNSETTLED = 2
 UNSETTLED_Z = 2.0  # ...when its gain is this many standard errors beyond the threshold
-CLIP = 4.0  # deviations beyond this many robust standard deviations count as that many in the pooled noise
-RELATIVE_EVIDENCE = 2.0  # −2 log-likelihood the relative noise model must gain to be used (see Noise.relative)
 
 
 class Action(enum.Enum):
@@ -93,158 +93,6 @@ class Decision:
     ci_low: float | None = None  # confidence interval of the improvement, when the noise is known
     ci_high: float | None = None
     z: float | None = None  # standard errors of gain beyond the threshold, when the noise is known
-
-
-@dataclass(frozen=True)
-class Noise:
-    """The pooled within-experiment variance: sum of squared deviations and degrees of freedom.
-
-    ``robust`` is a second estimate of the run-to-run standard deviation, from the median
-    absolute deviation, which disturbed runs barely move: it decides what counts as
-    disturbed (:func:`suspicious`, :func:`disturbed_runs`), while the t-test uses ``sd``.
-
-    The same deviations are also pooled relative to their experiment's mean (``rel_ss``,
-    ``rel_robust``; ``log_level`` is Σ (n − 1)·log mean), because some noise scales with the
-    level: a benchmark that got twice as fast varies half as much in milliseconds. Pooling
-    a run's slow start with its fast end in absolute units would judge every later
-    speed-up with the noise of the slow code. :meth:`at` gives the noise at one level,
-    from whichever of the two models explains the runs better.
-    """
-
-    ss: float = 0.0
-    df: int = 0
-    robust: float | None = None
-    rel_ss: float = 0.0
-    rel_robust: float | None = None
-    log_level: float = 0.0
-    positive: bool = True  # every experiment's mean > 0: the relative model applies
-
-    @classmethod
-    def pooled(cls, samples: Iterable[Sequence[float]]) -> Noise:
-        """The pooled variance of ``samples`` (each the runs of one experiment).
-
-        Deviations beyond CLIP robust standard deviations (the median absolute deviation
-        of them all, scaled) count as CLIP: one disturbed run among dozens must not
-        inflate the noise every decision is made with.
-        """
-        deviations: list[float] = []
-        relative: list[float] = []
-        df, log_level, positive = 0, 0.0, True
-        for values in samples:
-            if len(values) > 1:
-                mean = sum(values) / len(values)
-                # runs that repeat a value exactly deviate by nothing (not by the rounding of their mean)
-                same = max(values) == min(values)
-                deviations += [0.0 if same else v - mean for v in values]
-                df += len(values) - 1
-                positive = positive and mean > 0
-                if positive:
-                    relative += [0.0 if same else (v - mean) / mean for v in values]
-                    log_level += (len(values) - 1) * math.log(mean)
-        if not df:
-            return cls()
-        ss, robust = _clipped(deviations, df)
-        if not positive:
-            return cls(ss, df, robust, positive=False)
-        rel_ss, rel_robust = _clipped(relative, df)
-        return cls(ss, df, robust, rel_ss, rel_robust, log_level)
-
-    def __add__(self, other: Noise) -> Noise:
-        positive = self.positive and other.positive
-        return Noise(
-            self.ss + other.ss,
-            self.df + other.df,
-            _merged(self.robust, self.df, other.robust, other.df),
-            self.rel_ss + other.rel_ss if positive else 0.0,
-            _merged(self.rel_robust, self.df, other.rel_robust, other.df) if positive else None,
-            self.log_level + other.log_level if positive else 0.0,
-            positive,
-        )
-
-    @property
-    def relative(self) -> bool:
-        """Whether the noise scales with the level: the relative model's likelihood beats the absolute
-        one's by RELATIVE_EVIDENCE (both have one parameter). Where all runs share one level the two
-        models are the same, and the absolute one is used."""
-        if not (self.positive and self.df and self.ss > 0 and self.rel_ss > 0):
-            return False
-        absolute = self.df * math.log(self.ss / self.df)
-        scaled = self.df * math.log(self.rel_ss / self.df) + 2 * self.log_level
-        return scaled < absolute - RELATIVE_EVIDENCE
-
-    def at(self, level: float) -> Noise:
-        """The noise of runs around ``level``: scaled to it when the noise is relative, else as pooled."""
-        if not self.relative or level <= 0:
-            return self
-        robust = self.rel_robust * level if self.rel_robust is not None else None
-        return Noise(self.rel_ss * level * level, self.df, robust)
-
-    @property
-    def spread(self) -> float | None:
-        """The run-to-run deviation that tells a disturbed run: the robust estimate, else ``sd``."""
-        return self.robust if self.robust else self.sd
-
-    @property
-    def sd(self) -> float | None:
-        """The run-to-run standard deviation, in the metric's units, pooled as measured (see :meth:`at`)."""
-        return math.sqrt(self.ss / self.df) if self.df else None
-
-
-def _clipped(deviations: Sequence[float], df: int) -> tuple[float, float]:
-    """The sum of squares of ``deviations`` clipped at CLIP robust sd, and that robust sd."""
-    spread = sorted(abs(d) for d in deviations)
-    # deviations from a sample's mean shrink by √((n−1)/n): scaled back, for the run-to-run deviation
-    robust = 1.4826 * spread[len(spread) // 2] * math.sqrt(len(deviations) / df)
-    cap = (CLIP * robust) ** 2 if robust > 0 else math.inf
-    return sum(min(d * d, cap) for d in deviations), robust
-
-
-def _merged(a: float | None, a_df: int, b: float | None, b_df: int) -> float | None:
-    """Two robust standard deviations merged, weighted by their degrees of freedom."""
-    parts = [(r, df) for r, df in ((a, a_df), (b, b_df)) if r is not None and df]
-    weight = sum(df for _, df in parts)
-    return math.sqrt(sum(r * r * df for r, df in parts) / weight) if weight else None
-
-
-@dataclass(frozen=True)
-class Gain:
-    """One change's estimated gain over its reference (positive = better), with its interval at the configured confidence."""
-
-    gain: float
-    low: float | None  # None while the noise is unknown
-    high: float | None
-    runs: int  # the change's measurements behind the estimate
-    reference_runs: int  # and its reference's
-    repeated: bool = False  # no interval because every run repeated its value exactly (a seed that does not vary)
-
-    def text(self) -> str:
-        runs = f"mean of {_runs(self.runs)} vs {self.reference_runs}"
-        if self.low is None or self.high is None:
-            return f"gain {self.gain:.6g} ({runs}; {REPEATED if self.repeated else 'noise unknown'})"
-        return f"gain {self.gain:.6g} [{self.low:.3g}, {self.high:.3g}] ({runs})"
-
-
-def compare(
-    candidate: Sequence[float], reference: Sequence[float], others: Noise, goal: Goal, rule: JudgeSection
-) -> Gain:
-    """The estimated gain of ``candidate`` over ``reference``: the one estimate every view shows."""
-    gain = goal.improvement(mean(candidate), mean(reference))
-    noise = (others + Noise.pooled([candidate, reference])).at(mean(reference))
-    if noise.sd is None or unvaried(noise, rule):
-        return Gain(gain, None, None, len(candidate), len(reference), repeated=unvaried(noise, rule))
-    half = t_quantile(rule.confidence, noise.df) * noise.sd * math.sqrt(1 / len(candidate) + 1 / len(reference))
-    return Gain(gain, gain - half, gain + half, len(candidate), len(reference))
-
-
-def unvaried(noise: Noise, rule: JudgeSection) -> bool:
-    """Whether every run measured more than once repeated its value exactly, and the task has not declared the
-    metric exact (``[judge] exact``): then the repeats say nothing about the noise. A script that fixes its
-    own seed does this; it is not evidence that the metric is exact (see overnight.judge.seeds)."""
-    return bool(noise.df) and noise.ss == 0 and not rule.exact
-
-
-def mean(values: Sequence[float]) -> float:
-    return sum(values) / len(values)
 
 
 def threshold(rule: JudgeSection, best: float) -> float:
@@ -270,7 +118,7 @@ def decide(
         return Decision(Action.MEASURE_CANDIDATE, f"measurement {looks + 1} of {rule.repeats} before judging")
     gain = goal.improvement(mean(candidate), mean(best))
     bar = threshold(rule, mean(best))
-    runs = f"{_runs(looks)} vs {len(best)}"
+    runs = f"{n_runs(looks)} vs {len(best)}"
     noise = (others + Noise.pooled([candidate, best])).at(mean(best))
     sd = noise.sd
     # Nothing measured twice yet, or every repeat gave the same value without the metric being declared exact
@@ -390,66 +238,10 @@ def undone(best: Sequence[float], parent: Sequence[float], others: Noise, goal: 
         return ""
     noise = (others + Noise.pooled([best, parent])).at(mean(parent))
     return (
-        f"measured again ({_runs(len(best))}), it is no longer better than the best it replaced "
+        f"measured again ({n_runs(len(best))}), it is no longer better than the best it replaced "
         f"(gain {gain:.6g} vs threshold {bar:.6g}" + (f", noise sd {noise.sd:.3g})" if noise.sd else ")")
     )
 
 
 def _worse(gain: float) -> str:
     return "worse than" if gain < 0 else "not better than" if gain == 0 else "not enough better than"
-
-
-def _runs(n: int) -> str:
-    return f"{n} run" if n == 1 else f"{n} runs"
-
-
-# -- Student's t distribution (no scipy) ---------------------------------------------------
-
-
-def _incomplete_beta(a: float, b: float, x: float) -> float:
-    """The regularized incomplete beta function I_x(a, b), by its continued fraction (Lentz)."""
-    if x <= 0:
-        return 0.0
-    if x >= 1:
-        return 1.0
-    if x > (a + 1) / (a + b + 2):  # the fraction converges fast on this side; use the symmetry otherwise
-        return 1.0 - _incomplete_beta(b, a, 1.0 - x)
-    front = math.exp(math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log(1 - x)) / a
-    tiny = 1e-300
-    f, c, d = 1.0, 1.0, 0.0
-    for i in range(400):
-        m = i // 2
-        if i == 0:
-            numerator = 1.0
-        elif i % 2 == 0:
-            numerator = m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m))
-        else:
-            numerator = -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1))
-        d = 1.0 + numerator * d
-        d = 1.0 / (d if abs(d) > tiny else tiny)
-        c = 1.0 + numerator / c
-        c = c if abs(c) > tiny else tiny
-        f *= c * d
-        if abs(1.0 - c * d) < 1e-12:
-            break
-    return front * (f - 1.0)
-
-
-def t_cdf(t: float, df: float) -> float:
-    """P(T ≤ t) for Student's t with ``df`` degrees of freedom."""
-    tail = 0.5 * _incomplete_beta(df / 2, 0.5, df / (df + t * t))
-    return 1.0 - tail if t > 0 else tail
-
-
-def t_quantile(p: float, df: float) -> float:
-    """The t with P(T ≤ t) = p (bisection on the CDF: plenty fast for a decision per experiment)."""
-    low, high = -1e6, 1e6
-    for _ in range(200):
-        middle = (low + high) / 2
-        if t_cdf(middle, df) < p:
-            low = middle
-        else:
-            high = middle
-        if high - low < 1e-10:
-            break
-    return (low + high) / 2

@@ -59,7 +59,7 @@ def contention(before: float | None, after: float | None, own: float, wall: floa
     What the whole machine was busy minus what overnight used (the command included), over
     the machine's capacity in that time: another job on the other core of two reads about
     0.5. A run taken while it jumps is one a burst of load may have slowed (see
-    overnight.judge.rule). Runs under MIN_CONTENTION_S say nothing: a burst lasts tens of seconds,
+    overnight.judge.measure). Runs under MIN_CONTENTION_S say nothing: a burst lasts tens of seconds,
     and over a short window the machine's own bookkeeping is all there is to see.
     """
     if before is None or after is None or wall < MIN_CONTENTION_S:

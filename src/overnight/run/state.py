@@ -37,7 +37,7 @@ from dataclasses import replace
 
 from overnight.errors import OvernightError, RunStateError
 from overnight.git import Branch
-from overnight.judge.rule import Gain, Noise, mean
+from overnight.judge.noise import Gain, Noise, mean
 from overnight.records import (
     DISTURBED,
     MEASURED,

@@ -29,7 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from overnight.judge import rule as judge
+from overnight.judge.noise import REPEATED, mean
+from overnight.judge.tdist import t_quantile
 from overnight.records import Goal, Verification, VerifyMeasured
 from overnight.run.ledger import Ledger
 from overnight.views import RunView
@@ -71,7 +72,7 @@ class Estimate:
             return "no pair measured"
         runs = "1 run" if self.pairs == 1 else f"mean of {self.pairs} runs"
         if self.repeated:
-            return f"{self.value:+.6g} ({runs}; no interval: {judge.REPEATED})"
+            return f"{self.value:+.6g} ({runs}; no interval: {REPEATED})"
         if self.low is None or self.high is None:
             return f"{self.value:+.6g} ({runs}; no interval)"
         return f"{self.value:+.6g} [{self.low:+.4g}, {self.high:+.4g}] ({runs})"
@@ -91,13 +92,13 @@ def paired(
     diffs = [goal.improvement(candidate[s], reference[s]) for s in seeds]
     if not diffs:
         return Estimate(None, None, None, 0)
-    center = judge.mean(diffs)
+    center = mean(diffs)
     if len(diffs) < 2:
         return Estimate(center, None, None, 1)
     if not exact and all(max(arm[s] for s in seeds) == min(arm[s] for s in seeds) for arm in (candidate, reference)):
         return Estimate(center, None, None, len(diffs), repeated=True)
     sd = math.sqrt(sum((d - center) ** 2 for d in diffs) / (len(diffs) - 1))
-    half = judge.t_quantile(1 - (1 - confidence) / 2, len(diffs) - 1) * sd / math.sqrt(len(diffs))
+    half = t_quantile(1 - (1 - confidence) / 2, len(diffs) - 1) * sd / math.sqrt(len(diffs))
     return Estimate(center, center - half, center + half, len(diffs))
 
 
@@ -243,8 +244,8 @@ def summarize(
         verification,
         metric,
         goal,
-        judge.mean(list(base.values())) if base else None,
-        judge.mean(list(best.values())) if best else None,
+        mean(list(base.values())) if base else None,
+        mean(list(best.values())) if best else None,
         {arm: len(v) for arm, v in values.items()},
         failed,
         paired(best, base, goal, confidence, exact),

@@ -24,8 +24,8 @@ from rich.text import Text
 
 from overnight import untrusted
 from overnight.config import JudgeSection
-from overnight.judge import rule as judge
 from overnight.judge import seeds
+from overnight.judge.noise import unvaried
 from overnight.records import MEASURED, Experiment, Goal, Status
 from overnight.run.state import Event, RunState
 
@@ -76,7 +76,7 @@ class Alert:
 
     def text(self) -> str:
         noise = self.state.noise()
-        return seeds.unvaried_note(noise.df) if judge.unvaried(noise, self.rule) else ""
+        return seeds.unvaried_note(noise.df) if unvaried(noise, self.rule) else ""
 
     def fresh(self) -> bool:
         """True the first time the warning holds (a plain output prints it once)."""

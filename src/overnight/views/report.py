@@ -97,7 +97,7 @@ def figure(view: RunView) -> Figure:
 def interval(view: RunView, exp: Experiment, confidence: float = 0.95) -> float | None:
     """Half the width of the interval of ``exp``'s estimate (the mean of its measurements of its latest round),
     at ``confidence``; None where it was measured once (or every measurement gave the same value)."""
-    from overnight.judge.rule import t_quantile
+    from overnight.judge.tdist import t_quantile
 
     values = [m.value for m in view.measurements.get(exp.id, []) if m.value is not None and m.round == exp.round
               and m.kind != DISTURBED]  # fmt: skip
