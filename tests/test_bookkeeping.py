@@ -17,18 +17,9 @@ import pytest
 
 from conftest import AGENT, Repo, ledger_rows
 from overnight.agents import CommandAgent, Context
+from overnight.bookkeeping import Bookkeeping, Judged, Rebase, Screen, SetAside, Undone
 from overnight.executors import LocalExecutor
-from overnight.records import (
-    Bookkeeping,
-    Experiment,
-    Judged,
-    Proposal,
-    Rebase,
-    Screen,
-    SetAside,
-    Status,
-    Undone,
-)
+from overnight.records import Experiment, Proposal, Status
 from overnight.run.controller import Controller, Limits
 from overnight.run.ledger import Ledger
 from overnight.run.start import Run

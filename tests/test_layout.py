@@ -112,6 +112,7 @@ def test_the_read_side_loads_what_it_reads() -> None:
     assert _loaded("import overnight.views") == {
         "overnight",
         "overnight._version",
+        "overnight.bookkeeping",
         "overnight.errors",
         "overnight.git",
         "overnight.globs",

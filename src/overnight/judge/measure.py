@@ -22,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import replace
 
 from overnight import secrets
+from overnight.bookkeeping import Bookkeeping, Judged, Screen
 from overnight.executors import Executor, Job, Measurement
 from overnight.executors.perform import holdout
 from overnight.git.worktree import Worktree
@@ -31,7 +32,7 @@ from overnight.judge.noise import compare, mean
 from overnight.judge.rule import Action, Decision
 from overnight.process import sandbox
 from overnight.process.load import others_share
-from overnight.records import DISTURBED, Bookkeeping, Ended, Experiment, Judged, Measured, Screen, Status, now_iso
+from overnight.records import DISTURBED, Ended, Experiment, Measured, Status, now_iso
 from overnight.run.slots import Slots
 from overnight.run.start import Run
 

@@ -22,8 +22,9 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
+from overnight.bookkeeping import Bookkeeping
 from overnight.errors import RunStateError
-from overnight.records import Bookkeeping, Experiment, Measured, Note, Status, Verification, VerifyMeasured
+from overnight.records import Experiment, Measured, Note, Status, Verification, VerifyMeasured
 from overnight.run import faults
 
 MIGRATIONS: list[str] = [

@@ -44,6 +44,7 @@ from pathlib import Path
 
 from overnight import git, secrets, untrusted
 from overnight.agents import Agent, Context, brief
+from overnight.bookkeeping import Bookkeeping, Rebase
 from overnight.errors import AgentError, AgentUnavailable, GitError, OvernightError
 from overnight.executors import Executor
 from overnight.git.commits import Committed
@@ -51,7 +52,7 @@ from overnight.git.picture import Change
 from overnight.git.worktree import Worktree
 from overnight.judge.measure import Measurer
 from overnight.judge.rule import Action, Decision
-from overnight.records import MEASURED, Bookkeeping, Ended, Experiment, Rebase, Status, Usage, now_iso
+from overnight.records import MEASURED, Ended, Experiment, Status, Usage, now_iso
 from overnight.run import faults
 from overnight.run.slots import Slots
 from overnight.run.start import Run

@@ -35,23 +35,11 @@ import threading
 from collections.abc import Callable, Iterable
 from dataclasses import replace
 
+from overnight.bookkeeping import SetAside, Undone
 from overnight.errors import OvernightError, RunStateError
 from overnight.git import Branch
 from overnight.judge.noise import Gain, Noise, mean
-from overnight.records import (
-    DISTURBED,
-    MEASURED,
-    ON_BRANCH,
-    Experiment,
-    Measured,
-    Note,
-    SetAside,
-    Status,
-    Undone,
-    Usage,
-    chain,
-    now_iso,
-)
+from overnight.records import DISTURBED, MEASURED, ON_BRANCH, Experiment, Measured, Note, Status, Usage, chain, now_iso
 from overnight.run import faults
 from overnight.run.ledger import Ledger
 
