@@ -104,7 +104,7 @@ class Night:
         assert first.status is None, first.reason
         decision = self.measurer.until_judged(state.get(exp.id), best)
         ended = state.get(exp.id)
-        ended = replace(ended, info={**ended.info, **self.measurer.notes_for(exp.id)}, ended_at=now_iso())
+        ended = replace(ended, bookkeeping=ended.bookkeeping.merge(self.measurer.notes_for(exp.id)), ended_at=now_iso())
         if decision.action is Action.KEEP:
             state.keep(replace(ended, status=Status.KEEP, reason=decision.reason))
         else:
@@ -172,8 +172,10 @@ def test_a_clear_loser_is_discarded_after_one_run(night: Night) -> None:
     assert night.executor.calls == [("worse", 0)]  # neither it nor the best is measured again
     assert night.measured(exp) == [(0, "candidate", 10.3)]
     assert exp.status is Status.DISCARD and exp.runs == 1
-    assert exp.info["screen_z"] < SCREEN  # discarded at the screen
-    assert exp.info["judged_against"]["runs"] == 6
+    screen = exp.bookkeeping.screen
+    assert screen is not None and screen.z is not None and screen.z < SCREEN  # discarded at the screen
+    judged = exp.bookkeeping.judged_against
+    assert judged is not None and judged.runs == 6
     best = night.run.state.best
     assert best is not None and best.status is Status.BASELINE and best.runs == 6
 
@@ -203,8 +205,8 @@ def test_a_run_taken_under_load_is_set_aside_and_taken_again(night: Night) -> No
         (2, "candidate", 9.1),
         (3, "follow-up", 9.05),
     ]
-    aside = exp.info["set_aside"]
-    assert [a["seed"] for a in aside] == [0] and "more of the machine than usual" in aside[0]["why"]
+    aside = exp.bookkeeping.set_aside
+    assert [a.seed for a in aside] == [0] and "more of the machine than usual" in aside[0].why
     assert night.run.state.values(exp.id) == [9.0, 9.1, 9.05]  # the set-aside run is in no estimate
     assert exp.runs == 3
 
@@ -220,6 +222,6 @@ def test_a_first_run_far_off_is_taken_again_before_a_discard_and_set_aside(night
         (2, "candidate", 9.1),
         (3, "follow-up", 9.05),
     ]
-    aside = exp.info["set_aside"]
-    assert [a["seed"] for a in aside] == [0] and "far worse" in aside[0]["why"]
+    aside = exp.bookkeeping.set_aside
+    assert [a.seed for a in aside] == [0] and "far worse" in aside[0].why
     assert night.run.state.values(exp.id) == [9.0, 9.1, 9.05]
