@@ -197,6 +197,20 @@ def test_the_live_view_shows_workers_best_and_outcomes(repo: Repo) -> None:
     assert repo.git("rev-parse", "overnight/t").strip() == c1
 
 
+def test_the_live_view_shows_the_time_taken_when_the_script_does_not_read_the_budget(repo: Repo) -> None:
+    console = Console(record=True, width=140, force_terminal=True)
+    state, (c0, _) = _state(repo)
+    view = LiveView(console, "val_bpb", Goal.MIN, budget_s=None, standing=state, timeout_s=600)
+    state.watch(view.watch)
+    _finish(state, c0, c0, Status.BASELINE, 3.0, "baseline")
+    one = state.propose(replace(state.begin(lambda i: Experiment(id=i, status=Status.RUNNING, parent=c0)),
+                                hypothesis="more epochs"))  # fmt: skip
+    state.measuring(one.id)
+    console.print(view.render())
+    text = console.export_text()
+    assert "run 1 · 0s" in text and "/600" not in text and "/10s" not in text
+
+
 def test_the_live_view_of_a_resumed_run_starts_from_what_was_recorded(repo: Repo) -> None:
     state, (c0, c1) = _state(repo)
     _finish(state, c0, c0, Status.BASELINE, 3.0, "baseline")

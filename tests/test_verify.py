@@ -348,3 +348,24 @@ def test_a_verification_in_which_every_arm_fails_exits_non_zero(cli, scored: Rep
     result = cli("verify", scored.path, "--tag", "f", "--runs", "2")
     assert result.code == 3 and "nothing was verified" in result.err
     assert "failed runs of baseline: 2" in result.out
+
+
+def test_a_script_that_does_not_read_the_budget_is_not_said_to_run_at_it(cli, scored: Repo, plan) -> None:
+    budget_line = "print(f\"budget: {os.environ['OVERNIGHT_BUDGET_S']}\")\n"
+    assert budget_line in SCORED
+    scored.write("train.py", SCORED.replace(budget_line, ""))  # it runs to its end, whatever the budget
+    scored.commit("a script that does not read the budget")
+    plan({"1": KEEPS["1"]})
+    run = cli("run", scored.path, "--tag", "u", "--agent-command", AGENT, "--max-experiments", "1")
+    assert run.code == 0, run.err
+    assert "budget: train.py does not read OVERNIGHT_BUDGET_S" in run.out  # said at the start of the run
+    result = cli("verify", scored.path, "--tag", "u", "--runs", "2")
+    assert result.code == 0, result.err
+    assert "budget 5 s, not read by train.py: it runs to its end" in result.out
+    assert "budget 5 s (not read by the script: each run went to its end)" in result.out
+    # a script that reads it is said to run at it
+    scored.write("train.py", SCORED)
+    scored.commit("the budget read again")
+    again = cli("verify", scored.path, "--tag", "u", "--runs", "2")
+    assert again.code == 0, again.err
+    assert "not read" not in again.out + again.err and "budget 5 s" in again.out

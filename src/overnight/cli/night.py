@@ -165,13 +165,17 @@ def run(
             flush=True,
         )
         from overnight.judge import seeds
+        from overnight.script import read_script
 
         judged = task.config.judge
         note = seeds.start_note(task.dir, task.config.task.editable, judged.seed, judged.exact)
         if note:
             print(note, flush=True)
+        script = read_script(task.dir, task.config.task.run, task.config.task.editable)
+        if script.files and not script.reads_budget:
+            print("\n".join(script.lines(task.config.task.budget_s)), flush=True)
         controller = Controller(run, agents, executor, limits, stop=stop, slots=slots)
-        with stop_on_signals(stop), _view(task, run.state):
+        with stop_on_signals(stop), _view(task, run.state, script.reads_budget or not script.files):
             summary = controller.run_workers()
         run.note_end(summary.stopped)
     except TaskBrokenError as err:
@@ -206,8 +210,9 @@ def run(
 
 
 @contextmanager
-def _view(task: Task, state: RunState) -> Iterator[None]:
-    """The live view on a terminal (unless OVERNIGHT_PLAIN is set), plain lines otherwise: it watches the run."""
+def _view(task: Task, state: RunState, budget_read: bool) -> Iterator[None]:
+    """The live view on a terminal (unless OVERNIGHT_PLAIN is set), plain lines otherwise: it watches the run.
+    ``budget_read``: whether the script reads OVERNIGHT_BUDGET_S (else the view shows the time taken, not a budget)."""
     from overnight.records import Experiment
     from overnight.run.state import Event
     from overnight.views import live
@@ -218,7 +223,13 @@ def _view(task: Task, state: RunState) -> Iterator[None]:
 
         config = task.config
         with live.LiveView(
-            Console(), config.metric.name, config.metric.goal_enum, config.task.budget_s, state, alert
+            Console(),
+            config.metric.name,
+            config.metric.goal_enum,
+            config.task.budget_s if budget_read else None,
+            state,
+            alert,
+            timeout_s=config.task.timeout_s,
         ) as view:
             state.watch(view.watch)
             yield

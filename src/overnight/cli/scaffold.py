@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import json
 import re
-import shlex
 import tomllib
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 from overnight import globs
@@ -15,6 +13,7 @@ from overnight.agents.constants import Constant, find_constants, format_value
 from overnight.agents.space import search_space
 from overnight.config import CONFIG_FILE, PROGRAM_FILE, TuneSection, default_timeout, parse_config
 from overnight.judge import seeds
+from overnight.script import Script, read_script
 
 _CONFIG = """\
 # overnight task file: what may change, how an experiment runs, what is measured.
@@ -93,52 +92,6 @@ def aligned(text: str) -> str:
             line = f"{found['key']:<{_ALIGN - 1}} # {found['note']}" + ("\n" if line.endswith("\n") else "")
         out.append(line)
     return "".join(out)
-
-
-@dataclass(frozen=True)
-class Script:
-    """What init read in the run command's script(s): do they read the time budget overnight hands them?"""
-
-    files: tuple[str, ...]  # the run command's files init found and read, relative to the task folder
-    reads_budget: bool  # one of them, or an editable .py file, reads OVERNIGHT_BUDGET_S
-
-    def lines(self, budget_s: float) -> list[str]:
-        """What init says about it, on screen."""
-        named = ", ".join(self.files) or "the run command's script"
-        if not self.files:
-            return [f"budget: init found no script file in the run command to read; {_BUDGET_HOW.format(budget_s)}"]
-        if self.reads_budget:
-            return [f"budget: {named} reads OVERNIGHT_BUDGET_S: every experiment gets budget_s = {budget_s:g} seconds"]
-        return [
-            f"budget: {named} does not read OVERNIGHT_BUDGET_S: each experiment runs as long as the script does "
-            f"(timeout_s still kills it); {_BUDGET_HOW.format(budget_s)}"
-        ]
-
-
-_BUDGET_HOW = (
-    "for experiments of equal time, stop training once time.monotonic() - start > "
-    'float(os.environ.get("OVERNIGHT_BUDGET_S", {0:g})); or keep a fixed amount of work (epochs, steps) '
-    "that no experiment changes"
-)
-
-
-def read_script(directory: Path, run: str, editable: Sequence[str]) -> Script:
-    """Find the files the run command names (``python train.py`` → train.py) and read them."""
-    try:
-        words = shlex.split(run)
-    except ValueError:
-        words = run.split()
-    files = [w for w in words if not w.startswith("-") and (directory / w).is_file()]
-    texts = [_text(directory / f) for f in files]
-    texts += [_text(p) for glob in editable for p in directory.glob(glob) if p.suffix == ".py" and p.is_file()]
-    return Script(tuple(files), any("OVERNIGHT_BUDGET_S" in t for t in texts))
-
-
-def _text(path: Path) -> str:
-    try:
-        return path.read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return ""
 
 
 def tune_stub(constants: Sequence[Constant]) -> str:

@@ -43,6 +43,7 @@ from overnight.records import Experiment, Status, VerifyMeasured, chain, now_iso
 from overnight.run.ledger import Ledger
 from overnight.run.paths import RunLock, paths_for
 from overnight.run.slots import Slots
+from overnight.script import read_script
 from overnight.task import Task
 from overnight.verify import overrides
 from overnight.verify.findings import BASELINE, BEST, Findings, latest, together_text, without
@@ -263,8 +264,11 @@ def _verify(
     for o in sets:
         where_set = f"in {', '.join(o.files)}" if o.kind == overrides.CONSTANT else "for the experiment's commands"
         say(f"--set {o.name}={o.value}: {o.kind} {where_set}")
+    script = read_script(task.dir, config.task.run, config.task.editable)
     settings = {
         "budget_s": config.task.budget_s,
+        # false when the scale's command does not read OVERNIGHT_BUDGET_S: the budget then says nothing of the runs
+        "budget_read": script.reads_budget or not script.files,
         "set": [o.to_json() for o in sets],
         "command": config.task.run,
         "verify_run": bool(task.config.verify.run.strip()),  # the command is [verify] run's
@@ -294,8 +298,8 @@ def _verify(
         vid = ledger.begin_verification(settings, now_iso())
         folder = paths.dir / "verify" / str(vid)
         say(
-            f"verification {vid} of run {tag}: {len(measured)} arms x {scale.runs} runs at budget "
-            f"{config.task.budget_s:g} s ({', '.join(a.name for a in measured)})"
+            f"verification {vid} of run {tag}: {len(measured)} arms x {scale.runs} runs, "
+            f"{script.budget_text(config.task.budget_s)} ({', '.join(a.name for a in measured)})"
         )
         for arm in arms:
             if arm.entangled:

@@ -275,7 +275,11 @@ def scale_text(settings: dict[str, Any]) -> str:
     """What the scale was, in words: "budget 120 s, HIDDEN_DIM=256 (constant), 3 runs each"."""
     parts = []
     if settings.get("budget_s") is not None:
-        parts.append(f"budget {settings['budget_s']:g} s")
+        unread = settings.get("budget_read") is False  # absent in verifications recorded before it was noted
+        parts.append(
+            f"budget {settings['budget_s']:g} s"
+            + (" (not read by the script: each run went to its end)" if unread else "")
+        )
     for item in settings.get("set", []):
         parts.append(f"{item['name']}={item['value']} ({item['kind']})")
     if settings.get("verify_run"):

@@ -120,11 +120,14 @@ class LiveView:
         console: Console,
         metric: str,
         goal: Goal,
-        budget_s: float,
+        budget_s: float | None,
         standing: Snapshots,
         alert: Alert | None = None,
+        timeout_s: float | None = None,
     ) -> None:
-        self.metric, self.goal, self.budget_s = metric, goal, budget_s
+        # budget_s None: the script does not read OVERNIGHT_BUDGET_S, so each run is shown with the time it
+        # has taken, and its bar against timeout_s (what ends it) rather than against a budget nobody reads
+        self.metric, self.goal, self.budget_s, self.timeout_s = metric, goal, budget_s, timeout_s
         self.standing, self.alert = standing, alert
         self.workers: dict[int, _Now] = {}
         self.recent: deque[Experiment] = deque(maxlen=6)
@@ -183,8 +186,10 @@ class LiveView:
         clock = time.monotonic()
         for worker, now in workers:
             elapsed = clock - now.started
-            bar = ProgressBar(total=self.budget_s, completed=min(elapsed, self.budget_s), width=BAR_WIDTH)
-            what = f"run {now.runs} · {elapsed:.0f}/{self.budget_s:g}s" if now.runs else "committing"
+            limit = self.budget_s or self.timeout_s or elapsed or 1.0
+            bar = ProgressBar(total=limit, completed=min(elapsed, limit), width=BAR_WIDTH)
+            taken = f"{elapsed:.0f}/{self.budget_s:g}s" if self.budget_s else f"{elapsed:.0f}s"
+            what = f"run {now.runs} · {taken}" if now.runs else "committing"
             cell = Table.grid(padding=(0, 1))
             cell.add_row(bar, Text(what, overflow="ellipsis", no_wrap=True))
             running.add_row(str(worker), f"#{now.exp.id}", Text(untrusted.line(now.exp.hypothesis)), cell)
