@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from conftest import ledger_rows
 
 
@@ -19,8 +21,41 @@ def test_demo_runs_and_improves(tmp_path: Path, cli) -> None:
     assert (target / ".git").is_dir()
 
 
+@pytest.mark.slow  # the default demo: 20 tinylm experiments, a minute or two
+def test_the_default_demo_keeps_changes_and_says_what_a_real_night_needs(tmp_path: Path, cli) -> None:
+    target = tmp_path / "demo"
+    result = cli("demo", target)
+    assert result.code == 0, result.err
+    rows = ledger_rows(target, "demo")
+    assert rows[0]["status"] == "baseline" and len(rows) == 21
+    # A fixed amount of work: every run trained the same 2,000 steps, however busy the machine.
+    assert rows[0]["metrics"]["num_steps"] == 2000
+    kept = [r for r in rows if r["status"] == "keep"]
+    assert kept and kept[-1]["metric"] < rows[0]["metric"]
+    assert "kept" in result.out and "result:   baseline" in result.out
+    closing = result.out[result.out.index("That was a demo") :]
+    for needed in ("OVERNIGHT_BUDGET_S", "minutes", "OVERNIGHT_SEED", "overnight init", "overnight verify"):
+        assert needed in closing
+    config = (target / "overnight.toml").read_text()
+    assert "--bytes 128000" in config and "disturbed_load = 0" in config
+
+
 def test_demo_never_writes_into_a_non_empty_folder(tmp_path: Path, cli) -> None:
     (tmp_path / "mine.txt").write_text("keep me\n")
     result = cli("demo", tmp_path)
     assert result.code == 2 and "not empty" in result.err
     assert [p.name for p in tmp_path.iterdir()] == ["mine.txt"]
+
+
+def test_the_tinylm_demo_runs_a_fixed_amount_of_work_unless_given_a_budget(tmp_path: Path) -> None:
+    import sys
+
+    from overnight.cli import demo
+    from overnight.config import load_config
+
+    fixed = load_config(demo.prepare("tinylm", tmp_path / "fixed") / "overnight.toml")
+    assert fixed.task.run == f"OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 {sys.executable} train.py --bytes 128000"
+    assert fixed.judge.disturbed_load == 0  # the load cannot change a fixed amount of work's metric
+    timed = load_config(demo.prepare("tinylm", tmp_path / "timed", budget_s=20) / "overnight.toml")
+    assert timed.task.run == f"OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 {sys.executable} train.py"
+    assert timed.task.budget_s == 20 and timed.judge.disturbed_load == 0.25

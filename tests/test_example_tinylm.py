@@ -67,6 +67,15 @@ def test_train_prints_the_summary_block(tmp_path: Path) -> None:
     assert values["training_seconds"] <= 3.0 + step_s + 1  # it stops after the step that crossed its budget
 
 
+def test_train_on_a_fixed_number_of_bytes_takes_that_many_steps() -> None:
+    env = {**os.environ, "OVERNIGHT_BUDGET_S": "0.001", "OVERNIGHT_SEED": "0"}  # the time budget is not used
+    out = subprocess.run(
+        [sys.executable, "train.py", "--bytes", "6400"], cwd=TINYLM, env=env, capture_output=True, text=True, timeout=60
+    ).stdout
+    values = summary_values(out)
+    assert values["num_steps"] == 100 and 0 < values["val_bpb"] < 16  # 6,400 bytes at a batch of 64
+
+
 def test_the_demo_runs_tinylm_with_the_tune_agent(tmp_path: Path, cli) -> None:
     target = tmp_path / "demo"
     result = cli("demo", target, "--budget", "2", "--max-experiments", "2")

@@ -2,10 +2,15 @@
 
 The agent edits this file. The model reads the CONTEXT bytes before a position,
 embeds each, passes the concatenation through one hidden layer and predicts the
-next byte. Adam, warmup and a linear decay over the time budget. prepare.py holds
+next byte. Adam, warmup and a linear decay over the budget. prepare.py holds
 the data and the evaluation; this file ends with the summary block the harness reads.
+
+The budget is OVERNIGHT_BUDGET_S seconds, or, with ``--bytes N`` (what `overnight demo`
+runs), a fixed amount of work: N training bytes, in N / BATCH_SIZE steps, however slow or
+busy the machine. A busy machine then makes a run take longer, never learn less.
 """
 
+import argparse
 import os
 import resource
 import time
@@ -25,7 +30,10 @@ INIT_SCALE = 1.0
 TRAIN_FRACTION = 0.85  # of the time budget; the rest is for the evaluation
 
 started = time.time()
+parser = argparse.ArgumentParser(description="train tinylm; print the summary block")
+parser.add_argument("--bytes", type=int, default=0, help="train on this many bytes instead of for a time budget")
 budget = float(os.environ.get("OVERNIGHT_BUDGET_S", "30"))
+budget_bytes = parser.parse_args().bytes
 rng = np.random.default_rng(int(os.environ.get("OVERNIGHT_SEED", "0")))
 train, _ = prepare.split()
 
@@ -84,10 +92,10 @@ def step(ctx: np.ndarray, target: np.ndarray, lr: float, t: int) -> float:
 
 
 train_seconds = budget * TRAIN_FRACTION
+total_steps = max(1, budget_bytes // BATCH_SIZE) if budget_bytes > 0 else 0
 steps = 0
 train_start = time.time()
-while (elapsed := time.time() - train_start) < train_seconds:
-    progress = elapsed / train_seconds
+while (progress := steps / total_steps if total_steps else (time.time() - train_start) / train_seconds) < 1:
     warm = min(1.0, progress / WARMUP_FRACTION) if WARMUP_FRACTION > 0 else 1.0
     lr = LEARNING_RATE * warm * (1 - progress)
     positions = rng.integers(0, len(train), BATCH_SIZE)

@@ -109,8 +109,14 @@ def parser() -> argparse.ArgumentParser:
         "dir", nargs="?", default="overnight-demo", type=Path, help="a new or empty folder (default: ./overnight-demo)"
     )
     p.add_argument("--example", default="tinylm", choices=EXAMPLES, help="which example (default: tinylm)")
-    p.add_argument("--max-experiments", type=int, default=12, help="experiments after the baseline (default: 12)")
-    p.add_argument("--budget", type=number, help="seconds per experiment (default: 20 for tinylm, else the example's)")
+    p.add_argument(
+        "--max-experiments", type=int, help="experiments after the baseline (default: 20 for tinylm, else 12)"
+    )
+    p.add_argument(
+        "--budget",
+        type=number,
+        help="a time budget in seconds per experiment (default: the example's; tinylm's demo runs a fixed amount of work)",
+    )
     p.add_argument(
         "--agent",
         choices=AGENT_KINDS,

@@ -9,7 +9,6 @@ module loads none of it.
 from __future__ import annotations
 
 import argparse
-import shlex
 import sys
 import threading
 
@@ -191,11 +190,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from overnight.run.controller import Limits
     from overnight.task import Task
 
-    budget = args.budget if args.budget is not None else (20.0 if args.example == "tinylm" else None)
-    target = demo.prepare(args.example, args.dir, budget)
+    target = demo.prepare(args.example, args.dir, args.budget)
     print(f"copied the {args.example} example into {target} (a new git repository); running it:", flush=True)
     overrides = {"kind": args.agent, "model": args.model}
-    code = night.run(Task.load(target), "demo", overrides, Limits(max_experiments=args.max_experiments))
-    print(f"\nlook around: cd {shlex.quote(str(target))} && overnight log && overnight show 1 && "
-          "git log --oneline overnight/demo")  # fmt: skip
+    count = args.max_experiments if args.max_experiments is not None else demo.EXPERIMENTS.get(args.example, 12)
+    code = night.run(Task.load(target), "demo", overrides, Limits(max_experiments=count))
+    print("\n" + demo.closing(target, args.example == "tinylm" and args.budget is None), flush=True)
     return code
