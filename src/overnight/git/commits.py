@@ -26,6 +26,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
+from overnight import threads
 from overnight.git import GitStream, Pending, git
 from overnight.git.picture import Blob, Change, Tree
 
@@ -33,25 +34,13 @@ AUTHOR = "overnight <overnight@localhost>"
 
 
 class Background:
-    """A function run on a thread; :meth:`join` waits and re-raises what it raised."""
+    """A function run on a thread (a kept one: overnight.threads); :meth:`join` waits and re-raises what it raised."""
 
     def __init__(self, target: Callable[[], None]) -> None:
-        self._target = target
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        try:
-            self._target()
-        except BaseException as exc:  # handed to the joining thread
-            self._error = exc
+        self._task = threads.spawn(target)
 
     def join(self) -> None:
-        self._thread.join()
-        if self._error is not None:
-            error, self._error = self._error, None
-            raise error
+        self._task.wait()
 
 
 class Repository(Protocol):
