@@ -66,6 +66,7 @@ class Cgroup:
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self._removed = False  # close() removed it: a second close() has nothing to do
 
     @classmethod
     def create(cls, name: str) -> Cgroup | None:
@@ -133,15 +134,19 @@ class Cgroup:
 
     def close(self) -> int:
         """Kill what is left and remove the cgroup; the number of processes that were left."""
+        if self._removed:  # no process can join a removed cgroup
+            return 0
         killed = self.kill()
         for _ in range(100):  # a killed process leaves the cgroup when it is reaped, a moment later
             try:
                 self.path.rmdir()
-                break
             except FileNotFoundError:
-                break
+                pass
             except OSError:
                 time.sleep(0.01)
+                continue
+            self._removed = True
+            break
         return killed
 
 

@@ -82,4 +82,9 @@ def joins_cgroups(group: Cgroup) -> bool:
 def wrap(command: str | Sequence[str]) -> list[str]:
     """``command`` (a shell line or an argument list) started in a user namespace of its own."""
     argv = ["/bin/sh", "-c", command] if isinstance(command, str) else list(command)
-    return [shutil.which("unshare") or "unshare", *PREFIX, *argv]
+    return [_unshare(), *PREFIX, *argv]
+
+
+@functools.cache
+def _unshare() -> str:
+    return shutil.which("unshare") or "unshare"
