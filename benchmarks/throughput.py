@@ -119,7 +119,8 @@ def _run(root: Path, name: str, workers: int, slots: int, args: argparse.Namespa
             raise SystemExit(f"overnight run failed ({proc.returncode}):\n{out.read()[-3000:].decode()}")
     wall = time.perf_counter() - started
     run = Run([tuple(json.loads(line)) for line in spans.read_text().splitlines()], wall, cpu)
-    assert len(run.spans) == args.experiments, f"{len(run.spans)} experiment runs, expected {args.experiments}"
+    # one run each, and now and then one more (the judge measures again when the first looks noisy)
+    assert len(run.spans) >= args.experiments, f"{len(run.spans)} experiment runs, expected {args.experiments}"
     return run
 
 
