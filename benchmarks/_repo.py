@@ -23,7 +23,7 @@ def git_repo(path: Path, files: dict[str, str]) -> Path:
     return path
 
 
-def arguments(doc: str | None, **defaults: int | float) -> argparse.Namespace:
+def arguments(doc: str | None, **defaults: int | float | str) -> argparse.Namespace:
     """The command line: the module docstring as help, and one `--name` option per default (its type)."""
     parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     for name, default in defaults.items():

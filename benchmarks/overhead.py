@@ -17,11 +17,17 @@ differences we measure; ratios are computed within the same rounds.
 
     pip install -e '.[bench]'      # labloop from PyPI
     python benchmarks/overhead.py  # --experiments 50 --rounds 5
+    python benchmarks/overhead.py --against ../main/src  # and overnight from another checkout, same rounds
+
+The CPU column is the CPU time of each tool's processes and all they started (the commands
+included), per experiment, computed the same way: on a machine that other programs keep busy,
+wall time follows it.
 """
 
 from __future__ import annotations
 
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -40,6 +46,15 @@ def _template(root: Path) -> Path:
     config = f'[task]\nrun = "{EXPERIMENT}"\neditable = ["value.txt"]\nbudget_s = 10\n\n[metric]\nname = "score"\ngoal = "min"\n'
     files = {"value.txt": "score: 5\n", "overnight.toml": config, "program.md": "Lower the score.\n"}
     return git_repo(root / "template", files)
+
+
+def _other(src: str):  # type: ignore[no-untyped-def]
+    """overnight from another checkout's ``src`` folder (``--against``): its commands, run with that PYTHONPATH."""
+
+    def commands(repo: Path, experiments: int) -> list[list[str]]:
+        return [["env", f"PYTHONPATH={src}", *_overnight(repo, experiments)[0]]]
+
+    return commands
 
 
 def _overnight(repo: Path, experiments: int) -> list[list[str]]:
@@ -66,9 +81,13 @@ def _labloop(sandbox: str):  # type: ignore[no-untyped-def]
 TOOLS = {"overnight": _overnight, "labloop": _labloop("none"), "labloop (default: sandbox auto)": _labloop("auto")}
 
 
+CPU: dict[str, list[float]] = {}  # tool → CPU seconds of each of its runs, its processes and theirs
+
+
 def _wall(tool: str, template: Path, scratch: Path, experiments: int) -> float:
     repo = scratch / f"{tool.split()[0]}-{experiments}-{time.monotonic_ns()}"
     shutil.copytree(template, repo)
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     for command in TOOLS[tool](repo, experiments):
         proc = subprocess.run(
@@ -77,12 +96,16 @@ def _wall(tool: str, template: Path, scratch: Path, experiments: int) -> float:
         if proc.returncode != 0:
             raise SystemExit(f"{tool} failed ({proc.returncode}):\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
     wall = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    CPU.setdefault(tool, []).append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
     shutil.rmtree(repo, ignore_errors=True)
     return wall
 
 
 def main() -> None:
-    args = arguments(__doc__, experiments=50, rounds=5)
+    args = arguments(__doc__, experiments=50, rounds=5, against="")
+    if args.against:
+        TOOLS["overnight at " + args.against] = _other(args.against)
     if not (shutil.which("labloop") or (Path(sys.executable).parent / "labloop").exists()):
         raise SystemExit("labloop is not installed: pip install -e '.[bench]' (or pip install labloop)")
     if not shutil.which("bwrap"):
@@ -98,6 +121,8 @@ def main() -> None:
                 one = _wall(tool, template, scratch, 1)
                 many = _wall(tool, template, scratch, args.experiments + 1)
                 per_experiment[tool].append((many - one) / args.experiments)
+                cpu_many, cpu_one = CPU[tool][-1], CPU[tool][-2]
+                CPU[tool].append((cpu_many - cpu_one) / args.experiments)
             print(
                 f"round {round_ + 1}: " + ", ".join(f"{t} {1000 * v[-1]:.1f} ms" for t, v in per_experiment.items()),
                 flush=True,
@@ -106,12 +131,14 @@ def main() -> None:
     print()
     print(f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}, load {os.getloadavg()[0]:.2f}")
     print(f"experiments per run: {args.experiments} after a baseline, rounds: {args.rounds} (medians)")
-    print("| tool | harness time per experiment | overnight's time / this tool's (median of rounds) |")
-    print("|---|---|---|")
+    print("| tool | harness time per experiment | overnight's time / this tool's (median of rounds) "
+          "| CPU per experiment, all its processes |")  # fmt: skip
+    print("|---|---|---|---|")
     for tool, times in per_experiment.items():
         ratios = [a / b for a, b in zip(ours, times, strict=True)]
+        cpu = CPU[tool][2::3]  # each round: the short run, the long run, the difference per experiment
         print(f"| {tool} | {1000 * statistics.median(times):.1f} ms | {statistics.median(ratios):.2f}× "
-              f"(rounds: {', '.join(f'{r:.2f}' for r in ratios)}) |")  # fmt: skip
+              f"(rounds: {', '.join(f'{r:.2f}' for r in ratios)}) | {1000 * statistics.median(cpu):.1f} ms |")  # fmt: skip
     median = statistics.median(ours)
     labloop = statistics.median(a / b for a, b in zip(ours, per_experiment["labloop"], strict=True))
     print(f"target ≤ 25 ms per experiment: {'met' if median <= 0.025 else 'NOT met'} ({1000 * median:.1f} ms)")

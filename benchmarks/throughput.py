@@ -16,7 +16,7 @@ command's wall time, which adds the interpreter's start, the baseline and the cl
 1. Utilization: 1 slot, the agent's latency half the experiment's duration. A serial
    loop (1 worker) leaves the slot idle while the agent thinks (2/3 at best); with a
    second worker thinking ahead (`--workers 2 --slots 1`) the slot should stay busy.
-2. Scaling: 1, 2 and 4 workers (slots = workers): experiments per minute, relative to 1.
+2. Scaling: 1, 2 and 4 workers (slots = workers, or --workers): experiments per minute, relative to 1.
 3. The controller's watch: the CPU the controller spends watching WATCHED commands that run
    at once (each one's processes found every 0.25 s for its memory and its end), the way it
    finds them now (the command's cgroup; without one, a look at every process shared by the
@@ -26,6 +26,12 @@ command's wall time, which adds the interpreter's start, the baseline and the cl
 
     python benchmarks/throughput.py  # --experiments 12 --experiment-s 1.0
     python benchmarks/throughput.py --watch-only  # just 3
+    python benchmarks/throughput.py --scaling-only --workers 1,4,8,16 --experiments 64 --experiment-s 2  # just 2
+
+The scaling table also gives the controller's own CPU (the `overnight run` process, all its
+threads, not the commands it starts) per experiment and per second of the run: the harness's
+share of a core. The experiment and agent commands are Python processes, so on a small machine
+their start-up, not the harness, can be what caps many workers.
 """
 
 from __future__ import annotations
@@ -58,19 +64,25 @@ AGENT = (
 )
 
 
+# Scheduling is measured, not the judge: a measurement taken while other programs load the machine is
+# not set aside and retaken after a wait for quiet (the judge's defaults), which on a shared machine
+# would measure the other programs.
 CONFIG = (
     '[task]\nrun = "python3 train.py"\neditable = ["train.py"]\nbudget_s = 30\n[metric]\nname = "score"\ngoal = "min"\n'
+    "[judge]\ndisturbed_load = 1.0\nwait_for_quiet_s = 0\n"
 )
 
 
 class Run:
-    """One `overnight run`: the experiments' (start, end) times, the baseline's end, and the command's wall time."""
+    """One `overnight run`: the experiments' (start, end) times, the baseline's end, the command's wall time,
+    and the CPU seconds the controller process itself used (its threads, not the commands it started)."""
 
-    def __init__(self, spans: list[tuple[float, float]], wall: float) -> None:
+    def __init__(self, spans: list[tuple[float, float]], wall: float, cpu: float = 0.0) -> None:
         baseline, *self.spans = spans  # the baseline is measured alone, before the workers start
         self.start, self.end = baseline[1], max(e for _, e in self.spans)
         assert all(s >= self.start for s, _ in self.spans), "an experiment started before the baseline ended"
         self.wall = wall
+        self.cpu = cpu
 
     def busy(self) -> float:
         """Fraction of the time from the baseline's end to the last experiment's end that a slot was running."""
@@ -96,11 +108,29 @@ def _run(root: Path, name: str, workers: int, slots: int, args: argparse.Namespa
         "--give-up-after", "0",
     ]  # fmt: skip
     started = time.perf_counter()
-    subprocess.run(command, check=True, capture_output=True, env=env)
+    with tempfile.TemporaryFile() as out:
+        proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env)
+        cpu = 0.0
+        while proc.poll() is None:  # the controller's own CPU: its last reading before it exits
+            cpu = _cpu(proc.pid) or cpu
+            time.sleep(0.05)
+        if proc.returncode != 0:
+            out.seek(0)
+            raise SystemExit(f"overnight run failed ({proc.returncode}):\n{out.read()[-3000:].decode()}")
     wall = time.perf_counter() - started
-    run = Run([tuple(json.loads(line)) for line in spans.read_text().splitlines()], wall)
-    assert len(run.spans) == args.experiments, f"{len(run.spans)} experiment runs, expected {args.experiments}"
+    run = Run([tuple(json.loads(line)) for line in spans.read_text().splitlines()], wall, cpu)
+    # one run each, and now and then one more (the judge measures again when the first looks noisy)
+    assert len(run.spans) >= args.experiments, f"{len(run.spans)} experiment runs, expected {args.experiments}"
     return run
+
+
+def _cpu(pid: int) -> float | None:
+    """CPU seconds (user and system) a live process used itself, all its threads; None once it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 WATCHED = 16
@@ -171,32 +201,40 @@ def main() -> None:
     parser.add_argument("--experiment-s", type=float, default=1.0)
     parser.add_argument("--agent-ratio", type=float, default=0.5, help="agent latency / experiment duration")
     parser.add_argument("--watch-only", action="store_true", help="only the controller's watch (3)")
+    parser.add_argument("--workers", default="1,2,4", help="the worker counts of the scaling table (2)")
+    parser.add_argument("--scaling-only", action="store_true", help="only the scaling table (2)")
     args = parser.parse_args()
     if args.watch_only:
         watch()
         return
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        print(f"{args.experiments} experiments of {args.experiment_s:g} s, agent latency {args.agent_ratio:g}× that\n")
-        print("| 1 slot | slot busy |")
-        print("|---|---|")
-        for workers in (1, 2):
-            run = _run(root, f"u{workers}", workers, 1, args)
-            print(f"| {workers} worker{'s' if workers > 1 else ''} | {run.busy():.1%} |", flush=True)
+        print(f"{args.experiments} experiments of {args.experiment_s:g} s, agent latency {args.agent_ratio:g}× that")
+        print(f"machine: {os.cpu_count()} cores, load {os.getloadavg()[0]:.2f} at the start\n")
+        if not args.scaling_only:
+            print("| 1 slot | slot busy |")
+            print("|---|---|")
+            for workers in (1, 2):
+                run = _run(root, f"u{workers}", workers, 1, args)
+                print(f"| {workers} worker{'s' if workers > 1 else ''} | {run.busy():.1%} |", flush=True)
         print(
-            "\n| workers = slots | experiments per minute | relative to 1 | per minute of the whole command | relative to 1 |"
+            "\n| workers = slots | experiments per minute | relative to 1 | per minute of the whole command "
+            "| relative to 1 | controller CPU per experiment | controller CPU per second |"
         )
-        print("|---|---|---|---|---|")
+        print("|---|---|---|---|---|---|---|")
         base = base_wall = 0.0
-        for workers in (1, 2, 4):
+        for workers in (int(w) for w in args.workers.split(",")):
             run = _run(root, f"s{workers}", workers, workers, args)
             rate, rate_wall = run.per_minute(), 60 * len(run.spans) / run.wall
             base, base_wall = base or rate, base_wall or rate_wall
             print(
-                f"| {workers} | {rate:.1f} | {rate / base:.2f}× | {rate_wall:.1f} | {rate_wall / base_wall:.2f}× |",
+                f"| {workers} | {rate:.1f} | {rate / base:.2f}× | {rate_wall:.1f} | {rate_wall / base_wall:.2f}× "
+                f"| {1000 * run.cpu / (len(run.spans) + 1):.0f} ms | {run.cpu / run.wall:.2f} s |",
                 flush=True,
             )
-    watch()
+        print(f"load {os.getloadavg()[0]:.2f} at the end")
+    if not args.scaling_only:
+        watch()
 
 
 if __name__ == "__main__":

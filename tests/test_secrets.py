@@ -69,6 +69,6 @@ def test_a_sink_writes_nothing_after_finish_even_if_the_stream_goes_on(tmp_path:
         sink.finish(timeout=0.1)
     os.write(write_end, b"after\n")  # the file is closed now: the copying thread must not write
     os.close(write_end)
-    sink._thread.join(5)
-    assert not sink._thread.is_alive() and raised == [] and sink.error is None
+    assert sink._copying.wait(5)  # the copy ended, and raised nothing (wait() would raise it)
+    assert raised == [] and sink.error is None
     assert path.read_bytes() == b"before tok-abc"

@@ -171,10 +171,10 @@ def write_text(path: Path, text: str) -> None:
 NOTES_FILE_BYTES = 64 << 10  # what is read of an agent's notes file: far more than the notes kept of it
 
 
-def notes_file(path: Path) -> list[str]:
+def notes_file(path: Path, folder: bool = True) -> list[str]:
     """The lines of an agent's notes file (read by :func:`read_file`, to NOTES_FILE_BYTES), which is then
-    removed (and its folder, when empty): the notebook keeps the notes, redacted; the file as the agent
-    wrote it does not stay on disk."""
+    removed (and its folder, when empty, unless ``folder`` is false: the caller removes it later): the
+    notebook keeps the notes, redacted; the file as the agent wrote it does not stay on disk."""
     try:
         text, more = read_file(path, NOTES_FILE_BYTES)
     except FileNotFoundError:
@@ -185,6 +185,7 @@ def notes_file(path: Path) -> list[str]:
     finally:
         with contextlib.suppress(OSError):
             path.unlink(missing_ok=True)  # a link is removed, never followed
-            path.parent.rmdir()  # its folder, when the agent left nothing else there
+            if folder:
+                path.parent.rmdir()  # its folder, when the agent left nothing else there
     lines = text.splitlines()
     return lines[:-1] if more and lines else lines  # the last line of a cut file is cut too

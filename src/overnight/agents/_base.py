@@ -19,7 +19,6 @@ Contract for implementations:
 
 from __future__ import annotations
 
-import json
 import threading
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
@@ -102,7 +101,7 @@ class Context:
     def write_brief(self) -> Path:
         """Write the JSON brief, within its budget; only the latest briefs stay on disk (agents/jsonbrief.py)."""
         self.brief_path.parent.mkdir(parents=True, exist_ok=True)
-        untrusted.write_text(self.brief_path, json.dumps(jsonbrief.bounded(self.brief())))  # never through a link
+        untrusted.write_text(self.brief_path, jsonbrief.text(self.brief()))  # never through a link
         jsonbrief.prune(self.brief_path.parent, self.experiment_id)
         return self.brief_path
 

@@ -27,6 +27,12 @@ def _size(value: Any) -> int:
     return len(json.dumps(value)) + 2  # and its separator
 
 
+def text(data: dict[str, Any], limit: int = BUDGET_CHARS) -> str:
+    """:func:`bounded` ``data`` as JSON text; encoded once when it fits, as it usually does."""
+    whole = json.dumps({**data, "untrusted": UNTRUSTED})
+    return whole if len(whole) + 2 <= limit else json.dumps(bounded(data, limit))
+
+
 def bounded(data: dict[str, Any], limit: int = BUDGET_CHARS) -> dict[str, Any]:
     """``data`` (Context.brief()) within about ``limit`` characters of JSON (see the module docstring)."""
     data = {**data, "untrusted": UNTRUSTED}

@@ -81,17 +81,6 @@ def git_ok(*args: str, cwd: Path) -> bool:
     return proc.returncode == 0
 
 
-class Pending:
-    """A git command started in the background; :meth:`wait` returns its output or raises GitError."""
-
-    def __init__(self, *args: str, cwd: Path, input: str | None = None, env: dict[str, str] | None = None) -> None:
-        self._args, self._cwd = args, cwd
-        self._proc = _start(args, cwd, input, env)
-
-    def wait(self) -> str:
-        return _finish(self._proc, self._args, self._cwd, True)
-
-
 class GitStream:
     """A long-lived git command that takes requests on stdin and answers in lines.
 
@@ -133,6 +122,61 @@ class GitStream:
         proc.stdin = None  # communicate() must not touch it again
         _, err = proc.communicate()
         self._error = err.strip() or f"exit code {proc.returncode}"
+
+
+class DiffStream:
+    """A long-lived ``git diff-tree --stdin``: a commit's change against its parent, without a process each.
+
+    The answer is what ``git diff-tree -r -p --numstat --no-renames PARENT COMMIT`` prints. Each request
+    is followed by a line that is not an object name, which git echoes as it is once the diff is out:
+    the end of the answer (no line of a diff or a quoted path starts with it). One thread at a time may
+    use it; a failure raises GitError and the next request starts a fresh process.
+    """
+
+    ARGS = ("diff-tree", "--stdin", "-r", "-p", "--numstat", "--no-renames", "--no-commit-id")
+
+    def __init__(self, cwd: Path) -> None:
+        self._cwd = cwd
+        self.env: dict[str, str] | None = None  # extra environment for the processes started from now on
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    def diff(self, parent: str, commit: str) -> str:
+        if self._proc is None or self._proc.poll() is not None:
+            self._proc = subprocess.Popen(
+                ["git", *self.ARGS],
+                cwd=self._cwd,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+                env={**os.environ, **self.env} if self.env else None,
+                start_new_session=True,
+            )
+        proc = self._proc
+        assert proc.stdin is not None and proc.stdout is not None
+        end = f"overnight-end-of-diff {os.urandom(8).hex()}\n".encode()
+        lines = []
+        try:
+            proc.stdin.write(f"{commit} {parent}\n".encode() + end)
+            proc.stdin.flush()
+            while (line := proc.stdout.readline()) != end:
+                if not line:
+                    raise GitError(f"git diff-tree stopped in {self._cwd} (comparing {commit} with {parent})")
+                lines.append(line)
+        except (OSError, GitError) as err:
+            self.close()
+            raise GitError(f"git diff-tree failed in {self._cwd}: {err}") from None
+        return b"".join(lines).decode("utf-8", errors="replace")
+
+    def close(self) -> None:
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return
+        with contextlib.suppress(BrokenPipeError):
+            assert proc.stdin is not None
+            proc.stdin.close()
+        proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
 
 
 class BlobReader:

@@ -12,7 +12,7 @@ committed. Two ways to write it:
   object through the long-lived ``hash-object``; the worktree's HEAD follows.
 
 Either way the ref ``refs/overnight/<tag>/<id>`` is created through the long-lived
-``update-ref``, and the line counts come from ``git diff-tree --numstat``.
+``update-ref``, and the line counts and the patch come from the long-lived ``git diff-tree --stdin``.
 """
 
 from __future__ import annotations
@@ -26,32 +26,21 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
-from overnight.git import GitStream, Pending, git
+from overnight import threads
+from overnight.git import DiffStream, GitStream, git
 from overnight.git.picture import Blob, Change, Tree
 
 AUTHOR = "overnight <overnight@localhost>"
 
 
 class Background:
-    """A function run on a thread; :meth:`join` waits and re-raises what it raised."""
+    """A function run on a thread (a kept one: overnight.threads); :meth:`join` waits and re-raises what it raised."""
 
     def __init__(self, target: Callable[[], None]) -> None:
-        self._target = target
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        try:
-            self._target()
-        except BaseException as exc:  # handed to the joining thread
-            self._error = exc
+        self._task = threads.spawn(target)
 
     def join(self) -> None:
-        self._thread.join()
-        if self._error is not None:
-            error, self._error = self._error, None
-            raise error
+        self._task.wait()
 
 
 class Repository(Protocol):
@@ -60,6 +49,7 @@ class Repository(Protocol):
     path: Path
     objects: GitStream  # a long-lived `git hash-object --stdin-paths`
     refs: GitStream  # a long-lived `git update-ref --stdin`
+    diffs: DiffStream  # a long-lived `git diff-tree --stdin`
 
     def git_env(self) -> dict[str, str]: ...
     def objects_dir(self) -> Path: ...
@@ -103,13 +93,11 @@ class Committed:
             commit = wt.objects.ask(f"{scratch}\n", 1)[0]
             # the worktree's own index holds the change: its HEAD follows
             moves = f"start\ncreate {self._ref} {commit}\noption no-deref\nupdate HEAD {commit}\ncommit\n"
-        # One process for the line counts and the patch (the agents' brief shows it): the counts come
-        # first, one line per file, then a blank line and the patch. Paths are quoted without -z; only
-        # the counts before them are read.
-        stats = Pending("diff-tree", "-r", "-p", "--numstat", "--no-renames", change.parent, commit, cwd=wt.path,
-                        env=env)  # fmt: skip
         wt.refs.ask(moves, 2)
-        counts, _, self.diff = stats.wait().partition("\n\n")
+        # The line counts and the patch (the agents' brief shows it) from the long-lived diff-tree: the counts
+        # come first, one line per file, then a blank line and the patch. Paths are quoted without -z; only
+        # the counts before them are read.
+        counts, _, self.diff = wt.diffs.diff(change.parent, commit).partition("\n\n")
         for entry in counts.splitlines():
             fields = entry.split("\t")
             if len(fields) >= 3:

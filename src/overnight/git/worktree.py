@@ -33,7 +33,7 @@ import shutil
 from pathlib import Path
 
 from overnight.errors import GitError
-from overnight.git import BlobReader, GitStream, git, git_ok, picture
+from overnight.git import BlobReader, DiffStream, GitStream, git, git_ok, picture
 from overnight.git.commits import Background, Committed
 from overnight.git.picture import Change, Picture, Tree
 
@@ -55,6 +55,7 @@ class Worktree:
         self.objects = GitStream("hash-object", "-w", "-t", "commit", "--stdin-paths", cwd=path)
         self.refs = GitStream("update-ref", "--stdin", cwd=path)
         self.blobs = BlobReader(path)
+        self.diffs = DiffStream(path)
         # The files as they were when the worktree was last exactly at a commit whose index and
         # HEAD it still has (None: unknown, or git's index was changed since: ask git).
         self._picture: Picture | None = None
@@ -89,6 +90,7 @@ class Worktree:
             self.objects.close()
             self.refs.close()
             self.blobs.close()
+            self.diffs.close()
             if self.path.exists():
                 git("worktree", "remove", "--force", str(self.path), cwd=self.root, check=False)
             git("worktree", "prune", cwd=self.root, check=False)
@@ -100,7 +102,7 @@ class Worktree:
         link = self.path / ".git"
         if self._link is None:
             self._link = link.read_text(encoding="utf-8") if link.is_file() else None
-            self.objects.env = self.refs.env = self.blobs.env = self.git_env()
+            self.objects.env = self.refs.env = self.blobs.env = self.diffs.env = self.git_env()
             return
         try:
             intact = link.is_file() and not link.is_symlink() and link.read_text(encoding="utf-8") == self._link

@@ -81,14 +81,8 @@ def run_command(
     # folder overnight was started in, which may be the user's own checkout.
     full_env["PWD"] = str(cwd)
     shown = command if isinstance(command, str) else shlex.join(command)
-    argv: str | list[str] = (
-        sandbox.wrap(command, cwd) if sandbox else command if isinstance(command, str) else list(command)
-    )
-    if sandbox is None and userns.needed():  # as root: the controller's /proc refuses it (overnight.process.userns)
-        argv = userns.wrap(argv)
     group = Cgroup.create(token) if sys.platform.startswith("linux") else None
-    if group is not None:  # every process of the command in a cgroup it cannot leave (see overnight.process.cgroup)
-        argv = group.wrap_shell(argv) if isinstance(argv, str) else group.wrap(argv)
+    argv = _argv(command, cwd, sandbox, group)
     cap = int(max_log_mb * (1 << 20))
     redact = secrets.current()  # the controller's credentials: never written from the command's output
     with contextlib.ExitStack() as files:
@@ -149,6 +143,27 @@ def run_command(
         contention=contention,
         containment=CGROUP if group is not None else "tree",
     )
+
+
+def _argv(command: str | Sequence[str], cwd: Path, sandbox: Sandbox | None, group: Cgroup | None) -> str | list[str]:
+    """What is started: ``command`` in its sandbox, or as root in a user namespace of its own (the
+    controller's /proc refuses it: overnight.process.userns), in its cgroup from its first instruction
+    (overnight.process.cgroup).
+
+    Each exec costs a millisecond or more, so a shell line joins its cgroup in the shell that runs it,
+    and in a user namespace that is the shell ``unshare`` execs (it does not fork: nothing runs outside
+    the cgroup), where the kernel lets a namespace's root join it (checked once: overnight.process.userns).
+    """
+    argv: str | list[str] = (
+        sandbox.wrap(command, cwd) if sandbox else command if isinstance(command, str) else list(command)
+    )
+    if sandbox is None and userns.needed():
+        if group is not None and userns.joins_cgroups(group):
+            return userns.wrap(group.wrap_shell(argv) if isinstance(argv, str) else group.wrap(argv))
+        argv = userns.wrap(argv)
+    if group is not None:
+        argv = group.wrap_shell(argv) if isinstance(argv, str) else group.wrap(argv)
+    return argv
 
 
 def _wait(

@@ -24,6 +24,7 @@ first fork can happen outside.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import shlex
 import signal
@@ -37,14 +38,23 @@ _JOIN = 'echo 0 > "$1" || exit 125; shift; exec "$@"'
 _refused = False  # a cgroup could not be made once: do not try again for every command
 
 
-def _own() -> Path | None:
-    """This process's cgroup v2 folder, or None where there is no cgroup2 mount."""
+@functools.cache
+def _mount() -> str | None:
+    """Where the cgroup2 hierarchy is mounted (read once: every command's cgroup is made under it)."""
     try:
         mounts = Path("/proc/self/mountinfo").read_text().splitlines()
+    except OSError:
+        return None
+    return next((line.split()[4] for line in mounts if " - cgroup2 " in line), None)
+
+
+def _own() -> Path | None:
+    """This process's cgroup v2 folder, or None where there is no cgroup2 mount."""
+    mount = _mount()
+    try:
         lines = Path("/proc/self/cgroup").read_text().splitlines()
     except OSError:
         return None
-    mount = next((line.split()[4] for line in mounts if " - cgroup2 " in line), None)
     own = next((line[3:] for line in lines if line.startswith("0::")), None)
     if mount is None or own is None or own.startswith("/.."):  # "/..": our cgroup is outside this namespace's view
         return None
@@ -56,6 +66,7 @@ class Cgroup:
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self._removed = False  # close() removed it: a second close() has nothing to do
 
     @classmethod
     def create(cls, name: str) -> Cgroup | None:
@@ -123,15 +134,19 @@ class Cgroup:
 
     def close(self) -> int:
         """Kill what is left and remove the cgroup; the number of processes that were left."""
+        if self._removed:  # no process can join a removed cgroup
+            return 0
         killed = self.kill()
         for _ in range(100):  # a killed process leaves the cgroup when it is reaped, a moment later
             try:
                 self.path.rmdir()
-                break
             except FileNotFoundError:
-                break
+                pass
             except OSError:
                 time.sleep(0.01)
+                continue
+            self._removed = True
+            break
         return killed
 
 

@@ -16,6 +16,7 @@ file: the file is written by the harness, but an experiment's processes can writ
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import shutil
@@ -25,6 +26,7 @@ from collections import deque
 from pathlib import Path
 from typing import IO, Any
 
+from overnight import threads
 from overnight.secrets import Redactor, Secrets
 
 CHUNK = 1 << 16
@@ -51,8 +53,7 @@ class Sink:
         self._received_size = 0
         self.cut = 0  # bytes dropped from the middle
         self.error: OSError | None = None  # the file could not be written (a full disk)
-        self._thread = threading.Thread(target=self._pump, daemon=True)
-        self._thread.start()
+        self._copying = threads.spawn(self._pump)
 
     def _pump(self) -> None:
         try:
@@ -121,7 +122,8 @@ class Sink:
         What the redactor still holds (the start of a secret that never came whole) and
         the tail, with how much was cut, are written; the stream is then abandoned.
         """
-        self._thread.join(timeout)
+        with contextlib.suppress(Exception):  # _pump keeps what failed in self.error
+            self._copying.wait(timeout)
         with self._lock:
             self._finished = True
             self._take(self._redactor.end())

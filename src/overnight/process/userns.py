@@ -17,9 +17,17 @@ from __future__ import annotations
 
 import functools
 import os
+import shlex
 import shutil
 import subprocess
+import tempfile
+import time
 from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from overnight.process.cgroup import Cgroup
 
 PREFIX = ("--user", "--map-root-user", "--")
 
@@ -42,7 +50,41 @@ def needed() -> bool:
     return hasattr(os, "geteuid") and os.geteuid() == 0 and available()
 
 
+@functools.cache
+def _joins(parent: Path) -> bool:
+    try:
+        probe = Path(tempfile.mkdtemp(prefix="overnight-userns-", dir=parent))
+    except OSError:
+        return False
+    try:
+        join = f"echo 0 > {shlex.quote(str(probe / 'cgroup.procs'))}"
+        done = subprocess.run(wrap(join), capture_output=True, timeout=30, check=False)
+        return done.returncode == 0
+    except (OSError, subprocess.SubprocessError):
+        return False
+    finally:
+        for _ in range(100):  # the probe leaves its cgroup when it is reaped, a moment after it ends
+            try:
+                probe.rmdir()
+                break
+            except FileNotFoundError:
+                break
+            except OSError:
+                time.sleep(0.01)
+
+
+def joins_cgroups(group: Cgroup) -> bool:
+    """Whether a command in a user namespace of its own can join ``group`` (a sibling of it is tried once):
+    then the namespace's shell joins it, saving the exec of a shell outside (overnight.process)."""
+    return _joins(group.path.parent)
+
+
 def wrap(command: str | Sequence[str]) -> list[str]:
     """``command`` (a shell line or an argument list) started in a user namespace of its own."""
     argv = ["/bin/sh", "-c", command] if isinstance(command, str) else list(command)
-    return [shutil.which("unshare") or "unshare", *PREFIX, *argv]
+    return [_unshare(), *PREFIX, *argv]
+
+
+@functools.cache
+def _unshare() -> str:
+    return shutil.which("unshare") or "unshare"

@@ -35,6 +35,7 @@ A failure of the harness itself (or a second Ctrl-C) records the experiment as
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
@@ -42,7 +43,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 
-from overnight import git, secrets, untrusted
+from overnight import git, secrets, threads, untrusted
 from overnight.agents import Agent, Context, brief
 from overnight.bookkeeping import Bookkeeping, Rebase
 from overnight.errors import AgentError, AgentUnavailable, GitError, OvernightError
@@ -84,6 +85,7 @@ class Worker:
         self.worktree = Worktree(run.task.root, run.paths.worktrees / f"w{index}")
         self.measurer = Measurer(run, executor, self.worktree, self.stop, slots)
         self._fatal: AgentUnavailable | None = None  # raised once its experiment is recorded
+        self._sweep: threads.Task | None = None  # removing the last notes folder (an rmdir can take ms)
         # the night's progress as the controller sees it (its limits), for the brief; None: not known
         self.progress: Callable[[int], brief.Progress] | None = None
 
@@ -91,6 +93,8 @@ class Worker:
         self.worktree.create(commit)
 
     def close(self) -> None:
+        if self._sweep is not None:
+            self._sweep.wait()
         self.worktree.remove()
 
     # -- the experiments ---------------------------------------------------------------------------
@@ -204,7 +208,11 @@ class Worker:
         and the hypothesis of a proposal that failed, when the agent still said what it tried."""
         texts = list(notes)
         if path is not None:  # never through a link, only a regular file, to a bound (overnight.untrusted)
-            texts += untrusted.notes_file(path)
+            texts += untrusted.notes_file(path, folder=False)
+            if self._sweep is not None:
+                self._sweep.wait()
+            folder = path.parent
+            self._sweep = threads.spawn(lambda: _remove_empty(folder))
         cleaned = [brief.clean_note(t) for t in texts]
         self.state.note(exp.id, [t for t in cleaned if t][: brief.NOTES_PER_EXPERIMENT])
         said = brief.clean_note(hypothesis)
@@ -409,6 +417,12 @@ class Worker:
                 self.state.finish(self._ended(experiment_id, Status.INTERRUPTED, reason))
         except Exception:  # the ledger may be what failed; the original error matters more
             log.exception("could not record experiment %d as interrupted", experiment_id)
+
+
+def _remove_empty(folder: Path) -> None:
+    """Remove an agent's notes folder when it left nothing else there."""
+    with contextlib.suppress(OSError):
+        folder.rmdir()
 
 
 def _with_usage(exp: Experiment, usage: Usage | None) -> Experiment:
