@@ -62,6 +62,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import judge_v01
+from overnight.bookkeeping import Rebase
 from overnight.config import parse_config
 from overnight.executors import Measurement
 from overnight.git import Branch
@@ -308,16 +309,18 @@ def _propose(kinds: Iterable[str], state: RunState, measurer: _SimulatedMeasurer
         while True:
             decision = measurer.until_judged(state.get(exp.id), best)
             if decision.action is not Action.KEEP:
-                noted = {**state.get(exp.id).info, **measurer.notes_for(exp.id)}  # as the worker records them
-                state.finish(replace(state.get(exp.id), status=Status.DISCARD, info=noted))
+                done = state.get(exp.id)  # its notes merged into its bookkeeping, as the worker records them
+                noted = done.bookkeeping.merge(measurer.notes_for(exp.id))
+                state.finish(replace(done, status=Status.DISCARD, bookkeeping=noted))
                 break
             try:
                 state.keep(replace(state.get(exp.id), status=Status.KEEP))
                 break
             except BestMoved as moved:  # its best was undone meanwhile: the change, rebased, is measured there
                 best = moved.best
-                info = {**exp.info, "rebased": [*exp.info.get("rebased", []), {"onto": best.id}]}
-                exp = state.rebase(replace(state.get(exp.id), parent=best.commit, commit=f"{exp.commit}r", info=info))
+                exp = state.get(exp.id)
+                moved_on = replace(exp.bookkeeping, rebased=(*exp.bookkeeping.rebased, Rebase(exp.commit, best.id)))
+                exp = state.rebase(replace(exp, parent=best.commit, commit=f"{exp.commit}r", bookkeeping=moved_on))
                 truth[exp.commit] = truth[best.commit] + _effect(kind, truth[best.commit])
                 measurer.once(exp, "candidate")
 
