@@ -64,11 +64,12 @@ print("score:", (X - 3) ** 2 + 1)
 """
 
 
-def _nodes(address: str) -> int:
+def _nodes(address: str) -> set[str]:
+    """The ids of the cluster's active nodes, as `ray status` lists them."""
     status = subprocess.run([RAY, "status", "--address", address], capture_output=True, text=True, env=ray_env(),
                             timeout=120)  # fmt: skip
     active = status.stdout.split("Active:", 1)[-1].split("Pending:", 1)[0]
-    return sum(1 for line in active.splitlines() if line.strip().startswith("1 node_"))
+    return {line.split()[1] for line in active.splitlines() if line.strip().startswith("1 node_")}
 
 
 @pytest.fixture(scope="session")
@@ -85,7 +86,7 @@ def ray_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         subprocess.run([RAY, "start", "--address", address, "--node-ip-address", "127.0.0.1", *common], env=node_env(),
                        check=True, capture_output=True, timeout=600)  # fmt: skip
         deadline = time.monotonic() + 600
-        while _nodes(address) < 2:
+        while len(_nodes(address)) < 2:
             assert time.monotonic() < deadline, "the second Ray node never joined"
             time.sleep(1)
         yield address
@@ -244,6 +245,8 @@ def extra_node(address: str, *flags: str) -> Iterator[str]:
                     *flags], env=env, check=True, capture_output=True, timeout=600)  # fmt: skip
     try:
         deadline = time.monotonic() + 600
+        # a new node id, not a larger count: a node the test before killed may still be listed when `before` was
+        # taken, and drop from the list just as this one joins (seen on CI: the count stayed level, and the wait ran out)
         while _nodes(address) <= before:
             assert time.monotonic() < deadline, "the extra node never joined"
             time.sleep(1)
