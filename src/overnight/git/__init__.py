@@ -169,14 +169,7 @@ class DiffStream:
 
     def close(self) -> None:
         proc, self._proc = self._proc, None
-        if proc is None:
-            return
-        with contextlib.suppress(BrokenPipeError):
-            assert proc.stdin is not None
-            proc.stdin.close()
-        proc.wait()
-        if proc.stdout is not None:
-            proc.stdout.close()
+        _end(proc)
 
 
 class BlobReader:
@@ -222,14 +215,19 @@ class BlobReader:
 
     def close(self) -> None:
         proc, self._proc = self._proc, None
-        if proc is None:
-            return
-        with contextlib.suppress(BrokenPipeError):
-            assert proc.stdin is not None
-            proc.stdin.close()
-        proc.wait()
-        if proc.stdout is not None:
-            proc.stdout.close()
+        _end(proc)
+
+
+def _end(proc: subprocess.Popen[bytes] | None) -> None:
+    """End a long-lived git process: close its input (it exits at end of input), reap it, close its output."""
+    if proc is None:
+        return
+    with contextlib.suppress(BrokenPipeError):
+        assert proc.stdin is not None
+        proc.stdin.close()
+    proc.wait()
+    if proc.stdout is not None:
+        proc.stdout.close()
 
 
 def repo_root(path: Path) -> Path:
