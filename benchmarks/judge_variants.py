@@ -22,8 +22,9 @@ from overnight.judge.noise import Noise, mean
 from overnight.judge.rule import Action, Decision
 
 ARGS = argparse.Namespace(best_runs=0, drop_selected=False, follow_up_z=None, follow_up_alone_z=None,
-                          best_with_follow_up=0, retake_disturbed_follow_up=False)  # fmt: skip
+                          best_with_follow_up=0, retake_disturbed_follow_up=False, debias=False)  # fmt: skip
 SELECTED: dict[int, int] = {}  # a kept experiment → the runs its keep was made on (--drop-selected)
+DEBIASED: dict[int, tuple[int, float]] = {}  # a kept experiment → (its selected runs, the shift each gets) (--debias)
 FOLLOWED: dict[str, int] = {"before": 0}  # the runs of the kept candidate before its follow-up
 _decide, _undone, _kept, _until = rule.decide, rule.undone, measure.Measurer._kept, measure.Measurer.until_judged
 
@@ -64,8 +65,38 @@ def undone(best: Sequence[float], parent: Sequence[float], others: Noise, goal: 
     return ""
 
 
+def _conditional_gain(gain: float, se: float, cut: float, low: float) -> float:
+    """The gain's maximum likelihood estimate given that its estimate passed ``cut`` (a normal truncated at
+    the keep's bar: the winner's curse taken out), searched on a grid from ``low`` up to ``gain``."""
+
+    def log_likelihood(mu: float) -> float:
+        passed = 0.5 * math.erfc(-(mu - cut) / se / math.sqrt(2))  # P(the estimate passes | true gain mu)
+        return -((gain - mu) ** 2) / (2 * se * se) - math.log(max(passed, 1e-300))
+
+    low = min(low, gain)
+    grid = [low + (gain - low) * i / 400 for i in range(401)]
+    return max(grid, key=log_likelihood)
+
+
+def _debias(self: Any, exp: Any, best: Any) -> None:
+    """--debias: the kept change's selected runs are shifted so their mean is the gain's conditional estimate."""
+    values, parent = self.state.values(exp.id), self.state.values(best.id)
+    others = self.state.noise(exclude=(exp.id, best.id))
+    noise = (others + Noise.pooled([values, parent])).at(mean(parent))
+    if not noise.sd:
+        return
+    judge, goal = self.run.task.config.judge, self.goal
+    gain = goal.improvement(mean(values), mean(parent))
+    se = noise.sd * math.sqrt(1 / len(values) + 1 / len(parent))
+    cut = rule.threshold(judge, mean(parent)) + rule.t_quantile(1 - rule.look_level(judge), noise.df) * se
+    estimate = _conditional_gain(gain, se, cut, 0.0)
+    DEBIASED[exp.id] = (len(values), (gain - estimate) * goal.improvement(0.0, 1.0))
+
+
 def kept(self: Any, exp: Any, best: Any, decision: Decision) -> Decision:
     SELECTED[exp.id] = len(self.state.values(exp.id)) if ARGS.drop_selected else 0
+    if ARGS.debias:
+        _debias(self, exp, best)
     for _ in range(ARGS.best_with_follow_up):  # --best-with-follow-up N: the best measured N more times
         if self._best(exp, best):
             break
@@ -94,14 +125,20 @@ def kept(self: Any, exp: Any, best: Any, decision: Decision) -> Decision:
 
 
 def until_judged(self: Any, exp: Any, best: Any) -> Decision:
-    """--drop-selected: a kept best is judged on its runs after its keep only (the follow-up and later)."""
-    if not ARGS.drop_selected:
+    """--drop-selected: a kept best is judged on its runs after its keep only (the follow-up and later).
+    --debias: on its selected runs shifted by the winner's curse (see _debias)."""
+    if not (ARGS.drop_selected or ARGS.debias):
         return _until(self, exp, best)  # type: ignore[no-any-return]
     state, values = self.state, type(self.state).values
 
     def unselected(experiment_id: int, *more: Any) -> list[float]:
         found = values(state, experiment_id, *more)
-        skip = SELECTED.get(experiment_id, 0) if experiment_id != exp.id else 0
+        if experiment_id == exp.id:
+            return found  # type: ignore[no-any-return]
+        if experiment_id in DEBIASED:
+            selected, shift = DEBIASED[experiment_id]
+            found = [v + shift if i < selected else v for i, v in enumerate(found)]
+        skip = SELECTED.get(experiment_id, 0)
         return found[skip:] if len(found) > skip else found  # type: ignore[no-any-return]
 
     state.values = unselected
@@ -126,11 +163,17 @@ def main() -> None:
     parser.add_argument("--follow-up-alone-z", type=float)
     parser.add_argument("--best-with-follow-up", type=int, default=0)
     parser.add_argument("--retake-disturbed-follow-up", action="store_true")
+    parser.add_argument(
+        "--debias", action="store_true", help="a kept best's selected runs corrected for the winner's curse"
+    )
+    parser.add_argument("--screen", type=float, help="rule.SCREEN")
     parser.parse_args(namespace=ARGS)
     if ARGS.confidence is not None:
         simulator.JUDGE["confidence"] = ARGS.confidence
     if ARGS.follow_up_runs is not None:
         rule.FOLLOW_UP_RUNS = ARGS.follow_up_runs
+    if ARGS.screen is not None:
+        rule.SCREEN = ARGS.screen
     rule.decide = decide
     measure.Measurer._kept = kept  # type: ignore[method-assign]
     measure.Measurer.until_judged = until_judged  # type: ignore[method-assign]

@@ -25,3 +25,33 @@ def test_the_simulator_runs_overnights_rule_at_equal_proposals_and_runs(monkeypa
     finally:
         sys.modules.pop("judge", None)
         sys.modules.pop("judge_v01", None)
+
+
+def test_the_ceiling_holds_the_no_op_rate_and_grows_with_what_is_known_of_the_best(monkeypatch):
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    import judge_bound
+
+    try:
+        three = judge_bound.ceiling("every 4th", 150, 0.02, 3, 20_000, 0)
+        known = judge_bound.ceiling("every 4th", 150, 0.02, 1e9, 20_000, 0)
+        assert three["no-ops kept"] <= 0.02 and known["no-ops kept"] <= 0.02
+        assert 0 < three["gain"] < known["gain"]
+        assert three["2σ kept"] < known["2σ kept"]
+        looser = judge_bound.ceiling("every 4th", 150, 0.10, 3, 20_000, 0)
+        assert looser["gain"] > three["gain"]  # more no-ops allowed buys more wins
+    finally:
+        sys.modules.pop("judge_bound", None)
+
+
+def test_the_winners_curse_correction_shrinks_a_gain_near_its_bar_and_leaves_a_clear_one(monkeypatch):
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    import judge_variants
+
+    try:
+        near = judge_variants._conditional_gain(2.1, 1.0, 2.0, 0.0)
+        clear = judge_variants._conditional_gain(6.0, 1.0, 2.0, 0.0)
+        assert 0.0 <= near < 1.5
+        assert 5.7 < clear <= 6.0
+    finally:
+        for name in ("judge_variants", "judge", "judge_v01"):
+            sys.modules.pop(name, None)
