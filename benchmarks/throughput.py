@@ -27,6 +27,12 @@ command's wall time, which adds the interpreter's start, the baseline and the cl
     python benchmarks/throughput.py  # --experiments 12 --experiment-s 1.0
     python benchmarks/throughput.py --watch-only  # just 3
     python benchmarks/throughput.py --scaling-only --workers 1,4,8,16 --experiments 64 --experiment-s 2  # just 2
+    python benchmarks/throughput.py --scaling-only --executor ray --workers 1,4,8,16 --experiments 64 --experiment-s 2
+
+With `--executor ray` the experiments run on a two-node Ray cluster this script starts on the machine
+(`ray start`, each node told it has half of the largest worker count in CPUs, as the experiments only
+sleep) and stops at the end; each `overnight run` joins it with `--ray-address`, so the nodes' Ray
+workers are warm after the first run, as a night's are after its first minutes.
 
 The scaling table also gives the controller's own CPU (the `overnight run` process, all its
 threads, not the commands it starts) per experiment and per second of the run: the harness's
@@ -37,12 +43,16 @@ their start-up, not the harness, can be what caps many workers.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import shutil
+import socket
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from _repo import git_repo
@@ -51,7 +61,7 @@ TRAIN = """import json, os, time
 IGNORED = 0
 start = time.time()
 time.sleep(float(os.environ["BENCH_EXPERIMENT_S"]))
-with open(os.environ["BENCH_SPANS"], "a") as fh:
+with open(os.path.join(os.environ["BENCH_SPANS"], os.environ["OVERNIGHT_TAG"] + ".jsonl"), "a") as fh:
     fh.write(json.dumps([start, time.time()]) + "\\n")
 print("score: 1.0")
 """
@@ -93,20 +103,15 @@ class Run:
         return 60 * len(self.spans) / (self.end - self.start)
 
 
-def _run(root: Path, name: str, workers: int, slots: int, args: argparse.Namespace) -> Run:
+def _run(root: Path, name: str, workers: int, slots: int, args: argparse.Namespace, ray: str = "") -> Run:
     repo = git_repo(root / name, {"train.py": TRAIN, "program.md": "bench\n", "overnight.toml": CONFIG})
     spans = root / f"{name}.jsonl"
-    env = {
-        **os.environ,
-        "BENCH_SPANS": str(spans),
-        "BENCH_EXPERIMENT_S": str(args.experiment_s),
-        "BENCH_AGENT_S": str(args.experiment_s * args.agent_ratio),
-    }
+    env = {**os.environ, **RAY_ENV, **_bench_env(root, args)}
     command = [
-        sys.executable, "-m", "overnight", "run", str(repo), "--tag", "b", "--agent-command", AGENT,
+        sys.executable, "-m", "overnight", "run", str(repo), "--tag", name, "--agent-command", AGENT,
         "--workers", str(workers), "--slots", str(slots), "--max-experiments", str(args.experiments),
         "--give-up-after", "0",
-    ]  # fmt: skip
+    ] + (["--executor", "ray", "--ray-address", ray] if ray else [])  # fmt: skip
     started = time.perf_counter()
     with tempfile.TemporaryFile() as out:
         proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env)
@@ -124,6 +129,16 @@ def _run(root: Path, name: str, workers: int, slots: int, args: argparse.Namespa
     return run
 
 
+def _bench_env(root: Path, args: argparse.Namespace) -> dict[str, str]:
+    """What the experiments and the agent read: where to note their spans (one file per run, by its tag), how long
+    to sleep. Under Ray the experiments have their node's environment, so the nodes start with it too."""
+    return {
+        "BENCH_SPANS": str(root),
+        "BENCH_EXPERIMENT_S": str(args.experiment_s),
+        "BENCH_AGENT_S": str(args.experiment_s * args.agent_ratio),
+    }
+
+
 def _cpu(pid: int) -> float | None:
     """CPU seconds (user and system) a live process used itself, all its threads; None once it is gone."""
     try:
@@ -134,6 +149,27 @@ def _cpu(pid: int) -> float | None:
 
 
 WATCHED = 16
+RAY_ENV = {"RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}  # a cluster of this benchmark only, on loopback
+
+
+@contextlib.contextmanager
+def ray_cluster(cpus_per_node: int, bench: dict[str, str]) -> Iterator[str]:
+    """A two-node Ray cluster on this machine for the benchmark's runs; its address. Stopped at the end."""
+    ray = shutil.which("ray") or str(Path(sys.executable).parent / "ray")
+    env = {**os.environ, **RAY_ENV, **bench}
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    address = f"127.0.0.1:{port}"
+    common = ["--node-ip-address", "127.0.0.1", "--num-cpus", str(cpus_per_node), "--disable-usage-stats"]
+    try:
+        subprocess.run([ray, "start", "--head", "--port", str(port), "--include-dashboard=false", *common],
+                       env=env, check=True, capture_output=True, timeout=600)  # fmt: skip
+        subprocess.run([ray, "start", "--address", address, *common], env=env, check=True, capture_output=True,
+                       timeout=600)  # fmt: skip
+        yield address
+    finally:
+        subprocess.run([ray, "stop", "--force"], env=env, capture_output=True, timeout=600)
 
 
 def _watch_cpu(seconds: float, cgroups: bool, before: bool) -> float:
@@ -203,6 +239,7 @@ def main() -> None:
     parser.add_argument("--watch-only", action="store_true", help="only the controller's watch (3)")
     parser.add_argument("--workers", default="1,2,4", help="the worker counts of the scaling table (2)")
     parser.add_argument("--scaling-only", action="store_true", help="only the scaling table (2)")
+    parser.add_argument("--executor", choices=("local", "ray"), default="local", help="for the scaling table (2)")
     args = parser.parse_args()
     if args.watch_only:
         watch()
@@ -223,15 +260,20 @@ def main() -> None:
         )
         print("|---|---|---|---|---|---|---|")
         base = base_wall = 0.0
-        for workers in (int(w) for w in args.workers.split(",")):
-            run = _run(root, f"s{workers}", workers, workers, args)
-            rate, rate_wall = run.per_minute(), 60 * len(run.spans) / run.wall
-            base, base_wall = base or rate, base_wall or rate_wall
-            print(
-                f"| {workers} | {rate:.1f} | {rate / base:.2f}× | {rate_wall:.1f} | {rate_wall / base_wall:.2f}× "
-                f"| {1000 * run.cpu / (len(run.spans) + 1):.0f} ms | {run.cpu / run.wall:.2f} s |",
-                flush=True,
-            )
+        counts = [int(w) for w in args.workers.split(",")]
+        cluster = ray_cluster(max(1, -(-max(counts) // 2)), _bench_env(root, args))
+        with cluster if args.executor == "ray" else contextlib.nullcontext("") as ray:
+            if ray:  # one run first, unreported, so that every reported one finds the nodes' Ray workers started
+                _run(root, "warm", max(counts), max(counts), args, ray)
+            for workers in counts:
+                run = _run(root, f"s{workers}", workers, workers, args, ray)
+                rate, rate_wall = run.per_minute(), 60 * len(run.spans) / run.wall
+                base, base_wall = base or rate, base_wall or rate_wall
+                print(
+                    f"| {workers} | {rate:.1f} | {rate / base:.2f}× | {rate_wall:.1f} | {rate_wall / base_wall:.2f}× "
+                    f"| {1000 * run.cpu / (len(run.spans) + 1):.0f} ms | {run.cpu / run.wall:.2f} s |",
+                    flush=True,
+                )
         print(f"load {os.getloadavg()[0]:.2f} at the end")
     if not args.scaling_only:
         watch()

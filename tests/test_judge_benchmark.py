@@ -33,9 +33,10 @@ def test_the_ceiling_holds_the_no_op_rate_and_grows_with_what_is_known_of_the_be
 
     try:
         three = judge_bound.ceiling("every 4th", 150, 0.02, 3, 20_000, 0)
+        paid = judge_bound.ceiling("every 4th", 150, 0.02, 3, 20_000, 0, paid=True)
         known = judge_bound.ceiling("every 4th", 150, 0.02, 1e9, 20_000, 0)
         assert three["no-ops kept"] <= 0.02 and known["no-ops kept"] <= 0.02
-        assert 0 < three["gain"] < known["gain"]
+        assert 0 < paid["gain"] < three["gain"] < known["gain"]  # runs of the best cost what they cost
         assert three["2σ kept"] < known["2σ kept"]
         looser = judge_bound.ceiling("every 4th", 150, 0.10, 3, 20_000, 0)
         assert looser["gain"] > three["gain"]  # more no-ops allowed buys more wins
