@@ -147,6 +147,15 @@ def test_an_experiment_no_node_can_run_is_refused_at_once(ray_task: Repo, ray_cl
     assert not (ray_task.path / ".overnight").exists() or not list((ray_task.path / ".overnight").glob("*/ledger.db"))
 
 
+def test_a_controller_outside_the_cluster_is_refused_with_what_to_do_instead(ray_task: Repo) -> None:
+    result = overnight("run", ray_task.path, "--agent-command", AGENT, "--executor", "ray",
+                       "--ray-address", "ray://203.0.113.7:10001", "--max-experiments", "1")  # fmt: skip
+    assert result.returncode == 2, result.stderr
+    assert "a controller outside the cluster (Ray Client, ray://) is not supported" in result.stderr
+    assert "--ray-address auto" in result.stderr
+    assert not list((ray_task.path / ".overnight").glob("*/ledger.db"))
+
+
 @pytest.fixture
 def plan_dir(outside: Path) -> Path:  # a sandboxed agent does not see the host's /tmp: the plan lies outside it
     return outside

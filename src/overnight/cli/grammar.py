@@ -102,7 +102,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--executor", default="local", choices=["local", "ray"], help="where experiments run (default: local)"
     )
-    p.add_argument("--ray-address", help="for --executor ray: auto, ray://host:10001, ... (default: a local Ray)")
+    p.add_argument(
+        "--ray-address",
+        help="for --executor ray: auto (the cluster this machine is a node of) or the head's HOST:PORT "
+        "(default: a Ray of its own on this machine); Ray Client's ray:// is not supported",
+    )
 
     p = sub.add_parser("demo", help="copy an example task into a new git repository and run it")
     p.add_argument(
@@ -152,7 +156,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--executor", default="local", choices=["local", "ray"], help="where measurements run (default: local)"
     )
-    p.add_argument("--ray-address", help="for --executor ray: auto, ray://host:10001, ... (default: a local Ray)")
+    p.add_argument(
+        "--ray-address",
+        help="for --executor ray: auto (the cluster this machine is a node of) or the head's HOST:PORT "
+        "(default: a Ray of its own on this machine); Ray Client's ray:// is not supported",
+    )
 
     p = sub.add_parser("runs", help="list the runs of a task: tag, started, state, experiments, kept, best")
     p.add_argument("dir", nargs="?", default=".", type=Path, help="the task folder (default: .)")

@@ -66,6 +66,13 @@ class RayExecutor(Executor):
             import ray
         except ImportError:
             raise ConfigError("the ray executor needs Ray: pip install 'overnight[ray]'") from None
+        if address and address.startswith("ray://"):
+            # Ray Client needs ray[client] on both ends, matching versions and a tunnel; none of it is tested here.
+            raise ConfigError(
+                f"--ray-address {address}: a controller outside the cluster (Ray Client, ray://) is not supported; "
+                "run `overnight run` on the cluster's head node with --ray-address auto "
+                "(examples/cluster/README.md, 'The controller elsewhere')"
+            )
         self._ray: Any = ray
         self._started = False
         if not ray.is_initialized():
