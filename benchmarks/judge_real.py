@@ -13,7 +13,7 @@ kept, real wins kept, measurements per proposal, the final true improvement (the
 run branch at the end, against 100), and runs that stalled (ended under a third of the best
 possible). Compare with `python benchmarks/judge.py --cases "noops,every 4th"`.
 
-    python benchmarks/judge_real.py  # --runs 10 --noise-runs 0
+    python benchmarks/judge_real.py  # --runs 10 --noise-runs 0 --cases "noops,every 4th"
 """
 
 from __future__ import annotations
@@ -86,9 +86,10 @@ def one_run(folder: Path, name: str, every: int, proposals: int, noise_runs: int
 
 
 def main() -> None:
-    args = arguments(__doc__, runs=10, noise_runs=0)
+    args = arguments(__doc__, runs=10, noise_runs=0, cases=",".join(CASES))
     with tempfile.TemporaryDirectory() as tmp:
-        for case, (proposals, every) in CASES.items():
+        for case in args.cases.split(","):
+            proposals, every = CASES[case]
             started = time.monotonic()
             noops = wins = kept_noops = kept_wins = measured = stalled = 0
             gains: list[float] = []
@@ -113,6 +114,9 @@ def main() -> None:
                 print(f"  real 2σ wins kept: {kept_wins} of {wins} ({100 * kept_wins / wins:.1f}%)")
                 print(f"  final true gain: {sum(gains) / len(gains):.2f}σ (best possible {2 * (proposals // every)}σ)"
                       f"; stalled: {stalled} of {args.runs}")  # fmt: skip
+                print(
+                    f"  per 100 runs: {100 * sum(gains) / max(measured, 1):.2f}σ (every run counted, the baseline's too)"
+                )
             print(f"  measurements per proposal: {measured / max(noops + wins, 1):.2f}", flush=True)
 
 

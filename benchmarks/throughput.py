@@ -77,6 +77,18 @@ AGENT = (
 # Scheduling is measured, not the judge: a measurement taken while other programs load the machine is
 # not set aside and retaken after a wait for quiet (the judge's defaults), which on a shared machine
 # would measure the other programs.
+# --shell: the same experiment and agent as shell commands, without a Python interpreter's start each, so that
+# on a small machine what is left to cap many workers is the harness
+SHELL_TRAIN = """IGNORED=0
+start=$(date +%s.%N)
+sleep "$BENCH_EXPERIMENT_S"
+echo "[$start, $(date +%s.%N)]" >> "$BENCH_SPANS/$OVERNIGHT_TAG.jsonl"
+echo "score: 1.0"
+"""
+SHELL_AGENT = (
+    'sleep "$BENCH_AGENT_S"; sed -i "s/^IGNORED=.*/IGNORED=$OVERNIGHT_EXPERIMENT_ID/" train.sh; '
+    "echo 'Hypothesis: change nothing that matters'"
+)
 CONFIG = (
     '[task]\nrun = "python3 train.py"\neditable = ["train.py"]\nbudget_s = 30\n[metric]\nname = "score"\ngoal = "min"\n'
     "[judge]\ndisturbed_load = 1.0\nwait_for_quiet_s = 0\n"
@@ -104,11 +116,16 @@ class Run:
 
 
 def _run(root: Path, name: str, workers: int, slots: int, args: argparse.Namespace, ray: str = "") -> Run:
-    repo = git_repo(root / name, {"train.py": TRAIN, "program.md": "bench\n", "overnight.toml": CONFIG})
+    if args.shell:
+        config = CONFIG.replace('"python3 train.py"', '"sh train.sh"').replace('["train.py"]', '["train.sh"]')
+        files, agent = {"train.sh": SHELL_TRAIN, "overnight.toml": config}, SHELL_AGENT
+    else:
+        files, agent = {"train.py": TRAIN, "overnight.toml": CONFIG}, AGENT
+    repo = git_repo(root / name, {**files, "program.md": "bench\n"})
     spans = root / f"{name}.jsonl"
     env = {**os.environ, **RAY_ENV, **_bench_env(root, args)}
     command = [
-        sys.executable, "-m", "overnight", "run", str(repo), "--tag", name, "--agent-command", AGENT,
+        sys.executable, "-m", "overnight", "run", str(repo), "--tag", name, "--agent-command", agent,
         "--workers", str(workers), "--slots", str(slots), "--max-experiments", str(args.experiments),
         "--give-up-after", "0",
     ] + (["--executor", "ray", "--ray-address", ray] if ray else [])  # fmt: skip
@@ -240,6 +257,7 @@ def main() -> None:
     parser.add_argument("--workers", default="1,2,4", help="the worker counts of the scaling table (2)")
     parser.add_argument("--scaling-only", action="store_true", help="only the scaling table (2)")
     parser.add_argument("--executor", choices=("local", "ray"), default="local", help="for the scaling table (2)")
+    parser.add_argument("--shell", action="store_true", help="experiment and agent as shell commands, not Python")
     args = parser.parse_args()
     if args.watch_only:
         watch()
