@@ -59,3 +59,36 @@ def test_the_tinylm_demo_runs_a_fixed_amount_of_work_unless_given_a_budget(tmp_p
     timed = load_config(demo.prepare("tinylm", tmp_path / "timed", budget_s=20) / "overnight.toml")
     assert timed.task.run == f"OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 {sys.executable} train.py"
     assert timed.task.budget_s == 20 and timed.judge.disturbed_load == 0.25
+
+
+@pytest.mark.slow  # a tinylm baseline and one experiment, on a terminal
+def test_the_live_view_of_the_fixed_work_demo_shows_the_time_taken_not_a_budget(tmp_path: Path) -> None:
+    """tinylm's train.py reads OVERNIGHT_BUDGET_S, but the demo runs it with --bytes, a fixed amount of work:
+    the live view shows each run's time taken ("run 1 · 2s"), not progress against a 30 s budget nobody reads."""
+    import os
+    import pty
+    import re
+    import subprocess
+    import sys
+
+    main, secondary = pty.openpty()  # a terminal: the live view, not the plain lines
+    env = {k: v for k, v in os.environ.items() if k != "OVERNIGHT_PLAIN"} | {"COLUMNS": "130", "TERM": "xterm"}
+    args = [sys.executable, "-m", "overnight", "demo", str(tmp_path / "demo"), "--max-experiments", "1"]
+    process = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=secondary, stderr=secondary, env=env)
+    os.close(secondary)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(main, 65536)
+        except OSError:  # the process ended and closed its side
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(main)
+    assert process.wait() == 0
+    screen = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", b"".join(chunks).decode("utf-8", "replace"))
+    assert "result:   baseline" in screen
+    assert re.search(r"run \d · \d+s", screen), screen  # the panel showed a run under way, with its time
+    assert not re.search(r"\d+/30s", screen), screen  # and never a budget the run does not read
+    assert "budget: train.py does not read" not in screen  # the demo says why itself, in its closing lines
