@@ -52,14 +52,24 @@ def figure(view: RunView) -> Figure:
     points = [(e, float(e.metric)) for e in view.experiments if e.status in MEASURED and e.metric is not None]
     failed = [e for e in view.experiments if e.status not in MEASURED and e.status is not Status.RUNNING]
     fig, ax = plt.subplots(figsize=(12, 6), dpi=120)
-    discards = [(e.id, v) for e, v in points if e.status is Status.DISCARD]
+    from overnight.views.commands import judged  # "within noise": measured better than the best, not enough to keep
+
+    close = {e.id: judged(view, e) for e, _ in points if judged(view, e) in ("within noise", "below bar")}
+    discards = [(e.id, v) for e, v in points if e.status is Status.DISCARD and e.id not in close]
     keeps = [(e, v) for e, v in points if e.status in ON_BRANCH]
     bars = [(e.id, v, half) for e, v in points for half in [interval(view, e)] if half is not None]
     if bars:  # each estimate's interval: 95% of the mean of its measurements, where it was measured more than once
         ax.errorbar([i for i, _, _ in bars], [v for _, v, _ in bars], yerr=[h for _, _, h in bars], fmt="none",
                     ecolor="#7f8c8d", elinewidth=0.9, capsize=2.5, alpha=0.8, zorder=1,
                     label="95% interval of the mean")  # fmt: skip
-    ax.scatter([i for i, _ in discards], [v for _, v in discards], s=18, color="#b0b0b0", label="discarded", zorder=2)
+    if discards or not close:
+        ax.scatter([i for i, _ in discards], [v for _, v in discards], s=18, color="#b0b0b0", label="discarded",
+                   zorder=2)  # fmt: skip
+    if close:  # below the best line, yet discarded: say why on the plot, as `overnight log` does
+        word = "below the bar (min_delta)" if "below bar" in close.values() else "within the noise"
+        ax.scatter([e.id for e, _ in points if e.id in close], [v for e, v in points if e.id in close], s=22,
+                   facecolors="none", edgecolors="#7f8c8d", linewidths=1.1, zorder=2,
+                   label=f"discarded: measured better, {word}")  # fmt: skip
     ax.scatter([e.id for e, _ in keeps], [v for _, v in keeps], s=46, color="#2e9d4e", edgecolor="#145a2a",
                label="kept", zorder=4)  # fmt: skip
     on_branch = [e for e in chain(view.experiments) if e.metric is not None]  # in the branch's order
