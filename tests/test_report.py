@@ -94,6 +94,22 @@ def test_the_plot_counts_as_status_does_and_ticks_whole_experiments(three_keeps:
         plt.close(fig)
 
 
+def test_the_plot_of_one_experiment_says_one_experiment(task: Repo, plan, cli) -> None:
+    import matplotlib.pyplot as plt
+
+    from overnight import views
+    from overnight.views import report
+
+    plan({"1": [["set", "train.py", "X", "4"]]})
+    assert cli("run", task.path, "--tag", "one", "--agent-command", AGENT, "--max-experiments", "1").code == 0
+    assert cli("report", task.path).code == 0
+    fig = report.figure(views.load_view(task.path, "one"))
+    try:
+        assert fig.axes[0].get_title().endswith(": score (lower is better), 1 experiment after the baseline, 1 kept")
+    finally:
+        plt.close(fig)
+
+
 def test_finalize_names_a_push_only_where_there_is_a_remote(three_keeps: Repo, cli, tmp_path: Path) -> None:
     alone = cli("finalize", three_keeps.path, "--tag", "f")
     assert alone.code == 0, alone.err

@@ -92,7 +92,7 @@ def figure(view: RunView) -> Figure:
         )  # fmt: skip
     after, kept = tally(view)
     ax.set_title(f"run {view.tag}: {view.metric} ({'lower' if view.goal.value == 'min' else 'higher'} is better), "
-                 f"{after} experiments after the baseline, {kept} kept")  # fmt: skip
+                 f"{plural(after, 'experiment')} after the baseline, {kept} kept")  # fmt: skip
     from matplotlib.ticker import MaxNLocator
 
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # experiments are numbered: no tick at 2.5

@@ -131,7 +131,7 @@
         .map((r) =>
           el("option", {
             value: r.tag,
-            text: `${r.tag} · ${r.state} · ${r.experiments} experiments, ${r.kept} kept${r.tag === followed ? " (most recent)" : ""}`,
+            text: `${r.tag} · ${r.state} · ${experimentsText(r.experiments)}, ${r.kept} kept${r.tag === followed ? " (most recent)" : ""}`,
           }),
         ),
     );
@@ -322,6 +322,11 @@
 
   // -- the chart ---------------------------------------------------------------------------
 
+  // "1 experiment", "12 experiments": as the live view and the plot say it
+  function experimentsText(count) {
+    return `${count} experiment${count === 1 ? "" : "s"}`;
+  }
+
   function ticks(lo, hi, count) {
     const span = hi - lo || Math.abs(hi) || 1;
     const raw = span / Math.max(1, count);
@@ -349,7 +354,7 @@
     );
     const keeps = rows.filter((r) => (r.status === "keep" || r.status === "baseline") && r.metric !== null);
     $("#chart-title").textContent =
-      `${run.after_baseline} experiments after the baseline, ${run.kept} kept`;
+      `${experimentsText(run.after_baseline)} after the baseline, ${run.kept} kept`;
 
     const root = svg("svg", {
       width,
