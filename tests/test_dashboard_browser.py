@@ -162,5 +162,7 @@ def test_the_page_follows_a_run_in_a_browser(browser_page: Any, task: Repo, plan
         expect(page.locator("#chart svg circle.running")).to_have_count(0)
         expect(page.locator("#detail-status")).to_have_text("keep")
         expect(page.locator("#detail-diff span.add")).to_have_text(["+X = 4"])
-        expect(page.locator("#chart-title")).to_have_text("1 experiment after the baseline, 1 kept")  # not "1 experiments"
+        expect(page.locator("#chart-title")).to_have_text(
+            "1 experiment after the baseline, 1 kept"
+        )  # not "1 experiments"
     assert errors == []
