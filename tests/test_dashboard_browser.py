@@ -166,3 +166,38 @@ def test_the_page_follows_a_run_in_a_browser(browser_page: Any, task: Repo, plan
             "1 experiment after the baseline, 1 kept"
         )  # not "1 experiments"
     assert errors == []
+
+
+# score = (X - 3)^2 + 1, plus a draw the seed decides: repeated runs differ, so estimates have intervals
+SEEDED = """\
+import os
+X = 10.0
+print("score:", (X - 3) ** 2 + 1 + 0.1 * (int(os.environ["OVERNIGHT_SEED"]) % 3))
+"""
+
+
+def test_the_chart_draws_each_estimates_interval_as_the_report_does(browser_page: Any, repo: Repo, cli) -> None:
+    import sys
+
+    from overnight.views import report
+    from overnight.views.dashboard.server import experiment_rows
+
+    repo.write("train.py", SEEDED)
+    repo.write("overnight.toml", f'[task]\nrun = "{sys.executable} train.py"\neditable = ["train.py"]\nbudget_s = 5\n'
+               '[metric]\nname = "score"\n[agent]\nkind = "tune"\n')  # fmt: skip
+    repo.write("program.md", "Make score small.\n")
+    repo.commit("a seeded task")
+    assert cli("run", repo.path, "--tag", "t", "--max-experiments", "3").code == 0
+    view = views.load_view(repo.path, "t")
+    rows = experiment_rows(view)
+    with_interval = [r for r in rows if r["interval"] is not None]
+    assert with_interval and all(r["interval"] == report.interval(view, view.get(r["id"])) for r in with_interval)
+    page = browser_page
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    with running(repo.path, None) as server:
+        page.goto(server.url)
+        expect = pytest.importorskip("playwright.sync_api").expect
+        expect(page.locator("#chart svg path.interval")).to_have_count(len(with_interval))
+        assert "95% interval of the mean" in page.inner_text("#legend")
+    assert errors == []

@@ -444,6 +444,18 @@
       node.setAttribute("y", String(y0));
     });
 
+    // each estimate's 95% interval, where it was measured more than once (as the report's progress plot)
+    const bars = svg("g", { class: "intervals" });
+    for (const r of measured) {
+      if (!r.interval) continue;
+      const cx = x(r.id);
+      const [top, bottom] = [y(r.metric + r.interval), y(r.metric - r.interval)];
+      const bar = svg("path", { class: "interval", d: `M${cx},${top}V${bottom}M${cx - 3},${top}H${cx + 3}M${cx - 3},${bottom}H${cx + 3}` });
+      bar.append(svg("title", {}, `#${r.id}: ${num(r.metric)} ± ${num(r.interval, 3)} (95% interval of the mean of ${r.runs} runs)`));
+      bars.append(bar);
+    }
+    root.append(bars);
+
     // the points: discards grey, keeps green, the baseline dark; clipped ones pinned to the edge
     const points = svg("g", { class: "points" });
     for (const r of measured) {
@@ -525,6 +537,7 @@
     item("discard", "discarded");
     if (counts.stale) item("stale", "stale (better, not rebased)");
     item("best", "best so far");
+    if ((state.rows || []).some((r) => r.interval)) item("interval", "95% interval of the mean");
     if (FAILURES.some((s) => counts[s])) item("fail", "failed (no metric)");
     if (counts.running) item("running", "running");
   }
