@@ -162,6 +162,7 @@ def run(
     stop = threading.Event()
     try:
         run.note_agent(dataclasses.asdict(settings))
+        budget_read = run.budget_read(budget_read)  # as the start said it: a resumed demo is still fixed work
         what = "resuming" if run.resumed else "starting"
         many = f", {parallel.workers} workers, {slots.count} slots" if parallel.workers > 1 or slots.count > 1 else ""
         print(
