@@ -132,6 +132,20 @@ def tuned(view: RunView) -> dict[str, list[tuple[Experiment, float]]]:
 
 def plot_parameters(view: RunView, path: Path) -> Path | None:
     """``parameters.png``: for a tune run, each constant against the metric (kept green); None for other runs."""
+    import matplotlib.pyplot as plt
+
+    fig = parameters_figure(view)
+    if fig is None:
+        return None
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def parameters_figure(view: RunView) -> Figure | None:
+    """The figure of :func:`plot_parameters`, drawn (close it with ``matplotlib.pyplot.close``); None for a run
+    that is not a tune run."""
     found = tuned(view)
     if not found:
         return None
@@ -139,6 +153,7 @@ def plot_parameters(view: RunView, path: Path) -> Path | None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     names = sorted(found)
     cols = min(3, len(names))
@@ -152,6 +167,8 @@ def plot_parameters(view: RunView, path: Path) -> Path | None:
         values = [v for _, v in points]
         if min(values) > 0 and max(values) / min(values) > 20:
             ax.set_xscale("log")
+        else:  # a few ticks, so that labels like 0.00125 do not run into each other; whole ones for an int
+            ax.xaxis.set_major_locator(MaxNLocator(nbins=4, integer=all(v.is_integer() for v in values)))
         ax.set_title(name, fontsize=9)
         ax.set_ylabel(view.metric, fontsize=8)
         ax.grid(True, alpha=0.25)
@@ -160,10 +177,7 @@ def plot_parameters(view: RunView, path: Path) -> Path | None:
     axes.flat[0].legend(fontsize=7)
     fig.suptitle(f"run {view.tag}: each constant the tune agent set, against {view.metric}", fontsize=10)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return fig
 
 
 def _span_s(view: RunView) -> float | None:
