@@ -327,6 +327,8 @@
     return `${count} experiment${count === 1 ? "" : "s"}`;
   }
 
+  const CLOSE = ["within noise", "below bar"]; // how the judge saw a discard that measured better (views.commands)
+
   function ticks(lo, hi, count) {
     const span = hi - lo || Math.abs(hi) || 1;
     const raw = span / Math.max(1, count);
@@ -596,7 +598,13 @@
           "tr",
           { "data-id": r.id, tabindex: "0", class: `status-${r.status}${r.id === state.selected ? " selected" : ""}` },
           el("td", { class: "num id", text: String(r.id) }),
-          el("td", {}, el("span", { class: `status ${r.status}`, text: r.status.replace("_", " ") })),
+          el(
+            "td",
+            {},
+            el("span", { class: `status ${r.status}`, text: r.status.replace("_", " ") }),
+            // a discard that measured better than the best, but not enough to keep: as `overnight log` marks it
+            ...(CLOSE.includes(r.judged) ? [el("span", { class: "judged", text: ` ${r.judged}` })] : []),
+          ),
           el("td", { class: "num metric", text: num(r.metric) }),
           el("td", { class: `num delta ${better(r.delta, goal)}`, text: signed(r.delta) }),
           el("td", { class: "num", text: r.runs ? String(r.runs) : "" }),
