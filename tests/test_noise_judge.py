@@ -87,8 +87,8 @@ def test_a_first_run_screened_out_says_the_bar_it_was_held_to_in_numbers(noisy: 
     assert cli("run", noisy.path, "--tag", "b", "--agent-command", AGENT, "--max-experiments", "1").code == 0
     reason = ledger_rows(noisy.path, "b")[1]["reason"]
     found = re.fullmatch(
-        r"better than the best by ([\d.]+), under the bar ([\d.]+): threshold 0\.5 \+ 1 standard error ([\d.]+) "
-        r"\(first run\)",
+        r"better than the best by ([\d.]+) \(first run\), under the bar ([\d.]+): threshold 0\.5 \+ 1 standard error "
+        r"([\d.]+)",
         reason,
     )
     assert found, reason

@@ -248,10 +248,10 @@ def undone(best: Sequence[float], parent: Sequence[float], others: Noise, goal: 
 
 def _short(gain: float, bar: str, why: str) -> str:
     """Why a candidate was discarded at once, with the bar it was held to in numbers: "worse than the best
-    by 0.07 (bar ...)", or "better than the best by 0.03, under the bar 0.06: ..." (not "not enough better
-    by 0.03", which reads as if it were better by more than it had to be)."""
+    by 0.07 (first run; bar ...)", or "better than the best by 0.03 (first run), under the bar 0.06: ..."
+    (not "not enough better by 0.03", which reads as if it were better by more than it had to be)."""
     if gain < 0:
-        return f"worse than the best by {-gain:.6g} ({bar}; {why})"
+        return f"worse than the best by {-gain:.6g} ({why}; {bar})"
     if gain == 0:
-        return f"no better than the best ({bar}; {why})"
-    return f"better than the best by {gain:.6g}, under the {bar} ({why})"
+        return f"no better than the best ({why}; {bar})"
+    return f"better than the best by {gain:.6g} ({why}), under the {bar}"
