@@ -124,7 +124,7 @@ def test_min_delta_blocks_small_gains(task: Repo, plan, cli) -> None:
     assert cli("run", task.path, "--tag", "md", "--agent-command", AGENT, "--max-experiments", "2").code == 0
     rows = ledger_rows(task.path, "md")
     assert [r["status"] for r in rows] == ["baseline", "discard", "keep"]
-    assert "not enough better than the best by 13 (threshold 20; noise unknown)" in rows[1]["reason"]
+    assert "better than the best by 13 (noise unknown), under the threshold 20" in rows[1]["reason"]
 
 
 def test_task_in_a_subfolder(repo: Repo, plan, cli) -> None:

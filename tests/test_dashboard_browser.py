@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from conftest import Repo
+from conftest import AGENT, Repo
 from dashboard_support import STATUSES, build_lm_run, in_progress, open_page, running
 from overnight import views
 from overnight.views.dashboard import DashboardServer
@@ -162,4 +162,70 @@ def test_the_page_follows_a_run_in_a_browser(browser_page: Any, task: Repo, plan
         expect(page.locator("#chart svg circle.running")).to_have_count(0)
         expect(page.locator("#detail-status")).to_have_text("keep")
         expect(page.locator("#detail-diff span.add")).to_have_text(["+X = 4"])
+        expect(page.locator("#chart-title")).to_have_text(
+            "1 experiment after the baseline, 1 kept"
+        )  # not "1 experiments"
     assert errors == []
+
+
+# score = (X - 3)^2 + 1, plus a draw the seed decides: repeated runs differ, so estimates have intervals
+SEEDED = """\
+import os
+X = 10.0
+print("score:", (X - 3) ** 2 + 1 + 0.1 * (int(os.environ["OVERNIGHT_SEED"]) % 3))
+"""
+
+
+def test_the_chart_draws_each_estimates_interval_as_the_report_does(browser_page: Any, repo: Repo, cli) -> None:
+    import sys
+
+    from overnight.views import report
+    from overnight.views.dashboard.server import experiment_rows
+
+    repo.write("train.py", SEEDED)
+    repo.write("overnight.toml", f'[task]\nrun = "{sys.executable} train.py"\neditable = ["train.py"]\nbudget_s = 5\n'
+               '[metric]\nname = "score"\n[agent]\nkind = "tune"\n')  # fmt: skip
+    repo.write("program.md", "Make score small.\n")
+    repo.commit("a seeded task")
+    assert cli("run", repo.path, "--tag", "t", "--max-experiments", "3").code == 0
+    view = views.load_view(repo.path, "t")
+    rows = experiment_rows(view)
+    with_interval = [r for r in rows if r["interval"] is not None]
+    assert with_interval and all(r["interval"] == report.interval(view, view.get(r["id"])) for r in with_interval)
+    page = browser_page
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    with running(repo.path, None) as server:
+        page.goto(server.url)
+        expect = pytest.importorskip("playwright.sync_api").expect
+        expect(page.locator("#chart svg path.interval")).to_have_count(len(with_interval))
+        assert "95% interval of the mean" in page.inner_text("#legend")
+    assert errors == []
+
+
+def test_the_table_marks_a_discard_within_the_noise_and_says_what_its_delta_is_against(
+    browser_page: Any, task: Repo, plan, cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import json
+
+    from overnight.views.dashboard.server import experiment_rows
+    from test_noise_judge import NOISY
+
+    monkeypatch.setenv("NOISE_DIR", str(tmp_path))
+    monkeypatch.setenv("NOISE", json.dumps([1.0, -1.0, 1.0, -1.0, 0.0]))  # the baseline 51, 49, 51, 49; then 48.61
+    task.write("train.py", NOISY)
+    task.write("overnight.toml", (task.path / "overnight.toml").read_text().replace("exact = true", "exact = false"))
+    task.commit("noisy")
+    assert cli("noise", task.path, "--tag", "b", "--runs", "4").code == 0
+    plan({"1": [["set", "train.py", "X", "9.9"]]})  # better than the baseline's 50 by 1.39: inside its noise
+    assert cli("run", task.path, "--tag", "b", "--agent-command", AGENT, "--max-experiments", "1").code == 0
+    judged = {r["id"]: r["judged"] for r in experiment_rows(views.load_view(task.path, "b"))}
+    assert judged[1] == "within noise"
+    assert "within noise" in cli("log", task.path, "--tag", "b").out  # the same word as log's
+    page = browser_page
+    with running(task.path, None) as server:
+        page.goto(server.url)
+        expect = pytest.importorskip("playwright.sync_api").expect
+        expect(page.locator("#experiments tbody tr[data-id='1'] .judged")).to_have_text("within noise")
+        assert page.locator("#experiments tbody tr[data-id='0'] .judged").count() == 0
+        assert "judged against" in (page.get_attribute("#experiments th[data-key='delta']", "title") or "")

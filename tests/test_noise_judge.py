@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 from pathlib import Path
 
@@ -69,7 +70,45 @@ def test_a_small_gain_inside_the_noise_is_not_kept(noisy: Repo, plan, cli, monke
     # its first run passed the screen; the confirming run (the last look by default), not the min_delta
     # screen ("not enough better than"), discarded it: the noise decided
     assert rows[1]["runs"] == 2
-    assert rows[1]["reason"].startswith("not shown better than the best within 2 runs (gain 2.14, lower bound -8.71)")
+    assert rows[1]["reason"].startswith(
+        "not shown better than the best within 2 runs (gain 2.14, lower bound -8.71; bar "
+    )
+
+
+def test_a_first_run_screened_out_says_the_bar_it_was_held_to_in_numbers(noisy: Repo, plan, cli, monkeypatch) -> None:
+    """A first run better than the best by more than min_delta, discarded at the screen: the reason says it
+    was better, and the bar (min_delta plus a standard error) it did not reach, not "not enough better by"."""
+    config = task_config().replace("min_delta = 0.0", "min_delta = 0.5").replace("exact = true", "exact = false")
+    noisy.write("overnight.toml", config)
+    noisy.commit("min_delta")
+    monkeypatch.setenv("NOISE", json.dumps([1.0, -1.0, 1.0, -1.0, 0.0]))  # the baseline 51, 49, 51, 49; then 48.61
+    assert cli("noise", noisy.path, "--tag", "b", "--runs", "4").code == 0
+    plan({"1": [["set", "train.py", "X", "9.9"]]})  # (9.9 - 3)^2 + 1 = 48.61: better than 50 by 1.39
+    assert cli("run", noisy.path, "--tag", "b", "--agent-command", AGENT, "--max-experiments", "1").code == 0
+    reason = ledger_rows(noisy.path, "b")[1]["reason"]
+    found = re.fullmatch(
+        r"better than the best by ([\d.]+) \(first run\), under the bar ([\d.]+): threshold 0\.5 \+ 1 standard error "
+        r"([\d.]+)",
+        reason,
+    )
+    assert found, reason
+    gain, bar, se = (float(g) for g in found.groups())
+    assert gain == pytest.approx(1.39) and 0.5 < gain < bar and bar == pytest.approx(0.5 + se, abs=2e-3)
+    log = cli("log", noisy.path, "--tag", "b").out
+    assert "within noise" in log and "under the bar" in log
+    # the plot marks it too: a point below the best line, discarded, within the noise
+    import matplotlib.pyplot as plt
+
+    from overnight import views
+    from overnight.views import report
+
+    assert cli("report", noisy.path, "--tag", "b").code == 0
+    fig = report.figure(views.load_view(noisy.path, "b"))
+    try:
+        labels = fig.axes[0].get_legend_handles_labels()[1]
+        assert "discarded: measured better, within the noise" in labels and "discarded" not in labels, labels
+    finally:
+        plt.close(fig)
 
 
 def test_noise_runs_then_a_clear_winner_is_kept_on_its_second_run(

@@ -94,6 +94,22 @@ def test_the_plot_counts_as_status_does_and_ticks_whole_experiments(three_keeps:
         plt.close(fig)
 
 
+def test_the_plot_of_one_experiment_says_one_experiment(task: Repo, plan, cli) -> None:
+    import matplotlib.pyplot as plt
+
+    from overnight import views
+    from overnight.views import report
+
+    plan({"1": [["set", "train.py", "X", "4"]]})
+    assert cli("run", task.path, "--tag", "one", "--agent-command", AGENT, "--max-experiments", "1").code == 0
+    assert cli("report", task.path).code == 0
+    fig = report.figure(views.load_view(task.path, "one"))
+    try:
+        assert fig.axes[0].get_title().endswith(": score (lower is better), 1 experiment after the baseline, 1 kept")
+    finally:
+        plt.close(fig)
+
+
 def test_finalize_names_a_push_only_where_there_is_a_remote(three_keeps: Repo, cli, tmp_path: Path) -> None:
     alone = cli("finalize", three_keeps.path, "--tag", "f")
     assert alone.code == 0, alone.err
@@ -292,5 +308,43 @@ def test_the_plot_shows_intervals_and_a_tune_run_each_constant_against_the_metri
     fig = report.figure(view)
     try:
         assert any(isinstance(c, ErrorbarContainer) for c in fig.axes[0].containers)
+    finally:
+        plt.close(fig)
+
+
+# an int constant and a float one, the metric varied by the seed
+INTS = """\
+import os
+N = 10
+LR = 0.001
+print("score:", (N - 3) ** 2 + abs(LR - 0.0013) * 1000 + 0.1 * (int(os.environ["OVERNIGHT_SEED"]) % 3))
+"""
+
+
+def test_the_constants_plot_ticks_an_int_constant_at_whole_values_and_few_enough_to_read(repo: Repo, cli) -> None:
+    import matplotlib.pyplot as plt
+
+    from overnight import views
+    from overnight.views import report
+
+    repo.write("train.py", INTS)
+    repo.write("overnight.toml", f'[task]\nrun = "{sys.executable} train.py"\neditable = ["train.py"]\nbudget_s = 5\n'
+               '[metric]\nname = "score"\n[agent]\nkind = "tune"\n[agent.tune]\nranges = { N = [6, 14] }\n')  # fmt: skip
+    repo.write("program.md", "Make score small.\n")
+    repo.commit("a task with an int constant")
+    assert cli("run", repo.path, "--tag", "i", "--max-experiments", "4").code == 0
+    assert cli("report", repo.path).code == 0
+    view = views.load_view(repo.path, "i")
+    fig = report.parameters_figure(view)
+    assert fig is not None
+    try:
+        axes = {ax.get_title(): ax for ax in fig.axes if ax.get_visible()}
+        assert set(axes) == {"LR", "N"}
+        low, high = axes["N"].get_xlim()
+        shown = [t for t in axes["N"].get_xticks() if low <= t <= high]
+        assert shown and all(float(t).is_integer() for t in shown)  # no tick at N = 10.5
+        for ax in axes.values():
+            if ax.get_xscale() == "linear":
+                assert len([t for t in ax.get_xticks() if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]) <= 5
     finally:
         plt.close(fig)

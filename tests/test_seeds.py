@@ -81,7 +81,7 @@ def test_a_change_of_the_seed_value_is_the_no_op_it_is(fixed: Repo, plan, cli) -
     assert cli("run", fixed.path, "--tag", "r", "--agent-command", AGENT, "--max-experiments", "1").code == 0
     rows = ledger_rows(fixed.path, "r")
     assert rows[1]["status"] == "discard" and rows[1]["metric"] == rows[0]["metric"]  # the same draws as the best
-    assert "not better than the best by 0" in rows[1]["reason"]
+    assert "no better than the best (noise unknown; threshold 0" in rows[1]["reason"]
     brief = cli("brief", fixed.path, "--tag", "r", "--agent", "claude").out
     assert "The harness sets SEED to each run's seed" in brief
 

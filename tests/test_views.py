@@ -251,6 +251,8 @@ def test_log_says_what_its_deltas_are_against_and_marks_discards_that_looked_bet
     assert keep[:6] == ["1", "keep", "5", "-45", "-45", "better"]
     assert close[:7] == ["2", "discard", "2", "-3", "-48", "below", "bar"]  # better, but not by min_delta 10
     assert far[:6] == ["3", "discard", "37", "+32", "-13", "worse"]
-    assert table[3].endswith("closer still  [not enough better than the best by 3 (threshold 10)]")  # the reason
+    assert table[3].endswith(
+        "closer still  [better than the best by 3 (an exact metric), under the threshold 10]"
+    )  # the reason
     assert table[-1].startswith("vs_best: the change from the best each experiment was judged against")
     assert "vs_base: from the baseline, 50 (mean of 2 runs)" in table[-1]

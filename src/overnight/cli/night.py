@@ -99,8 +99,13 @@ def run(
     force: bool = False,
     parallel: Parallel = Parallel(),
     keep_failed: bool = False,
+    budget_read: bool | None = None,
 ) -> int:
     """Check everything, start or resume the run, print as it goes; the exit code.
+
+    ``budget_read``: whether the run command takes its time from OVERNIGHT_BUDGET_S; None: as a look at
+    its script says (overnight.script). ``overnight demo`` says False for tinylm's fixed amount of work
+    (``train.py --bytes``), whose script reads the budget only when it is not given one.
 
     A run this call created whose baseline fails is removed again (branch, refs, folder),
     unless ``keep_failed``: bad input leaves the repository as it was.
@@ -157,6 +162,7 @@ def run(
     stop = threading.Event()
     try:
         run.note_agent(dataclasses.asdict(settings))
+        budget_read = run.budget_read(budget_read)  # as the start said it: a resumed demo is still fixed work
         what = "resuming" if run.resumed else "starting"
         many = f", {parallel.workers} workers, {slots.count} slots" if parallel.workers > 1 or slots.count > 1 else ""
         print(
@@ -171,11 +177,13 @@ def run(
         note = seeds.start_note(task.dir, task.config.task.editable, judged.seed, judged.exact)
         if note:
             print(note, flush=True)
-        script = read_script(task.dir, task.config.task.run, task.config.task.editable)
-        if script.files and not script.reads_budget:
-            print("\n".join(script.lines(task.config.task.budget_s)), flush=True)
+        if budget_read is None:
+            script = read_script(task.dir, task.config.task.run, task.config.task.editable)
+            if script.files and not script.reads_budget:
+                print("\n".join(script.lines(task.config.task.budget_s)), flush=True)
+            budget_read = script.reads_budget or not script.files
         controller = Controller(run, agents, executor, limits, stop=stop, slots=slots)
-        with stop_on_signals(stop), _view(task, run.state, script.reads_budget or not script.files):
+        with stop_on_signals(stop), _view(task, run.state, budget_read):
             summary = controller.run_workers()
         run.note_end(summary.stopped)
     except TaskBrokenError as err:

@@ -194,6 +194,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(f"copied the {args.example} example into {target} (a new git repository); running it:", flush=True)
     overrides = {"kind": args.agent, "model": args.model}
     count = args.max_experiments if args.max_experiments is not None else demo.EXPERIMENTS.get(args.example, 12)
-    code = night.run(Task.load(target), "demo", overrides, Limits(max_experiments=count))
-    print("\n" + demo.closing(target, args.example == "tinylm" and args.budget is None), flush=True)
+    fixed_work = args.example == "tinylm" and args.budget is None  # train.py --bytes: no time budget is read
+    limits = Limits(max_experiments=count)
+    code = night.run(Task.load(target), "demo", overrides, limits, budget_read=False if fixed_work else None)
+    print("\n" + demo.closing(target, fixed_work), flush=True)
     return code

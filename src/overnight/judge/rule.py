@@ -126,9 +126,7 @@ def decide(
     if sd is None or unvaried(noise, rule):
         unknown = REPEATED if sd is not None else "noise unknown"
         if gain <= bar:
-            return Decision(
-                Action.DISCARD, f"{_worse(gain)} the best by {abs(gain):.6g} (threshold {bar:.6g}; {unknown})", gain
-            )
+            return Decision(Action.DISCARD, _short(gain, f"threshold {bar:.6g}", unknown), gain)
         if looks == 1 and rule.confirm:
             return Decision(Action.MEASURE_CANDIDATE, "looks better; confirming with another measurement", gain)
         if len(best) < looks:
@@ -146,21 +144,21 @@ def decide(
             )
         if gain > bar:
             return Decision(Action.MEASURE_CANDIDATE, "looks better; confirming with another measurement", gain)
-        return Decision(Action.DISCARD, f"{_worse(gain)} the best by {abs(gain):.6g} (threshold {bar:.6g})", gain)
+        return Decision(Action.DISCARD, _short(gain, f"threshold {bar:.6g}", "an exact metric"), gain)
     z = (gain - bar) / se
     shown = t_quantile(rule.confidence, noise.df) * se  # the interval shown: at the configured confidence
     low, high = gain - shown, gain + shown
     if looks == 1 and rule.confirm:
-        if z < SCREEN:
-            word = _worse(gain)
-            return Decision(
-                Action.DISCARD, f"{word} the best by {abs(gain):.6g} (threshold {bar:.6g}; first run)", gain, z=z
-            )
+        if z < SCREEN:  # the bar it was held to: the threshold and SCREEN standard errors of the gain
+            held = f"bar {bar + SCREEN * se:.3g}: threshold {bar:.6g} + {SCREEN:g} standard error {se:.3g}"
+            return Decision(Action.DISCARD, _short(gain, held, "first run"), gain, z=z)
         if len(best) < 2:
             return Decision(Action.MEASURE_BEST, "looks better; measuring the best again first", gain, z=z)
         return Decision(Action.MEASURE_CANDIDATE, "looks better; confirming with another measurement", gain, z=z)
-    if z >= t_quantile(1 - look_level(rule), noise.df):
-        return Decision(Action.KEEP, f"better than the best by {gain:.6g} ± {shown:.3g} ({runs})", gain, low, high, z)
+    keep_z = t_quantile(1 - look_level(rule), noise.df)  # the standard errors of gain past the threshold that keep
+    if z >= keep_z:
+        reason = f"better than the best by {gain:.6g} ± {shown:.3g} ({runs}), over the bar {bar + keep_z * se:.3g}"
+        return Decision(Action.KEEP, reason, gain, low, high, z)
     if (
         looks >= rule.max_repeats
         and noise.df < DISTURBED_DF
@@ -174,10 +172,15 @@ def decide(
         )
         return Decision(Action.MEASURE_CANDIDATE, reason, gain, low, high, z)
     if looks >= rule.max_repeats:
-        reason = f"not shown better than the best within {looks} runs (gain {gain:.6g}, lower bound {low:.3g})"
+        reason = (
+            f"not shown better than the best within {looks} runs (gain {gain:.6g}, lower bound {low:.3g}; "
+            f"bar {bar + keep_z * se:.3g}: threshold {bar:.6g} + {keep_z:.3g} standard errors {se:.3g})"
+        )
         return Decision(Action.DISCARD, reason, gain, low, high, z)
-    if z < FUTILITY + FUTILITY_STEP * (looks - 2):
-        reason = f"gain {gain:.6g} is within the noise ({runs}; lower bound {low:.3g}): not worth more runs"
+    futile = FUTILITY + FUTILITY_STEP * (looks - 2)
+    if z < futile:
+        go_on = f"bar to go on {bar + futile * se:.3g}"
+        reason = f"gain {gain:.6g} is within the noise ({runs}; lower bound {low:.3g}; {go_on}): not worth more runs"
         return Decision(Action.DISCARD, reason, gain, low, high, z)
     return Decision(Action.MEASURE_CANDIDATE, f"uncertain: gain {gain:.6g}, lower bound {low:.3g}", gain, low, high, z)
 
@@ -243,5 +246,12 @@ def undone(best: Sequence[float], parent: Sequence[float], others: Noise, goal: 
     )
 
 
-def _worse(gain: float) -> str:
-    return "worse than" if gain < 0 else "not better than" if gain == 0 else "not enough better than"
+def _short(gain: float, bar: str, why: str) -> str:
+    """Why a candidate was discarded at once, with the bar it was held to in numbers: "worse than the best
+    by 0.07 (first run; bar ...)", or "better than the best by 0.03 (first run), under the bar 0.06: ..."
+    (not "not enough better by 0.03", which reads as if it were better by more than it had to be)."""
+    if gain < 0:
+        return f"worse than the best by {-gain:.6g} ({why}; {bar})"
+    if gain == 0:
+        return f"no better than the best ({why}; {bar})"
+    return f"better than the best by {gain:.6g} ({why}), under the {bar}"

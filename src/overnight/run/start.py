@@ -195,6 +195,16 @@ class Run:
         sessions.append({"from": self._ledger.next_id(), "settings": settings})
         self._ledger.set_meta(agents=json.dumps(sessions))
 
+    def budget_read(self, said: bool | None) -> bool | None:
+        """Whether the run command reads OVERNIGHT_BUDGET_S, as the invocation that started the run said it
+        (``said``: ``overnight demo``'s fixed amount of work says False; kept in the meta key ``budget_read``,
+        so a resume shows its runs the same way); None where nobody said (a look at its script decides)."""
+        if said is not None:
+            self._ledger.set_meta(budget_read=json.dumps(said))
+            return said
+        stored = self._ledger.get_meta("budget_read")
+        return None if stored is None else bool(json.loads(stored))
+
     def note_end(self, why: str) -> None:
         """Record how this invocation ended (meta key ``ended``: {"at", "why"}), for `overnight runs` and status."""
         self._ledger.set_meta(ended=json.dumps({"at": now_iso(), "why": why or "ended"}))

@@ -30,7 +30,7 @@ from overnight.run.paths import RunLock, RunPaths, check_tag, latest_tag, paths_
 
 TAIL_LINES = 200  # lines of a log that tail() keeps by default
 TAIL_BYTES = 1 << 20  # tail() reads at most this much of the end of a log to find them
-META_KEYS = ("tag", "task", "run_id", "created_at", "start_commit", "config", "agents", "ended")
+META_KEYS = ("tag", "task", "run_id", "created_at", "start_commit", "config", "agents", "ended", "budget_read")
 
 
 @dataclass(frozen=True)

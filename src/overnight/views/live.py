@@ -182,7 +182,8 @@ class LiveView:
         running.add_column("worker", width=6, no_wrap=True)
         running.add_column("exp", width=6, no_wrap=True)
         running.add_column("hypothesis", ratio=1, no_wrap=True, overflow="ellipsis")
-        running.add_column("budget", width=BUDGET_WIDTH, no_wrap=True)  # never cut: the hypothesis gives way
+        # never cut: the hypothesis gives way. "time" where the script reads no budget: the time taken, no budget
+        running.add_column("budget" if self.budget_s else "time", width=BUDGET_WIDTH, no_wrap=True)
         clock = time.monotonic()
         for worker, now in workers:
             elapsed = clock - now.started

@@ -52,14 +52,24 @@ def figure(view: RunView) -> Figure:
     points = [(e, float(e.metric)) for e in view.experiments if e.status in MEASURED and e.metric is not None]
     failed = [e for e in view.experiments if e.status not in MEASURED and e.status is not Status.RUNNING]
     fig, ax = plt.subplots(figsize=(12, 6), dpi=120)
-    discards = [(e.id, v) for e, v in points if e.status is Status.DISCARD]
+    from overnight.views.commands import judged  # "within noise": measured better than the best, not enough to keep
+
+    close = {e.id: judged(view, e) for e, _ in points if judged(view, e) in ("within noise", "below bar")}
+    discards = [(e.id, v) for e, v in points if e.status is Status.DISCARD and e.id not in close]
     keeps = [(e, v) for e, v in points if e.status in ON_BRANCH]
     bars = [(e.id, v, half) for e, v in points for half in [interval(view, e)] if half is not None]
     if bars:  # each estimate's interval: 95% of the mean of its measurements, where it was measured more than once
         ax.errorbar([i for i, _, _ in bars], [v for _, v, _ in bars], yerr=[h for _, _, h in bars], fmt="none",
                     ecolor="#7f8c8d", elinewidth=0.9, capsize=2.5, alpha=0.8, zorder=1,
                     label="95% interval of the mean")  # fmt: skip
-    ax.scatter([i for i, _ in discards], [v for _, v in discards], s=18, color="#b0b0b0", label="discarded", zorder=2)
+    if discards or not close:
+        ax.scatter([i for i, _ in discards], [v for _, v in discards], s=18, color="#b0b0b0", label="discarded",
+                   zorder=2)  # fmt: skip
+    if close:  # below the best line, yet discarded: say why on the plot, as `overnight log` does
+        word = "below the bar (min_delta)" if "below bar" in close.values() else "within the noise"
+        ax.scatter([e.id for e, _ in points if e.id in close], [v for e, v in points if e.id in close], s=22,
+                   facecolors="none", edgecolors="#7f8c8d", linewidths=1.1, zorder=2,
+                   label=f"discarded: measured better, {word}")  # fmt: skip
     ax.scatter([e.id for e, _ in keeps], [v for _, v in keeps], s=46, color="#2e9d4e", edgecolor="#145a2a",
                label="kept", zorder=4)  # fmt: skip
     on_branch = [e for e in chain(view.experiments) if e.metric is not None]  # in the branch's order
@@ -82,7 +92,7 @@ def figure(view: RunView) -> Figure:
         )  # fmt: skip
     after, kept = tally(view)
     ax.set_title(f"run {view.tag}: {view.metric} ({'lower' if view.goal.value == 'min' else 'higher'} is better), "
-                 f"{after} experiments after the baseline, {kept} kept")  # fmt: skip
+                 f"{plural(after, 'experiment')} after the baseline, {kept} kept")  # fmt: skip
     from matplotlib.ticker import MaxNLocator
 
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # experiments are numbered: no tick at 2.5
@@ -122,6 +132,20 @@ def tuned(view: RunView) -> dict[str, list[tuple[Experiment, float]]]:
 
 def plot_parameters(view: RunView, path: Path) -> Path | None:
     """``parameters.png``: for a tune run, each constant against the metric (kept green); None for other runs."""
+    import matplotlib.pyplot as plt
+
+    fig = parameters_figure(view)
+    if fig is None:
+        return None
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def parameters_figure(view: RunView) -> Figure | None:
+    """The figure of :func:`plot_parameters`, drawn (close it with ``matplotlib.pyplot.close``); None for a run
+    that is not a tune run."""
     found = tuned(view)
     if not found:
         return None
@@ -129,6 +153,7 @@ def plot_parameters(view: RunView, path: Path) -> Path | None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     names = sorted(found)
     cols = min(3, len(names))
@@ -142,6 +167,8 @@ def plot_parameters(view: RunView, path: Path) -> Path | None:
         values = [v for _, v in points]
         if min(values) > 0 and max(values) / min(values) > 20:
             ax.set_xscale("log")
+        else:  # a few ticks, so that labels like 0.00125 do not run into each other; whole ones for an int
+            ax.xaxis.set_major_locator(MaxNLocator(nbins=4, integer=all(v.is_integer() for v in values)))
         ax.set_title(name, fontsize=9)
         ax.set_ylabel(view.metric, fontsize=8)
         ax.grid(True, alpha=0.25)
@@ -150,10 +177,7 @@ def plot_parameters(view: RunView, path: Path) -> Path | None:
     axes.flat[0].legend(fontsize=7)
     fig.suptitle(f"run {view.tag}: each constant the tune agent set, against {view.metric}", fontsize=10)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return fig
 
 
 def _span_s(view: RunView) -> float | None:

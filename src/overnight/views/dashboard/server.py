@@ -127,10 +127,17 @@ def _verified(view: views.RunView) -> dict[str, Any] | None:
 
 
 def _row(view: views.RunView, exp: Experiment) -> dict[str, Any]:
-    """``exp.to_json()`` plus what it is compared with (views.RunView.reference), and the change from it."""
+    """``exp.to_json()`` plus what it is compared with (views.RunView.reference), and the change from it; and
+    ``interval``: half the width of its estimate's 95% interval (the progress plot's error bar), None where it
+    was measured once; ``judged``: how the judge saw it, in `overnight log`'s words ("within noise": a discard
+    that measured better than the best, not enough to keep)."""
+    from overnight.views.commands import judged
+    from overnight.views.report import interval
+
     reference = view.reference(exp)[0] if exp.status is not Status.BASELINE else None
     delta = exp.metric - reference if exp.metric is not None and reference is not None else None
-    return {**exp.to_json(), "parent_metric": reference, "delta": delta}
+    row = {**exp.to_json(), "parent_metric": reference, "delta": delta, "interval": interval(view, exp)}
+    return {**row, "judged": judged(view, exp)}
 
 
 def experiment_rows(view: views.RunView) -> list[dict[str, Any]]:

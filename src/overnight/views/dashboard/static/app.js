@@ -131,7 +131,7 @@
         .map((r) =>
           el("option", {
             value: r.tag,
-            text: `${r.tag} · ${r.state} · ${r.experiments} experiments, ${r.kept} kept${r.tag === followed ? " (most recent)" : ""}`,
+            text: `${r.tag} · ${r.state} · ${experimentsText(r.experiments)}, ${r.kept} kept${r.tag === followed ? " (most recent)" : ""}`,
           }),
         ),
     );
@@ -322,6 +322,13 @@
 
   // -- the chart ---------------------------------------------------------------------------
 
+  // "1 experiment", "12 experiments": as the live view and the plot say it
+  function experimentsText(count) {
+    return `${count} experiment${count === 1 ? "" : "s"}`;
+  }
+
+  const CLOSE = ["within noise", "below bar"]; // how the judge saw a discard that measured better (views.commands)
+
   function ticks(lo, hi, count) {
     const span = hi - lo || Math.abs(hi) || 1;
     const raw = span / Math.max(1, count);
@@ -349,7 +356,7 @@
     );
     const keeps = rows.filter((r) => (r.status === "keep" || r.status === "baseline") && r.metric !== null);
     $("#chart-title").textContent =
-      `${run.after_baseline} experiments after the baseline, ${run.kept} kept`;
+      `${experimentsText(run.after_baseline)} after the baseline, ${run.kept} kept`;
 
     const root = svg("svg", {
       width,
@@ -439,6 +446,18 @@
       node.setAttribute("y", String(y0));
     });
 
+    // each estimate's 95% interval, where it was measured more than once (as the report's progress plot)
+    const bars = svg("g", { class: "intervals" });
+    for (const r of measured) {
+      if (!r.interval) continue;
+      const cx = x(r.id);
+      const [top, bottom] = [y(r.metric + r.interval), y(r.metric - r.interval)];
+      const bar = svg("path", { class: "interval", d: `M${cx},${top}V${bottom}M${cx - 3},${top}H${cx + 3}M${cx - 3},${bottom}H${cx + 3}` });
+      bar.append(svg("title", {}, `#${r.id}: ${num(r.metric)} ± ${num(r.interval, 3)} (95% interval of the mean of ${r.runs} runs)`));
+      bars.append(bar);
+    }
+    root.append(bars);
+
     // the points: discards grey, keeps green, the baseline dark; clipped ones pinned to the edge
     const points = svg("g", { class: "points" });
     for (const r of measured) {
@@ -520,6 +539,7 @@
     item("discard", "discarded");
     if (counts.stale) item("stale", "stale (better, not rebased)");
     item("best", "best so far");
+    if ((state.rows || []).some((r) => r.interval)) item("interval", "95% interval of the mean");
     if (FAILURES.some((s) => counts[s])) item("fail", "failed (no metric)");
     if (counts.running) item("running", "running");
   }
@@ -578,7 +598,13 @@
           "tr",
           { "data-id": r.id, tabindex: "0", class: `status-${r.status}${r.id === state.selected ? " selected" : ""}` },
           el("td", { class: "num id", text: String(r.id) }),
-          el("td", {}, el("span", { class: `status ${r.status}`, text: r.status.replace("_", " ") })),
+          el(
+            "td",
+            {},
+            el("span", { class: `status ${r.status}`, text: r.status.replace("_", " ") }),
+            // a discard that measured better than the best, but not enough to keep: as `overnight log` marks it
+            ...(CLOSE.includes(r.judged) ? [el("span", { class: "judged", text: ` ${r.judged}` })] : []),
+          ),
           el("td", { class: "num metric", text: num(r.metric) }),
           el("td", { class: `num delta ${better(r.delta, goal)}`, text: signed(r.delta) }),
           el("td", { class: "num", text: r.runs ? String(r.runs) : "" }),
