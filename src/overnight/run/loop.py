@@ -88,6 +88,7 @@ class Worker:
         self._sweep: threads.Task | None = None  # removing the last notes folder (an rmdir can take ms)
         # the night's progress as the controller sees it (its limits), for the brief; None: not known
         self.progress: Callable[[int], brief.Progress] | None = None
+        self._known = brief.Known()  # the brief's entries made for earlier proposals (brief.gather)
 
     def open(self, commit: str) -> None:
         self.worktree.create(commit)
@@ -324,6 +325,7 @@ class Worker:
             best=best,
             progress=self.progress(exp.id) if self.progress else None,
             notes_path=notes_path,
+            known=self._known,
         )
         return Context(
             experiment_id=exp.id,
