@@ -50,7 +50,9 @@ class Tree:
         ``fresh=False`` (the samples) that look is shared by the commands running at once, so a
         controller watching N commands reads /proc once per sample period, not N times.
         """
-        if self.group is not None:
+        if self.group is not None and self.group.removed:  # emptied and removed once the command ended
+            pids = []
+        elif self.group is not None:
             pids = [self.pid, *(pid for pid in self.group.pids() if pid != self.pid)]
         else:
             pids = _descendants(self.pid, SAMPLE_EVERY_S / 2 if not fresh else 0.0)
@@ -80,7 +82,7 @@ class Tree:
     def _alive(self) -> list[psutil.Process]:
         """Every live process of this command's tree we can find."""
         found: dict[int, psutil.Process] = {}
-        grouped = [] if self.group is None else [_process(pid) for pid in self.group.pids()]
+        grouped = [] if self.group is None or self.group.removed else [_process(pid) for pid in self.group.pids()]
         holders = _token_holders(self.token, births=self.births)
         for p in [*self._members(), *self.seen.values(), *holders, *filter(None, grouped)]:
             try:
