@@ -230,18 +230,19 @@ def test_the_text_brief_stays_within_its_budget_with_everything_in_it(tmp_path: 
 
 
 def test_entries_kept_from_earlier_briefs_are_those_made_anew() -> None:
-    # brief.Known gives back an entry only when what it was made from is the same: the facts of a growing
+    # Known gives back an entry only when what it was made from is the same: the facts of a growing
     # history, a re-measured best and a noise that moves are those gather makes without it.
     from dataclasses import replace
 
     from overnight.agents import brief
+    from overnight.agents.known import Known
     from overnight.bookkeeping import Judged
 
     config = parse_config({"task": {"run": "true", "editable": ["t.py"]}, "metric": {"name": "loss", "goal": "min"}})
     base = Experiment(id=0, status=Status.BASELINE, commit="c0", metric=5.0, runs=1, metrics={"loss": 5.0, "mem": 10.0})
     history: list[Experiment] = [base]
     samples: dict[tuple[int, int], list[float]] = {(0, 0): [5.0]}
-    known = brief.Known()
+    known: Known[Entry] = Known()
     for i in range(1, 30):
         best = next(e for e in reversed(history) if e.status in (Status.KEEP, Status.BASELINE))
         status = Status.KEEP if i % 7 == 0 else Status.CRASH if i % 5 == 0 else Status.DISCARD

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from overnight import secrets, views
+from overnight.agents.known import Known
 from overnight.config import Config
 from overnight.errors import GitError
 from overnight.judge import guards
@@ -187,29 +188,6 @@ def clean_note(text: str) -> str:
 # -- gathering ---------------------------------------------------------------------------------------
 
 
-class Known:
-    """The entries :func:`gather` made for one run, by experiment, with what each was made from.
-
-    An entry is a function of its experiment, the experiment's parent and the best it was judged against
-    (frozen records: the same objects, the same values), the pooled noise, its notes, and whether its log
-    tail and its diff are shown; when all of these are the same as for the kept one, that one is given.
-    """
-
-    def __init__(self) -> None:
-        self._entries: dict[int, tuple[tuple[Any, ...], Entry]] = {}
-
-    def get(self, inputs: tuple[Any, ...]) -> Entry | None:
-        found = self._entries.get(inputs[0].id)
-        if found is None:
-            return None
-        then, entry = found
-        same = all(a is b for a, b in zip(then[:3], inputs[:3], strict=True)) and then[3:] == inputs[3:]
-        return entry if same else None
-
-    def put(self, inputs: tuple[Any, ...], entry: Entry) -> None:
-        self._entries[inputs[0].id] = (inputs, entry)
-
-
 def gather(
     *,
     config: Config,
@@ -222,16 +200,15 @@ def gather(
     best: Experiment | None = None,
     progress: Progress | None = None,
     notes_path: Path | None = None,
-    known: Known | None = None,
+    known: Known[Entry] | None = None,
 ) -> Facts:
     """The facts for the next proposal.
 
-    ``history`` is the finished experiments in the order they finished; ``samples`` every
-    measured value by (experiment, round); ``logs`` the run's log folder (for the tails of
-    the failed ones among the RECENT latest) and ``root`` the repository (for the diffs of
-    the latest keeps and experiments); either may be None to leave those out. Holdout values are never read: the agents must not see them.
-    ``known`` keeps the entries of one run's earlier calls: an entry whose inputs are the same objects and
-    values as then is not made again (the history grows by one experiment a proposal; most entries stay).
+    ``history`` is the finished experiments in the order they finished; ``samples`` every measured value by
+    (experiment, round); ``logs`` the run's log folder (for the tails of the failed ones among the RECENT
+    latest) and ``root`` the repository (for the diffs of the latest keeps and experiments); either may be
+    None to leave those out. Holdout values are never read: the agents must not see them. ``known`` holds
+    the entries of the run's earlier calls: one made from the same inputs is not made again.
     """
     noise = Noise.pooled(samples.values())
     level = best.metric if best is not None and best.metric is not None else None
@@ -246,20 +223,16 @@ def gather(
     keeps = [e.id for e in history if e.status is Status.KEEP][-DIFFS_OF_KEEPS:]
     recent = [e.id for e in history if e.commit and e.commit != e.parent][-DIFFS_OF_RECENT:]
     latest = {e.id for e in history[-RECENT:]}  # only their log tails are read: older ones are not shown
-    goal, metric = config.metric.goal_enum, config.metric.name
+    goal, metric, known = config.metric.goal_enum, config.metric.name, Known() if known is None else known
     entries = []
     for exp in history:
-        parent = by_commit.get(exp.parent)
         judged = exp.bookkeeping.judged_against
-        against = by_id.get(judged.id) if judged is not None else None
-        inputs = (exp, parent, against, noise.sd, tuple(written.get(exp.id, ())), exp.id in latest,
-                  exp.id in keeps or exp.id in recent)  # fmt: skip
-        entry = known.get(inputs) if known is not None else None
-        if entry is None:
+        inputs = (exp, by_commit.get(exp.parent), by_id.get(judged.id) if judged is not None else None, noise.sd,
+                  tuple(written.get(exp.id, ())), exp.id in latest, exp.id in keeps or exp.id in recent)  # fmt: skip
+        if (entry := known.get(inputs)) is None:
             entry = _entry(exp, by_commit, by_id, noise.sd, inputs[4], goal, metric,
                            logs=logs if inputs[5] else None, root=root if inputs[6] else None)  # fmt: skip
-            if known is not None:
-                known.put(inputs, entry)
+            known.put(inputs, entry)
         entries.append(entry)
     return Facts(
         metric=config.metric.name,

@@ -14,9 +14,9 @@ How: Linux hands out pids in one increasing sequence that wraps around at ``pid_
 next free one after the last handed out (``/proc/sys/kernel/ns_last_pid``). Every pid handed out
 between two readings lies in the interval between them, taken around the wrap, unless the sequence
 came all the way round meanwhile. It cannot have without at least (``pid_max`` − the reserved low
-pids − the pids in use) / 2 forks (a pid in use is skipped), and the kernel counts forks (``processes`` in ``/proc/stat``,
-threads included): with fewer than that (and a margin for forks in flight as it is read), the
-interval holds every process born since. Anything unexpected (another pid namespace's ``/proc``, a
+pids − the pids in use) / 2 forks (a pid in use is skipped), and the kernel counts forks
+(``processes`` in ``/proc/stat``, threads included): with fewer than that (and a margin for forks
+in flight as it is read), the interval holds every process born since. Anything unexpected (another pid namespace's ``/proc``, a
 file that cannot be read, too many forks) answers None.
 
 What it does not see: a fork that fails after its pid was handed out moves the sequence without
@@ -51,9 +51,13 @@ def _pid_max() -> int | None:
 
 
 def _read(path: str) -> bytes:
+    """A /proc file whole (``/proc/stat`` passes 64 KiB on machines with many CPUs and interrupts)."""
     fd = os.open(path, os.O_RDONLY)
     try:
-        return os.read(fd, 1 << 16)
+        parts = [os.read(fd, 1 << 16)]
+        while parts[-1]:
+            parts.append(os.read(fd, 1 << 16))
+        return b"".join(parts)
     finally:
         os.close(fd)
 

@@ -46,6 +46,7 @@ from pathlib import Path
 
 from overnight import git, secrets, threads, untrusted
 from overnight.agents import Agent, Context, brief
+from overnight.agents.known import Known
 from overnight.bookkeeping import Bookkeeping, Rebase
 from overnight.errors import AgentError, AgentUnavailable, GitError, OvernightError
 from overnight.executors import Executor
@@ -89,7 +90,7 @@ class Worker:
         self._sweep: threads.Task | None = None  # removing the last notes folder (an rmdir can take ms)
         # the night's progress as the controller sees it (its limits), for the brief; None: not known
         self.progress: Callable[[int], brief.Progress] | None = None
-        self._known = brief.Known()  # the brief's entries made for earlier proposals (brief.gather)
+        self._known: Known[brief.Entry] = Known()  # the brief's entries made for earlier proposals (brief.gather)
 
     def open(self, commit: str) -> None:
         self.worktree.create(commit)
