@@ -84,15 +84,23 @@ TOOLS = {"overnight": _overnight, "labloop": _labloop("none"), "labloop (default
 CPU: dict[str, list[float]] = {}  # tool → CPU seconds of each of its runs, its processes and theirs
 
 
+def _env() -> dict[str, str]:
+    """The tools' environment. They run in the task's folder, where a relative PYTHONPATH names nothing (and
+    `python -m overnight` would run the installed overnight, not the checkout's): it is made absolute."""
+    env = {**os.environ, "OVERNIGHT_PLAIN": "1"}
+    if env.get("PYTHONPATH"):
+        env["PYTHONPATH"] = os.pathsep.join(os.path.abspath(p) for p in env["PYTHONPATH"].split(os.pathsep) if p)
+    return env
+
+
 def _wall(tool: str, template: Path, scratch: Path, experiments: int) -> float:
     repo = scratch / f"{tool.split()[0]}-{experiments}-{time.monotonic_ns()}"
     shutil.copytree(template, repo)
+    env = _env()
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     for command in TOOLS[tool](repo, experiments):
-        proc = subprocess.run(
-            command, cwd=repo, capture_output=True, text=True, env={**os.environ, "OVERNIGHT_PLAIN": "1"}
-        )
+        proc = subprocess.run(command, cwd=repo, capture_output=True, text=True, env=env)
         if proc.returncode != 0:
             raise SystemExit(f"{tool} failed ({proc.returncode}):\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
     wall = time.perf_counter() - started
@@ -105,7 +113,10 @@ def _wall(tool: str, template: Path, scratch: Path, experiments: int) -> float:
 def main() -> None:
     args = arguments(__doc__, experiments=50, rounds=5, against="")
     if args.against:
-        TOOLS["overnight at " + args.against] = _other(args.against)
+        TOOLS["overnight at " + args.against] = _other(os.path.abspath(args.against))
+    measured = subprocess.run([sys.executable, "-c", "import overnight; print(overnight.__file__)"],
+                              capture_output=True, text=True, cwd=tempfile.gettempdir(), env=_env(), check=False)  # fmt: skip
+    print(f"overnight measured: {measured.stdout.strip() or measured.stderr.strip()}", flush=True)
     if not (shutil.which("labloop") or (Path(sys.executable).parent / "labloop").exists()):
         raise SystemExit("labloop is not installed: pip install -e '.[bench]' (or pip install labloop)")
     if not shutil.which("bwrap"):

@@ -20,7 +20,7 @@ from overnight.agents.brief import Entry, Facts, Progress
 from overnight.agents.prompt import brief as brief_text
 from overnight.agents.prompt import history_text
 from overnight.config import parse_config
-from overnight.records import Experiment, Status
+from overnight.records import Experiment, Note, Status
 from overnight.run.ledger import Ledger
 from overnight.run.paths import paths_for
 
@@ -227,3 +227,37 @@ def test_the_text_brief_stays_within_its_budget_with_everything_in_it(tmp_path: 
     assert "10 more experiments after this one (--max-experiments 20)" in text
     assert "- #301 (worker 1, claude): try a bigger batch" in text
     assert "- #299 discard" in text
+
+
+def test_entries_kept_from_earlier_briefs_are_those_made_anew() -> None:
+    # Known gives back an entry only when what it was made from is the same: the facts of a growing
+    # history, a re-measured best and a noise that moves are those gather makes without it.
+    from dataclasses import replace
+
+    from overnight.agents import brief
+    from overnight.agents.known import Known
+    from overnight.bookkeeping import Judged
+
+    config = parse_config({"task": {"run": "true", "editable": ["t.py"]}, "metric": {"name": "loss", "goal": "min"}})
+    base = Experiment(id=0, status=Status.BASELINE, commit="c0", metric=5.0, runs=1, metrics={"loss": 5.0, "mem": 10.0})
+    history: list[Experiment] = [base]
+    samples: dict[tuple[int, int], list[float]] = {(0, 0): [5.0]}
+    known: Known[Entry] = Known()
+    for i in range(1, 30):
+        best = next(e for e in reversed(history) if e.status in (Status.KEEP, Status.BASELINE))
+        status = Status.KEEP if i % 7 == 0 else Status.CRASH if i % 5 == 0 else Status.DISCARD
+        judged = Judged(id=best.id, estimate=best.metric, runs=best.runs) if status is Status.DISCARD else None
+        exp = Experiment(id=i, status=status, commit=f"c{i}", parent=best.commit, metric=5.0 - i / 10, runs=1,
+                         metrics={"loss": 5.0 - i / 10, "mem": 10.0 + i}, hypothesis=f"idea {i}")  # fmt: skip
+        if judged is not None:
+            exp = replace(exp, bookkeeping=replace(exp.bookkeeping, judged_against=judged))
+        history.append(exp)
+        samples[(i, 0)] = [exp.metric or 0.0]
+        if i % 4 == 0:  # the best measured again: a new record of it, and the noise moves
+            again = history.index(best)
+            history[again] = replace(best, runs=best.runs + 1)
+            samples[(best.id, best.runs)] = [(best.metric or 0.0) + 0.01 * i, best.metric or 0.0]
+        notes = [Note(experiment=1, worker=0, agent="x", text="a note")]
+        fresh = brief.gather(config=config, history=history, samples=samples, notes=notes)
+        kept = brief.gather(config=config, history=history, samples=samples, notes=notes, known=known)
+        assert kept == fresh

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -370,3 +371,72 @@ def test_the_tree_is_watched_with_or_without_a_cgroup(tmp_path: Path, monkeypatc
     script.write_text(FORKED_WORKERS)
     copied = run_command(f"{PY} {script} 150 write", cwd=tmp_path, log_path=tmp_path / "l", timeout_s=20, memory_mb=300)
     assert copied.over_memory and copied.exit_code is None, copied
+
+
+LEAVE_CGROUP = """
+import os, sys, time
+if os.fork():
+    while not os.path.exists(sys.argv[1]):  # it is out: end, leaving it behind
+        time.sleep(0.01)
+    sys.exit(0)
+os.setsid()
+if os.fork():
+    os._exit(0)
+own = open("/proc/self/cgroup").read().split("0::", 1)[1].strip()
+mount = next(line.split()[4] for line in open("/proc/self/mountinfo") if " - cgroup2 " in line)
+with open(os.path.join(mount + os.path.dirname(own), "cgroup.procs"), "w") as procs:  # out of its cgroup
+    procs.write(str(os.getpid()))
+open(sys.argv[1] + ".tmp", "w").write(str(os.getpid()))
+os.rename(sys.argv[1] + ".tmp", sys.argv[1])
+time.sleep(600)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="cgroups and /proc are Linux's")
+def test_a_process_that_moves_out_of_its_cgroup_is_found_by_its_token(tmp_path: Path) -> None:
+    # Only processes born since the command started are read for its token (overnight.process.births):
+    # one that left its cgroup, its group and its session is still among them.
+    from overnight.process.cgroup import Cgroup
+
+    probe = Cgroup.create("probe-" + os.urandom(4).hex())
+    if probe is None:
+        pytest.skip("this machine gives overnight no cgroup (not root, no delegated subtree)")
+    probe.close()
+    mark = tmp_path / "left.pid"
+    result = run_command([sys.executable, "-c", LEAVE_CGROUP, str(mark)], cwd=tmp_path, log_path=tmp_path / "l",
+                         timeout_s=60)  # fmt: skip
+    assert result.exit_code == 0 and mark.exists(), result
+    left = int(mark.read_text())
+    try:
+        assert _wait_dead(left, 30), "the process that left its cgroup outlived the run"
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(left, 9)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc is Linux's")
+def test_births_name_every_process_started_since_or_cannot_tell(monkeypatch) -> None:
+    from overnight.process import births
+    from overnight.process.tree import TOKEN_VAR, _token_holders
+
+    since = births.Births.since()
+    if since is None:
+        pytest.skip("/proc here is not this process's pid namespace's")
+    env = {**os.environ, TOKEN_VAR: "births-probe"}
+    procs = [subprocess.Popen(["sleep", "60"], env=env, start_new_session=True) for _ in range(3)]
+    try:
+        deadline = time.monotonic() + 60
+        while len(_token_holders("births-probe")) < 3 and time.monotonic() < deadline:  # until each has exec'd
+            time.sleep(0.01)
+        born = since.born()
+        assert born is not None and {p.pid for p in procs} <= set(born)
+        assert sorted(p.pid for p in _token_holders("births-probe", births=since)) == sorted(p.pid for p in procs)
+        # Too many forks since (the pid sequence may have come round): it cannot tell, and every process is read.
+        real = births._counters
+        monkeypatch.setattr(births, "_counters", lambda: (lambda c: (c[0] + since.pid_max, c[1], c[2]))(real()))
+        assert since.born() is None
+        assert len(_token_holders("births-probe", births=since)) == 3
+    finally:
+        for proc in procs:
+            proc.kill()
+            proc.wait()

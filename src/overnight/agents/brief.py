@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from overnight import secrets, views
+from overnight.agents.known import Known
 from overnight.config import Config
 from overnight.errors import GitError
 from overnight.judge import guards
@@ -199,13 +200,15 @@ def gather(
     best: Experiment | None = None,
     progress: Progress | None = None,
     notes_path: Path | None = None,
+    known: Known[Entry] | None = None,
 ) -> Facts:
     """The facts for the next proposal.
 
-    ``history`` is the finished experiments in the order they finished; ``samples`` every
-    measured value by (experiment, round); ``logs`` the run's log folder (for the tails of
-    the failed ones among the RECENT latest) and ``root`` the repository (for the diffs of
-    the latest keeps and experiments); either may be None to leave those out. Holdout values are never read: the agents must not see them.
+    ``history`` is the finished experiments in the order they finished; ``samples`` every measured value by
+    (experiment, round); ``logs`` the run's log folder (for the tails of the failed ones among the RECENT
+    latest) and ``root`` the repository (for the diffs of the latest keeps and experiments); either may be
+    None to leave those out. Holdout values are never read: the agents must not see them. ``known`` holds
+    the entries of the run's earlier calls: one made from the same inputs is not made again.
     """
     noise = Noise.pooled(samples.values())
     level = best.metric if best is not None and best.metric is not None else None
@@ -220,13 +223,17 @@ def gather(
     keeps = [e.id for e in history if e.status is Status.KEEP][-DIFFS_OF_KEEPS:]
     recent = [e.id for e in history if e.commit and e.commit != e.parent][-DIFFS_OF_RECENT:]
     latest = {e.id for e in history[-RECENT:]}  # only their log tails are read: older ones are not shown
-    entries = [
-        _entry(
-            exp, by_commit, by_id, noise.sd, written.get(exp.id, ()), config.metric.goal_enum, config.metric.name,
-            logs=logs if exp.id in latest else None, root=root if exp.id in keeps or exp.id in recent else None,
-        )
-        for exp in history
-    ]  # fmt: skip
+    goal, metric, known = config.metric.goal_enum, config.metric.name, Known() if known is None else known
+    entries = []
+    for exp in history:
+        judged = exp.bookkeeping.judged_against
+        inputs = (exp, by_commit.get(exp.parent), by_id.get(judged.id) if judged is not None else None, noise.sd,
+                  tuple(written.get(exp.id, ())), exp.id in latest, exp.id in keeps or exp.id in recent)  # fmt: skip
+        if (entry := known.get(inputs)) is None:
+            entry = _entry(exp, by_commit, by_id, noise.sd, inputs[4], goal, metric,
+                           logs=logs if inputs[5] else None, root=root if inputs[6] else None)  # fmt: skip
+            known.put(inputs, entry)
+        entries.append(entry)
     return Facts(
         metric=config.metric.name,
         rule=rule(config, noise, pooled_runs, level),

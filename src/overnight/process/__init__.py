@@ -36,6 +36,7 @@ from pathlib import Path
 
 from overnight import secrets
 from overnight.process import load, userns
+from overnight.process.births import Births
 from overnight.process.cgroup import KIND as CGROUP
 from overnight.process.cgroup import Cgroup
 from overnight.process.logsink import Sink, open_log
@@ -99,6 +100,7 @@ def run_command(
         stdin = files.enter_context(open(stdin_path, "rb")) if stdin_path else subprocess.DEVNULL
         started = time.monotonic()
         machine_before, ours_before = load.machine_busy(), os.times()
+        births = Births.since()  # before the command's first process: its token holders are born after
         proc = subprocess.Popen(
             argv,
             shell=isinstance(argv, str),
@@ -114,7 +116,7 @@ def run_command(
         if out is not None:
             assert proc.stderr is not None
             sinks.append(Sink(proc.stderr, log, cap, redact, OUTPUT_TAIL_BYTES))
-        tree = Tree(proc.pid, token, group)
+        tree = Tree(proc.pid, token, group, births)
         exit_code, timed_out, interrupted, over_memory, maxrss = _wait(
             proc, tree, started, timeout_s, stop, grace_s, memory_mb
         )

@@ -36,6 +36,7 @@ KIND = "cgroup"
 # sh: join the cgroup named by $1, then become the command; 125 when it cannot join (see ``wrap``).
 _JOIN = 'echo 0 > "$1" || exit 125; shift; exec "$@"'
 _refused = False  # a cgroup could not be made once: do not try again for every command
+_checked: Path | None = None  # the cgroup a command's cgroup was made under and joinable (not read again)
 
 
 @functools.cache
@@ -71,11 +72,11 @@ class Cgroup:
     @classmethod
     def create(cls, name: str) -> Cgroup | None:
         """A new cgroup under this process's own, or None where that is not allowed (see the module docstring)."""
-        global _refused
+        global _refused, _checked
         if _refused:
             return None
-        parent = _own()
-        if parent is None or not (parent / "cgroup.procs").exists():
+        parent = _checked or _own()
+        if parent is None or (parent != _checked and not (parent / "cgroup.procs").exists()):
             _refused = True
             return None
         path = parent / f"overnight-{name}"
@@ -83,15 +84,25 @@ class Cgroup:
             path.mkdir()
         except FileExistsError:
             pass
-        except OSError:  # read-only, not ours: the machine does not delegate cgroups to us
-            _refused = True
+        except OSError as err:
+            if parent == _checked and isinstance(err, FileNotFoundError):
+                _checked = None  # this process was moved and its old cgroup removed: look again
+                return cls.create(name)
+            _refused = True  # read-only, not ours: the machine does not delegate cgroups to us
             return None
-        if not os.access(path / "cgroup.procs", os.W_OK):
-            with contextlib.suppress(OSError):
-                path.rmdir()
-            _refused = True
-            return None
+        if parent != _checked:
+            if not os.access(path / "cgroup.procs", os.W_OK):
+                with contextlib.suppress(OSError):
+                    path.rmdir()
+                _refused = True
+                return None
+            _checked = parent  # a cgroup was made and can be joined here: the next ones need no look
         return cls(path)
+
+    @property
+    def removed(self) -> bool:
+        """Whether :meth:`close` removed it (then it holds no process, and none can join it)."""
+        return self._removed
 
     def wrap(self, argv: Sequence[str]) -> list[str]:
         """``argv`` started so that it is in this cgroup before it runs."""

@@ -4,7 +4,8 @@ The contract: a :class:`Tree` follows one command that overnight.process.run_com
 started. Its members are found by the command's cgroup when it has one
 (overnight.process.cgroup), else by process group and by walking the tree while it runs,
 and always by a token placed in their environment (``TOKEN_VAR``), which catches processes
-that called setsid() or double-forked out of the group. :func:`kill_token_holders` ends
+that called setsid() or double-forked out of the group (only the processes born since the
+command started are read for it, where overnight.process.births can tell which). :func:`kill_token_holders` ends
 what the commands of a controller that died left behind, by their tokens' common prefix.
 The memory figures are bytes; overnight.process says what they mean.
 """
@@ -21,6 +22,7 @@ import time
 
 import psutil
 
+from overnight.process.births import Births
 from overnight.process.cgroup import Cgroup, close_left
 
 log = logging.getLogger(__name__)
@@ -32,10 +34,11 @@ SAMPLE_EVERY_S = 0.25  # how often run_command samples a running tree (Tree shar
 class Tree:
     """Tracks the process tree of one command: its members, its memory, its end."""
 
-    def __init__(self, pid: int, token: str, group: Cgroup | None = None) -> None:
+    def __init__(self, pid: int, token: str, group: Cgroup | None = None, births: Births | None = None) -> None:
         self.pid = pid
         self.token = token
         self.group = group  # the command's cgroup, when it has one: every member, however detached
+        self.births = births  # the pid sequence before the command started: its token holders were born since
         self.peak_rss = 0  # bytes: the largest sum of the members' peak resident sets seen
         self.held = 0  # bytes: the members' total proportional set size at the last sample(held=True)
         self.seen: dict[int, psutil.Process] = {}
@@ -47,7 +50,9 @@ class Tree:
         ``fresh=False`` (the samples) that look is shared by the commands running at once, so a
         controller watching N commands reads /proc once per sample period, not N times.
         """
-        if self.group is not None:
+        if self.group is not None and self.group.removed:  # emptied and removed once the command ended
+            pids = []
+        elif self.group is not None:
             pids = [self.pid, *(pid for pid in self.group.pids() if pid != self.pid)]
         else:
             pids = _descendants(self.pid, SAMPLE_EVERY_S / 2 if not fresh else 0.0)
@@ -77,8 +82,9 @@ class Tree:
     def _alive(self) -> list[psutil.Process]:
         """Every live process of this command's tree we can find."""
         found: dict[int, psutil.Process] = {}
-        grouped = [] if self.group is None else [_process(pid) for pid in self.group.pids()]
-        for p in [*self._members(), *self.seen.values(), *_token_holders(self.token), *filter(None, grouped)]:
+        grouped = [] if self.group is None or self.group.removed else [_process(pid) for pid in self.group.pids()]
+        holders = _token_holders(self.token, births=self.births)
+        for p in [*self._members(), *self.seen.values(), *holders, *filter(None, grouped)]:
             try:
                 if p.is_running() and p.status() != psutil.STATUS_ZOMBIE:
                     found[p.pid] = p
@@ -187,33 +193,48 @@ def _send(p: psutil.Process, sig: int) -> None:
         p.send_signal(sig)
 
 
-def _token_holders(token: str, exact: bool = True) -> list[psutil.Process]:
+def _token_holders(token: str, exact: bool = True, births: Births | None = None) -> list[psutil.Process]:
     """Processes whose environment carries ``token`` (or a token starting with it).
 
-    These are a command's descendants, even those that left its process group.
+    These are a command's descendants, even those that left its process group. With ``births`` (taken
+    before the command started) only the processes born since are read: the others cannot be its.
     """
     needle = f"{TOKEN_VAR}={token}".encode() + (b"\0" if exact else b"")
     me = os.getpid()
-    holders = []
+    holders: dict[int, psutil.Process] = {}
     if sys.platform.startswith("linux"):
+        young = births.born() if births is not None else None
+        pids = young if young is not None else [int(name) for name in os.listdir("/proc") if name.isdigit()]
         # Reading /proc directly is several times faster than psutil.Process.environ() for a full scan.
-        for name in os.listdir("/proc"):
-            if not name.isdigit() or int(name) == me:
+        for pid in pids:
+            if pid == me:
                 continue
             try:
-                if needle in _read_all(f"/proc/{name}/environ"):
-                    holders.append(psutil.Process(int(name)))
+                if needle in _read_all(f"/proc/{pid}/environ"):
+                    # a pid tried from an interval can be a thread's: its process is the holder
+                    leader = _tgid(pid) if young is not None else pid
+                    holders[leader] = psutil.Process(leader)
             except (OSError, psutil.Error):
                 continue
-        return holders
+        return list(holders.values())
     for p in psutil.process_iter():
         try:
             value = p.environ().get(TOKEN_VAR, "")
             if p.pid != me and (value == token or (not exact and value.startswith(token))):
-                holders.append(p)
+                holders[p.pid] = p
         except psutil.Error:
             continue
-    return holders
+    return list(holders.values())
+
+
+def _tgid(pid: int) -> int:
+    """The process a thread id belongs to (its own id for a process's main thread)."""
+    try:
+        status = _read_all(f"/proc/{pid}/status")
+        at = status.index(b"\nTgid:") + 6
+        return int(status[at : status.index(b"\n", at)])
+    except (OSError, ValueError):
+        return pid
 
 
 def _read_all(path: str) -> bytes:

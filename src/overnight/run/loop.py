@@ -1,7 +1,8 @@
 """One worker's loop. Each experiment, in order:
 
 1. begin: record the experiment as running (its id is taken now, so ids never skip)
-2. check out: put the worktree at the current best
+2. check out: put the worktree at the current best (the agent's brief is gathered just before,
+   while the worktree's reset from the last experiment finishes)
 3. ask: the agent edits the worktree and gives a one-line hypothesis
 4. inspect the change: nothing changed → no_change; too large, or outside the editable
    files → rejected; the same change as one already tried on the same best → duplicate
@@ -45,6 +46,7 @@ from pathlib import Path
 
 from overnight import git, secrets, threads, untrusted
 from overnight.agents import Agent, Context, brief
+from overnight.agents.known import Known
 from overnight.bookkeeping import Bookkeeping, Rebase
 from overnight.errors import AgentError, AgentUnavailable, GitError, OvernightError
 from overnight.executors import Executor
@@ -88,6 +90,7 @@ class Worker:
         self._sweep: threads.Task | None = None  # removing the last notes folder (an rmdir can take ms)
         # the night's progress as the controller sees it (its limits), for the brief; None: not known
         self.progress: Callable[[int], brief.Progress] | None = None
+        self._known: Known[brief.Entry] = Known()  # the brief's entries made for earlier proposals (brief.gather)
 
     def open(self, commit: str) -> None:
         self.worktree.create(commit)
@@ -106,8 +109,11 @@ class Worker:
         assert best is not None, "the baseline comes first"
         exp = self._begin(best.commit)  # 1
         try:
+            # The brief is gathered first: the worktree's reset to the best (started when the last
+            # experiment ended) finishes meanwhile, and step 2 waits less for it.
+            context = self._context(exp)
             self._check_out(best)  # 2
-            exp = self._ask(exp)  # 3
+            exp = self._ask(exp, context)  # 3
             exp, change = self._inspect(exp)  # 4
             committing = self._commit(exp, change)  # 5
             exp = self._measure(exp, committing)  # 6
@@ -166,10 +172,10 @@ class Worker:
         """2. Put the worktree exactly at the best: no local changes, no untracked files."""
         self.worktree.checkout(best.commit)
 
-    def _ask(self, exp: Experiment) -> Experiment:
-        """3. The agent proposes: it edits the worktree and says what it tried; recorded, and in flight."""
+    def _ask(self, exp: Experiment, context: Context) -> Experiment:
+        """3. The agent proposes (told ``context``): it edits the worktree and says what it tried; recorded, and in
+        flight."""
         assert self.agent is not None
-        context = self._context(exp)
         try:
             proposal = self.agent.propose(context)
         except AgentError as err:
@@ -324,6 +330,7 @@ class Worker:
             best=best,
             progress=self.progress(exp.id) if self.progress else None,
             notes_path=notes_path,
+            known=self._known,
         )
         return Context(
             experiment_id=exp.id,
