@@ -19,9 +19,10 @@ task asks Ray for GPUs, the GPUs Ray gave the task win: they are this node's.
 **The watchdog.** The commands of a measurement run in their own sessions, so they would
 outlive the Ray worker that started them (a dead raylet takes its workers along; Ray then
 retries the measurement elsewhere, and the first copy would keep its GPU all night). A small
-process started for each measurement holds a pipe from the worker and watches the raylet:
-when the pipe closes without a word (the worker died, or was cancelled by force) or the
-raylet is gone, it kills every process carrying the measurement's token
+process, one per Ray worker process and kept from one measurement to the next, holds a pipe
+from the worker and watches the raylet; the worker tells it each measurement's token as it
+starts and ends. When the pipe closes (the worker ended, died or was cancelled by force) or
+the raylet is gone, it kills every process carrying the token of a measurement not ended
 (:func:`overnight.process.tree.kill_token_holders`), cgroups included.
 """
 
@@ -87,7 +88,7 @@ def measure_here(code: Code, job: Job, sent_env: dict[str, str], gpus_from_ray: 
         finally:
             log_path.unlink(missing_ok=True)
     finally:
-        _release(watchdog)
+        _release(watchdog, job.token)
     if _gone(raylet):
         # The node died under the measurement (its watchdog ended the commands): what they left is no
         # result. This worker goes too, as Ray's own would, so that the measurement is retried elsewhere.
@@ -214,8 +215,8 @@ def _state_file(folder: Path) -> Path:
 # -- the watchdog --------------------------------------------------------------------------
 
 _WATCHDOG = """\
-import os, select, sys, time
-prefix, raylet = sys.argv[1], int(sys.argv[2])
+import os, select, sys
+raylet = int(sys.argv[1])
 import psutil
 def gone(pid):  # as _gone below (a zombie is gone: nothing may reap it); overnight is imported only to kill
     try:
@@ -224,17 +225,32 @@ def gone(pid):  # as _gone below (a zombie is gone: nothing may reap it); overni
         return True
     except psutil.Error:
         return False
+watched, pending = set(), b""
 while True:
     ready, _, _ = select.select([0], [], [], 1.0)
     if ready:
-        if os.read(0, 16) == b"done":
-            sys.exit(0)
-        break  # the pipe closed without a word: the Ray worker died
+        chunk = os.read(0, 4096)
+        if not chunk:
+            break  # the pipe closed: the Ray worker is gone (it ended, died or was cancelled by force)
+        *lines, pending = (pending + chunk).split(b"\\n")
+        for line in lines:
+            word, _, prefix = line.decode().partition(" ")
+            if word == "watch":
+                watched.add(prefix)
+            elif word == "done":
+                watched.discard(prefix)
+        continue
     if raylet > 1 and gone(raylet):
         break
-from overnight.process.tree import kill_token_holders
-kill_token_holders(prefix)
+if watched:
+    from overnight.process.tree import kill_token_holders
+    for prefix in watched:
+        kill_token_holders(prefix)
 """
+# The watchdog of this Ray worker process: started with its first measurement, kept for the next ones (a
+# Python interpreter started per measurement cost the node ~40 ms of CPU each). A Ray worker runs one task at a
+# time, but the watchdog keeps a set of the measurements it watches, as the protocol costs nothing more.
+_dog: subprocess.Popen[bytes] | None = None
 
 
 def _gone(pid: int) -> bool:
@@ -248,28 +264,32 @@ def _gone(pid: int) -> bool:
 
 
 def _watch(token: str, raylet: int) -> subprocess.Popen[bytes] | None:
-    """Start the watchdog of a measurement whose commands carry tokens starting with ``token``."""
+    """Have this worker's watchdog watch a measurement whose commands carry tokens starting with ``token``."""
+    global _dog
     if not token:
         return None
-    env = {k: v for k, v in os.environ.items() if k != "OVERNIGHT_PROCESS_TOKEN"}
-    env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)  # overnight, as this worker imports it
-    return subprocess.Popen(
-        [sys.executable, "-c", _WATCHDOG, f"{token}:", str(raylet)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env=env,
-        start_new_session=True,  # not in the worker's group: it must outlive the worker
-    )
+    if _dog is None or _dog.poll() is not None:
+        env = {k: v for k, v in os.environ.items() if k != "OVERNIGHT_PROCESS_TOKEN"}
+        env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)  # overnight, as this worker imports it
+        _dog = subprocess.Popen(
+            [sys.executable, "-c", _WATCHDOG, str(raylet)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env=env,
+            start_new_session=True,  # not in the worker's group: it must outlive the worker
+        )
+    assert _dog.stdin is not None
+    _dog.stdin.write(f"watch {token}:\n".encode())
+    _dog.stdin.flush()
+    return _dog
 
 
-def _release(watchdog: subprocess.Popen[bytes] | None) -> None:
-    """The measurement ended here: the watchdog leaves without killing anything."""
+def _release(watchdog: subprocess.Popen[bytes] | None, token: str) -> None:
+    """The measurement ended here: the watchdog stops watching it, without killing anything."""
     if watchdog is None:
         return
-    with contextlib.suppress(OSError, ValueError):  # it may have gone already (and the pipe with it)
+    with contextlib.suppress(OSError, ValueError):  # it may have gone (and the pipe with it): the next one starts anew
         assert watchdog.stdin is not None
-        watchdog.stdin.write(b"done")
-        watchdog.stdin.close()
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        watchdog.wait(timeout=10)
+        watchdog.stdin.write(f"done {token}:\n".encode())
+        watchdog.stdin.flush()
