@@ -6,10 +6,12 @@ the watchdog that kills a measurement's commands when the worker running them di
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -89,6 +91,21 @@ def _ends(proc: subprocess.Popen[bytes]) -> bool:
     return True
 
 
+@pytest.fixture(autouse=True)
+def _fresh_watchdog() -> Iterator[None]:
+    """Each test starts as a new Ray worker would: with no watchdog of its own yet."""
+    node._dog = None
+    yield
+    if node._dog is not None:
+        if node._dog.poll() is None:
+            node._dog.kill()
+            node._dog.wait()
+        if node._dog.stdin is not None:
+            with contextlib.suppress(OSError):
+                node._dog.stdin.close()
+    node._dog = None
+
+
 def test_the_watchdog_kills_the_commands_when_the_raylet_dies_and_only_then() -> None:
     raylet = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
     command, bystander = _sleeper("run1:7:run:0"), _sleeper("run1:70:run:0")
@@ -98,7 +115,7 @@ def test_the_watchdog_kills_the_commands_when_the_raylet_dies_and_only_then() ->
         raylet.kill()  # left a zombie (nothing here reaps it yet): that is gone too
         assert _ends(command)  # the measurement's command is killed
         assert _ends(watchdog)
-        node._release(watchdog)  # as the worker does after the measurement: closes the pipe
+        node._release(watchdog, "run1:7")  # as the worker does after the measurement: the pipe is gone, no error
         assert bystander.poll() is None  # experiment 70's is not (tokens are matched up to the colon)
     finally:
         for proc in (raylet, command, bystander):
@@ -112,15 +129,34 @@ def test_the_watchdog_kills_the_commands_when_the_worker_dies_and_leaves_them_wh
     try:
         watchdog = node._watch("run2:1", raylet.pid)
         assert watchdog is not None
-        node._release(watchdog)  # the measurement ended normally
-        assert watchdog.returncode == 0 and command.poll() is None
-        watchdog = node._watch("run2:1", raylet.pid)
-        assert watchdog is not None and watchdog.stdin is not None
-        watchdog.stdin.close()  # the pipe closes without a word: the worker died
+        node._release(watchdog, "run2:1")  # the measurement ended normally
+        time.sleep(1.5)  # the watchdog has read it and looked at the raylet once
+        assert watchdog.poll() is None and command.poll() is None  # it stays for the worker's next measurement
+        assert node._watch("run2:1", raylet.pid) is watchdog  # measured again: no interpreter started anew
+        assert watchdog.stdin is not None
+        watchdog.stdin.close()  # the pipe closes mid-measurement: the worker died
         assert _ends(command) and _ends(watchdog)
         assert psutil.pid_exists(raylet.pid)
-        node._release(watchdog)
+        node._release(watchdog, "run2:1")
     finally:
         for proc in (raylet, command):
+            proc.kill()
+            proc.wait()
+
+
+def test_one_watchdog_serves_a_workers_measurements_and_kills_only_those_not_ended() -> None:
+    ended, running = _sleeper("run3:1:run:0"), _sleeper("run3:2:run:0")
+    try:
+        dog = node._watch("run3:1", 0)
+        node._release(dog, "run3:1")
+        assert node._watch("run3:2", 0) is dog
+        assert dog is not None and dog.stdin is not None
+        time.sleep(1.5)  # the watchdog has read both lines
+        assert ended.poll() is None and running.poll() is None
+        dog.stdin.close()  # the Ray worker died during measurement 2
+        assert _ends(dog) and _ends(running)  # killed: its measurement never ended
+        assert ended.poll() is None  # an ended measurement's process is not the watchdog's to kill
+    finally:
+        for proc in (ended, running):
             proc.kill()
             proc.wait()

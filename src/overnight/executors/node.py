@@ -269,6 +269,9 @@ def _watch(token: str, raylet: int) -> subprocess.Popen[bytes] | None:
     if not token:
         return None
     if _dog is None or _dog.poll() is not None:
+        if _dog is not None and _dog.stdin is not None:
+            with contextlib.suppress(OSError):  # the pipe of a watchdog that ended (a raylet it saw go)
+                _dog.stdin.close()
         env = {k: v for k, v in os.environ.items() if k != "OVERNIGHT_PROCESS_TOKEN"}
         env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)  # overnight, as this worker imports it
         _dog = subprocess.Popen(
