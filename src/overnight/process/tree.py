@@ -22,7 +22,7 @@ import time
 
 import psutil
 
-from overnight.process.births import Births
+from overnight.process.births import Births, read_all
 from overnight.process.cgroup import Cgroup, close_left
 
 log = logging.getLogger(__name__)
@@ -210,7 +210,7 @@ def _token_holders(token: str, exact: bool = True, births: Births | None = None)
             if pid == me:
                 continue
             try:
-                if needle in _read_all(f"/proc/{pid}/environ"):
+                if needle in read_all(f"/proc/{pid}/environ"):
                     # a pid tried from an interval can be a thread's: its process is the holder
                     leader = _tgid(pid) if young is not None else pid
                     holders[leader] = psutil.Process(leader)
@@ -230,23 +230,11 @@ def _token_holders(token: str, exact: bool = True, births: Births | None = None)
 def _tgid(pid: int) -> int:
     """The process a thread id belongs to (its own id for a process's main thread)."""
     try:
-        status = _read_all(f"/proc/{pid}/status")
+        status = read_all(f"/proc/{pid}/status")
         at = status.index(b"\nTgid:") + 6
         return int(status[at : status.index(b"\n", at)])
     except (OSError, ValueError):
         return pid
-
-
-def _read_all(path: str) -> bytes:
-    """A small file's bytes, with two system calls fewer than open() (this runs for every process, twice a run)."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        parts = [os.read(fd, 1 << 16)]
-        while len(parts[-1]) == 1 << 16:
-            parts.append(os.read(fd, 1 << 16))
-        return b"".join(parts)
-    finally:
-        os.close(fd)
 
 
 def kill_token_holders(prefix: str) -> int:
