@@ -122,6 +122,16 @@ def task_config(timeout: float = 10, extra_task: str = "", extra_metric: str = "
     return CONFIG.format(python=sys.executable, timeout=timeout, extra_task=extra_task, extra_metric=extra_metric)
 
 
+def tune_task(repo: Repo, script: str, extra: str = "") -> str:
+    """``repo`` made a task for the tune agent: ``script`` as train.py (it prints ``score: X``), 5 s budget,
+    ``extra`` TOML after the [agent] section; committed. Returns the commit."""
+    repo.write("train.py", script)
+    repo.write("overnight.toml", f'[task]\nrun = "{sys.executable} train.py"\neditable = ["train.py"]\nbudget_s = 5\n'
+               f'[metric]\nname = "score"\n[agent]\nkind = "tune"\n{extra}')  # fmt: skip
+    repo.write("program.md", "Make score small.\n")
+    return repo.commit("a task for the tune agent")
+
+
 @pytest.fixture
 def task(repo: Repo) -> Repo:
     """A committed task: train.py (editable), a protected helper, overnight.toml, program.md."""

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from conftest import AGENT, Repo
+from conftest import AGENT, Repo, tune_task
 from dashboard_support import STATUSES, build_lm_run, in_progress, open_page, running
 from overnight import views
 from overnight.views.dashboard import DashboardServer
@@ -177,16 +177,10 @@ print("score:", (X - 3) ** 2 + 1 + 0.1 * (int(os.environ["OVERNIGHT_SEED"]) % 3)
 
 
 def test_the_chart_draws_each_estimates_interval_as_the_report_does(browser_page: Any, repo: Repo, cli) -> None:
-    import sys
-
     from overnight.views import report
     from overnight.views.dashboard.server import experiment_rows
 
-    repo.write("train.py", SEEDED)
-    repo.write("overnight.toml", f'[task]\nrun = "{sys.executable} train.py"\neditable = ["train.py"]\nbudget_s = 5\n'
-               '[metric]\nname = "score"\n[agent]\nkind = "tune"\n')  # fmt: skip
-    repo.write("program.md", "Make score small.\n")
-    repo.commit("a seeded task")
+    tune_task(repo, SEEDED)
     assert cli("run", repo.path, "--tag", "t", "--max-experiments", "3").code == 0
     view = views.load_view(repo.path, "t")
     rows = experiment_rows(view)

@@ -130,9 +130,8 @@ def test_the_watchdog_kills_the_commands_when_the_worker_dies_and_leaves_them_wh
         watchdog = node._watch("run2:1", raylet.pid)
         assert watchdog is not None
         node._release(watchdog, "run2:1")  # the measurement ended normally
-        # Time for a watchdog that wrongly left on "done" (as the one per measurement did) to be seen gone; on a busy
-        # machine it may not be, and the test passes without proving it: it cannot fail for want of time.
-        time.sleep(1.5)
+        # A watchdog that left on "done" (as the one per measurement did) fails below, whatever the timing: it
+        # is not the one given back, or the next measurement's "watch" goes to a process already leaving.
         assert watchdog.poll() is None and command.poll() is None  # it stays for the worker's next measurement
         assert node._watch("run2:1", raylet.pid) is watchdog  # measured again: no interpreter started anew
         assert watchdog.stdin is not None
@@ -153,9 +152,7 @@ def test_one_watchdog_serves_a_workers_measurements_and_kills_only_those_not_end
         node._release(dog, "run3:1")
         assert node._watch("run3:2", 0) is dog
         assert dog is not None and dog.stdin is not None
-        # Time for a watchdog that wrongly killed on "done" to have done so (it cannot fail for want of time: the
-        # lines and the pipe's end reach the watchdog in order whatever the machine's load)
-        time.sleep(1.5)
+        # The lines and the pipe's end reach the watchdog in order, so what it kills below does not depend on time.
         assert ended.poll() is None and running.poll() is None
         dog.stdin.close()  # the Ray worker died during measurement 2
         assert _ends(dog) and _ends(running)  # killed: its measurement never ended

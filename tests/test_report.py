@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -11,7 +10,7 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from conftest import AGENT, Repo, git
+from conftest import AGENT, Repo, git, tune_task
 from overnight.git import Branch
 from overnight.records import Experiment, Goal, Status
 from overnight.run.ledger import Ledger
@@ -290,11 +289,7 @@ def test_the_plot_shows_intervals_and_a_tune_run_each_constant_against_the_metri
     from overnight import views
     from overnight.views import report
 
-    repo.write("train.py", NOISY)
-    repo.write("overnight.toml", f'[task]\nrun = "{sys.executable} train.py"\neditable = ["train.py"]\nbudget_s = 5\n'
-               '[metric]\nname = "score"\n[agent]\nkind = "tune"\n')  # fmt: skip
-    repo.write("program.md", "Make score small.\n")
-    repo.commit("a noisy task")
+    tune_task(repo, NOISY)
     assert cli("run", repo.path, "--tag", "t", "--max-experiments", "3").code == 0
     result = cli("report", repo.path)
     assert result.code == 0, result.err
@@ -327,11 +322,7 @@ def test_the_constants_plot_ticks_an_int_constant_at_whole_values_and_few_enough
     from overnight import views
     from overnight.views import report
 
-    repo.write("train.py", INTS)
-    repo.write("overnight.toml", f'[task]\nrun = "{sys.executable} train.py"\neditable = ["train.py"]\nbudget_s = 5\n'
-               '[metric]\nname = "score"\n[agent]\nkind = "tune"\n[agent.tune]\nranges = { N = [6, 14] }\n')  # fmt: skip
-    repo.write("program.md", "Make score small.\n")
-    repo.commit("a task with an int constant")
+    tune_task(repo, INTS, "[agent.tune]\nranges = { N = [6, 14] }\n")
     assert cli("run", repo.path, "--tag", "i", "--max-experiments", "4").code == 0
     assert cli("report", repo.path).code == 0
     view = views.load_view(repo.path, "i")
