@@ -13,6 +13,7 @@ import json
 import os
 import re
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,7 @@ from conftest import AGENT, Repo, overnight_process
 from overnight import secrets, untrusted
 from overnight.agents import jsonbrief
 from overnight.process import userns
+from overnight.records import Experiment, Status
 from overnight.run.ledger import Ledger
 from overnight.run.paths import paths_for
 
@@ -195,6 +197,37 @@ def test_the_json_brief_keeps_its_budget_and_says_what_it_left_out() -> None:
     assert {0, 7, 1999} <= set(ids) and ids == sorted(ids) and fitted["history"][-1]["id"] == 1999
     assert fitted["left_out"]["experiments"]["count"] == 2000 - len(ids)
     assert fitted["notes"][-1]["experiment"] == 4999 and fitted["left_out"]["notes"] > 0
+
+
+def test_a_brief_joined_from_pieces_is_the_json_of_the_same_data_in_and_past_its_budget() -> None:
+    # The run writes the brief from pieces encoded once each; it must be, byte for byte, the JSON that
+    # encoding the whole would give, and choose within the budget exactly as for plain data.
+    experiments = [
+        {"id": i, "status": "keep" if i % 7 == 0 else "discard", "hypothesis": f"try {i} \u00e9\u2028",
+         "log_tail": "t" * (i * 37 % 900), "diff": "d" * (i * 53 % 700), "notes": ["n" * (i % 50)]}
+        for i in range(300)
+    ]  # fmt: skip
+    history = [{"id": e["id"], "status": e["status"], "reason": "r" * (e["id"] % 300)} for e in experiments]
+    notes = [{"experiment": i % 300, "worker": 0, "agent": "a", "text": "n" * (i % 400)} for i in range(400)]
+    plain = {"experiment_id": 300, "program": "p", "history": history, "experiments": experiments,
+             "notes": notes, "running": [], "notes_path": "x"}  # fmt: skip
+    pieces = {**plain, **{k: [jsonbrief.Piece.of(v) for v in plain[k]] for k in ("history", "experiments", "notes")}}
+    whole = json.dumps({**plain, "untrusted": jsonbrief.UNTRUSTED})
+    assert jsonbrief.text(pieces, limit=len(whole) + 2) == jsonbrief.text(plain, limit=len(whole) + 2) == whole
+    for limit in (len(whole) // 2, 20_000, 2_000):
+        fitted = jsonbrief.text(pieces, limit)
+        assert fitted == jsonbrief.text(plain, limit) == json.dumps(jsonbrief.bounded(plain, limit))
+        data = json.loads(fitted)
+        assert data["left_out"]["experiments"]["count"] > 0 and data["experiments"][-1]["id"] == 299
+        assert limit < 20_000 or len(fitted) <= limit
+
+
+def test_a_record_is_encoded_once_and_a_changed_one_anew() -> None:
+    exp = Experiment(id=3, status=Status.DISCARD, parent="a" * 40, hypothesis="h", reason="worse")
+    assert jsonbrief.history_piece(exp) is jsonbrief.history_piece(exp)
+    kept = replace(exp, status=Status.KEEP)  # the state replaces a record that changes: a new object
+    assert json.loads(jsonbrief.history_piece(kept).text)["status"] == "keep"
+    assert json.loads(jsonbrief.history_piece(exp).text)["status"] == "discard"
 
 
 def test_only_the_latest_briefs_stay_on_disk(task: Repo, plan, cli) -> None:

@@ -159,6 +159,10 @@ class Note:
     at: str = ""  # ISO time it was recorded
     id: int = 0  # its order in the notebook (given by the ledger)
 
+    def data(self) -> dict[str, Any]:
+        """The note as agents' JSON briefs give it."""
+        return {"experiment": self.experiment, "worker": self.worker, "agent": self.agent, "text": self.text}
+
 
 @dataclass(frozen=True)
 class RunResult:

@@ -67,7 +67,9 @@ class Context:
         return self.config.metric.goal_enum
 
     def brief(self) -> dict[str, Any]:
-        """The context as JSON-ready data (what command agents read from OVERNIGHT_BRIEF)."""
+        """The context as command agents read it from OVERNIGHT_BRIEF, to be encoded by :func:`jsonbrief.text`:
+        JSON-ready data whose long lists (history, experiments, notes) hold :class:`jsonbrief.Piece` s, each
+        encoded once in the night."""
         data: dict[str, Any] = {
             "experiment_id": self.experiment_id,
             "program": self.program,
@@ -78,24 +80,12 @@ class Context:
             "task_dir": str(self.task_dir),
             "editable": list(self.editable),
             "budget_s": self.config.task.budget_s,
-            "history": [
-                {
-                    "id": e.id,
-                    "status": e.status.value,
-                    "metric": e.metric,
-                    "hypothesis": e.hypothesis,
-                    "reason": e.reason,
-                    "commit": e.commit,
-                    "parent": e.parent,
-                    "agent": e.agent,
-                }
-                for e in self.history
-            ],
+            "history": [jsonbrief.history_piece(e) for e in self.history],
             "running": [{"id": e.id, "hypothesis": e.hypothesis, "agent": e.agent} for e in self.running],
             "notes_path": str(self.notes_path) if self.notes_path else "",
         }
         if self.facts is not None:  # the same facts the text brief gives chat models and coding CLIs
-            data.update(self.facts.data())
+            data.update(jsonbrief.facts(self.facts))
         return data
 
     def write_brief(self) -> Path:

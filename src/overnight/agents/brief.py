@@ -19,10 +19,11 @@ How the text fits a budget (the least useful parts go first) is ``agents/prompt.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import threading
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -136,18 +137,19 @@ class Facts:
     notes_path: str = ""  # where this agent may append notes (one per line)
     noise: dict[str, Any] = field(default_factory=dict)  # the noise the rule was stated with
 
-    def data(self) -> dict[str, Any]:
-        """The facts as JSON-ready data (command agents read them from OVERNIGHT_BRIEF)."""
+    def data(
+        self, experiment: Callable[[Entry], Any] = Entry.data, note: Callable[[Note], Any] = Note.data
+    ) -> dict[str, Any]:
+        """The facts as JSON-ready data (command agents read them from OVERNIGHT_BRIEF); ``experiment`` and
+        ``note`` give each entry's and note's element (overnight.agents.jsonbrief gives them encoded once)."""
         return {
             "rule": self.rule,
             "noise": self.noise,
             "guards": list(self.guards),
             "progress": None if self.progress is None else self.progress.data(),
-            "experiments": [e.data() for e in self.entries],
+            "experiments": [experiment(e) for e in self.entries],
             "running": [{"id": i, "hypothesis": h, "agent": a, "worker": w} for i, h, a, w in self.running],
-            "notes": [
-                {"experiment": n.experiment, "worker": n.worker, "agent": n.agent, "text": n.text} for n in self.notes
-            ],
+            "notes": [note(n) for n in self.notes],
             "notes_path": self.notes_path,
         }
 
@@ -328,10 +330,8 @@ def _entry(
         tail = secrets.current().redact(found["text"]) if found["exists"] else ""
     diff = ""
     if root is not None and exp.commit and exp.parent and exp.commit != exp.parent:
-        try:
+        with contextlib.suppress(GitError):  # no diff shown, rather than no brief
             diff = _cut_lines(_diff(root, exp.parent, exp.commit), DIFF_LINES)
-        except GitError:
-            diff = ""
     return Entry(
         id=exp.id,
         status=exp.status.value,
