@@ -229,6 +229,30 @@ def test_the_text_brief_stays_within_its_budget_with_everything_in_it(tmp_path: 
     assert "- #299 discard" in text
 
 
+def test_an_entry_whose_verdict_the_moving_noise_leaves_alone_is_not_made_again() -> None:
+    # The noise moves with almost every repeated run; an entry depends on it only through its verdict.
+    from dataclasses import replace
+
+    from overnight.agents import brief
+    from overnight.agents.known import Known
+    from overnight.bookkeeping import Judged
+
+    config = parse_config({"task": {"run": "true", "editable": ["t.py"]}, "metric": {"name": "loss", "goal": "min"}})
+    base = Experiment(id=0, status=Status.BASELINE, commit="c0", metric=5.1, runs=2)
+    history = [base]
+    for i, metric in enumerate([9.0, 5.3, 1.0], start=1):  # far worse, a little worse, far better
+        exp = Experiment(id=i, status=Status.DISCARD, commit=f"c{i}", parent="c0", metric=metric, runs=1)
+        judged = Judged(id=0, estimate=5.1, runs=2)
+        history.append(replace(exp, bookkeeping=replace(exp.bookkeeping, judged_against=judged)))
+    known: Known[Entry] = Known()
+    wide = brief.gather(config=config, history=history, samples={(0, 0): [5.0, 5.2]}, known=known)
+    narrow = brief.gather(config=config, history=history, samples={(0, 0): [5.05, 5.15]}, known=known)
+    assert [e.verdict for e in wide.entries[1:]] == ["worse", "within the noise", "better, but not proven"]
+    assert [e.verdict for e in narrow.entries[1:]] == ["worse", "worse", "better, but not proven"]
+    assert narrow.entries[1] is wide.entries[1] and narrow.entries[3] is wide.entries[3]  # kept as they were
+    assert narrow == brief.gather(config=config, history=history, samples={(0, 0): [5.05, 5.15]})  # as made anew
+
+
 def test_entries_kept_from_earlier_briefs_are_those_made_anew() -> None:
     # Known gives back an entry only when what it was made from is the same: the facts of a growing
     # history, a re-measured best and a noise that moves are those gather makes without it.

@@ -7,15 +7,18 @@ The tests look at what was measured, in which order, and what was recorded, not 
 
 from __future__ import annotations
 
+import os
 import re
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 import pytest
 
 from conftest import Repo
-from overnight.executors import Executor, Job, Measurement
+from overnight.executors import Executor, Job, Measurement, integrity
 from overnight.judge.measure import Measurer
 from overnight.judge.rule import SCREEN, Action, Decision
 from overnight.records import DISTURBED, Experiment, RunResult, Status, now_iso
@@ -225,3 +228,24 @@ def test_a_first_run_far_off_is_taken_again_before_a_discard_and_set_aside(night
     aside = exp.bookkeeping.set_aside
     assert [a.seed for a in aside] == [0] and "far worse" in aside[0].why
     assert night.run.state.values(exp.id) == [9.0, 9.1, 9.05]
+
+
+# -- the protected files' fingerprints -------------------------------------------------------------------
+
+
+def test_a_protected_file_rewritten_to_the_same_size_and_modification_time_is_still_caught(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Digests are kept while a file's inode is unchanged; here even a file changed a moment ago counts as
+    # settled, so the second fingerprint below is the kept one, and the third must see the change anyway.
+    monkeypatch.setattr(integrity, "SETTLED_NS", 0)
+    data = tmp_path / "labels.csv"
+    data.write_text("1,2,3\n")
+    first = integrity.fingerprint(tmp_path, ["labels.csv"])
+    assert integrity.fingerprint(tmp_path, ["labels.csv"]) == first
+    time.sleep(0.05)  # past a tick of the coarse clock the kernel stamps inodes with
+    before = os.stat(data)
+    data.write_text("9,2,3\n")  # what a run that fakes its data does: same size,
+    os.utime(data, ns=(before.st_atime_ns, before.st_mtime_ns))  # and the same modification time
+    assert (os.stat(data).st_size, os.stat(data).st_mtime_ns) == (before.st_size, before.st_mtime_ns)
+    assert integrity.changed(first, integrity.fingerprint(tmp_path, ["labels.csv"])) == ["labels.csv"]

@@ -20,6 +20,7 @@ How the text fits a budget (the least useful parts go first) is ``agents/prompt.
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import threading
 from collections import OrderedDict
@@ -29,11 +30,10 @@ from pathlib import Path
 from typing import Any
 
 from overnight import secrets, views
+from overnight.agents.keeprule import guard_lines, rule
 from overnight.agents.known import Known
 from overnight.config import Config
 from overnight.errors import GitError
-from overnight.judge import guards
-from overnight.judge import rule as judge
 from overnight.judge.noise import Noise
 from overnight.records import MEASURED, ON_BRANCH, Experiment, Goal, Note, Status
 
@@ -226,12 +226,13 @@ def gather(
     recent = [e.id for e in history if e.commit and e.commit != e.parent][-DIFFS_OF_RECENT:]
     latest = {e.id for e in history[-RECENT:]}  # only their log tails are read: older ones are not shown
     goal, metric, known = config.metric.goal_enum, config.metric.name, Known() if known is None else known
+    still = functools.partial(_verdict_holds, goal)
     entries = []
     for exp in history:
         judged = exp.bookkeeping.judged_against
         inputs = (exp, by_commit.get(exp.parent), by_id.get(judged.id) if judged is not None else None, noise.sd,
                   tuple(written.get(exp.id, ())), exp.id in latest, exp.id in keeps or exp.id in recent)  # fmt: skip
-        if (entry := known.get(inputs)) is None:
+        if (entry := known.get(inputs, still)) is None:
             entry = _entry(exp, by_commit, by_id, noise.sd, inputs[4], goal, metric,
                            logs=logs if inputs[5] else None, root=root if inputs[6] else None)  # fmt: skip
             known.put(inputs, entry)
@@ -247,55 +248,6 @@ def gather(
         notes_path=str(notes_path) if notes_path else "",
         noise={"sd": noise.sd, "runs": pooled_runs, "relative": noise.relative},
     )
-
-
-def rule(config: Config, noise: Noise, runs: int, best: float | None) -> str:
-    """The keep rule in one line, with the noise it is applied with."""
-    section = config.metric
-    rules = config.judge
-    direction = "lower" if section.goal_enum.value == "min" else "higher"
-    if rules.rel_delta:
-        margin = f"{100 * rules.rel_delta:g}% of the best" + (
-            f" ({judge.threshold(rules, best):.4g})" if best is not None else ""
-        )
-    else:
-        margin = f"{rules.min_delta:g}" if rules.min_delta else ""
-    once = "never on a single run; " if rules.confirm else ""
-    by = f" by more than {margin}" if margin else ""
-    text = (
-        f"Keep rule: a change is kept only when its {section.name} ({direction} is better) beats the best's{by} "
-        f"with {100 * rules.confidence:g}% confidence ({once}a candidate is screened on 1 run and may take up "
-        f"to {rules.max_repeats} runs). "
-    )
-    if rules.seed:
-        text += (
-            f"The harness sets {rules.seed} to each run's seed (run n of every commit gets seed n): a change of its "
-            "value changes nothing. "
-        )
-    sd = noise.sd
-    if sd is None:
-        return text + "The run-to-run noise is not known yet (no experiment has been measured twice)."
-    if sd == 0 and rules.exact:
-        return (
-            text + f"The metric is exact (declared so; {runs} runs measured more than once): every difference is real."
-        )
-    if sd == 0:
-        return text + (
-            f"Every run of a commit has given the same value ({runs} runs measured more than once): the seed does "
-            "not reach the script, so the run-to-run noise is unknown. A difference may be a re-roll of the random "
-            "stream, not a real gain: changing the seed, the order of random draws or the number of draws is no "
-            "improvement."
-        )
-    scale = " (it scales with the metric's level)" if noise.relative else ""
-    return text + (
-        f"Run-to-run noise: standard deviation {sd:.3g}{scale}, pooled from {runs} runs. A difference of one run "
-        f"smaller than about {2 * sd:.3g} is noise, not evidence: 'discard' means 'not proven better', not 'worse'."
-    )
-
-
-def guard_lines(config: Config, best: Experiment | None) -> tuple[str, ...]:
-    """The guards on secondary metrics, one line each with today's limit (see ``[metric] guards``)."""
-    return tuple(guards.describe(config.metric.guards, best.metrics if best is not None else None))
 
 
 def _entry(
@@ -352,6 +304,14 @@ def _entry(
         diff=diff,
         notes=tuple(notes),
     )
+
+
+def _verdict_holds(goal: Goal, entry: Entry, inputs: tuple[Any, ...]) -> bool:
+    """Whether ``entry``'s verdict is the same under the noise of ``inputs`` (its experiment, ..., the sd)."""
+    if entry.delta is None or entry.metric is None or entry.reference is None:
+        return True  # not measured against a best: no verdict
+    gain = goal.improvement(entry.metric, entry.reference)
+    return _verdict(inputs[0], gain, entry.gain_ci, inputs[3], entry.reference_runs) == entry.verdict
 
 
 def _verdict(exp: Experiment, gain: float, ci: tuple[float, float] | None, sd: float | None, ref_runs: int) -> str:

@@ -7,16 +7,25 @@ fingerprints them again. A run that changed any of them, to fake its metric or b
 accident, is rejected and its metric discarded. Protected files no commit holds (data
 ``[task] setup`` made) are also compared with how the worktree's first setup left them,
 which catches an agent, or an earlier run, that changed them between runs.
+
+The content of a file is read again only when its inode changed since it was last read (see
+:func:`_digest`): a run's protected files are fingerprinted twice per measurement, and they are
+the task's data and harness, often large, rarely changed.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import stat
+import time
 from collections.abc import Iterable
 from pathlib import Path
 
 BIG = 64 << 20  # larger files are compared by size and modification time, not content
+SETTLED_NS = 2_000_000_000  # a file whose inode changed less than this ago is read again (see _digest)
+_KEPT = 100_000  # digests kept, at most
+_digests: dict[tuple[int, int], tuple[tuple[int, int, int, int], str]] = {}  # (dev, inode) → (its stat, digest)
 
 
 def fingerprint(root: Path, paths: Iterable[str]) -> dict[str, str]:
@@ -25,19 +34,43 @@ def fingerprint(root: Path, paths: Iterable[str]) -> dict[str, str]:
     for rel in paths:
         path = root / rel
         try:
-            if path.is_symlink():
+            found = os.lstat(path)
+            if stat.S_ISLNK(found.st_mode):
                 prints[rel] = "link:" + os.readlink(path)
                 continue
-            stat = path.stat()
-            if stat.st_size > BIG:
-                prints[rel] = f"size:{stat.st_size}:mtime:{stat.st_mtime_ns}"
+            found = os.stat(path)
+            if found.st_size > BIG:
+                prints[rel] = f"size:{found.st_size}:mtime:{found.st_mtime_ns}"
                 continue
-            prints[rel] = hashlib.sha256(path.read_bytes()).hexdigest()
+            prints[rel] = _digest(path, found)
         except FileNotFoundError:
             prints[rel] = "missing"
         except OSError as exc:  # unreadable now: that is a change too
             prints[rel] = f"unreadable:{exc.errno}"
     return prints
+
+
+def _digest(path: Path, found: os.stat_result) -> str:
+    """The SHA-256 of the file at ``path``, whose stat is ``found``; kept for its inode while the inode is unchanged.
+
+    Any change of a file's content or mode sets its inode's change time (ctime) to the kernel's clock,
+    and nothing but that clock can set it: not utime(2) (which sets ctime too), not a root of a user
+    namespace. So a file whose ctime, size, mtime and mode are what they were when it was read holds
+    what it held then, provided the read came after its last change: when its ctime was under
+    SETTLED_NS old at the read (a write in the same tick of a coarse clock could leave ctime as it
+    was), the digest is not kept, as git re-reads its "racily clean" files.
+    """
+    key = (found.st_size, found.st_mtime_ns, found.st_ctime_ns, found.st_mode)
+    ident = (found.st_dev, found.st_ino)
+    known = _digests.get(ident)
+    if known is not None and known[0] == key:
+        return known[1]
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    if time.time_ns() - found.st_ctime_ns > SETTLED_NS:
+        if len(_digests) >= _KEPT:
+            _digests.clear()
+        _digests[ident] = (key, digest)
+    return digest
 
 
 def changed(before: dict[str, str], after: dict[str, str]) -> list[str]:
