@@ -9,7 +9,9 @@ repository so the tree stays clean).
 
 Per-experiment time = (wall time of baseline + N+1 experiments − wall time of
 baseline + 1 experiment) / N, each tool started as real command lines, so interpreter
-start-up and one-off set-up cancel out. labloop runs twice: unsandboxed
+start-up and one-off set-up cancel out. ``--at K`` measures experiments K+2 to K+N+1
+instead (late in a night: (wall of K+N+1 − wall of K+1) / N), where what a tool does per
+experiment over its whole history shows. labloop runs twice: unsandboxed
 (`--sandbox none`) and in its default mode (`--sandbox auto`, which confines the
 proposer with bubblewrap when bwrap is installed). Rounds alternate the order of the
 tools, and medians are reported, because a shared machine's noise is larger than the
@@ -18,6 +20,7 @@ differences we measure; ratios are computed within the same rounds.
     pip install -e '.[bench]'      # labloop from PyPI
     python benchmarks/overhead.py  # --experiments 50 --rounds 5
     python benchmarks/overhead.py --against ../main/src  # and overnight from another checkout, same rounds
+    python benchmarks/overhead.py --at 500 --experiments 100 --rounds 3  # late in a night
 
 The CPU column is the CPU time of each tool's processes and all they started (the commands
 included), per experiment, computed the same way: on a machine that other programs keep busy,
@@ -111,7 +114,7 @@ def _wall(tool: str, template: Path, scratch: Path, experiments: int) -> float:
 
 
 def main() -> None:
-    args = arguments(__doc__, experiments=50, rounds=5, against="")
+    args = arguments(__doc__, experiments=50, rounds=5, against="", at=0)
     if args.against:
         TOOLS["overnight at " + args.against] = _other(os.path.abspath(args.against))
     measured = subprocess.run([sys.executable, "-c", "import overnight; print(overnight.__file__)"],
@@ -129,8 +132,8 @@ def main() -> None:
         for round_ in range(args.rounds):
             order = list(TOOLS) if round_ % 2 == 0 else list(reversed(TOOLS))
             for tool in order:
-                one = _wall(tool, template, scratch, 1)
-                many = _wall(tool, template, scratch, args.experiments + 1)
+                one = _wall(tool, template, scratch, args.at + 1)
+                many = _wall(tool, template, scratch, args.at + args.experiments + 1)
                 per_experiment[tool].append((many - one) / args.experiments)
                 cpu_many, cpu_one = CPU[tool][-1], CPU[tool][-2]
                 CPU[tool].append((cpu_many - cpu_one) / args.experiments)
@@ -141,7 +144,8 @@ def main() -> None:
     ours = per_experiment["overnight"]
     print()
     print(f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}, load {os.getloadavg()[0]:.2f}")
-    print(f"experiments per run: {args.experiments} after a baseline, rounds: {args.rounds} (medians)")
+    print(f"experiments measured: {args.at + 2} to {args.at + args.experiments + 1} after a baseline, "
+          f"rounds: {args.rounds} (medians)")  # fmt: skip
     print("| tool | harness time per experiment | overnight's time / this tool's (median of rounds) "
           "| CPU per experiment, all its processes |")  # fmt: skip
     print("|---|---|---|---|")
@@ -152,6 +156,8 @@ def main() -> None:
               f"(rounds: {', '.join(f'{r:.2f}' for r in ratios)}) | {1000 * statistics.median(cpu):.1f} ms |")  # fmt: skip
     median = statistics.median(ours)
     labloop = statistics.median(a / b for a, b in zip(ours, per_experiment["labloop"], strict=True))
+    if args.at:  # the targets are for the start of a night
+        return
     print(f"target ≤ 25 ms per experiment: {'met' if median <= 0.025 else 'NOT met'} ({1000 * median:.1f} ms)")
     print(f"target ≤ 0.8× labloop's (unsandboxed) time: {'met' if labloop <= 0.8 else 'NOT met'} ({labloop:.2f}×)")
 
