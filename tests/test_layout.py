@@ -19,7 +19,6 @@ PACKAGE = SRC / "overnight"
 # Modules over 400 lines that hold one concept each, and why they stay whole. A module that passes
 # 400 lines and is not here is asking to be split along a concept (not into x.py and xing.py).
 LONG = {
-    "overnight.config": "the configuration's schema: one dataclass per section of overnight.toml and its checks",
     "overnight.run.loop": "Worker, the loop of one worker: the nine steps of an experiment, one method each",
     "overnight.run.state": "RunState, the one owner of a run's standing and its ledger: every event is one method",
 }

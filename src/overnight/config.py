@@ -1,9 +1,9 @@
 """overnight.toml → a frozen, validated configuration.
 
 Each table of the file is a frozen dataclass below; the dataclass *is* the schema.
-Validation is generic: a key the dataclass does not have fails and lists the valid
-ones, a value of the wrong type names the file, the key and what was expected.
-Cross-field rules live in each section's ``check`` method.
+Validation is generic (overnight.tomltable): a key the dataclass does not have fails and
+lists the valid ones, a value of the wrong type names the file, the key and what was
+expected. Cross-field rules live in each section's ``check`` method.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ import dataclasses
 import json
 import math
 import re
-import tomllib
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +22,7 @@ from overnight.errors import ConfigError
 from overnight.judge.guards import parse_all as parse_guards
 from overnight.judge.seeds import is_constant_name
 from overnight.records import Goal
+from overnight.tomltable import parse_table, read_document
 
 CONFIG_FILE = "overnight.toml"
 PROGRAM_FILE = "program.md"
@@ -301,69 +301,6 @@ def _positive(where: str, section: str, key: str, value: float) -> None:
         raise ConfigError(f"{where} [{section}] {key}: expected a positive number of seconds, got {value}")
 
 
-def _coerce(where: str, section: str, key: str, value: Any, kind: Any) -> Any:
-    """Check one value against its field type and return it in the dataclass's form."""
-    label = f"{where} [{section}] {key}"
-    if kind is str:
-        if not isinstance(value, str):
-            raise ConfigError(f"{label}: expected a string, got {value!r}")
-        return value
-    if kind is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{label}: expected a number, got {value!r}")
-        if not math.isfinite(value):  # TOML has nan and inf: either would switch a limit off silently
-            raise ConfigError(f"{label}: expected a finite number, got {value!r}")
-        return float(value)
-    if kind is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{label}: expected an integer, got {value!r}")
-        return value
-    if kind is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"{label}: expected true or false, got {value!r}")
-        return value
-    if typing.get_origin(kind) is tuple:
-        if isinstance(value, str):
-            value = [value]
-        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            raise ConfigError(f"{label}: expected a list of strings, got {value!r}")
-        return tuple(value)
-    if typing.get_origin(kind) is dict:  # NAME = [low, high]
-        if not isinstance(value, dict):
-            raise ConfigError(f"{label}: expected a table of NAME = [low, high], got {value!r}")
-        ranges = {}
-        for name, pair in value.items():
-            if (
-                not isinstance(pair, list)
-                or len(pair) != 2
-                or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in pair)
-            ):
-                raise ConfigError(f"{label}: {name} expected [low, high] numbers, got {pair!r}")
-            low, high = float(pair[0]), float(pair[1])
-            if not (math.isfinite(low) and math.isfinite(high) and low < high):
-                raise ConfigError(f"{label}: {name} expected finite numbers with low < high, got {pair!r}")
-            ranges[name] = (low, high)
-        return ranges
-    raise TypeError(f"unsupported config field type {kind!r}")  # a bug in this module, not user input
-
-
-def _section(where: str, name: str, raw: Any, cls: type) -> Any:
-    """Validate table ``name`` against dataclass ``cls``; dataclass-typed fields are sub-tables."""
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{where} [{name}]: expected a table, got {raw!r}")
-    hints = typing.get_type_hints(cls)
-    valid = [f.name for f in dataclasses.fields(cls)]
-    values = {}
-    for key, value in raw.items():
-        if key not in hints:
-            raise ConfigError(f"{where} [{name}] {key}: unknown key; valid keys are: {', '.join(valid)}")
-        if dataclasses.is_dataclass(hints[key]):
-            values[key] = _section(where, f"{name}.{key}", value, hints[key])
-        else:
-            values[key] = _coerce(where, name, key, value, hints[key])
-    return cls(**values).check(where)
-
-
 def parse_config(data: dict[str, Any], where: str = CONFIG_FILE) -> Config:
     """Validate a parsed TOML document. ``where`` names the source in messages."""
     for name in data:
@@ -372,23 +309,12 @@ def parse_config(data: dict[str, Any], where: str = CONFIG_FILE) -> Config:
     for required in ("task", "metric"):
         if required not in data:
             raise ConfigError(f"{where}: missing the [{required}] table; run `overnight init` to write a complete file")
-    return Config(**{name: _section(where, name, data.get(name, {}), cls) for name, cls in SECTIONS.items()})
+    return Config(**{name: parse_table(where, name, data.get(name, {}), cls) for name, cls in SECTIONS.items()})
 
 
 def load_config(path: Path) -> Config:
     """Read and validate an overnight.toml file."""
-    where = str(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"{where}: not found; run `overnight init {path.parent}` to create it") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{where}: cannot be read: {exc}") from None
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{where}: not valid TOML: {exc}") from None
-    return parse_config(data, where)
+    return parse_config(read_document(path, f"run `overnight init {path.parent}` to create it"), str(path))
 
 
 def load_program(task_dir: Path) -> str:
