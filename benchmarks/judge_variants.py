@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import judge as simulator
+import judge_rules
 from overnight.judge import measure, rule
 from overnight.judge.noise import Noise, mean
 from overnight.judge.rule import Action, Decision
@@ -169,7 +170,7 @@ def main() -> None:
     parser.add_argument("--screen", type=float, help="rule.SCREEN")
     parser.parse_args(namespace=ARGS)
     if ARGS.confidence is not None:
-        simulator.JUDGE["confidence"] = ARGS.confidence
+        judge_rules.JUDGE["confidence"] = ARGS.confidence
     if ARGS.follow_up_runs is not None:
         rule.FOLLOW_UP_RUNS = ARGS.follow_up_runs
     if ARGS.screen is not None:
@@ -180,8 +181,8 @@ def main() -> None:
     for case in ARGS.cases.split(","):
         for budget in ([None] if ARGS.compare != "runs" else []) + ([0] if ARGS.compare != "proposals" else []):
             spend = None if budget is None else simulator.CASES[case][2]
-            t = simulator.simulate(case, ARGS.runs, ARGS.seed, spend, {"overnight": simulator.overnight})["overnight"]
-            regressions = [k for k in simulator.EFFECT if k.startswith("regression") and t.proposed[k]]
+            t = simulator.simulate(case, ARGS.runs, ARGS.seed, spend, {"overnight": judge_rules.overnight})["overnight"]
+            regressions = [k for k in judge_rules.EFFECT if k.startswith("regression") and t.proposed[k]]
             wrong = sum(t.kept[k] for k in regressions) / max(1, sum(t.proposed[k] for k in regressions))
             wins = "2σ" if t.proposed["2σ"] else "25%"
             stalled = sum(1 for f, p in zip(t.final, t.possible, strict=True) if p > 0 and f < p / 3)

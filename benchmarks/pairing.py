@@ -33,6 +33,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import judge as bench
+import judge_rules as rules
 from _repo import arguments
 from overnight.executors import Measurement
 from overnight.judge import rule as judge
@@ -99,7 +100,7 @@ def decide(candidate: Any, best: Any, others: Any, goal: Any, rule: Any) -> Deci
     return Decision(Action.MEASURE_CANDIDATE, "paired", gain, z=z)
 
 
-class _Metered(bench.Metered):
+class _Metered(rules.Metered):
     """Counts the runs against the budget; the values come from ``task``, by commit and seed."""
 
     def __init__(self, task: Seeded, budget: int) -> None:
@@ -107,7 +108,7 @@ class _Metered(bench.Metered):
         self.task = task
 
 
-class _SeededMeasurer(bench._SimulatedMeasurer):
+class _SeededMeasurer(rules._SimulatedMeasurer):
     """The simulated Measurer, measuring by commit and seed."""
 
     def _once(self, exp: Experiment, kind: str, *, log_id: int | None = None, written: Any = None):  # type: ignore[no-untyped-def]
@@ -124,13 +125,13 @@ class _SeededMeasurer(bench._SimulatedMeasurer):
         return decision
 
 
-def night(case: str, run: int, seed: int, rho: float, preserve: float, budget: int) -> tuple[float, bench.Tally]:
+def night(case: str, run: int, seed: int, rho: float, preserve: float, budget: int) -> tuple[float, rules.Tally]:
     """One simulated night at ``budget`` runs: its final true gain (σ) and its tally."""
     stream: Iterator[str] = bench.CASES[case][0](random.Random(f"{seed}:{case}:{run}"))
     task = Seeded(random.Random(f"{seed}:{case}:{run}:task"), rho, preserve)
-    tally, drawn = bench.Tally(), []
+    tally, drawn = rules.Tally(), []
     PAIRS.ss, PAIRS.df = 0.0, 0
-    end = bench.overnight(bench._drawn(stream, drawn), _Metered(task, budget), tally, 0.0)
+    end = rules.overnight(bench._drawn(stream, drawn), _Metered(task, budget), tally, 0.0)
     tally.proposed.update(drawn)
     return -end, tally
 
@@ -139,7 +140,7 @@ def main() -> None:
     logging.disable(logging.WARNING)
     args = arguments(__doc__, runs=100, seed=0, budget=150)
     judge.decide = decide  # the Measurer calls judge.decide: both judges share everything else
-    bench._SimulatedMeasurer = _SeededMeasurer  # type: ignore[misc]
+    rules._SimulatedMeasurer = _SeededMeasurer  # type: ignore[misc]  # overnight() measures with it
     print(f"{args.runs} simulated nights per line, {args.budget} runs each (seed {args.seed})")
     print("| case | rho | preserve | judge | final true gain (σ) | no-ops kept | 2σ wins kept |")
     print("|---|---|---|---|---|---|---|")

@@ -11,9 +11,10 @@ BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 def test_the_simulator_runs_overnights_rule_at_equal_proposals_and_runs(monkeypatch):
     monkeypatch.syspath_prepend(str(BENCHMARKS))
     import judge as simulator
+    import judge_rules
 
     try:
-        rules = {"overnight": simulator.overnight}
+        rules = {"overnight": judge_rules.overnight}
         for budget in (None, 40):
             tally = simulator.simulate("typical", 3, 0, budget, rules)["overnight"]
             assert len(tally.final) == 3 and tally.runs > 0
@@ -23,8 +24,8 @@ def test_the_simulator_runs_overnights_rule_at_equal_proposals_and_runs(monkeypa
         bursts = simulator.simulate("bursts", 2, 0, None, rules)["overnight"]
         assert sum(bursts.proposed.values()) == 2 * 16
     finally:
-        sys.modules.pop("judge", None)
-        sys.modules.pop("judge_v01", None)
+        for name in ("judge", "judge_rules", "judge_v01"):
+            sys.modules.pop(name, None)
 
 
 def test_the_ceiling_holds_the_no_op_rate_and_grows_with_what_is_known_of_the_best(monkeypatch):
@@ -54,5 +55,5 @@ def test_the_winners_curse_correction_shrinks_a_gain_near_its_bar_and_leaves_a_c
         assert 0.0 <= near < 1.5
         assert 5.7 < clear <= 6.0
     finally:
-        for name in ("judge_variants", "judge", "judge_v01"):
+        for name in ("judge_variants", "judge", "judge_rules", "judge_v01"):
             sys.modules.pop(name, None)
