@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
-from conftest import AGENT, Repo, git
+from conftest import AGENT, Repo, git, tune_task
 from overnight.agents import AGENTS
 from overnight.choices import AGENT_KINDS
 
@@ -67,6 +68,25 @@ def test_printed_commands_quote_paths_with_spaces(tmp_path: Path, plan, cli) -> 
     assert result.code == 0, result.err
     assert f"resume:   overnight run '{spaced}' --tag q" in result.out
     assert f"resume:      overnight run '{spaced}' --tag q" in cli("status", spaced).out
+
+
+def test_plain_output_announces_what_runs_by_the_budget_only_where_the_script_reads_it(repo: Repo, cli) -> None:
+    # budget_s = 5: runs that read it take 5 s, and the plain output says "#N running" as each starts. A script
+    # that does not read it runs for as long as it runs (here a fraction of a second): its runs are announced
+    # only while the last one took 5 s or more, or before any finished (the baseline), as the live view on a
+    # terminal shows such runs by the time they take, not by a budget.
+    tune_task(repo, "X = 10\nprint('score:', (X - 3) ** 2 + 1)\n")
+    unread = cli("run", repo.path, "--tag", "unread", "--max-experiments", "3")
+    assert unread.code == 0, unread.err
+    assert "train.py does not read OVERNIGHT_BUDGET_S" in unread.out
+    assert re.findall(r"^#(\d+) +running ", unread.out, re.MULTILINE) == ["0"], unread.out
+    assert len(re.findall(r"^#\d+ +(?:keep|discard) ", unread.out, re.MULTILINE)) == 3, unread.out
+    repo.write("train.py", "import os\nBUDGET_S = float(os.environ['OVERNIGHT_BUDGET_S'])\nX = 10\n"
+               "print('score:', (X - 3) ** 2 + 1)\n")  # fmt: skip
+    repo.commit("the script reads its budget")
+    read = cli("run", repo.path, "--tag", "read", "--max-experiments", "3")
+    assert read.code == 0, read.err
+    assert re.findall(r"^#(\d+) +running ", read.out, re.MULTILINE) == ["0", "1", "2", "3"], read.out
 
 
 def test_a_bare_repository_is_named_as_such(tmp_path: Path, cli) -> None:

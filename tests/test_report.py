@@ -17,7 +17,7 @@ from overnight.run.ledger import Ledger
 from overnight.run.paths import paths_for
 from overnight.run.state import Event, RunState
 from overnight.views import RunView
-from overnight.views.live import LiveView, line
+from overnight.views.live import SLOW_S, LiveView, line, plain
 from overnight.views.report import markdown
 
 
@@ -224,6 +224,29 @@ def test_the_live_view_shows_the_time_taken_when_the_script_does_not_read_the_bu
     console.print(view.render())
     text = console.export_text()
     assert "run 1 · 0s" in text and "/600" not in text and "/10s" not in text
+
+
+def test_the_plain_output_announces_a_run_while_runs_that_read_no_budget_take_long(capsys) -> None:
+    watch = plain(budget_s=None)  # the script does not read its budget: the time runs took tells
+
+    def announced(event: Event, exp: Experiment) -> bool:
+        capsys.readouterr()
+        watch(event, exp)
+        return " running " in capsys.readouterr().out
+
+    assert announced(Event.PROPOSE, Experiment(id=0, status=Status.RUNNING))  # none finished yet: not known
+    assert not announced(Event.FINISH, Experiment(id=0, status=Status.BASELINE, duration_s=SLOW_S + 1))
+    assert announced(Event.PROPOSE, Experiment(id=1, status=Status.RUNNING, hypothesis="more epochs"))
+    watch(Event.FINISH, Experiment(id=1, status=Status.DISCARD, duration_s=SLOW_S - 1))
+    watch(Event.UNDO, Experiment(id=0, status=Status.KEEP, duration_s=SLOW_S + 1))  # ran long ago: not the last
+    assert not announced(Event.PROPOSE, Experiment(id=2, status=Status.RUNNING, hypothesis="fewer epochs"))
+    watch(Event.KEEP, Experiment(id=2, status=Status.KEEP, duration_s=SLOW_S))
+    assert announced(Event.PROPOSE, Experiment(id=3, status=Status.RUNNING))
+    reads = plain(budget_s=SLOW_S - 1)  # a budget the script reads: its runs take that long, whatever came before
+    capsys.readouterr()
+    reads(Event.FINISH, Experiment(id=0, status=Status.BASELINE, duration_s=SLOW_S + 1))
+    reads(Event.PROPOSE, Experiment(id=1, status=Status.RUNNING))
+    assert " running " not in capsys.readouterr().out
 
 
 def test_the_live_view_of_a_resumed_run_starts_from_what_was_recorded(repo: Repo) -> None:

@@ -226,10 +226,10 @@ def _view(task: Task, state: RunState, budget_read: bool) -> Iterator[None]:
     from overnight.views import live
 
     alert = live.unvaried_alert(state, task.config.judge)
+    config = task.config
     if sys.stdout.isatty() and not os.environ.get("OVERNIGHT_PLAIN"):
         from rich.console import Console
 
-        config = task.config
         with live.LiveView(
             Console(),
             config.metric.name,
@@ -242,7 +242,8 @@ def _view(task: Task, state: RunState, budget_read: bool) -> Iterator[None]:
             state.watch(view.watch)
             yield
     else:
-        watch = live.plain(announce=task.config.task.budget_s >= 5)  # slow experiments: say what runs
+        # what runs is announced when runs are slow: as the budget says, or the time they took where it is not read
+        watch = live.plain(config.task.budget_s if budget_read else None)
 
         def plain(event: Event, exp: Experiment) -> None:
             watch(event, exp)

@@ -51,16 +51,31 @@ def line(exp: Experiment) -> str:
     return text + (f"  [{reason}]" if exp.status not in MEASURED and reason else "")
 
 
-def plain(announce: bool) -> Callable[[Event, Experiment], None]:
-    """A watcher of the run's state printing a line per finished experiment; with ``announce``,
-    a line also when one starts (its hypothesis known)."""
+SLOW_S = 5.0  # runs this long or longer are announced in the plain output: a log then says what is running
+
+
+def plain(budget_s: float | None) -> Callable[[Event, Experiment], None]:
+    """A watcher of the run's state printing a line per finished experiment, and a line when one starts (its
+    hypothesis known) while runs are slow (SLOW_S or more), so that a log says what runs meanwhile.
+
+    ``budget_s``: the budget the script reads, which is how long its runs take; None where the script does not
+    read it (as in :class:`LiveView`): how long its runs take is then known only from the time they took, so a
+    run is announced while the last one that finished took SLOW_S or more, or before any has finished.
+    """
+    took: float | None = None  # the time the last run that finished took, once one has
 
     def watch(event: Event, exp: Experiment) -> None:
-        if event is Event.PROPOSE and announce:
-            print(
-                f"#{exp.id:<4} {'running':<11} {'':>12} {'':>3} {'':>8}  {untrusted.line(exp.hypothesis)}", flush=True
-            )
+        nonlocal took
+        if event is Event.PROPOSE:
+            slow = budget_s >= SLOW_S if budget_s is not None else took is None or took >= SLOW_S
+            if slow:
+                print(
+                    f"#{exp.id:<4} {'running':<11} {'':>12} {'':>3} {'':>8}  {untrusted.line(exp.hypothesis)}",
+                    flush=True,
+                )
         elif event in (Event.FINISH, Event.KEEP, Event.UNDO):
+            if event is not Event.UNDO and exp.duration_s is not None:  # an undone keep ran long ago
+                took = exp.duration_s
             print(line(exp), flush=True)
 
     return watch
