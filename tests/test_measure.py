@@ -249,3 +249,11 @@ def test_a_protected_file_rewritten_to_the_same_size_and_modification_time_is_st
     os.utime(data, ns=(before.st_atime_ns, before.st_mtime_ns))  # and the same modification time
     assert (os.stat(data).st_size, os.stat(data).st_mtime_ns) == (before.st_size, before.st_mtime_ns)
     assert integrity.changed(first, integrity.fingerprint(tmp_path, ["labels.csv"])) == ["labels.csv"]
+
+
+def test_a_fifo_put_in_place_of_a_protected_file_is_a_change_and_blocks_nothing(tmp_path: Path) -> None:
+    (tmp_path / "labels.csv").write_text("1,2,3\n")
+    first = integrity.fingerprint(tmp_path, ["labels.csv"])
+    (tmp_path / "labels.csv").unlink()
+    os.mkfifo(tmp_path / "labels.csv")  # no writer ever comes: a blocking read would hang the worker
+    assert integrity.changed(first, integrity.fingerprint(tmp_path, ["labels.csv"])) == ["labels.csv"]

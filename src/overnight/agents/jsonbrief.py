@@ -58,23 +58,24 @@ class Piece:
 
 
 class _Made:
-    """Pieces made from frozen records, kept by the record's identity: the run's state keeps the same
-    record object while it is unchanged, so each record is encoded once (a changed one is a new object)."""
+    """Pieces made from frozen records, one kept per record's ``id`` (its experiment's, its note's), given back
+    while the record is the very object it was made from: the run's state keeps a record's object while it
+    is unchanged, so each is encoded once, and a changed one (a new object) replaces it."""
 
-    def __init__(self, make: Callable[[Any], Piece], most: int = 100_000) -> None:
+    def __init__(self, make: Callable[[Any], Piece], most: int = 1_000_000) -> None:
         self._make, self._most = make, most
-        self._kept: dict[int, tuple[Any, Piece]] = {}
+        self._kept: dict[Any, tuple[Any, Piece]] = {}
         self._lock = threading.Lock()  # the workers brief in parallel
 
     def __call__(self, record: Any) -> Piece:
-        found = self._kept.get(id(record))
-        if found is not None and found[0] is record:  # the record is held here, so its id cannot be reused
+        found = self._kept.get(record.id)
+        if found is not None and found[0] is record:
             return found[1]
         piece = self._make(record)
         with self._lock:
-            if len(self._kept) >= self._most:
+            if len(self._kept) >= self._most:  # records of other runs in this process
                 self._kept.clear()
-            self._kept[id(record)] = (record, piece)
+            self._kept[record.id] = (record, piece)
         return piece
 
 

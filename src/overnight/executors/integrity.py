@@ -15,6 +15,7 @@ the task's data and harness, often large, rarely changed.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import stat
@@ -38,11 +39,7 @@ def fingerprint(root: Path, paths: Iterable[str]) -> dict[str, str]:
             if stat.S_ISLNK(found.st_mode):
                 prints[rel] = "link:" + os.readlink(path)
                 continue
-            found = os.stat(path)
-            if found.st_size > BIG:
-                prints[rel] = f"size:{found.st_size}:mtime:{found.st_mtime_ns}"
-                continue
-            prints[rel] = _digest(path, found)
+            prints[rel] = _digest(path)
         except FileNotFoundError:
             prints[rel] = "missing"
         except OSError as exc:  # unreadable now: that is a change too
@@ -50,26 +47,43 @@ def fingerprint(root: Path, paths: Iterable[str]) -> dict[str, str]:
     return prints
 
 
-def _digest(path: Path, found: os.stat_result) -> str:
-    """The SHA-256 of the file at ``path``, whose stat is ``found``; kept for its inode while the inode is unchanged.
+def _digest(path: Path) -> str:
+    """The SHA-256 of the file at ``path`` (its size and mtime past BIG); kept for its inode while the inode is
+    unchanged.
 
     Any change of a file's content or mode sets its inode's change time (ctime) to the kernel's clock,
     and nothing but that clock can set it: not utime(2) (which sets ctime too), not a root of a user
     namespace. So a file whose ctime, size, mtime and mode are what they were when it was read holds
     what it held then, provided the read came after its last change: when its ctime was under
     SETTLED_NS old at the read (a write in the same tick of a coarse clock could leave ctime as it
-    was), the digest is not kept, as git re-reads its "racily clean" files.
+    was), the digest is not kept, as git re-reads its "racily clean" files. A file read is read through
+    the descriptor it was checked on, so what is kept is that inode's.
     """
-    key = (found.st_size, found.st_mtime_ns, found.st_ctime_ns, found.st_mode)
-    ident = (found.st_dev, found.st_ino)
-    known = _digests.get(ident)
-    if known is not None and known[0] == key:
+    found = os.stat(path)
+    if stat.S_ISREG(found.st_mode) and found.st_size > BIG:
+        return f"size:{found.st_size}:mtime:{found.st_mtime_ns}"
+    known = _digests.get((found.st_dev, found.st_ino))
+    if known is not None and known[0] == (found.st_size, found.st_mtime_ns, found.st_ctime_ns, found.st_mode):
         return known[1]
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    # Not blocking on a FIFO an agent put in a file's place, nor following a link put there since the lstat.
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        found = os.fstat(fd)
+        if stat.S_ISDIR(found.st_mode):
+            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(path))
+        if not stat.S_ISREG(found.st_mode):
+            return f"not a file:{stat.S_IFMT(found.st_mode):o}"
+        if found.st_size > BIG:  # replaced since the stat above
+            return f"size:{found.st_size}:mtime:{found.st_mtime_ns}"
+        with open(fd, "rb", closefd=False) as fh:
+            digest = hashlib.sha256(fh.read()).hexdigest()
+    finally:
+        os.close(fd)
     if time.time_ns() - found.st_ctime_ns > SETTLED_NS:
         if len(_digests) >= _KEPT:
             _digests.clear()
-        _digests[ident] = (key, digest)
+        key = (found.st_size, found.st_mtime_ns, found.st_ctime_ns, found.st_mode)
+        _digests[(found.st_dev, found.st_ino)] = (key, digest)
     return digest
 
 
