@@ -20,7 +20,6 @@ PACKAGE = SRC / "overnight"
 # 400 lines and is not here is asking to be split along a concept (not into x.py and xing.py).
 LONG = {
     "overnight.run.loop": "Worker, the loop of one worker: the nine steps of an experiment, one method each",
-    "overnight.run.state": "RunState, the one owner of a run's standing and its ledger: every event is one method",
 }
 MOST_LINES = 400
 

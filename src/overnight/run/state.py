@@ -5,8 +5,9 @@ write-through cache (the shape of optuna's cached storage): every event of a run
 one call, which writes the ledger in one transaction and then memory, under one lock.
 While the run goes on nothing else writes experiments or measurements (opening a run,
 overnight.run.start, mends the ledger before; `overnight verify` records its own measurements
-after, each under the run's lock), so the two cannot disagree; readers
-get immutable values (experiments are frozen, collections are copied).
+after, each under the run's lock), so the two cannot disagree. The memory, and the queries
+that read it, are its base :class:`~overnight.run.standing.Standing` (overnight.run.standing):
+readers get immutable values (experiments are frozen, collections are copied).
 
 The events, in the order an experiment meets them::
 
@@ -25,23 +26,24 @@ The events, in the order an experiment meets them::
     note      its agent left notes in the run's lab notebook (any time after propose)
 
 The run's state is handed to the controller, its workers and their measurers once, at
-construction. Thread-safety: every method may be called from any worker thread.
+construction. Thread-safety: every method may be called from any worker thread; each takes
+the one lock of the standing, and watchers are called under it.
 """
 
 from __future__ import annotations
 
 import enum
-import threading
 from collections.abc import Callable, Iterable
 from dataclasses import replace
 
 from overnight.bookkeeping import SetAside, Undone
 from overnight.errors import OvernightError, RunStateError
 from overnight.git import Branch
-from overnight.judge.noise import Gain, Noise, mean
-from overnight.records import DISTURBED, MEASURED, ON_BRANCH, Experiment, Measured, Note, Status, Usage, chain, now_iso
+from overnight.judge.noise import Gain, mean
+from overnight.records import DISTURBED, ON_BRANCH, Experiment, Measured, Note, Status, now_iso
 from overnight.run import faults
 from overnight.run.ledger import Ledger
+from overnight.run.standing import Standing
 
 
 class Event(enum.StrEnum):
@@ -75,52 +77,16 @@ class BestMoved(Exception):
         self.best = best
 
 
-class RunState:
+class RunState(Standing):
     """The one owner of a run's state; see the module docstring."""
 
     def __init__(self, ledger: Ledger, branch: Branch) -> None:
         self._ledger = ledger
         self._branch = branch
-        self._lock = threading.RLock()
         self._watchers: list[Watcher] = []
-        self._experiments: dict[int, Experiment] = {}  # every experiment of the run, the latest version
-        self._finished: list[int] = []  # finished experiments, in the order they finished
-        self._baseline: int | None = None
-        self._best: int | None = None
-        self._samples: dict[tuple[int, int], list[float]] = {}  # (experiment, round) → measured values
-        self._measured: dict[tuple[int, int], list[Measured]] = {}  # (experiment, round) → its measurements
-        self._seeds: dict[tuple[int, int], int] = {}  # (experiment, round) → the next free seed
-        self._tried: dict[tuple[str, str], int] = {}  # (parent, change key) → the last finished experiment with it
-        self._contention: list[float] = []  # other programs' share of the machine, per measurement, latest last
-        # (best, its runs) → the screen z of each candidate screened out against that estimate (not recorded:
-        # a resumed run starts these anew)
-        self._screened: dict[tuple[int, int], list[float | None]] = {}
         self._branch_seen: tuple[object, ...] | None = None  # the branch's stamp when last found in place
-        self._notes: list[Note] = []  # the lab notebook, oldest first
-        self._load()
+        super().__init__(ledger)  # the standing, read from the ledger
         self._ledger.written_elsewhere()  # from here on, only this run writes its ledger
-
-    def _load(self) -> None:
-        self._notes = self._ledger.notes()
-        for m in self._ledger.measurements():
-            key = (m.experiment, m.round)
-            self._measured.setdefault(key, []).append(m)
-            if m.value is not None and m.kind != DISTURBED:
-                self._samples.setdefault(key, []).append(m.value)
-            if m.contention is not None:
-                self._contention.append(m.contention)
-            # failed measurements used their seeds too: a resumed run must not measure on them again
-            self._seeds[key] = max(self._seeds.get(key, 0), m.seed + 1)
-        for exp in self._ledger.experiments():
-            if exp.status in MEASURED and exp.metric is not None and not self._values(exp.id, exp.round):
-                self._samples[(exp.id, exp.round)] = [exp.metric]  # recorded before measurements were kept one by one
-            self._experiments[exp.id] = exp
-            if exp.status is not Status.RUNNING:
-                self._finished.append(exp.id)
-                self._note_tried(exp)
-        points = chain(self._experiments.values())
-        if points:
-            self._baseline, self._best = points[0].id, points[-1].id
 
     def watch(self, watcher: Watcher) -> None:
         """Call ``watcher(event, experiment)`` after every event.
@@ -130,117 +96,6 @@ class RunState:
         changes meanwhile. A watcher should be quick, and may read the state.
         """
         self._watchers.append(watcher)
-
-    # -- reading -----------------------------------------------------------------------------------
-
-    @property
-    def baseline(self) -> Experiment | None:
-        with self._lock:
-            return None if self._baseline is None else self._experiments[self._baseline]
-
-    @property
-    def best(self) -> Experiment | None:
-        """The current best: the last keep, else the baseline (the tip of the run branch)."""
-        with self._lock:
-            return None if self._best is None else self._experiments[self._best]
-
-    def get(self, experiment_id: int) -> Experiment:
-        """The latest version of an experiment."""
-        with self._lock:
-            return self._experiments[experiment_id]
-
-    def history(self) -> tuple[Experiment, ...]:
-        """Finished experiments, in the order they finished."""
-        with self._lock:
-            return tuple(self._experiments[i] for i in self._finished)
-
-    def running(self) -> tuple[Experiment, ...]:
-        """Experiments in flight whose hypothesis is known (what other workers are trying)."""
-        with self._lock:
-            return tuple(e for e in self._experiments.values() if e.status is Status.RUNNING and e.hypothesis)
-
-    def experiments(self) -> tuple[Experiment, ...]:
-        """Every experiment, in id order (as the ledger lists them)."""
-        with self._lock:
-            return tuple(self._experiments[i] for i in sorted(self._experiments))
-
-    def snapshot(self) -> tuple[Experiment | None, Experiment | None, tuple[Experiment, ...], tuple[Experiment, ...]]:
-        """(baseline, best, finished history, experiments in flight), consistent with each other."""
-        with self._lock:
-            return self.baseline, self.best, self.history(), self.running()
-
-    def values(self, experiment_id: int, round: int | None = None) -> list[float]:
-        """The measured values of an experiment's latest round (or of ``round``)."""
-        with self._lock:
-            return self._values(experiment_id, self._experiments[experiment_id].round if round is None else round)
-
-    def _values(self, experiment_id: int, round: int) -> list[float]:
-        return list(self._samples.get((experiment_id, round), []))
-
-    def samples(self) -> dict[tuple[int, int], list[float]]:
-        """Every measured value, by (experiment, round)."""
-        with self._lock:
-            return {key: list(values) for key, values in self._samples.items()}
-
-    def noise(self, exclude: Iterable[int] = ()) -> Noise:
-        """The noise pooled over every experiment measured more than once (but ``exclude``)."""
-        skip = set(exclude)
-        with self._lock:
-            return Noise.pooled([v for (e, _), v in self._samples.items() if e not in skip])
-
-    def parent_of(self, exp: Experiment) -> Experiment | None:
-        """The point of the run branch ``exp`` was proposed on (the best it was judged against), if any."""
-        with self._lock:
-            for known in self._experiments.values():
-                if known.commit == exp.parent and known.status in ON_BRANCH and known.id != exp.id:
-                    return known
-            return None
-
-    def measurements(self, experiment_id: int, round: int) -> list[Measured]:
-        """An experiment's measurements of one round, as recorded (set-aside ones included), by seed."""
-        with self._lock:
-            return sorted(self._measured.get((experiment_id, round), []), key=lambda m: m.seed)
-
-    def usual_contention(self) -> float | None:
-        """The share of the machine other programs use when it is quiet: the lowest tenth over the run's last 50
-        measurements (bursts of load are the exception, not the usual; where another job holds a core for tens
-        of seconds at a time, a quarter of a short night's runs may fall in its bursts)."""
-        with self._lock:
-            recent = sorted(self._contention[-50:])
-            return recent[len(recent) // 10] if len(recent) >= 3 else None
-
-    def screened(self, best_id: int, best_runs: int, z: float | None) -> list[float | None]:
-        """Note a candidate screened out at ``z`` against the best's estimate from ``best_runs`` runs; all so noted."""
-        with self._lock:
-            found = self._screened.setdefault((best_id, best_runs), [])
-            found.append(z)
-            return list(found)
-
-    def last_contention(self) -> float | None:
-        """The share of the machine other programs used during the run's last measurement, when known."""
-        with self._lock:
-            return self._contention[-1] if self._contention else None
-
-    def tried(self, parent: str, change_key: str) -> Experiment | None:
-        """The last finished experiment that made the change ``change_key`` on ``parent``, if any (interrupted ones aside)."""
-        with self._lock:
-            found = self._tried.get((parent, change_key))
-            return None if found is None else self._experiments[found]
-
-    def spent(self) -> Usage:
-        """What the run's agents have spent so far, every invocation together."""
-        with self._lock:
-            return sum(
-                (Usage(e.tokens_in or 0, e.tokens_out or 0, e.cost_usd) for e in self._experiments.values()), Usage()
-            )
-
-    def next_seed(self, experiment_id: int, round: int) -> int:
-        """Reserve the next seed of an experiment's round (two workers never measure on the same seed)."""
-        with self._lock:
-            key = (experiment_id, round)
-            seed = max(self._seeds.get(key, 0), len(self._samples.get(key, [])))
-            self._seeds[key] = seed + 1
-            return seed
 
     # -- events ------------------------------------------------------------------------------------
 
@@ -360,11 +215,6 @@ class RunState:
                 self._samples.pop((experiment_id, round), None)
             self._experiments[exp.id] = exp
             self._tell(Event.ASIDE, exp)
-
-    def notes(self) -> tuple[Note, ...]:
-        """The lab notebook, oldest first."""
-        with self._lock:
-            return tuple(self._notes)
 
     def note(self, experiment_id: int, texts: Iterable[str]) -> tuple[Note, ...]:
         """Add what the agent of ``experiment_id`` wrote to the notebook, one note per text (empty ones skipped)."""
@@ -494,11 +344,6 @@ class RunState:
         on_branch = [i for i in self._finished if self._experiments[i].status in ON_BRANCH]
         self._best = on_branch[-1] if on_branch else None
         self._tell(Event.FINISH, exp)
-
-    def _note_tried(self, exp: Experiment) -> None:
-        # An interrupted experiment says nothing of its change: it may be proposed and measured again.
-        if exp.change_key and exp.status is not Status.INTERRUPTED:
-            self._tried[(exp.parent, exp.change_key)] = exp.id
 
     def _place(self, exp: Experiment) -> None:
         if exp.status is Status.BASELINE:
