@@ -85,8 +85,8 @@ def test_every_error_derives_from_the_root() -> None:
 
 
 WRITE_SIDE = ("overnight.run.loop", "overnight.run.controller", "overnight.judge.measure", "overnight.process", "overnight.agents",
-              "overnight.executors", "overnight.run.state", "overnight.run.standing",
-              "overnight.run.start")  # fmt: skip
+              "overnight.executors", "overnight.run.state", "overnight.run.standing", "overnight.run.start",
+              "overnight.run.handoff")  # fmt: skip
 
 
 def _loaded(code: str) -> set[str]:

@@ -3,7 +3,8 @@
 1. begin: record the experiment as running (its id is taken now, so ids never skip)
 2. check out: put the worktree at the current best (the agent's brief is gathered just before,
    while the worktree's reset from the last experiment finishes)
-3. ask: the agent edits the worktree and gives a one-line hypothesis
+3. ask: the agent edits the worktree and gives a one-line hypothesis (what it is handed, and
+   the notes it leaves for the lab notebook: overnight.run.handoff)
 4. inspect the change: nothing changed → no_change; too large, or outside the editable
    files → rejected; the same change as one already tried on the same best → duplicate
 5. commit it as ``exp <id>: <hypothesis>`` under ``refs/overnight/<tag>/<id>`` (the commit
@@ -36,17 +37,13 @@ A failure of the harness itself (or a second Ctrl-C) records the experiment as
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import replace
-from pathlib import Path
 
-from overnight import git, secrets, threads, untrusted
+from overnight import git, secrets, untrusted
 from overnight.agents import Agent, Context, brief
-from overnight.agents.known import Known
 from overnight.bookkeeping import Bookkeeping, Rebase
 from overnight.errors import AgentError, AgentUnavailable, GitError, OvernightError
 from overnight.executors import Executor
@@ -57,6 +54,7 @@ from overnight.judge.measure import Measurer
 from overnight.judge.rule import Action, Decision
 from overnight.records import MEASURED, Ended, Experiment, Status, Usage, now_iso
 from overnight.run import faults
+from overnight.run.handoff import Handoff
 from overnight.run.slots import Slots
 from overnight.run.start import Run
 from overnight.run.state import BestMoved
@@ -87,17 +85,15 @@ class Worker:
         self.worktree = Worktree(run.task.root, run.paths.worktrees / f"w{index}")
         self.measurer = Measurer(run, executor, self.worktree, self.stop, slots)
         self._fatal: AgentUnavailable | None = None  # raised once its experiment is recorded
-        self._sweep: threads.Task | None = None  # removing the last notes folder (an rmdir can take ms)
+        self.handoff = Handoff(run, self.worktree, self.measurer.sandbox, self.stop)  # the agent's context, its notes
         # the night's progress as the controller sees it (its limits), for the brief; None: not known
         self.progress: Callable[[int], brief.Progress] | None = None
-        self._known: Known[brief.Entry] = Known()  # the brief's entries made for earlier proposals (brief.gather)
 
     def open(self, commit: str) -> None:
         self.worktree.create(commit)
 
     def close(self) -> None:
-        if self._sweep is not None:
-            self._sweep.wait()
+        self.handoff.close()
         self.worktree.remove()
 
     # -- the experiments ---------------------------------------------------------------------------
@@ -111,7 +107,7 @@ class Worker:
         try:
             # The brief is gathered first: the worktree's reset to the best (started when the last
             # experiment ended) finishes meanwhile, and step 2 waits less for it.
-            context = self._context(exp)
+            context = self.handoff.context(exp, self.progress)
             self._check_out(best)  # 2
             exp = self._ask(exp, context)  # 3
             exp, change = self._inspect(exp)  # 4
@@ -180,7 +176,7 @@ class Worker:
             proposal = self.agent.propose(context)
         except AgentError as err:
             self._spent(exp.id, err.usage)
-            self._noted(exp, err.notes, context.notes_path, err.hypothesis)
+            self.handoff.take_notes(exp, err.notes, context.notes_path, err.hypothesis)
             raise Ended(Status.INTERRUPTED if self.stop.is_set() else Status.REJECTED, str(err)) from None
         except AgentUnavailable as err:  # recorded like any failed proposal, then the run stops
             self._fatal = err
@@ -191,7 +187,7 @@ class Worker:
         except Exception as err:  # a bug in an agent (or its SDK) fails this proposal, not the night
             log.warning("agent %s raised", self.agent.name, exc_info=True)
             raise Ended(Status.REJECTED, f"the agent failed: {type(err).__name__}: {err}") from None
-        self._noted(exp, proposal.notes, context.notes_path)
+        self.handoff.take_notes(exp, proposal.notes, context.notes_path)
         if self.stop.is_set():
             raise Ended(Status.INTERRUPTED, "stopped while the agent was proposing")
         # One printable line without credentials: it becomes a commit message, a TSV field and a table cell.
@@ -208,22 +204,6 @@ class Worker:
         exp = self.state.propose(_with_usage(exp, proposal.usage))
         faults.point("proposed")
         return exp
-
-    def _noted(self, exp: Experiment, notes: Sequence[str], path: Path | None, hypothesis: str = "") -> None:
-        """Record the notes an agent left (in its reply, or appended to its notes file) in the notebook;
-        and the hypothesis of a proposal that failed, when the agent still said what it tried."""
-        texts = list(notes)
-        if path is not None:  # never through a link, only a regular file, to a bound (overnight.untrusted)
-            texts += untrusted.notes_file(path, folder=False)
-            if self._sweep is not None:
-                self._sweep.wait()
-            folder = path.parent
-            self._sweep = threads.spawn(lambda: _remove_empty(folder))
-        cleaned = [brief.clean_note(t) for t in texts]
-        self.state.note(exp.id, [t for t in cleaned if t][: brief.NOTES_PER_EXPERIMENT])
-        said = brief.clean_note(hypothesis)
-        if said and not self.state.get(exp.id).hypothesis:
-            self.state.propose(replace(self.state.get(exp.id), hypothesis=said))
 
     def _inspect(self, exp: Experiment) -> tuple[Experiment, Change]:
         """4. See what the agent changed, and refuse what breaks the rules or was tried before."""
@@ -312,51 +292,6 @@ class Worker:
 
     # -- what the steps share ----------------------------------------------------------------------
 
-    def _context(self, exp: Experiment) -> Context:
-        task = self.run.task
-        baseline, best, history, running = self.state.snapshot()
-        shown = tuple(e if e.holdout is None else replace(e, holdout=None) for e in history)  # kept hidden
-        notes_path = self.run.paths.notes(exp.id, os.urandom(8).hex())  # its own folder, not guessed
-        notes_path.parent.mkdir(parents=True, exist_ok=True)
-        notes_path.parent.parent.chmod(0o711)  # the folders of the others are not listed (but as root)
-        facts = brief.gather(
-            config=task.config,
-            history=shown,
-            running=[e for e in running if e.id != exp.id],
-            samples=self.state.samples(),
-            notes=self.state.notes(),
-            logs=self.run.paths.logs,
-            root=task.root,
-            best=best,
-            progress=self.progress(exp.id) if self.progress else None,
-            notes_path=notes_path,
-            known=self._known,
-        )
-        return Context(
-            experiment_id=exp.id,
-            program=task.program,
-            config=task.config,
-            worktree=self.worktree.path,
-            task_dir=task.in_worktree(self.worktree.path),
-            editable=task.files_at(exp.parent)[0],
-            baseline=baseline.metric if baseline else None,
-            best=best.metric if best else None,
-            best_commit=exp.parent,
-            history=shown,
-            running=running,
-            log_path=self.run.paths.log(exp.id, "agent"),
-            brief_path=self.run.paths.brief(exp.id),
-            stop=self.stop,
-            token=f"{self.run.id}:{exp.id}:agent",
-            sandbox=replace(
-                self.measurer.sandbox, network=True, writable=(*self.measurer.sandbox.writable, notes_path.parent)
-            )
-            if self.measurer.sandbox
-            else None,
-            facts=facts,
-            notes_path=notes_path,
-        )
-
     def _ref(self, experiment_id: int, round: int = 0) -> str:
         """The ref that keeps an experiment's commit reachable (one per round: a rebase makes a new commit)."""
         return git.experiment_ref(self.run.tag, experiment_id) + (f".r{round}" if round else "")
@@ -424,12 +359,6 @@ class Worker:
                 self.state.finish(self._ended(experiment_id, Status.INTERRUPTED, reason))
         except Exception:  # the ledger may be what failed; the original error matters more
             log.exception("could not record experiment %d as interrupted", experiment_id)
-
-
-def _remove_empty(folder: Path) -> None:
-    """Remove an agent's notes folder when it left nothing else there."""
-    with contextlib.suppress(OSError):
-        folder.rmdir()
 
 
 def _with_usage(exp: Experiment, usage: Usage | None) -> Experiment:
