@@ -44,6 +44,7 @@ class Handoff:
         self.stop = stop
         self._sweep: threads.Task | None = None  # removing the last notes folder (an rmdir can take ms)
         self._known: Known[brief.Entry] = Known()  # the brief's entries made for earlier proposals (brief.gather)
+        self._shown: dict[int, tuple[Experiment, Experiment]] = {}  # id → (the record, it without its holdout)
 
     def close(self) -> None:
         """Wait until the last notes folder is removed."""
@@ -54,7 +55,7 @@ class Handoff:
         """What the agent of ``exp`` is told; ``progress``: the night's progress as the controller sees it."""
         task = self.run.task
         baseline, best, history, running = self.state.snapshot()
-        shown = tuple(e if e.holdout is None else replace(e, holdout=None) for e in history)  # kept hidden
+        shown = tuple(e if e.holdout is None else self._hidden(e) for e in history)
         notes_path = self.run.paths.notes(exp.id, os.urandom(8).hex())  # its own folder, not guessed
         notes_path.parent.mkdir(parents=True, exist_ok=True)
         notes_path.parent.parent.chmod(0o711)  # the folders of the others are not listed (but as root)
@@ -93,6 +94,14 @@ class Handoff:
             facts=facts,
             notes_path=notes_path,
         )
+
+    def _hidden(self, exp: Experiment) -> Experiment:
+        """``exp`` without its held-out score, which agents must not see: the same object while ``exp`` is,
+        so the brief's entry and encoding made from it are kept too (overnight.agents.known, jsonbrief)."""
+        kept = self._shown.get(exp.id)
+        if kept is None or kept[0] is not exp:
+            kept = self._shown[exp.id] = (exp, replace(exp, holdout=None))
+        return kept[1]
 
     def take_notes(self, exp: Experiment, notes: Sequence[str], path: Path | None, hypothesis: str = "") -> None:
         """Record the notes an agent left (in its reply, or appended to its notes file) in the notebook;
