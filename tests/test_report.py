@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -286,6 +287,54 @@ def test_the_live_view_shows_outcomes_as_they_stand_and_the_whole_budget_at_130_
     assert "baseline 4.57421 ×3   1 experiment after the baseline, 0 kept" in panel
     assert line(replace(first, metric=4.57421, runs=3)) in panel and "4.67422" not in panel  # the mean, as elsewhere
     assert "run 1 · 0/300s" in panel  # the budget column is whole; the hypothesis gives way
+
+
+class _Locked:
+    """A run's standing behind the state's lock, as RunState's: it says when a reader is about to wait for it."""
+
+    def __init__(self, standing: _Standing) -> None:
+        self.standing, self.lock, self.waiting = standing, threading.RLock(), threading.Event()
+
+    def snapshot(self) -> tuple[Experiment, Experiment, tuple[Experiment, ...], tuple[Experiment, ...]]:
+        if not self.lock.acquire(blocking=False):
+            self.waiting.set()
+            self.lock.acquire()
+        try:
+            return self.standing.snapshot()
+        finally:
+            self.lock.release()
+
+
+def test_the_live_view_never_waits_for_the_state_while_rich_refreshes_it() -> None:
+    # The state calls watch under its lock, and watch prints through rich (the Live display's lock); rich's
+    # refresh thread renders under that lock. A render that read the state then would wait for the worker,
+    # which waits for the refresh: the night hung so once. Here the refresh runs while a worker holds the
+    # state's lock, and the worker ends an experiment as soon as the refresh is either done or waiting for it.
+    console = Console(record=True, width=140, force_terminal=True)
+    first = Experiment(0, Status.BASELINE, metric=4.0, runs=1, hypothesis="baseline")
+    locked = _Locked(_Standing(first, Experiment(1, Status.RUNNING, hypothesis="h")))
+    view = LiveView(console, "loss", Goal.MIN, budget_s=10, standing=locked)
+    refreshed, ended = threading.Event(), threading.Event()
+
+    def refresh() -> None:
+        view._live.refresh()
+        refreshed.set()
+
+    def worker() -> None:
+        with locked.lock:
+            threading.Thread(target=refresh, daemon=True).start()
+            while not (refreshed.is_set() or locked.waiting.is_set()):
+                time.sleep(0.005)
+            view.watch(Event.FINISH, first)  # prints: waits for the Live display's lock
+        ended.set()
+
+    view.__enter__()
+    threading.Thread(target=worker, daemon=True).start()
+    done = ended.wait(120) and refreshed.wait(120)
+    if done:  # stopping a display whose lock is held for good would hang the test, not fail it
+        view.__exit__(None, None, None)
+    assert done, "the live view and the state waited for each other"
+    assert not locked.waiting.is_set()  # render read what watch copied, never the state
 
 
 def test_the_plain_line() -> None:

@@ -128,6 +128,12 @@ class LiveView:
     Baseline, best and counts come from the run's state, ``standing`` (so a resumed run shows
     them from the start, and re-estimated bests as they change); the view itself only
     follows which experiment each worker is on, its measurement under way, and the last outcomes.
+
+    The state calls :meth:`watch` under its lock, and watch prints through rich, which takes the
+    Live display's lock; rich's refresh thread calls :meth:`render` under that lock. So render must
+    never wait for the state's lock (the two threads would each hold the lock the other waits for,
+    and the night would hang): watch copies what render shows from the state, and render reads
+    only the copy.
     """
 
     def __init__(
@@ -146,7 +152,9 @@ class LiveView:
         self.standing, self.alert = standing, alert
         self.workers: dict[int, _Now] = {}
         self.recent: deque[Experiment] = deque(maxlen=6)
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # held only to read or replace what is shown, never while waiting for another
+        self._shown = standing.snapshot()  # the state as the last event left it (see the class docstring)
+        self._warning = alert.text() if alert is not None else ""
         self._live = Live(console=console, get_renderable=self.render, refresh_per_second=4, transient=True)
 
     def __enter__(self) -> LiveView:
@@ -158,7 +166,13 @@ class LiveView:
 
     def watch(self, event: Event, exp: Experiment) -> None:
         """Follow the run: an experiment starts (proposed), each of its measurements starts, it ends."""
+        shown = self.standing.snapshot()  # under the state's lock already: the state calls its watchers so
+        ending = event in (Event.FINISH, Event.KEEP, Event.UNDO)
+        warning = self.alert.text() if ending and self.alert is not None else None
         with self._lock:
+            self._shown = shown
+            if warning is not None:
+                self._warning = warning
             if event is Event.PROPOSE:
                 self.workers[exp.worker] = _Now(exp, time.monotonic())
                 return
@@ -167,7 +181,7 @@ class LiveView:
                 if now is not None and now.exp.id == exp.id:  # the bar shows the measurement under way
                     now.started, now.runs = time.monotonic(), now.runs + 1
                 return
-            if event not in (Event.FINISH, Event.KEEP, Event.UNDO):
+            if not ending:
                 return
             if event is not Event.UNDO:  # an undone keep ended long ago: its worker is on something else
                 self.workers.pop(exp.worker, None)
@@ -178,7 +192,7 @@ class LiveView:
         with self._lock:
             workers = sorted(self.workers.items())
             recent = list(self.recent)
-        baseline, best, history, flying = self.standing.snapshot()
+            (baseline, best, history, flying), warning = self._shown, self._warning
         # Counted as status, the plot and the dashboard count them (views.tally): the ids after the baseline.
         kept = sum(1 for e in history if e.status is Status.KEEP)
         total = sum(1 for e in (*history, *flying) if e.status is not Status.BASELINE and e.id > 0)
@@ -215,6 +229,5 @@ class LiveView:
         last.add_column(ratio=1, no_wrap=True, overflow="ellipsis")
         for exp in recent[-4:]:
             last.add_row(Text(line(exp), style=_STYLE.get(exp.status, "yellow")))
-        warning = self.alert.text() if self.alert is not None else ""
         shown = [Text(f"warning: {warning}", style="bold yellow")] if warning else []
         return Group(head, *shown, running, Text("last outcomes", style="bold"), last)
