@@ -76,8 +76,10 @@ def effect(kind: str, base: float) -> float:
     return -0.25 * base if kind == "25%" else EFFECT[kind]
 
 
-def greedy(kinds: Iterable[str], measure: Metered, tally: Tally, base: float) -> float:
-    best_true = base
+def _climb(kinds: Iterable[str], measure: Metered, base: float) -> tuple[float, list[str]]:
+    """Keep whatever beats the best's one run, until the proposals or the runs run out: (the true value
+    reached, the kinds kept in order)."""
+    best_true, keeps = base, []
     try:
         best_seen = measure(base)
         for kind in kinds:
@@ -85,9 +87,16 @@ def greedy(kinds: Iterable[str], measure: Metered, tally: Tally, base: float) ->
             seen = measure(true)
             if seen < best_seen:
                 best_true, best_seen = true, seen
-                tally.kept[kind] += 1
+                keeps.append(kind)
     except Spent:
         pass
+    return best_true, keeps
+
+
+def greedy(kinds: Iterable[str], measure: Metered, tally: Tally, base: float) -> float:
+    best_true, keeps = _climb(kinds, measure, base)
+    for kind in keeps:
+        tally.kept[kind] += 1
     return best_true
 
 
@@ -242,18 +251,7 @@ def greedy_pruned(kinds: Iterable[str], measure: Metered, tally: Tally, base: fl
     spends NIGHT_SHARE of the budget and the morning what is left (R from 2 to MORNING_RUNS; fewer than
     two runs an arm certify nothing)."""
     night = Metered(measure.measure, None if measure.budget is None else int(measure.budget * NIGHT_SHARE))
-    keeps: list[str] = []
-    best_true = base
-    try:
-        best_seen = night(base)
-        for kind in kinds:
-            true = best_true + effect(kind, best_true)
-            seen = night(true)
-            if seen < best_seen:
-                best_true, best_seen = true, seen
-                keeps.append(kind)
-    except Spent:
-        pass
+    best_true, keeps = _climb(kinds, night, base)
     measure.runs += night.runs
     arms = len(keeps) + 1  # the best, and the best without each keep
     left = MORNING_RUNS * arms if measure.budget is None else measure.budget - measure.runs
