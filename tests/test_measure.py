@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import re
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -243,8 +242,11 @@ def test_a_protected_file_rewritten_to_the_same_size_and_modification_time_is_st
     data.write_text("1,2,3\n")
     first = integrity.fingerprint(tmp_path, ["labels.csv"])
     assert integrity.fingerprint(tmp_path, ["labels.csv"]) == first
-    time.sleep(0.05)  # past a tick of the coarse clock the kernel stamps inodes with
     before = os.stat(data)
+    tick = tmp_path / "tick"  # touched until the coarse clock the kernel stamps inodes with has moved on
+    tick.touch()
+    while os.stat(tick).st_ctime_ns <= before.st_ctime_ns:
+        tick.touch()
     data.write_text("9,2,3\n")  # what a run that fakes its data does: same size,
     os.utime(data, ns=(before.st_atime_ns, before.st_mtime_ns))  # and the same modification time
     assert (os.stat(data).st_size, os.stat(data).st_mtime_ns) == (before.st_size, before.st_mtime_ns)

@@ -294,10 +294,12 @@ class _Locked:
 
     def __init__(self, standing: _Standing) -> None:
         self.standing, self.lock, self.waiting = standing, threading.RLock(), threading.Event()
+        self.moved = threading.Event()  # a reader waits for the lock, or a refresh ended (set by the test)
 
     def snapshot(self) -> tuple[Experiment, Experiment, tuple[Experiment, ...], tuple[Experiment, ...]]:
         if not self.lock.acquire(blocking=False):
             self.waiting.set()
+            self.moved.set()
             self.lock.acquire()
         try:
             return self.standing.snapshot()
@@ -319,12 +321,12 @@ def test_the_live_view_never_waits_for_the_state_while_rich_refreshes_it() -> No
     def refresh() -> None:
         view._live.refresh()
         refreshed.set()
+        locked.moved.set()
 
     def worker() -> None:
         with locked.lock:
             threading.Thread(target=refresh, daemon=True).start()
-            while not (refreshed.is_set() or locked.waiting.is_set()):
-                time.sleep(0.005)
+            locked.moved.wait(120)  # the refresh is either done or waiting for this lock
             view.watch(Event.FINISH, first)  # prints: waits for the Live display's lock
         ended.set()
 
